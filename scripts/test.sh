@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The test command: everything the README promises, from a fresh Debian 12
+# machine (as root) with access to package registries only.
+#
+#   scripts/test.sh [ARGS...]      # ARGS go to the integration binary, after `--`
+#
+# It installs what is missing (Debian packages, pkilint from PyPI), starts a
+# throwaway PostgreSQL, builds, runs the unit tests once, then runs the
+# integration binary `it` once per key store: `software`, then `pkcs11`
+# against fresh SoftHSM2 tokens. Every run goes ahead even when an earlier
+# one failed; the exit status is non-zero if any of them did.
+#
+# Environment the tests get:
+#   NCA_TEST_POSTGRES_URL     postgres://postgres@127.0.0.1:PORT/nca_test (recreated before each run)
+#   NCA_TEST_KEY_STORE        software | pkcs11
+#   SOFTHSM2_CONF             this run's SoftHSM2 configuration (fresh tokens)
+#   NCA_TEST_PKCS11_MODULE    SoftHSM2's PKCS#11 module
+#   NCA_TEST_PKCS11_TOKEN     CA token label, nca-test-ca (pkcs11 run only)
+#   NCA_TEST_PKCS11_PIN       its user PIN (pkcs11 run only)
+#   NCA_TEST_OPERATOR_TOKEN   an empty operator token, nca-test-operator (both runs)
+#   NCA_TEST_OPERATOR_PIN     its user PIN
+#
+# Knobs: NCA_TEST_KEY_STORES ("software pkcs11"), NCA_TEST_PG_PORT (a free
+# port), NCA_TEST_KEEP_TMP=1 (keep the temporary directory for a post-mortem).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+# Development-only PINs of throwaway tokens.
+hsm_user_pin=1234
+hsm_so_pin=5678
+
+section() {
+    printf '\n==== %s ==== [%s]\n' "$*" "$(date -u +%H:%M:%S)"
+}
+die() {
+    echo "test.sh: $*" >&2
+    exit 1
+}
+as_root() {
+    if ((EUID == 0)); then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "need root to run: $*"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+section "Debian packages"
+
+missing=()
+need_cmd() { # command package
+    if ! command -v "$1" >/dev/null; then missing+=("$2"); fi
+}
+need_cmd softhsm2-util softhsm2
+need_cmd pkcs11-tool opensc
+need_cmd openssl openssl
+need_cmd curl curl
+need_cmd ps procps
+need_cmd runuser util-linux
+need_cmd timeout coreutils
+need_cmd python3 python3
+need_cmd cc build-essential
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then missing+=(postgresql); fi
+
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    apt_install() {
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+    }
+    if ! apt_install "${missing[@]}"; then
+        as_root apt-get update -q
+        apt_install "${missing[@]}"
+    fi
+else
+    echo "all present"
+fi
+
+if ! command -v cargo >/dev/null && [[ -x $HOME/.cargo/bin/cargo ]]; then
+    PATH=$HOME/.cargo/bin:$PATH
+fi
+command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (see rust-version in Cargo.toml)"
+cargo --version
+
+# ---------------------------------------------------------------------------
+section "pkilint"
+
+# pip puts console scripts in the interpreter's scripts directory, which is
+# not on PATH for pyenv (its shims only cover what existed at the last rehash).
+# pip falls back to the user scheme (~/.local/bin) when it cannot write to
+# site-packages.
+scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+user_scripts_dir=$(python3 -c 'import site; print(site.USER_BASE)')/bin
+PATH=$scripts_dir:$user_scripts_dir:$PATH
+# Fallback for an interpreter that will not take packages (Debian's own
+# python3 is "externally managed"): a virtual environment of our own.
+pkilint_venv=${XDG_CACHE_HOME:-$HOME/.cache}/nca/pkilint-venv
+if [[ -x $pkilint_venv/bin/lint_pkix_cert ]]; then PATH=$pkilint_venv/bin:$PATH; fi
+hash -r
+
+if ! command -v lint_pkix_cert >/dev/null; then
+    export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+    if ! python3 -m pip install -q pkilint; then
+        echo "pip install into $(command -v python3) failed; using a venv in $pkilint_venv"
+        if ! python3 -m venv "$pkilint_venv"; then
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+            python3 -m venv "$pkilint_venv"
+        fi
+        "$pkilint_venv/bin/python" -m pip install -q pkilint
+        PATH=$pkilint_venv/bin:$PATH
+    fi
+    hash -r
+fi
+lint_pkix_cert --help >/dev/null || die "lint_pkix_cert does not run"
+echo "lint_pkix_cert: $(command -v lint_pkix_cert)"
+export PATH
+
+# ---------------------------------------------------------------------------
+section "Scratch directory and PostgreSQL"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nca-test.XXXXXX")
+# The postgres OS user must be able to reach $tmp/pg.
+chmod 711 "$tmp"
+cleanup() {
+    local rc=$?
+    "$root/scripts/pg-stop.sh" "$tmp/pg" || true
+    if [[ ${NCA_TEST_KEEP_TMP:-} == 1 ]]; then
+        echo "test.sh: kept $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+echo "scratch: $tmp"
+
+pg_port=${NCA_TEST_PG_PORT:-$(python3 -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()')}
+NCA_TEST_POSTGRES_URL=$(scripts/pg-start.sh "$tmp/pg" "$pg_port")
+export NCA_TEST_POSTGRES_URL
+echo "NCA_TEST_POSTGRES_URL=$NCA_TEST_POSTGRES_URL"
+
+psql_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
+fresh_database() {
+    local admin_url=${NCA_TEST_POSTGRES_URL%/*}/postgres
+    "$psql_bin" "$admin_url" -Xq -v ON_ERROR_STOP=1 \
+        -c 'DROP DATABASE IF EXISTS nca_test WITH (FORCE)' \
+        -c 'CREATE DATABASE nca_test'
+}
+
+pkcs11_module=
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
+    /usr/lib/*/softhsm/libsofthsm2.so; do
+    if [[ -f $m ]]; then
+        pkcs11_module=$m
+        break
+    fi
+done
+[[ -n $pkcs11_module ]] || die "libsofthsm2.so not found (apt-get install softhsm2)"
+echo "PKCS#11 module: $pkcs11_module"
+
+# ---------------------------------------------------------------------------
+section "Build (cargo build --tests)"
+
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+cargo_flags=()
+if [[ -f Cargo.lock ]]; then cargo_flags+=(--locked); fi
+cargo build "${cargo_flags[@]}" --tests
+
+# ---------------------------------------------------------------------------
+results=()
+failed=0
+record() { # name status seconds
+    local verdict=ok
+    if (($2 != 0)); then
+        verdict="FAILED (exit $2)"
+        failed=1
+    fi
+    results+=("$(printf '%-26s %-18s %5ss' "$1" "$verdict" "$3")")
+}
+
+section "Unit tests (cargo test --lib --bins)"
+start=$SECONDS
+rc=0
+cargo test "${cargo_flags[@]}" --lib --bins || rc=$?
+record "unit" "$rc" "$((SECONDS - start))"
+
+it_args=("$@")
+case " $* " in
+*" --test-threads"*) ;;
+*) it_args=(--test-threads=2 "${it_args[@]}") ;;
+esac
+
+# One run of the integration binary, in a subshell of its own so that its
+# exports stay there and a failure ends the run, not the script.
+integration_run() { # key-store
+    local store=$1 hsm=$tmp/hsm-$1 line
+    unset NCA_TEST_PKCS11_TOKEN NCA_TEST_PKCS11_PIN
+    fresh_database
+    if [[ $store == pkcs11 ]]; then
+        line=$(hsm/setup-token.sh "$hsm" nca-test-ca "$hsm_user_pin" "$hsm_so_pin")
+        eval "$line"
+        export NCA_TEST_PKCS11_TOKEN=nca-test-ca NCA_TEST_PKCS11_PIN=$hsm_user_pin
+    fi
+    line=$(hsm/setup-token.sh "$hsm" nca-test-operator "$hsm_user_pin" "$hsm_so_pin")
+    eval "$line"
+    export SOFTHSM2_CONF NCA_TEST_KEY_STORE=$store NCA_TEST_PKCS11_MODULE=$pkcs11_module
+    export NCA_TEST_OPERATOR_TOKEN=nca-test-operator NCA_TEST_OPERATOR_PIN=$hsm_user_pin
+    env | grep -E '^(NCA_TEST_|SOFTHSM2_CONF=)' | grep -v '_PIN=' | sort || true
+    cargo test "${cargo_flags[@]}" --test it -- "${it_args[@]}"
+}
+
+for store in ${NCA_TEST_KEY_STORES:-software pkcs11}; do
+    section "Integration tests, key store: $store"
+    start=$SECONDS
+    # `set -e` is ignored in a subshell whose status is tested (`( … ) || …`),
+    # so switch it off around a plain subshell that switches it back on.
+    set +e
+    (
+        set -e
+        integration_run "$store"
+    )
+    rc=$?
+    set -e
+    record "integration ($store)" "$rc" "$((SECONDS - start))"
+done
+
+# ---------------------------------------------------------------------------
+section "Summary"
+printf '%s\n' "${results[@]}"
+if ((failed)); then
+    echo "FAILED"
+    echo "PostgreSQL log: last lines of $tmp/pg/postgres.log"
+    tail -n 20 "$tmp/pg/postgres.log" || true
+    exit 1
+fi
+echo "all passed"

@@ -1,0 +1,367 @@
+//! Configuration: `ca-config/nca.toml` holds every default, environment variables of the
+//! contract override it, secrets come only from the environment or a file.
+//!
+//! When the config file is absent the copy built into the binary is used, so that `nca serve`
+//! runs anywhere on embedded defaults; profiles and other data files fall back the same way.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::keys::{KeyAlgorithm, KeyStoreError};
+
+pub const EMBEDDED_CONFIG: &str = include_str!("../ca-config/nca.toml");
+
+/// What is wrong with a configuration. Each is fatal at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// The TOML does not parse or has a field of the wrong type.
+    #[error("parsing {path}: {message}")]
+    Parse { path: String, message: String },
+    /// A value (from the file or the environment) is out of its domain.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// The configuration is unsafe for production and the run is not a development run.
+    #[error("unsafe configuration: {0} (allowed only in a development run: development = true)")]
+    Unsafe(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStoreKind {
+    Software,
+    Pkcs11,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub development: bool,
+    pub listen: String,
+    pub operator_listen: String,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub timezone_offset: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyStoreSection {
+    pub kind: KeyStoreKind,
+    pub pkcs11_module: PathBuf,
+    pub pkcs11_token: String,
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    pub root_id: String,
+    pub root_common_name: String,
+    pub root_key: String,
+    pub root_validity_days: u32,
+    pub issuing_id: String,
+    pub issuing_common_name: String,
+    pub issuing_key: String,
+    pub issuing_validity_days: u32,
+    pub organization: String,
+    pub country: String,
+    pub issuing_policy: String,
+    pub cps_uri: String,
+    pub ocsp_common_name: String,
+    pub ocsp_validity_days: u32,
+    pub tls_dns_names: Vec<String>,
+    pub tls_ip_addresses: Vec<String>,
+    pub pending_abandon_after_seconds: i64,
+    pub profiles_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub iin: String,
+    pub surname: String,
+    pub name: String,
+    pub patronymic: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    pub file: PathBuf,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSection {
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlSection {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    pub transport: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    service: ServiceSection,
+    key_store: KeyStoreSection,
+    ca: CaSection,
+    admin: AdminSection,
+    registry: RegistrySection,
+    centres: FileSection,
+    monitoring: UrlSection,
+    mail: MailSection,
+}
+
+/// The resolved configuration: file (or embedded copy), then environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from, for the start-up line.
+    pub source: String,
+    pub service: ServiceSection,
+    pub key_store: KeyStoreSection,
+    pub ca: CaSection,
+    pub admin: AdminSection,
+    pub registry: RegistrySection,
+    pub centres: FileSection,
+    pub monitoring: UrlSection,
+    pub mail: MailSection,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub operator_listen: SocketAddr,
+    pub base_url: String,
+    pub root_key: KeyAlgorithm,
+    pub issuing_key: KeyAlgorithm,
+}
+
+/// Reads a variable of the contract; an empty value counts as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Loads `path` (or `NCA_CONFIG`, or `ca-config/nca.toml`), falling back to the embedded
+    /// defaults when no file is there, then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let explicit = path.map(Path::to_path_buf).or_else(|| env("NCA_CONFIG").map(PathBuf::from));
+        let candidate = explicit.clone().unwrap_or_else(|| PathBuf::from("ca-config/nca.toml"));
+        let (text, source) = match std::fs::read_to_string(&candidate) {
+            Ok(t) => (t, candidate.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                (EMBEDDED_CONFIG.to_string(), "embedded defaults".to_string())
+            }
+            Err(source) => return Err(ConfigError::Read { path: candidate.display().to_string(), source }),
+        };
+        Self::from_toml(&text, source)
+    }
+
+    pub fn from_toml(text: &str, source: String) -> Result<Config, ConfigError> {
+        let mut f: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: source.clone(), message: e.to_string() })?;
+        if let Some(v) = env("NCA_DEVELOPMENT") {
+            f.service.development = parse_bool("NCA_DEVELOPMENT", &v)?;
+        }
+        if let Some(v) = env("NCA_DATA_DIR") {
+            f.service.data_dir = v.into();
+        }
+        if let Some(v) = env("NCA_DATABASE_URL") {
+            f.service.database_url = v;
+        }
+        if let Some(v) = env("NCA_LISTEN") {
+            f.service.listen = v;
+        }
+        if let Some(v) = env("NCA_OPERATOR_LISTEN") {
+            f.service.operator_listen = v;
+        }
+        if let Some(v) = env("NCA_BASE_URL") {
+            f.service.base_url = v;
+        }
+        if let Some(v) = env("NCA_TIMEZONE_OFFSET") {
+            f.service.timezone_offset = v;
+        }
+        if let Some(v) = env("NCA_KEY_STORE") {
+            f.key_store.kind = match v.as_str() {
+                "software" => KeyStoreKind::Software,
+                "pkcs11" => KeyStoreKind::Pkcs11,
+                _ => return Err(invalid("NCA_KEY_STORE", format!("{v:?} (software or pkcs11)"))),
+            };
+        }
+        if let Some(v) = env("NCA_PKCS11_MODULE") {
+            f.key_store.pkcs11_module = v.into();
+        }
+        if let Some(v) = env("NCA_PKCS11_TOKEN") {
+            f.key_store.pkcs11_token = v;
+        }
+        if let Some(v) = env("NCA_REGISTRY_FILE") {
+            f.registry.file = v.into();
+        }
+        if let Some(v) = env("NCA_REGISTRY_URL") {
+            f.registry.url = v;
+        }
+        if let Some(v) = env("NCA_MONITORING_URL") {
+            f.monitoring.url = v;
+        }
+        if let Some(v) = env("NCA_MAIL") {
+            f.mail.transport = v;
+        }
+
+        let data_dir = f.service.data_dir.clone();
+        let database_url = if f.service.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", data_dir.join("nca.db").display())
+        } else {
+            f.service.database_url.clone()
+        };
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("NCA_DATABASE_URL", "must be sqlite://… or postgres://…".into()));
+        }
+        let listen = f.service.listen.parse().map_err(|e| invalid("NCA_LISTEN", format!("{e}")))?;
+        let operator_listen =
+            f.service.operator_listen.parse().map_err(|e| invalid("NCA_OPERATOR_LISTEN", format!("{e}")))?;
+        let base_url = f.service.base_url.trim_end_matches('/').to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(invalid("NCA_BASE_URL", format!("{base_url:?} is not an http(s) URL")));
+        }
+        parse_offset(&f.service.timezone_offset)?;
+        let root_key: KeyAlgorithm = f.ca.root_key.parse().map_err(|e: KeyStoreError| invalid("ca.root_key", e.to_string()))?;
+        let issuing_key: KeyAlgorithm =
+            f.ca.issuing_key.parse().map_err(|e: KeyStoreError| invalid("ca.issuing_key", e.to_string()))?;
+        for (field, id) in [("ca.root_id", &f.ca.root_id), ("ca.issuing_id", &f.ca.issuing_id)] {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                return Err(invalid(field, format!("{id:?}: lower-case letters, digits and _ only")));
+            }
+        }
+        if f.ca.root_id == f.ca.issuing_id {
+            return Err(invalid("ca.issuing_id", "must differ from ca.root_id".into()));
+        }
+        f.ca.issuing_policy
+            .parse::<const_oid::ObjectIdentifier>()
+            .map_err(|e| invalid("ca.issuing_policy", e.to_string()))?;
+        Ok(Config {
+            source,
+            service: f.service,
+            key_store: f.key_store,
+            ca: f.ca,
+            admin: f.admin,
+            registry: f.registry,
+            centres: f.centres,
+            monitoring: f.monitoring,
+            mail: f.mail,
+            data_dir,
+            database_url,
+            listen,
+            operator_listen,
+            base_url,
+            root_key,
+            issuing_key,
+        })
+    }
+
+    /// Refuses what only a development run may do. Called by `serve` and `init`.
+    pub fn check_safety(&self) -> Result<(), ConfigError> {
+        if self.service.development {
+            return Ok(());
+        }
+        if self.key_store.kind == KeyStoreKind::Software {
+            return Err(ConfigError::Unsafe("software key store (keys in files, not in an HSM)".into()));
+        }
+        if env("NCA_PKCS11_PIN").is_none() && env("NCA_PKCS11_PIN_FILE").is_none() {
+            return Err(ConfigError::Unsafe("no PKCS#11 PIN in NCA_PKCS11_PIN or NCA_PKCS11_PIN_FILE".into()));
+        }
+        Ok(())
+    }
+
+    /// The token PIN, from `NCA_PKCS11_PIN` or the file `NCA_PKCS11_PIN_FILE` names. Never logged.
+    pub fn pkcs11_pin(&self) -> Result<String, KeyStoreError> {
+        if let Some(pin) = env("NCA_PKCS11_PIN") {
+            return Ok(pin);
+        }
+        if let Some(path) = env("NCA_PKCS11_PIN_FILE") {
+            let pin = std::fs::read_to_string(&path).map_err(|_| KeyStoreError::PinMissing)?;
+            return Ok(pin.trim_end_matches(['\r', '\n']).to_string());
+        }
+        Err(KeyStoreError::PinMissing)
+    }
+
+    /// A URL under the base URL, or the value itself when it is absolute.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base_url, path)
+        }
+    }
+
+    pub fn timezone_offset(&self) -> time::UtcOffset {
+        parse_offset(&self.service.timezone_offset).unwrap_or(time::UtcOffset::UTC)
+    }
+}
+
+fn invalid(field: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { field, message }
+}
+
+fn parse_bool(field: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(field, format!("{v:?} is not a boolean"))),
+    }
+}
+
+fn parse_offset(s: &str) -> Result<time::UtcOffset, ConfigError> {
+    let fmt = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+    time::UtcOffset::parse(s, &fmt).map_err(|e| invalid("NCA_TIMEZONE_OFFSET", format!("{s:?}: {e}")))
+}
+
+/// Reads a data file named by the configuration, or its copy built into the binary when the
+/// file is not there (the embedded defaults).
+pub fn read_data_file(path: &Path, embedded: &'static str) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(embedded.to_string()),
+        Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let c = Config::from_toml(EMBEDDED_CONFIG, "embedded".into()).unwrap();
+        assert_eq!(c.ca.root_id, "root");
+        assert_eq!(c.root_key, KeyAlgorithm::Rsa4096);
+        assert_eq!(c.timezone_offset(), time::UtcOffset::from_hms(5, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = EMBEDDED_CONFIG.replace("[service]", "[service]\nlisten_typo = 1");
+        assert!(matches!(Config::from_toml(&text, "t".into()), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn production_refuses_software_keys() {
+        let text = EMBEDDED_CONFIG.replace("development = true", "development = false");
+        let c = Config::from_toml(&text, "t".into()).unwrap();
+        assert!(matches!(c.check_safety(), Err(ConfigError::Unsafe(_))));
+    }
+}

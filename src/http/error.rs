@@ -1,0 +1,92 @@
+//! The one place that chooses HTTP status codes. Bodies are `{"error":{"code","message"}}`;
+//! a 5xx body is generic and its cause goes to the log.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::operators::AccessError;
+use crate::pki::IssueError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The request body or a parameter is not what the endpoint takes.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// Nothing is at this path or under this identifier.
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// The service cannot answer now (database or key store down).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure of the service itself.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::NotFound { code, message: message.into() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Issue(e) => {
+                let status = match e {
+                    IssueError::UnknownProfile(_) | IssueError::Csr(_) | IssueError::Policy(_) => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    IssueError::KeyStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    IssueError::Lint(_) | IssueError::Build(_) | IssueError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, e.code())
+            }
+            ApiError::Access(AccessError::NoCertificate) => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
+            ApiError::Access(AccessError::UnknownCertificate) => (StatusCode::FORBIDDEN, "client_certificate_unknown"),
+            ApiError::Access(AccessError::Expired) => (StatusCode::FORBIDDEN, "client_certificate_expired"),
+            ApiError::Access(AccessError::NotAdministrator) => (StatusCode::FORBIDDEN, "not_administrator"),
+            ApiError::Access(AccessError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() {
+            tracing::error!(code, "request failed: {self}");
+            "the service could not complete the request; the cause is logged".to_string()
+        } else {
+            self.to_string()
+        };
+        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    }
+}
+
+/// Status for the readiness probe.
+pub fn readiness(ready: bool) -> StatusCode {
+    if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+}
+
+/// Status for a resource made by a POST.
+pub const CREATED: StatusCode = StatusCode::CREATED;

@@ -1,0 +1,42 @@
+//! Prometheus text exposition, by hand: a few counters do not need a metrics framework.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub http_requests: AtomicU64,
+    pub http_errors_client: AtomicU64,
+    pub http_errors_server: AtomicU64,
+    pub certificates_issued: AtomicU64,
+    pub issuance_refused: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_status(&self, status: u16) {
+        self.http_requests.fetch_add(1, Ordering::Relaxed);
+        match status {
+            400..=499 => self.http_errors_client.fetch_add(1, Ordering::Relaxed),
+            500..=599 => self.http_errors_server.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    pub fn render(&self, certificates: &[(String, i64)], ready: bool) -> String {
+        let mut s = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter("nca_http_requests_total", "HTTP requests answered.", self.http_requests.load(Ordering::Relaxed));
+        counter("nca_http_client_errors_total", "HTTP answers with a 4xx status.", self.http_errors_client.load(Ordering::Relaxed));
+        counter("nca_http_server_errors_total", "HTTP answers with a 5xx status.", self.http_errors_server.load(Ordering::Relaxed));
+        counter("nca_certificates_issued_total", "Certificates issued by this process.", self.certificates_issued.load(Ordering::Relaxed));
+        counter("nca_issuance_refused_total", "Issuance requests refused by this process.", self.issuance_refused.load(Ordering::Relaxed));
+        let _ = writeln!(s, "# HELP nca_certificates Certificates in the database by status.\n# TYPE nca_certificates gauge");
+        for (status, n) in certificates {
+            let _ = writeln!(s, "nca_certificates{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(s, "# HELP nca_ready Whether the database and key store answer.\n# TYPE nca_ready gauge\nnca_ready {}", u8::from(ready));
+        s
+    }
+}

@@ -1,0 +1,126 @@
+//! HTTP: routing, extractors, TLS client identity, and (in `error.rs` only) status codes.
+//! Handlers extract, make one call into the core, and map the error.
+
+mod admin;
+pub mod error;
+pub mod metrics;
+mod public;
+pub mod tls;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::Serialize;
+
+use crate::operators::ClientIdentity;
+use crate::operators::centres::Centres;
+use crate::pki::{Ca, IssueError, IssueRequest, Issued};
+use metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ca: Arc<Ca>,
+    pub centres: Arc<Centres>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub database: String,
+    pub key_store: String,
+}
+
+impl AppState {
+    pub async fn readiness(&self) -> Readiness {
+        let database = self.ca.store.ping().await;
+        let ks = Arc::clone(&self.ca.key_store);
+        let key_store = tokio::task::spawn_blocking(move || ks.check())
+            .await
+            .unwrap_or_else(|e| Err(crate::keys::KeyStoreError::Pkcs11(e.to_string())));
+        let word = |ok: bool, e: String| if ok { "ok".to_string() } else { e };
+        Readiness {
+            ready: database.is_ok() && key_store.is_ok(),
+            database: word(database.is_ok(), database.err().map(|e| e.to_string()).unwrap_or_default()),
+            key_store: word(key_store.is_ok(), key_store.err().map(|e| e.to_string()).unwrap_or_default()),
+        }
+    }
+
+    pub async fn render_metrics(&self) -> String {
+        let counts = self.ca.store.certificate_counts().await.unwrap_or_default();
+        let ready = self.readiness().await.ready;
+        self.metrics.render(&counts, ready)
+    }
+
+    /// Issues and counts.
+    pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
+        let r = self.ca.issue(req).await;
+        let counter = if r.is_ok() { &self.metrics.certificates_issued } else { &self.metrics.issuance_refused };
+        counter.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+}
+
+/// The identity of the TLS client, put on each request by the operator listener.
+#[derive(Debug, Clone)]
+pub struct Client(pub Option<ClientIdentity>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(parts.extensions.get::<ClientIdentity>().cloned()))
+    }
+}
+
+async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    s.metrics.count_status(resp.status().as_u16());
+    resp
+}
+
+/// The public listener's routes.
+pub fn public_router(state: AppState) -> Router {
+    let max = state.ca.config.service.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(public::healthz))
+        .route("/readyz", get(public::readyz))
+        .route("/metrics", get(public::metrics))
+        .route("/cert/{file}", get(public::ca_certificate))
+        .route("/api/v1/ca", get(public::cas))
+        .route("/api/v1/centres", get(public::centres))
+        .route("/api/v1/certificates/{serial}", get(public::certificate))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(DefaultBodyLimit::max(max))
+        .with_state(state)
+}
+
+/// The operator listener's routes (TLS, client certificate required by the TLS layer).
+pub fn operator_router(state: AppState) -> Router {
+    let max = state.ca.config.service.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(public::healthz))
+        .route("/api/v1/admin/certificates", post(admin::issue_certificate))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(DefaultBodyLimit::max(max))
+        .with_state(state)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("not_found", "no such endpoint")
+}
+
+/// Adds a connection's client identity to every request on it.
+pub fn with_identity(router: Router, who: Option<ClientIdentity>) -> Router {
+    match who {
+        Some(w) => router.layer(Extension(w)),
+        None => router,
+    }
+}

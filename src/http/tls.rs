@@ -1,0 +1,102 @@
+//! The operator listener: TLS with a client certificate that must chain to this CA. The TLS
+//! layer refuses a connection without one, so no handler ever sees an anonymous request.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::operators::ClientIdentity;
+
+/// Why the TLS listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {path}: {message}")]
+    File { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// Server config: our certificate chain and key, clients verified against the issuing CA (the
+/// CA that signs operators' and administrators' certificates).
+pub fn server_config(cert_chain_pem: &Path, key_pem: &Path, client_ca_der: &[u8]) -> Result<rustls::ServerConfig, TlsError> {
+    let file = |p: &Path| {
+        std::fs::read(p).map_err(|e| TlsError::File { path: p.display().to_string(), message: e.to_string() })
+    };
+    let chain_bytes = file(cert_chain_pem)?;
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_bytes.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::File { path: cert_chain_pem.display().to_string(), message: e.to_string() })?;
+    let key_bytes = file(key_pem)?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_bytes.as_slice())
+        .map_err(|e| TlsError::File { path: key_pem.display().to_string(), message: e.to_string() })?
+        .ok_or_else(|| TlsError::File { path: key_pem.display().to_string(), message: "no private key".into() })?;
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(client_ca_der.to_vec())).map_err(|e| TlsError::Config(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+fn identity(conn: &rustls::ServerConnection) -> Option<ClientIdentity> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let cert: x509_cert::Certificate = der::Decode::from_der(leaf.as_ref()).ok()?;
+    Some(ClientIdentity {
+        serial: hex::encode(cert.tbs_certificate.serial_number.as_bytes()),
+        subject: crate::pki::subject::display(&cert.tbs_certificate.subject),
+    })
+}
+
+/// Accepts TLS connections until `shutdown` fires; each connection's requests carry its
+/// client identity.
+pub async fn serve(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    loop {
+        let (tcp, peer): (_, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { tracing::warn!("operator listener accept: {e}"); continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let who = identity(tls.get_ref().1);
+            let service = TowerToHyperService::new(super::with_identity(router, who));
+            let conn = hyper::server::conn::http1::Builder::new();
+            if let Err(e) = conn.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%peer, "operator connection: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,279 @@
+//! PKCS#11 key store: the CA's keys on an HSM (SoftHSM2 in development and tests).
+//!
+//! Keys are generated on the token with CKA_SENSITIVE=true and CKA_EXTRACTABLE=false and found
+//! again by CKA_LABEL; the token is found by its label, never by slot number (SoftHSM2 assigns
+//! random slot ids). A `cryptoki::Session` is `Send` but not `Sync`, so signing takes a session
+//! from a pool for the duration of one call.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+use super::{KeyAlgorithm, KeyStore, KeyStoreError, Signer, ecdsa_raw_to_der, p256_spki, rsa_spki};
+
+/// DER of the namedCurve OID prime256v1, as CKA_EC_PARAMS wants it.
+const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+pub struct Pkcs11Config {
+    pub module: PathBuf,
+    pub token: String,
+    pub pin: String,
+    pub sessions: usize,
+}
+
+impl fmt::Debug for Pkcs11Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Config")
+            .field("module", &self.module)
+            .field("token", &self.token)
+            .field("pin", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Sessions on one token, shared by every key on it.
+pub struct SessionPool {
+    // Kept so the library stays loaded and initialised while sessions live.
+    ctx: Pkcs11,
+    slot: Slot,
+    idle: Mutex<Vec<Session>>,
+    max_idle: usize,
+}
+
+impl SessionPool {
+    fn take(&self) -> Result<Session, KeyStoreError> {
+        if let Some(s) = self.idle.lock().map_err(|_| poisoned())?.pop() {
+            return Ok(s);
+        }
+        // Login state is per application in PKCS#11: a new session of a logged-in
+        // application is logged in too.
+        Ok(self.ctx.open_rw_session(self.slot)?)
+    }
+
+    fn give_back(&self, s: Session) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(s);
+            }
+        }
+    }
+
+    /// Runs `f` with a pooled session; a session that failed is dropped (closed), not reused.
+    pub fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
+        let s = self.take()?;
+        let r = f(&s);
+        if r.is_ok() {
+            self.give_back(s);
+        }
+        r
+    }
+}
+
+fn poisoned() -> KeyStoreError {
+    KeyStoreError::Pkcs11("session pool lock poisoned".into())
+}
+
+pub struct Pkcs11Store {
+    pool: Arc<SessionPool>,
+}
+
+impl Pkcs11Store {
+    pub fn open(cfg: Pkcs11Config) -> Result<Self, KeyStoreError> {
+        let ctx = Pkcs11::new(&cfg.module)
+            .map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", cfg.module.display())))?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        let slot = find_token(&ctx, &cfg.token)?;
+        let session = ctx.open_rw_session(slot)?;
+        let pin = AuthPin::from(cfg.pin);
+        match session.login(UserType::User, Some(&pin)) {
+            Ok(()) => {}
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let pool = SessionPool { ctx, slot, idle: Mutex::new(vec![session]), max_idle: cfg.sessions.max(1) };
+        Ok(Pkcs11Store { pool: Arc::new(pool) })
+    }
+}
+
+/// Finds the slot holding the token with this label (labels are blank-padded on the token).
+pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyStoreError> {
+    for slot in ctx.get_slots_with_token()? {
+        if ctx.get_token_info(slot)?.label().trim_end() == label {
+            return Ok(slot);
+        }
+    }
+    Err(KeyStoreError::TokenNotFound(label.to_string()))
+}
+
+fn private_key_template(label: &str) -> Vec<Attribute> {
+    vec![Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.as_bytes().to_vec())]
+}
+
+impl KeyStore for Pkcs11Store {
+    fn kind(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    fn generate(&self, label: &str, alg: KeyAlgorithm) -> Result<Arc<dyn Signer>, KeyStoreError> {
+        self.pool.with(|s| {
+            if !s.find_objects(&private_key_template(label))?.is_empty() {
+                return Err(KeyStoreError::KeyExists(label.to_string()));
+            }
+            Ok(())
+        })?;
+        let id = {
+            let mut id = vec![0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+                .map_err(|_| KeyStoreError::Pkcs11("no randomness for CKA_ID".into()))?;
+            id
+        };
+        let label_bytes = label.as_bytes().to_vec();
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Id(id.clone()),
+            Attribute::Label(label_bytes.clone()),
+        ];
+        let private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Id(id),
+            Attribute::Label(label_bytes),
+        ];
+        let mechanism = match alg {
+            KeyAlgorithm::EcP256 => {
+                public.push(Attribute::EcParams(P256_PARAMS.to_vec()));
+                Mechanism::EccKeyPairGen
+            }
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
+                public.push(Attribute::ModulusBits((alg.rsa_bits().unwrap_or(2048) as u64).into()));
+                public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+                Mechanism::RsaPkcsKeyPairGen
+            }
+        };
+        self.pool.with(|s| s.generate_key_pair(&mechanism, &public, &private).map(|_| ()).map_err(Into::into))?;
+        self.open(label)
+    }
+
+    fn open(&self, label: &str) -> Result<Arc<dyn Signer>, KeyStoreError> {
+        let (key, alg, spki) = self.pool.with(|s| {
+            let found = s.find_objects(&private_key_template(label))?;
+            let key = match found.as_slice() {
+                [k] => *k,
+                [] => return Err(KeyStoreError::KeyNotFound(label.to_string())),
+                _ => return Err(KeyStoreError::Pkcs11(format!("{} private keys labelled {label:?}", found.len()))),
+            };
+            let public = s.find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])?;
+            let public = *public.first().ok_or_else(|| KeyStoreError::KeyNotFound(format!("{label} (public)")))?;
+            let (alg, spki) = public_key_of(s, public)?;
+            Ok((key, alg, spki))
+        })?;
+        Ok(Arc::new(Pkcs11Key { label: label.to_string(), alg, spki, key, pool: Arc::clone(&self.pool) }))
+    }
+
+    fn check(&self) -> Result<(), KeyStoreError> {
+        self.pool.with(|s| s.get_session_info().map(|_| ()).map_err(Into::into))
+    }
+}
+
+/// Reads a public key object back as an SPKI.
+fn public_key_of(s: &Session, public: ObjectHandle) -> Result<(KeyAlgorithm, Vec<u8>), KeyStoreError> {
+    let attrs = s.get_attributes(public, &[AttributeType::KeyType])?;
+    let key_type = match attrs.first() {
+        Some(Attribute::KeyType(t)) => *t,
+        _ => return Err(KeyStoreError::Pkcs11("public key without CKA_KEY_TYPE".into())),
+    };
+    if key_type == KeyType::RSA {
+        let attrs = s.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent])?;
+        let (mut n, mut e) = (None, None);
+        for a in attrs {
+            match a {
+                Attribute::Modulus(v) => n = Some(v),
+                Attribute::PublicExponent(v) => e = Some(v),
+                _ => {}
+            }
+        }
+        let (n, e) = n.zip(e).ok_or_else(|| KeyStoreError::Pkcs11("RSA public key without modulus".into()))?;
+        let pkcs1 = rsa_public_key_der(&n, &e)?;
+        let bits = super::rsa_modulus_bits(&pkcs1).unwrap_or(0);
+        let alg = if bits >= 4096 { KeyAlgorithm::Rsa4096 } else { KeyAlgorithm::Rsa2048 };
+        Ok((alg, rsa_spki(&pkcs1)?))
+    } else if key_type == KeyType::EC {
+        let attrs = s.get_attributes(public, &[AttributeType::EcPoint])?;
+        let point = match attrs.into_iter().next() {
+            Some(Attribute::EcPoint(p)) => p,
+            _ => return Err(KeyStoreError::Pkcs11("EC public key without CKA_EC_POINT".into())),
+        };
+        // CKA_EC_POINT is a DER OCTET STRING around the point (04 41 04 …).
+        let point = match der::asn1::OctetString::from_der(&point) {
+            Ok(os) => os.as_bytes().to_vec(),
+            Err(_) => point,
+        };
+        Ok((KeyAlgorithm::EcP256, p256_spki(&point)?))
+    } else {
+        Err(KeyStoreError::UnsupportedAlgorithm(format!("PKCS#11 key type {key_type}")))
+    }
+}
+
+use der::Decode;
+
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+    #[derive(der::Sequence)]
+    struct RsaPublicKey<'a> {
+        modulus: der::asn1::UintRef<'a>,
+        public_exponent: der::asn1::UintRef<'a>,
+    }
+    let k = RsaPublicKey {
+        modulus: der::asn1::UintRef::new(n).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
+        public_exponent: der::asn1::UintRef::new(e).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
+    };
+    der::Encode::to_der(&k).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))
+}
+
+/// A private key on the token, used through the pool.
+pub struct Pkcs11Key {
+    label: String,
+    alg: KeyAlgorithm,
+    spki: Vec<u8>,
+    key: ObjectHandle,
+    pool: Arc<SessionPool>,
+}
+
+impl Signer for Pkcs11Key {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.alg
+    }
+    fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+    fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        match self.alg {
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
+                self.pool.with(|s| Ok(s.sign(&Mechanism::Sha256RsaPkcs, self.key, msg)?))
+            }
+            KeyAlgorithm::EcP256 => {
+                // SoftHSM2 has CKM_ECDSA but not CKM_ECDSA_SHA256: hash here, sign the digest.
+                let digest = ring::digest::digest(&ring::digest::SHA256, msg);
+                let raw = self.pool.with(|s| Ok(s.sign(&Mechanism::Ecdsa, self.key, digest.as_ref())?))?;
+                ecdsa_raw_to_der(&raw)
+            }
+        }
+    }
+}

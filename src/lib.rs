@@ -1,0 +1,19 @@
+//! nca issues, re-issues and revokes certificates under the regulation's processes for a
+//! national certifying centre. It never holds a CA private key outside a key store (an HSM
+//! through PKCS#11, or software files in a development run), and never speaks HTTP below
+//! `http/`.
+//!
+//! Roles, after Boulder: `pki` is the CA (builds, lints, signs) with `pki::policy` as the policy
+//! authority, `store` the storage authority (the only SQL), `keys` the key stores, `operators`
+//! the people who confirm requests, `registry` the state databases, `http` the wire.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod operators;
+pub mod pki;
+pub mod registry;
+pub mod service;
+pub mod store;

@@ -1,0 +1,151 @@
+//! The `nca` command line. Parsing only; every command calls into the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use nca::config::Config;
+use nca::pki::IssueRequest;
+use nca::pki::subject::SubjectInput;
+
+#[derive(Parser)]
+#[command(name = "nca", version, about = "Certificate-authority service of a national certifying centre")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Configuration file (default: NCA_CONFIG, then ca-config/nca.toml, then the built-in defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service; on first start with no state, run the key ceremony on the configuration.
+    Serve(ConfigArg),
+    /// Key ceremony: CA keys in the configured key store, certificates, first administrator.
+    Init(ConfigArg),
+    /// Direct CA operations for administrators, on the service's database and key store.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Issue one certificate under a profile and print it in PEM.
+    Issue(IssueArgs),
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long)]
+    profile: String,
+    /// PKCS#10 request, PEM or DER.
+    #[arg(long)]
+    csr: PathBuf,
+    #[arg(long)]
+    iin: Option<String>,
+    #[arg(long)]
+    surname: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    patronymic: Option<String>,
+    #[arg(long)]
+    bin: Option<String>,
+    #[arg(long)]
+    org: Option<String>,
+    /// Role OID, or first-head, signer, finance, hr, employee.
+    #[arg(long)]
+    role: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    locality: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// For entity profiles (ocsp, tls-server, service).
+    #[arg(long)]
+    common_name: Option<String>,
+    #[arg(long = "dns")]
+    dns_names: Vec<String>,
+    #[arg(long = "ip")]
+    ip_addresses: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nca: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nca: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NCA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("NCA_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(c) => nca::service::serve(Arc::new(Config::load(c.config.as_deref())?)).await,
+        Command::Init(c) => {
+            let report = nca::service::init(Arc::new(Config::load(c.config.as_deref())?)).await?;
+            for line in report.lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Cert { command: CertCommand::Issue(a) } => {
+            let cfg = Arc::new(Config::load(a.config.config.as_deref())?);
+            let csr = std::fs::read(&a.csr).map_err(|e| anyhow::anyhow!("reading {}: {e}", a.csr.display()))?;
+            let (store, key_store) = nca::service::open_parts(&cfg).await?;
+            let ca = nca::pki::Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+            let subject = SubjectInput {
+                iin: a.iin,
+                surname: a.surname,
+                name: a.name,
+                patronymic: a.patronymic,
+                email: a.email,
+                bin: a.bin,
+                org: a.org,
+                role: a.role,
+                locality: a.locality,
+                region: a.region,
+                common_name: a.common_name,
+                dns_names: a.dns_names,
+                ip_addresses: a.ip_addresses,
+            };
+            let issued = ca.issue(IssueRequest { profile: a.profile, csr, subject, application: None }).await;
+            store.close().await;
+            let issued = issued.map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+            print!("{}", issued.pem());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Building to-be-signed certificates: validity, serial, extensions in the profile's shape.
+//! Nothing here signs; [`super::issue`] records what this builds before any key touches it.
+
+use const_oid::{AssociatedOid, ObjectIdentifier};
+use der::Encode;
+use der::asn1::{Ia5String, OctetString};
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::TbsCertificate;
+use x509_cert::certificate::Version;
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies,
+    CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
+};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+
+use super::profile::{KeyUsageBit, Profile};
+use super::subject::Subject;
+use crate::keys::KeyAlgorithm;
+
+pub const OCSP_NOCHECK: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+pub const AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+pub const AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+pub const QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
+
+/// An error while encoding: only a bug or an absurd value (a URL that is not IA5) gets here.
+#[derive(Debug, thiserror::Error)]
+#[error("encoding {what}: {message}")]
+pub struct BuildError {
+    pub what: &'static str,
+    pub message: String,
+}
+
+fn enc_err(what: &'static str) -> impl Fn(der::Error) -> BuildError {
+    move |e| BuildError { what, message: e.to_string() }
+}
+
+/// Where relying parties find the issuer's certificate, CRLs and OCSP: the URLs written into
+/// what it issues.
+#[derive(Debug, Clone)]
+pub struct IssuerUrls {
+    pub ca_issuers: String,
+    pub crl: String,
+    pub delta_crl: String,
+    pub ocsp: String,
+    pub cps: String,
+}
+
+/// A fresh serial: 20 octets from the OS CSPRNG, first octet in 0x10..=0x7f, so that the
+/// DER integer is positive, exactly 20 octets long and carries 159 random bits at the least.
+pub fn random_serial() -> Vec<u8> {
+    let mut b = [0u8; 20];
+    loop {
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("OS randomness");
+        if (0x10..=0x7f).contains(&b[0]) {
+            return b.to_vec();
+        }
+    }
+}
+
+/// UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
+pub fn x509_time(unix: i64) -> Result<Time, BuildError> {
+    let d = std::time::Duration::from_secs(unix.max(0) as u64);
+    let dt = der::DateTime::from_unix_duration(d).map_err(enc_err("time"))?;
+    if dt.year() < 2050 {
+        Ok(Time::UtcTime(der::asn1::UtcTime::from_date_time(dt).map_err(enc_err("time"))?))
+    } else {
+        Ok(Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt)))
+    }
+}
+
+fn ext<T: AssociatedOid + Encode>(v: &T, critical: bool) -> Result<Extension, BuildError> {
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(v.to_der().map_err(enc_err("extension"))?).map_err(enc_err("extension"))?,
+    })
+}
+
+fn uri(s: &str) -> Result<GeneralName, BuildError> {
+    Ok(GeneralName::UniformResourceIdentifier(Ia5String::new(s).map_err(enc_err("URI"))?))
+}
+
+fn dp(url: &str) -> Result<DistributionPoint, BuildError> {
+    Ok(DistributionPoint {
+        distribution_point: Some(DistributionPointName::FullName(vec![uri(url)?])),
+        reasons: None,
+        crl_issuer: None,
+    })
+}
+
+/// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
+pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, spki.subject_public_key.raw_bytes()).as_ref().to_vec()
+}
+
+pub fn key_usage(bits: &[KeyUsageBit], subject_key: KeyAlgorithm) -> KeyUsage {
+    let mut set = flagset::FlagSet::<KeyUsages>::default();
+    for b in bits {
+        set |= match b {
+            KeyUsageBit::DigitalSignature => KeyUsages::DigitalSignature,
+            KeyUsageBit::NonRepudiation => KeyUsages::NonRepudiation,
+            // An EC key cannot encipher a key: the bit would be a lie.
+            KeyUsageBit::KeyEncipherment if !subject_key.is_rsa() => continue,
+            KeyUsageBit::KeyEncipherment => KeyUsages::KeyEncipherment,
+            KeyUsageBit::DataEncipherment => KeyUsages::DataEncipherment,
+            KeyUsageBit::KeyAgreement => KeyUsages::KeyAgreement,
+        };
+    }
+    KeyUsage(set)
+}
+
+/// The extensions of an end-entity certificate under `profile`, in a fixed order.
+pub fn leaf_extensions(
+    profile: &Profile,
+    subject: &Subject,
+    spki: &SubjectPublicKeyInfoOwned,
+    subject_key: KeyAlgorithm,
+    issuer_ski: &[u8],
+    urls: &IssuerUrls,
+) -> Result<Vec<Extension>, BuildError> {
+    let mut exts = vec![
+        ext(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(issuer_ski).map_err(enc_err("AKI"))?),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            },
+            false,
+        )?,
+        ext(&SubjectKeyIdentifier(OctetString::new(key_identifier(spki)).map_err(enc_err("SKI"))?), false)?,
+        ext(&key_usage(&profile.key_usage, subject_key), true)?,
+    ];
+    let mut eku = profile.eku_oids.clone();
+    eku.extend(subject.role);
+    if !eku.is_empty() {
+        exts.push(ext(&ExtendedKeyUsage(eku), false)?);
+    }
+    if !profile.policy_oids.is_empty() {
+        let qualifiers = if profile.cps {
+            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
+            Some(vec![PolicyQualifierInfo { policy_qualifier_id: QT_CPS, qualifier: Some(cps) }])
+        } else {
+            None
+        };
+        let infos = profile
+            .policy_oids
+            .iter()
+            .map(|oid| PolicyInformation { policy_identifier: *oid, policy_qualifiers: qualifiers.clone() })
+            .collect();
+        exts.push(ext(&CertificatePolicies(infos), false)?);
+    }
+    let mut san = Vec::new();
+    if let Some(e) = &subject.email {
+        san.push(GeneralName::Rfc822Name(Ia5String::new(e).map_err(enc_err("e-mail"))?));
+    }
+    for d in &subject.dns_names {
+        san.push(GeneralName::DnsName(Ia5String::new(d).map_err(enc_err("DNS name"))?));
+    }
+    for ip in &subject.ip_addresses {
+        let bytes = match ip {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        san.push(GeneralName::IpAddress(OctetString::new(bytes).map_err(enc_err("IP"))?));
+    }
+    if !san.is_empty() {
+        exts.push(ext(&SubjectAltName(san), false)?);
+    }
+    if profile.crl_distribution_point {
+        exts.push(ext(&CrlDistributionPoints(vec![dp(&urls.crl)?]), false)?);
+    }
+    if profile.freshest_crl {
+        exts.push(ext(&FreshestCrl(vec![dp(&urls.delta_crl)?]), false)?);
+    }
+    if profile.authority_info_access {
+        exts.push(ext(
+            &AuthorityInfoAccessSyntax(vec![
+                AccessDescription { access_method: AD_OCSP, access_location: uri(&urls.ocsp)? },
+                AccessDescription { access_method: AD_CA_ISSUERS, access_location: uri(&urls.ca_issuers)? },
+            ]),
+            false,
+        )?);
+    }
+    if profile.ocsp_nocheck {
+        exts.push(Extension {
+            extn_id: OCSP_NOCHECK,
+            critical: false,
+            extn_value: OctetString::new(vec![0x05, 0x00]).map_err(enc_err("ocsp-nocheck"))?,
+        });
+    }
+    Ok(exts)
+}
+
+/// Extensions of a CA certificate. `issuer` is `None` for the self-signed root: then there is no
+/// AKI other than its own key, no CDP and no AIA (the root is the trust anchor).
+pub fn ca_extensions(
+    spki: &SubjectPublicKeyInfoOwned,
+    issuer: Option<(&[u8], &IssuerUrls)>,
+    policy: Option<ObjectIdentifier>,
+    path_len: Option<u8>,
+) -> Result<Vec<Extension>, BuildError> {
+    let ski = key_identifier(spki);
+    let aki = issuer.map(|(s, _)| s.to_vec()).unwrap_or_else(|| ski.clone());
+    let mut exts = vec![
+        ext(&BasicConstraints { ca: true, path_len_constraint: path_len }, true)?,
+        ext(&KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign), true)?,
+        ext(&SubjectKeyIdentifier(OctetString::new(ski).map_err(enc_err("SKI"))?), false)?,
+        ext(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(aki).map_err(enc_err("AKI"))?),
+                authority_cert_issuer: None,
+                authority_cert_serial_number: None,
+            },
+            false,
+        )?,
+    ];
+    if let Some((_, urls)) = issuer {
+        if let Some(policy) = policy {
+            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
+            exts.push(ext(
+                &CertificatePolicies(vec![PolicyInformation {
+                    policy_identifier: policy,
+                    policy_qualifiers: Some(vec![PolicyQualifierInfo { policy_qualifier_id: QT_CPS, qualifier: Some(cps) }]),
+                }]),
+                false,
+            )?);
+        }
+        exts.push(ext(&CrlDistributionPoints(vec![dp(&urls.crl)?]), false)?);
+        exts.push(ext(
+            &AuthorityInfoAccessSyntax(vec![AccessDescription {
+                access_method: AD_CA_ISSUERS,
+                access_location: uri(&urls.ca_issuers)?,
+            }]),
+            false,
+        )?);
+    }
+    Ok(exts)
+}
+
+/// Assembles the TBS. `signature` is the issuer key's algorithm.
+pub fn tbs(
+    serial: &[u8],
+    signature: KeyAlgorithm,
+    issuer: Name,
+    not_before: i64,
+    not_after: i64,
+    subject: Name,
+    spki: SubjectPublicKeyInfoOwned,
+    extensions: Vec<Extension>,
+) -> Result<TbsCertificate, BuildError> {
+    Ok(TbsCertificate {
+        version: Version::V3,
+        serial_number: SerialNumber::new(serial).map_err(enc_err("serial"))?,
+        signature: signature.signature_algorithm(),
+        issuer,
+        validity: Validity { not_before: x509_time(not_before)?, not_after: x509_time(not_after)? },
+        subject,
+        subject_public_key_info: spki,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(extensions),
+    })
+}
+
+/// Wraps a signature around TBS bytes exactly as they were recorded and linted.
+pub fn assemble(tbs_der: &[u8], signature: KeyAlgorithm, sig: &[u8]) -> Result<Vec<u8>, BuildError> {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }.
+    // Splice the recorded TBS bytes in rather than re-encoding a decoded copy.
+    let alg = signature.signature_algorithm().to_der().map_err(enc_err("certificate"))?;
+    let bits = der::asn1::BitString::from_bytes(sig).map_err(enc_err("certificate"))?.to_der().map_err(enc_err("certificate"))?;
+    let len = der::Length::try_from(tbs_der.len() + alg.len() + bits.len()).map_err(enc_err("certificate"))?;
+    let mut out = Vec::with_capacity(tbs_der.len() + alg.len() + bits.len() + 8);
+    der::Header::new(der::Tag::Sequence, len).and_then(|h| h.encode_to_vec(&mut out)).map_err(enc_err("certificate"))?;
+    out.extend_from_slice(tbs_der);
+    out.extend_from_slice(&alg);
+    out.extend_from_slice(&bits);
+    Ok(out)
+}

@@ -1,0 +1,79 @@
+//! What the CA tells relying systems about itself and its certificates.
+
+use serde::Serialize;
+
+use super::{Ca, pem};
+use crate::store::{CertificateStatus, StoreError, now};
+
+/// One CA in `GET /api/v1/ca`.
+#[derive(Debug, Serialize)]
+pub struct CaView {
+    pub id: String,
+    pub role: &'static str,
+    pub subject: String,
+    pub certificate: String,
+    pub crl_url: String,
+    pub delta_crl_url: String,
+    pub ocsp_url: String,
+}
+
+/// `GET /api/v1/certificates/{serial}`.
+#[derive(Debug, Serialize)]
+pub struct CertificateView {
+    pub serial: String,
+    pub issuer: String,
+    /// `valid`, `revoked` or `expired`.
+    pub status: &'static str,
+    pub profile: String,
+    pub subject: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub revocation_time: Option<String>,
+    pub revocation_reason: Option<String>,
+    pub certificate: String,
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl Ca {
+    pub fn ca_views(&self) -> Vec<CaView> {
+        self.issuers()
+            .into_iter()
+            .zip(["root", "issuing"])
+            .map(|(i, role)| CaView {
+                id: i.id.clone(),
+                role,
+                subject: i.subject.clone(),
+                certificate: pem("CERTIFICATE", &i.cert_der),
+                crl_url: self.config.url(&format!("/crl/{}.crl", i.id)),
+                delta_crl_url: self.config.url(&format!("/crl/{}-delta.crl", i.id)),
+                ocsp_url: self.config.url("/ocsp"),
+            })
+            .collect()
+    }
+
+    /// A certificate the CA has issued, by serial; `None` for an unknown serial and for one that
+    /// was recorded but never issued (it was never handed to anyone).
+    pub async fn certificate_view(&self, serial: &str) -> Result<Option<CertificateView>, StoreError> {
+        let Some(rec) = self.store.certificate(serial).await? else { return Ok(None) };
+        let (CertificateStatus::Issued, Some(der)) = (rec.status, rec.der) else { return Ok(None) };
+        let status = if rec.not_after < now() { "expired" } else { "valid" };
+        Ok(Some(CertificateView {
+            serial: rec.serial,
+            issuer: rec.issuer,
+            status,
+            profile: rec.profile,
+            subject: rec.subject,
+            not_before: rfc3339(rec.not_before),
+            not_after: rfc3339(rec.not_after),
+            revocation_time: None,
+            revocation_reason: None,
+            certificate: pem("CERTIFICATE", &der),
+        }))
+    }
+}

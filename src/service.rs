@@ -1,0 +1,107 @@
+//! `nca serve`: start-up in a fixed order (configuration, safety, store, key store, ceremony on
+//! first start, reconciliation, listeners) and a clean stop on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, KeyStoreKind};
+use crate::http::{self, AppState};
+use crate::operators::centres::{self, Centres};
+use crate::pki::{Ca, ceremony};
+use crate::store::{Store, now};
+
+/// Opens what every command needs: store and key store, after the safety check.
+pub async fn open_parts(cfg: &Config) -> anyhow::Result<(Store, Arc<dyn crate::keys::KeyStore>)> {
+    cfg.check_safety()?;
+    if cfg.key_store.kind == KeyStoreKind::Software {
+        tracing::warn!(
+            "software key store: CA keys are files in {}; for development only",
+            cfg.data_dir.join("keys").display()
+        );
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let store = Store::open(&cfg.database_url).await?;
+    let c = cfg.clone();
+    let key_store = tokio::task::spawn_blocking(move || crate::keys::open_store(&c)).await??;
+    Ok((store, key_store))
+}
+
+/// Runs the ceremony; used by `nca init` and by the first start of `nca serve`.
+pub async fn init(cfg: Arc<Config>) -> anyhow::Result<ceremony::CeremonyReport> {
+    let (store, key_store) = open_parts(&cfg).await?;
+    let report = ceremony::init(Arc::clone(&cfg), store.clone(), key_store).await;
+    store.close().await;
+    Ok(report?)
+}
+
+pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
+    tracing::info!(config = %cfg.source, development = cfg.service.development, "starting nca");
+    let (store, key_store) = open_parts(&cfg).await?;
+    if store.ca_keys().await?.is_empty() {
+        tracing::warn!("no CA in the database: first start, running the key ceremony with {}", cfg.source);
+        let report = ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
+        for line in &report.lines {
+            tracing::info!("ceremony: {line}");
+        }
+    }
+    let ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+
+    let stale = store.abandon_stale_pending(now() - cfg.ca.pending_abandon_after_seconds).await?;
+    for (issuer, serial) in &stale {
+        tracing::warn!(target: "audit", "abandoned: serial=[{serial}] issuer=[{issuer}] reason=[pending at start-up, never issued]");
+    }
+
+    let centres_text = crate::config::read_data_file(&cfg.centres.file, centres::EMBEDDED)?;
+    let state = AppState {
+        ca: Arc::new(ca),
+        centres: Arc::new(Centres::parse(&centres_text)?),
+        metrics: Arc::new(http::metrics::Metrics::default()),
+    };
+
+    let public = TcpListener::bind(cfg.listen).await?;
+    let operator = TcpListener::bind(cfg.operator_listen).await?;
+    let tls_config = http::tls::server_config(
+        &cfg.data_dir.join("tls/server.crt"),
+        &cfg.data_dir.join("tls/server.key"),
+        &state.ca.issuing.cert_der,
+    )?;
+    // Tests and scripts read this line to learn the ports when they asked for port 0.
+    println!("listening: public=http://{} operator=https://{}", public.local_addr()?, operator.local_addr()?);
+    tracing::info!(public = %public.local_addr()?, operator = %operator.local_addr()?, "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let op = tokio::spawn(http::tls::serve(operator, tls_config, http::operator_router(state.clone()), stop_rx.clone()));
+    let mut public_stop = stop_rx.clone();
+    let pub_task = tokio::spawn(async move {
+        axum::serve(public, http::public_router(state)).with_graceful_shutdown(async move {
+            let _ = public_stop.changed().await;
+        })
+        .await
+    });
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = op.await;
+    pub_task.await??;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,135 @@
+//! The storage authority: the only place that speaks SQL.
+//!
+//! One set of queries runs on SQLite (the embedded default, WAL) and PostgreSQL (several
+//! instances on one database) through sqlx's `Any` driver; `$1` placeholders work on both.
+//! Invariants are kept by the schema (`migrations/`), and this module maps their violations to
+//! domain errors.
+
+mod certificates;
+mod migrate;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What the storage layer reports. Only `Database` is a failure of the system; the others are
+/// answers about the data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or is unreachable; the cause is logged, never shown to clients.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration file could not be applied.
+    #[error("migration {version}: {message}")]
+    Migration { version: i64, message: String },
+    /// The serial is already used under this issuer (the CSPRNG repeated itself: retry).
+    #[error("serial already used under this issuer")]
+    SerialTaken,
+    /// The public key is already certified for another holder.
+    #[error("public key already certified for another subject")]
+    KeyBoundElsewhere,
+    /// A CA key row for this role exists: the deployment is initialised.
+    #[error("the deployment is already initialised")]
+    AlreadyInitialised,
+    /// The row to change is not in the state the change requires.
+    #[error("{0}")]
+    StateConflict(String),
+}
+
+/// Whether an sqlx error is a unique-constraint violation (both backends).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+        }
+        _ => false,
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, configures the connection and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_path(url) {
+                if let Some(dir) = std::path::Path::new(&path).parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                }
+            }
+        }
+        let max = if backend == Backend::Sqlite { 8 } else { 16 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never wait for the writer. NORMAL: a commit survives a
+                        // process crash (the WAL is written before commit returns); only a power
+                        // loss can take the last commits, which the pending/issued order covers.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let store = Store { pool, backend };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// For `/readyz`: one round trip.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// SQLite journal mode, for the check that WAL is on.
+    pub async fn journal_mode(&self) -> Result<Option<String>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query("PRAGMA journal_mode").fetch_one(&self.pool).await?;
+        Ok(Some(row.try_get::<String, _>(0)?))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
+/// Seconds since the epoch; the store keeps times as integers on both backends.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
