@@ -18,13 +18,19 @@ pub const EMBEDDED_CONFIG: &str = include_str!("../ca-config/nca.toml");
 pub enum ConfigError {
     /// The file exists but cannot be read.
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     /// The TOML does not parse or has a field of the wrong type.
     #[error("parsing {path}: {message}")]
     Parse { path: String, message: String },
     /// A value (from the file or the environment) is out of its domain.
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// The configuration is unsafe for production and the run is not a development run.
     #[error("unsafe configuration: {0} (allowed only in a development run: development = true)")]
     Unsafe(String),
@@ -160,21 +166,32 @@ impl Config {
     /// Loads `path` (or `NCA_CONFIG`, or `ca-config/nca.toml`), falling back to the embedded
     /// defaults when no file is there, then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let explicit = path.map(Path::to_path_buf).or_else(|| env("NCA_CONFIG").map(PathBuf::from));
-        let candidate = explicit.clone().unwrap_or_else(|| PathBuf::from("ca-config/nca.toml"));
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| env("NCA_CONFIG").map(PathBuf::from));
+        let candidate = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("ca-config/nca.toml"));
         let (text, source) = match std::fs::read_to_string(&candidate) {
             Ok(t) => (t, candidate.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
                 (EMBEDDED_CONFIG.to_string(), "embedded defaults".to_string())
             }
-            Err(source) => return Err(ConfigError::Read { path: candidate.display().to_string(), source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: candidate.display().to_string(),
+                    source,
+                });
+            }
         };
         Self::from_toml(&text, source)
     }
 
     pub fn from_toml(text: &str, source: String) -> Result<Config, ConfigError> {
-        let mut f: FileConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: source.clone(), message: e.to_string() })?;
+        let mut f: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.clone(),
+            message: e.to_string(),
+        })?;
         if let Some(v) = env("NCA_DEVELOPMENT") {
             f.service.development = parse_bool("NCA_DEVELOPMENT", &v)?;
         }
@@ -200,7 +217,12 @@ impl Config {
             f.key_store.kind = match v.as_str() {
                 "software" => KeyStoreKind::Software,
                 "pkcs11" => KeyStoreKind::Pkcs11,
-                _ => return Err(invalid("NCA_KEY_STORE", format!("{v:?} (software or pkcs11)"))),
+                _ => {
+                    return Err(invalid(
+                        "NCA_KEY_STORE",
+                        format!("{v:?} (software or pkcs11)"),
+                    ));
+                }
             };
         }
         if let Some(v) = env("NCA_PKCS11_MODULE") {
@@ -228,27 +250,61 @@ impl Config {
         } else {
             f.service.database_url.clone()
         };
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(invalid("NCA_DATABASE_URL", "must be sqlite://… or postgres://…".into()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "NCA_DATABASE_URL",
+                "must be sqlite://… or postgres://…".into(),
+            ));
         }
-        let listen = f.service.listen.parse().map_err(|e| invalid("NCA_LISTEN", format!("{e}")))?;
-        let operator_listen =
-            f.service.operator_listen.parse().map_err(|e| invalid("NCA_OPERATOR_LISTEN", format!("{e}")))?;
+        let listen = f
+            .service
+            .listen
+            .parse()
+            .map_err(|e| invalid("NCA_LISTEN", format!("{e}")))?;
+        let operator_listen = f
+            .service
+            .operator_listen
+            .parse()
+            .map_err(|e| invalid("NCA_OPERATOR_LISTEN", format!("{e}")))?;
         let base_url = f.service.base_url.trim_end_matches('/').to_string();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(invalid("NCA_BASE_URL", format!("{base_url:?} is not an http(s) URL")));
+            return Err(invalid(
+                "NCA_BASE_URL",
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
         }
         parse_offset(&f.service.timezone_offset)?;
-        let root_key: KeyAlgorithm = f.ca.root_key.parse().map_err(|e: KeyStoreError| invalid("ca.root_key", e.to_string()))?;
+        let root_key: KeyAlgorithm =
+            f.ca.root_key
+                .parse()
+                .map_err(|e: KeyStoreError| invalid("ca.root_key", e.to_string()))?;
         let issuing_key: KeyAlgorithm =
-            f.ca.issuing_key.parse().map_err(|e: KeyStoreError| invalid("ca.issuing_key", e.to_string()))?;
-        for (field, id) in [("ca.root_id", &f.ca.root_id), ("ca.issuing_id", &f.ca.issuing_id)] {
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                return Err(invalid(field, format!("{id:?}: lower-case letters, digits and _ only")));
+            f.ca.issuing_key
+                .parse()
+                .map_err(|e: KeyStoreError| invalid("ca.issuing_key", e.to_string()))?;
+        for (field, id) in [
+            ("ca.root_id", &f.ca.root_id),
+            ("ca.issuing_id", &f.ca.issuing_id),
+        ] {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(invalid(
+                    field,
+                    format!("{id:?}: lower-case letters, digits and _ only"),
+                ));
             }
         }
         if f.ca.root_id == f.ca.issuing_id {
-            return Err(invalid("ca.issuing_id", "must differ from ca.root_id".into()));
+            return Err(invalid(
+                "ca.issuing_id",
+                "must differ from ca.root_id".into(),
+            ));
         }
         f.ca.issuing_policy
             .parse::<const_oid::ObjectIdentifier>()
@@ -279,10 +335,14 @@ impl Config {
             return Ok(());
         }
         if self.key_store.kind == KeyStoreKind::Software {
-            return Err(ConfigError::Unsafe("software key store (keys in files, not in an HSM)".into()));
+            return Err(ConfigError::Unsafe(
+                "software key store (keys in files, not in an HSM)".into(),
+            ));
         }
         if env("NCA_PKCS11_PIN").is_none() && env("NCA_PKCS11_PIN_FILE").is_none() {
-            return Err(ConfigError::Unsafe("no PKCS#11 PIN in NCA_PKCS11_PIN or NCA_PKCS11_PIN_FILE".into()));
+            return Err(ConfigError::Unsafe(
+                "no PKCS#11 PIN in NCA_PKCS11_PIN or NCA_PKCS11_PIN_FILE".into(),
+            ));
         }
         Ok(())
     }
@@ -327,7 +387,8 @@ fn parse_bool(field: &'static str, v: &str) -> Result<bool, ConfigError> {
 
 fn parse_offset(s: &str) -> Result<time::UtcOffset, ConfigError> {
     let fmt = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
-    time::UtcOffset::parse(s, &fmt).map_err(|e| invalid("NCA_TIMEZONE_OFFSET", format!("{s:?}: {e}")))
+    time::UtcOffset::parse(s, &fmt)
+        .map_err(|e| invalid("NCA_TIMEZONE_OFFSET", format!("{s:?}: {e}")))
 }
 
 /// Reads a data file named by the configuration, or its copy built into the binary when the
@@ -336,7 +397,10 @@ pub fn read_data_file(path: &Path, embedded: &'static str) -> Result<String, Con
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(embedded.to_string()),
-        Err(source) => Err(ConfigError::Read { path: path.display().to_string(), source }),
+        Err(source) => Err(ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -349,13 +413,19 @@ mod tests {
         let c = Config::from_toml(EMBEDDED_CONFIG, "embedded".into()).unwrap();
         assert_eq!(c.ca.root_id, "root");
         assert_eq!(c.root_key, KeyAlgorithm::Rsa4096);
-        assert_eq!(c.timezone_offset(), time::UtcOffset::from_hms(5, 0, 0).unwrap());
+        assert_eq!(
+            c.timezone_offset(),
+            time::UtcOffset::from_hms(5, 0, 0).unwrap()
+        );
     }
 
     #[test]
     fn unknown_fields_are_refused() {
         let text = EMBEDDED_CONFIG.replace("[service]", "[service]\nlisten_typo = 1");
-        assert!(matches!(Config::from_toml(&text, "t".into()), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::from_toml(&text, "t".into()),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -10,7 +10,11 @@ use nca::pki::IssueRequest;
 use nca::pki::subject::SubjectInput;
 
 #[derive(Parser)]
-#[command(name = "nca", version, about = "Certificate-authority service of a national certifying centre")]
+#[command(
+    name = "nca",
+    version,
+    about = "Certificate-authority service of a national certifying centre"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,7 @@ enum Command {
 #[derive(Subcommand)]
 enum CertCommand {
     /// Issue one certificate under a profile and print it in PEM.
-    Issue(IssueArgs),
+    Issue(Box<IssueArgs>),
 }
 
 #[derive(Args)]
@@ -84,7 +88,10 @@ struct IssueArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nca: cannot start the runtime: {e}");
@@ -103,7 +110,9 @@ fn main() -> std::process::ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NCA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("NCA_LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
     } else {
@@ -113,7 +122,9 @@ fn init_logging() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(c) => nca::service::serve(Arc::new(Config::load(c.config.as_deref())?)).await,
+        Command::Serve(c) => {
+            nca::service::serve(Arc::new(Config::load(c.config.as_deref())?)).await
+        }
         Command::Init(c) => {
             let report = nca::service::init(Arc::new(Config::load(c.config.as_deref())?)).await?;
             for line in report.lines {
@@ -121,9 +132,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Cert { command: CertCommand::Issue(a) } => {
+        Command::Cert {
+            command: CertCommand::Issue(a),
+        } => {
             let cfg = Arc::new(Config::load(a.config.config.as_deref())?);
-            let csr = std::fs::read(&a.csr).map_err(|e| anyhow::anyhow!("reading {}: {e}", a.csr.display()))?;
+            let csr = std::fs::read(&a.csr)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.csr.display()))?;
             let (store, key_store) = nca::service::open_parts(&cfg).await?;
             let ca = nca::pki::Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
             let subject = SubjectInput {
@@ -141,7 +155,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dns_names: a.dns_names,
                 ip_addresses: a.ip_addresses,
             };
-            let issued = ca.issue(IssueRequest { profile: a.profile, csr, subject, application: None }).await;
+            let issued = ca
+                .issue(IssueRequest {
+                    profile: a.profile,
+                    csr,
+                    subject,
+                    application: None,
+                })
+                .await;
             store.close().await;
             let issued = issued.map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
             print!("{}", issued.pem());

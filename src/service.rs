@@ -39,15 +39,21 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(config = %cfg.source, development = cfg.service.development, "starting nca");
     let (store, key_store) = open_parts(&cfg).await?;
     if store.ca_keys().await?.is_empty() {
-        tracing::warn!("no CA in the database: first start, running the key ceremony with {}", cfg.source);
-        let report = ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
+        tracing::warn!(
+            "no CA in the database: first start, running the key ceremony with {}",
+            cfg.source
+        );
+        let report =
+            ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
         for line in &report.lines {
             tracing::info!("ceremony: {line}");
         }
     }
     let ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
 
-    let stale = store.abandon_stale_pending(now() - cfg.ca.pending_abandon_after_seconds).await?;
+    let stale = store
+        .abandon_stale_pending(now() - cfg.ca.pending_abandon_after_seconds)
+        .await?;
     for (issuer, serial) in &stale {
         tracing::warn!(target: "audit", "abandoned: serial=[{serial}] issuer=[{issuer}] reason=[pending at start-up, never issued]");
     }
@@ -67,17 +73,27 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         &state.ca.issuing.cert_der,
     )?;
     // Tests and scripts read this line to learn the ports when they asked for port 0.
-    println!("listening: public=http://{} operator=https://{}", public.local_addr()?, operator.local_addr()?);
+    println!(
+        "listening: public=http://{} operator=https://{}",
+        public.local_addr()?,
+        operator.local_addr()?
+    );
     tracing::info!(public = %public.local_addr()?, operator = %operator.local_addr()?, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let op = tokio::spawn(http::tls::serve(operator, tls_config, http::operator_router(state.clone()), stop_rx.clone()));
+    let op = tokio::spawn(http::tls::serve(
+        operator,
+        tls_config,
+        http::operator_router(state.clone()),
+        stop_rx.clone(),
+    ));
     let mut public_stop = stop_rx.clone();
     let pub_task = tokio::spawn(async move {
-        axum::serve(public, http::public_router(state)).with_graceful_shutdown(async move {
-            let _ = public_stop.changed().await;
-        })
-        .await
+        axum::serve(public, http::public_router(state))
+            .with_graceful_shutdown(async move {
+                let _ = public_stop.changed().await;
+            })
+            .await
     });
     shutdown_signal().await;
     tracing::info!("stopping");

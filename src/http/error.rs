@@ -38,11 +38,17 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::NotFound { code, message: message.into() }
+        ApiError::NotFound {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -53,15 +59,27 @@ impl ApiError {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
                     IssueError::KeyStore(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    IssueError::Lint(_) | IssueError::Build(_) | IssueError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueError::Lint(_) | IssueError::Build(_) | IssueError::Store(_) => {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
                 };
                 (status, e.code())
             }
-            ApiError::Access(AccessError::NoCertificate) => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
-            ApiError::Access(AccessError::UnknownCertificate) => (StatusCode::FORBIDDEN, "client_certificate_unknown"),
-            ApiError::Access(AccessError::Expired) => (StatusCode::FORBIDDEN, "client_certificate_expired"),
-            ApiError::Access(AccessError::NotAdministrator) => (StatusCode::FORBIDDEN, "not_administrator"),
-            ApiError::Access(AccessError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Access(AccessError::NoCertificate) => {
+                (StatusCode::UNAUTHORIZED, "client_certificate_required")
+            }
+            ApiError::Access(AccessError::UnknownCertificate) => {
+                (StatusCode::FORBIDDEN, "client_certificate_unknown")
+            }
+            ApiError::Access(AccessError::Expired) => {
+                (StatusCode::FORBIDDEN, "client_certificate_expired")
+            }
+            ApiError::Access(AccessError::NotAdministrator) => {
+                (StatusCode::FORBIDDEN, "not_administrator")
+            }
+            ApiError::Access(AccessError::Store(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -79,13 +97,21 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
     }
 }
 
 /// Status for the readiness probe.
 pub fn readiness(ready: bool) -> StatusCode {
-    if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+    if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
 /// Status for a resource made by a POST.

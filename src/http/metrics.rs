@@ -27,16 +27,43 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter("nca_http_requests_total", "HTTP requests answered.", self.http_requests.load(Ordering::Relaxed));
-        counter("nca_http_client_errors_total", "HTTP answers with a 4xx status.", self.http_errors_client.load(Ordering::Relaxed));
-        counter("nca_http_server_errors_total", "HTTP answers with a 5xx status.", self.http_errors_server.load(Ordering::Relaxed));
-        counter("nca_certificates_issued_total", "Certificates issued by this process.", self.certificates_issued.load(Ordering::Relaxed));
-        counter("nca_issuance_refused_total", "Issuance requests refused by this process.", self.issuance_refused.load(Ordering::Relaxed));
-        let _ = writeln!(s, "# HELP nca_certificates Certificates in the database by status.\n# TYPE nca_certificates gauge");
+        counter(
+            "nca_http_requests_total",
+            "HTTP requests answered.",
+            self.http_requests.load(Ordering::Relaxed),
+        );
+        counter(
+            "nca_http_client_errors_total",
+            "HTTP answers with a 4xx status.",
+            self.http_errors_client.load(Ordering::Relaxed),
+        );
+        counter(
+            "nca_http_server_errors_total",
+            "HTTP answers with a 5xx status.",
+            self.http_errors_server.load(Ordering::Relaxed),
+        );
+        counter(
+            "nca_certificates_issued_total",
+            "Certificates issued by this process.",
+            self.certificates_issued.load(Ordering::Relaxed),
+        );
+        counter(
+            "nca_issuance_refused_total",
+            "Issuance requests refused by this process.",
+            self.issuance_refused.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP nca_certificates Certificates in the database by status.\n# TYPE nca_certificates gauge"
+        );
         for (status, n) in certificates {
             let _ = writeln!(s, "nca_certificates{{status=\"{status}\"}} {n}");
         }
-        let _ = writeln!(s, "# HELP nca_ready Whether the database and key store answer.\n# TYPE nca_ready gauge\nnca_ready {}", u8::from(ready));
+        let _ = writeln!(
+            s,
+            "# HELP nca_ready Whether the database and key store answer.\n# TYPE nca_ready gauge\nnca_ready {}",
+            u8::from(ready)
+        );
         s
     }
 }

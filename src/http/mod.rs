@@ -47,8 +47,14 @@ impl AppState {
         let word = |ok: bool, e: String| if ok { "ok".to_string() } else { e };
         Readiness {
             ready: database.is_ok() && key_store.is_ok(),
-            database: word(database.is_ok(), database.err().map(|e| e.to_string()).unwrap_or_default()),
-            key_store: word(key_store.is_ok(), key_store.err().map(|e| e.to_string()).unwrap_or_default()),
+            database: word(
+                database.is_ok(),
+                database.err().map(|e| e.to_string()).unwrap_or_default(),
+            ),
+            key_store: word(
+                key_store.is_ok(),
+                key_store.err().map(|e| e.to_string()).unwrap_or_default(),
+            ),
         }
     }
 
@@ -61,20 +67,42 @@ impl AppState {
     /// Issues and counts.
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
         let r = self.ca.issue(req).await;
-        let counter = if r.is_ok() { &self.metrics.certificates_issued } else { &self.metrics.issuance_refused };
+        let counter = if r.is_ok() {
+            &self.metrics.certificates_issued
+        } else {
+            &self.metrics.issuance_refused
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         r
     }
 }
 
-/// The identity of the TLS client, put on each request by the operator listener.
-#[derive(Debug, Clone)]
-pub struct Client(pub Option<ClientIdentity>);
+/// A JSON body whose rejection (not JSON, wrong shape, wrong content type) is an `ApiError`
+/// with code `request_invalid`, like every other bad request.
+pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Client(parts.extensions.get::<ClientIdentity>().cloned()))
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = error::ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(error::ApiError::bad_request(
+                "request_invalid",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// An administrator, established from the connection's client certificate before the body is
+/// read: a request from anyone else is refused without looking at what it carries.
+pub struct Admin(pub crate::operators::Administrator);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = error::ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let who = parts.extensions.get::<ClientIdentity>();
+        Ok(Admin(crate::operators::administrator(&s.ca, who).await?))
     }
 }
 

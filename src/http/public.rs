@@ -24,12 +24,18 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /cert/{ca}.cer`: DER, as the AIA caIssuers URL promises.
-pub async fn ca_certificate(State(s): State<AppState>, Path(file): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn ca_certificate(
+    State(s): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let issuer = file
         .strip_suffix(".cer")
         .and_then(|id| s.ca.issuer(id))
         .ok_or_else(|| ApiError::not_found("ca_not_found", format!("no CA certificate {file}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/pkix-cert")], issuer.cert_der.clone()))
+    Ok((
+        [(header::CONTENT_TYPE, "application/pkix-cert")],
+        issuer.cert_der.clone(),
+    ))
 }
 
 pub async fn cas(State(s): State<AppState>) -> impl IntoResponse {
@@ -40,9 +46,21 @@ pub async fn centres(State(s): State<AppState>) -> impl IntoResponse {
     Json(s.centres.as_ref().clone())
 }
 
-pub async fn certificate(State(s): State<AppState>, Path(serial): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let serial = crate::pki::normalise_serial(&serial)
-        .ok_or_else(|| ApiError::bad_request("serial_invalid", "a serial is hexadecimal, at most 20 octets"))?;
+pub async fn certificate(
+    State(s): State<AppState>,
+    Path(serial): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let serial = crate::pki::normalise_serial(&serial).ok_or_else(|| {
+        ApiError::bad_request(
+            "serial_invalid",
+            "a serial is hexadecimal, at most 20 octets",
+        )
+    })?;
     let view = s.ca.certificate_view(&serial).await?;
-    view.map(Json).ok_or_else(|| ApiError::not_found("certificate_not_found", format!("no certificate with serial {serial}")))
+    view.map(Json).ok_or_else(|| {
+        ApiError::not_found(
+            "certificate_not_found",
+            format!("no certificate with serial {serial}"),
+        )
+    })
 }

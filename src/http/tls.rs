@@ -27,24 +27,43 @@ pub enum TlsError {
 
 /// Server config: our certificate chain and key, clients verified against the issuing CA (the
 /// CA that signs operators' and administrators' certificates).
-pub fn server_config(cert_chain_pem: &Path, key_pem: &Path, client_ca_der: &[u8]) -> Result<rustls::ServerConfig, TlsError> {
+pub fn server_config(
+    cert_chain_pem: &Path,
+    key_pem: &Path,
+    client_ca_der: &[u8],
+) -> Result<rustls::ServerConfig, TlsError> {
     let file = |p: &Path| {
-        std::fs::read(p).map_err(|e| TlsError::File { path: p.display().to_string(), message: e.to_string() })
+        std::fs::read(p).map_err(|e| TlsError::File {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })
     };
     let chain_bytes = file(cert_chain_pem)?;
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_bytes.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::File { path: cert_chain_pem.display().to_string(), message: e.to_string() })?;
+        .map_err(|e| TlsError::File {
+            path: cert_chain_pem.display().to_string(),
+            message: e.to_string(),
+        })?;
     let key_bytes = file(key_pem)?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_bytes.as_slice())
-        .map_err(|e| TlsError::File { path: key_pem.display().to_string(), message: e.to_string() })?
-        .ok_or_else(|| TlsError::File { path: key_pem.display().to_string(), message: "no private key".into() })?;
+        .map_err(|e| TlsError::File {
+            path: key_pem.display().to_string(),
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::File {
+            path: key_pem.display().to_string(),
+            message: "no private key".into(),
+        })?;
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(client_ca_der.to_vec())).map_err(|e| TlsError::Config(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
+    roots
+        .add(CertificateDer::from(client_ca_der.to_vec()))
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
     rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -82,7 +101,9 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await;
             let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

@@ -20,7 +20,8 @@ pub use software::SoftwareStore;
 /// OIDs of the algorithms this module knows.
 pub mod oid {
     use spki::ObjectIdentifier;
-    pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    pub const RSA_ENCRYPTION: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
     pub const SHA256_WITH_RSA: ObjectIdentifier =
         ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
     pub const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -64,9 +65,15 @@ impl KeyAlgorithm {
     /// (parameters absent, RFC 5758).
     pub fn signature_algorithm(self) -> AlgorithmIdentifierOwned {
         if self.is_rsa() {
-            AlgorithmIdentifierOwned { oid: oid::SHA256_WITH_RSA, parameters: Some(der::asn1::Null.into()) }
+            AlgorithmIdentifierOwned {
+                oid: oid::SHA256_WITH_RSA,
+                parameters: Some(der::asn1::Null.into()),
+            }
         } else {
-            AlgorithmIdentifierOwned { oid: oid::ECDSA_WITH_SHA256, parameters: None }
+            AlgorithmIdentifierOwned {
+                oid: oid::ECDSA_WITH_SHA256,
+                parameters: None,
+            }
         }
     }
 }
@@ -162,7 +169,10 @@ pub trait KeyStore: Send + Sync + 'static {
 /// SPKI for an RSA key given its PKCS#1 `RSAPublicKey` DER.
 pub fn rsa_spki(rsa_public_key_der: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
     spki_der(
-        AlgorithmIdentifierOwned { oid: oid::RSA_ENCRYPTION, parameters: Some(der::asn1::Null.into()) },
+        AlgorithmIdentifierOwned {
+            oid: oid::RSA_ENCRYPTION,
+            parameters: Some(der::asn1::Null.into()),
+        },
         rsa_public_key_der,
     )
 }
@@ -170,27 +180,43 @@ pub fn rsa_spki(rsa_public_key_der: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
 /// SPKI for a P-256 key given its uncompressed point `04||X||Y`.
 pub fn p256_spki(point: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
     let curve = der::Any::from(&oid::SECP256R1);
-    spki_der(AlgorithmIdentifierOwned { oid: oid::EC_PUBLIC_KEY, parameters: Some(curve) }, point)
+    spki_der(
+        AlgorithmIdentifierOwned {
+            oid: oid::EC_PUBLIC_KEY,
+            parameters: Some(curve),
+        },
+        point,
+    )
 }
 
 fn spki_der(algorithm: AlgorithmIdentifierOwned, key: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
-    let bits = der::asn1::BitString::from_bytes(key).map_err(|e| KeyStoreError::Software(e.to_string()))?;
-    SubjectPublicKeyInfoOwned { algorithm, subject_public_key: bits }
-        .to_der()
-        .map_err(|e| KeyStoreError::Software(e.to_string()))
+    let bits = der::asn1::BitString::from_bytes(key)
+        .map_err(|e| KeyStoreError::Software(e.to_string()))?;
+    SubjectPublicKeyInfoOwned {
+        algorithm,
+        subject_public_key: bits,
+    }
+    .to_der()
+    .map_err(|e| KeyStoreError::Software(e.to_string()))
 }
 
 /// Turns a raw `r||s` ECDSA signature (what PKCS#11 returns) into the DER `ECDSA-Sig-Value`.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
-    if raw.len() % 2 != 0 || raw.is_empty() {
-        return Err(KeyStoreError::Pkcs11(format!("ECDSA signature of odd length {}", raw.len())));
+    if !raw.len().is_multiple_of(2) || raw.is_empty() {
+        return Err(KeyStoreError::Pkcs11(format!(
+            "ECDSA signature of odd length {}",
+            raw.len()
+        )));
     }
     let (r, s) = raw.split_at(raw.len() / 2);
     let r = der::asn1::UintRef::new(r).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?;
     let s = der::asn1::UintRef::new(s).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?;
     let mut out = Vec::with_capacity(72);
-    der::Header::new(der::Tag::Sequence, (r.encoded_len().and_then(|l| l + s.encoded_len()?))
-        .map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?)
+    der::Header::new(
+        der::Tag::Sequence,
+        (r.encoded_len().and_then(|l| l + s.encoded_len()?))
+            .map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
+    )
     .and_then(|h| h.encode_to_vec(&mut out))
     .and_then(|_| r.encode_to_vec(&mut out))
     .and_then(|_| s.encode_to_vec(&mut out))
@@ -202,7 +228,11 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
 pub fn algorithm_of_spki(spki: &SubjectPublicKeyInfoOwned) -> Option<(KeyAlgorithm, usize)> {
     if spki.algorithm.oid == oid::RSA_ENCRYPTION {
         let bits = rsa_modulus_bits(spki.subject_public_key.raw_bytes())?;
-        let alg = if bits >= 4096 { KeyAlgorithm::Rsa4096 } else { KeyAlgorithm::Rsa2048 };
+        let alg = if bits >= 4096 {
+            KeyAlgorithm::Rsa4096
+        } else {
+            KeyAlgorithm::Rsa2048
+        };
         Some((alg, bits))
     } else if spki.algorithm.oid == oid::EC_PUBLIC_KEY {
         let curve: ObjectIdentifier = spki.algorithm.parameters.as_ref()?.decode_as().ok()?;
@@ -228,9 +258,10 @@ pub fn rsa_modulus_bits(rsa_public_key_der: &[u8]) -> Option<usize> {
 /// Opens the key store the configuration names.
 pub fn open_store(cfg: &crate::config::Config) -> Result<Arc<dyn KeyStore>, KeyStoreError> {
     match cfg.key_store.kind {
-        crate::config::KeyStoreKind::Software => {
-            Ok(Arc::new(SoftwareStore::new(cfg.data_dir.join("keys"), cfg.service.development)))
-        }
+        crate::config::KeyStoreKind::Software => Ok(Arc::new(SoftwareStore::new(
+            cfg.data_dir.join("keys"),
+            cfg.service.development,
+        ))),
         crate::config::KeyStoreKind::Pkcs11 => Ok(Arc::new(Pkcs11Store::open(Pkcs11Config {
             module: cfg.key_store.pkcs11_module.clone(),
             token: cfg.key_store.pkcs11_token.clone(),
@@ -259,7 +290,11 @@ mod tests {
 
     #[test]
     fn algorithm_names_round_trip() {
-        for a in [KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa4096, KeyAlgorithm::EcP256] {
+        for a in [
+            KeyAlgorithm::Rsa2048,
+            KeyAlgorithm::Rsa4096,
+            KeyAlgorithm::EcP256,
+        ] {
             assert_eq!(a.name().parse::<KeyAlgorithm>().unwrap(), a);
         }
         assert!("rsa-1024".parse::<KeyAlgorithm>().is_err());

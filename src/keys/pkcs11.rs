@@ -58,15 +58,18 @@ impl SessionPool {
     }
 
     fn give_back(&self, s: Session) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.max_idle {
-                idle.push(s);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push(s);
         }
     }
 
     /// Runs `f` with a pooled session; a session that failed is dropped (closed), not reused.
-    pub fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Session) -> Result<T, KeyStoreError>,
+    ) -> Result<T, KeyStoreError> {
         let s = self.take()?;
         let r = f(&s);
         if r.is_ok() {
@@ -94,11 +97,21 @@ impl Pkcs11Store {
         let pin = AuthPin::from(cfg.pin);
         match session.login(UserType::User, Some(&pin)) {
             Ok(()) => {}
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
             Err(e) => return Err(e.into()),
         }
-        let pool = SessionPool { ctx, slot, idle: Mutex::new(vec![session]), max_idle: cfg.sessions.max(1) };
-        Ok(Pkcs11Store { pool: Arc::new(pool) })
+        let pool = SessionPool {
+            ctx,
+            slot,
+            idle: Mutex::new(vec![session]),
+            max_idle: cfg.sessions.max(1),
+        };
+        Ok(Pkcs11Store {
+            pool: Arc::new(pool),
+        })
     }
 }
 
@@ -113,7 +126,10 @@ pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyStoreError> {
 }
 
 fn private_key_template(label: &str) -> Vec<Attribute> {
-    vec![Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Label(label.as_bytes().to_vec())]
+    vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
 }
 
 impl KeyStore for Pkcs11Store {
@@ -139,6 +155,8 @@ impl KeyStore for Pkcs11Store {
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
             Attribute::Id(id.clone()),
             Attribute::Label(label_bytes.clone()),
         ];
@@ -148,6 +166,10 @@ impl KeyStore for Pkcs11Store {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            // A CA key signs and does nothing else (SoftHSM2 would default to decrypt, unwrap).
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
             Attribute::Id(id),
             Attribute::Label(label_bytes),
         ];
@@ -157,12 +179,18 @@ impl KeyStore for Pkcs11Store {
                 Mechanism::EccKeyPairGen
             }
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
-                public.push(Attribute::ModulusBits((alg.rsa_bits().unwrap_or(2048) as u64).into()));
+                public.push(Attribute::ModulusBits(
+                    (alg.rsa_bits().unwrap_or(2048) as u64).into(),
+                ));
                 public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
                 Mechanism::RsaPkcsKeyPairGen
             }
         };
-        self.pool.with(|s| s.generate_key_pair(&mechanism, &public, &private).map(|_| ()).map_err(Into::into))?;
+        self.pool.with(|s| {
+            s.generate_key_pair(&mechanism, &public, &private)
+                .map(|_| ())
+                .map_err(Into::into)
+        })?;
         self.open(label)
     }
 
@@ -172,33 +200,57 @@ impl KeyStore for Pkcs11Store {
             let key = match found.as_slice() {
                 [k] => *k,
                 [] => return Err(KeyStoreError::KeyNotFound(label.to_string())),
-                _ => return Err(KeyStoreError::Pkcs11(format!("{} private keys labelled {label:?}", found.len()))),
+                _ => {
+                    return Err(KeyStoreError::Pkcs11(format!(
+                        "{} private keys labelled {label:?}",
+                        found.len()
+                    )));
+                }
             };
             let public = s.find_objects(&[
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::Label(label.as_bytes().to_vec()),
             ])?;
-            let public = *public.first().ok_or_else(|| KeyStoreError::KeyNotFound(format!("{label} (public)")))?;
+            let public = *public
+                .first()
+                .ok_or_else(|| KeyStoreError::KeyNotFound(format!("{label} (public)")))?;
             let (alg, spki) = public_key_of(s, public)?;
             Ok((key, alg, spki))
         })?;
-        Ok(Arc::new(Pkcs11Key { label: label.to_string(), alg, spki, key, pool: Arc::clone(&self.pool) }))
+        Ok(Arc::new(Pkcs11Key {
+            label: label.to_string(),
+            alg,
+            spki,
+            key,
+            pool: Arc::clone(&self.pool),
+        }))
     }
 
     fn check(&self) -> Result<(), KeyStoreError> {
-        self.pool.with(|s| s.get_session_info().map(|_| ()).map_err(Into::into))
+        self.pool
+            .with(|s| s.get_session_info().map(|_| ()).map_err(Into::into))
     }
 }
 
 /// Reads a public key object back as an SPKI.
-fn public_key_of(s: &Session, public: ObjectHandle) -> Result<(KeyAlgorithm, Vec<u8>), KeyStoreError> {
+fn public_key_of(
+    s: &Session,
+    public: ObjectHandle,
+) -> Result<(KeyAlgorithm, Vec<u8>), KeyStoreError> {
     let attrs = s.get_attributes(public, &[AttributeType::KeyType])?;
     let key_type = match attrs.first() {
         Some(Attribute::KeyType(t)) => *t,
-        _ => return Err(KeyStoreError::Pkcs11("public key without CKA_KEY_TYPE".into())),
+        _ => {
+            return Err(KeyStoreError::Pkcs11(
+                "public key without CKA_KEY_TYPE".into(),
+            ));
+        }
     };
     if key_type == KeyType::RSA {
-        let attrs = s.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent])?;
+        let attrs = s.get_attributes(
+            public,
+            &[AttributeType::Modulus, AttributeType::PublicExponent],
+        )?;
         let (mut n, mut e) = (None, None);
         for a in attrs {
             match a {
@@ -207,16 +259,26 @@ fn public_key_of(s: &Session, public: ObjectHandle) -> Result<(KeyAlgorithm, Vec
                 _ => {}
             }
         }
-        let (n, e) = n.zip(e).ok_or_else(|| KeyStoreError::Pkcs11("RSA public key without modulus".into()))?;
+        let (n, e) = n
+            .zip(e)
+            .ok_or_else(|| KeyStoreError::Pkcs11("RSA public key without modulus".into()))?;
         let pkcs1 = rsa_public_key_der(&n, &e)?;
         let bits = super::rsa_modulus_bits(&pkcs1).unwrap_or(0);
-        let alg = if bits >= 4096 { KeyAlgorithm::Rsa4096 } else { KeyAlgorithm::Rsa2048 };
+        let alg = if bits >= 4096 {
+            KeyAlgorithm::Rsa4096
+        } else {
+            KeyAlgorithm::Rsa2048
+        };
         Ok((alg, rsa_spki(&pkcs1)?))
     } else if key_type == KeyType::EC {
         let attrs = s.get_attributes(public, &[AttributeType::EcPoint])?;
         let point = match attrs.into_iter().next() {
             Some(Attribute::EcPoint(p)) => p,
-            _ => return Err(KeyStoreError::Pkcs11("EC public key without CKA_EC_POINT".into())),
+            _ => {
+                return Err(KeyStoreError::Pkcs11(
+                    "EC public key without CKA_EC_POINT".into(),
+                ));
+            }
         };
         // CKA_EC_POINT is a DER OCTET STRING around the point (04 41 04 …).
         let point = match der::asn1::OctetString::from_der(&point) {
@@ -225,7 +287,9 @@ fn public_key_of(s: &Session, public: ObjectHandle) -> Result<(KeyAlgorithm, Vec
         };
         Ok((KeyAlgorithm::EcP256, p256_spki(&point)?))
     } else {
-        Err(KeyStoreError::UnsupportedAlgorithm(format!("PKCS#11 key type {key_type}")))
+        Err(KeyStoreError::UnsupportedAlgorithm(format!(
+            "PKCS#11 key type {key_type}"
+        )))
     }
 }
 
@@ -239,7 +303,8 @@ fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
     }
     let k = RsaPublicKey {
         modulus: der::asn1::UintRef::new(n).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
-        public_exponent: der::asn1::UintRef::new(e).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
+        public_exponent: der::asn1::UintRef::new(e)
+            .map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
     };
     der::Encode::to_der(&k).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))
 }
@@ -265,13 +330,15 @@ impl Signer for Pkcs11Key {
     }
     fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         match self.alg {
-            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
-                self.pool.with(|s| Ok(s.sign(&Mechanism::Sha256RsaPkcs, self.key, msg)?))
-            }
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => self
+                .pool
+                .with(|s| Ok(s.sign(&Mechanism::Sha256RsaPkcs, self.key, msg)?)),
             KeyAlgorithm::EcP256 => {
                 // SoftHSM2 has CKM_ECDSA but not CKM_ECDSA_SHA256: hash here, sign the digest.
                 let digest = ring::digest::digest(&ring::digest::SHA256, msg);
-                let raw = self.pool.with(|s| Ok(s.sign(&Mechanism::Ecdsa, self.key, digest.as_ref())?))?;
+                let raw = self
+                    .pool
+                    .with(|s| Ok(s.sign(&Mechanism::Ecdsa, self.key, digest.as_ref())?))?;
                 ecdsa_raw_to_der(&raw)
             }
         }

@@ -22,7 +22,12 @@ impl SoftwareStore {
     }
 
     fn path(&self, label: &str) -> Result<PathBuf, KeyStoreError> {
-        if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || label.starts_with('.') {
+        if label.is_empty()
+            || !label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || label.starts_with('.')
+        {
             return Err(KeyStoreError::Software(format!("bad key label {label:?}")));
         }
         Ok(self.dir.join(format!("{label}.p8")))
@@ -67,13 +72,16 @@ impl KeyStore for SoftwareStore {
             }
             Err(e) => return Err(err(e)),
         };
-        f.write_all(&pkcs8).and_then(|_| f.sync_all()).map_err(err)?;
+        f.write_all(&pkcs8)
+            .and_then(|_| f.sync_all())
+            .map_err(err)?;
         Ok(Arc::new(SoftwareKey::from_pkcs8(label, &pkcs8)?))
     }
 
     fn open(&self, label: &str) -> Result<Arc<dyn Signer>, KeyStoreError> {
         let path = self.path(label)?;
-        let meta = fs::metadata(&path).map_err(|_| KeyStoreError::KeyNotFound(label.to_string()))?;
+        let meta =
+            fs::metadata(&path).map_err(|_| KeyStoreError::KeyNotFound(label.to_string()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -108,14 +116,32 @@ pub struct SoftwareKey {
 impl SoftwareKey {
     pub fn from_pkcs8(label: &str, pkcs8: &[u8]) -> Result<Self, KeyStoreError> {
         let rng = SystemRandom::new();
-        if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng) {
+        if let Ok(kp) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
+        {
             let spki = p256_spki(kp.public_key().as_ref())?;
-            return Ok(SoftwareKey { label: label.into(), alg: KeyAlgorithm::EcP256, spki, inner: Inner::Ec(kp), rng });
+            return Ok(SoftwareKey {
+                label: label.into(),
+                alg: KeyAlgorithm::EcP256,
+                spki,
+                inner: Inner::Ec(kp),
+                rng,
+            });
         }
         let kp = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| err(format!("{label}: {e}")))?;
-        let alg = if kp.public().modulus_len() * 8 >= 4096 { KeyAlgorithm::Rsa4096 } else { KeyAlgorithm::Rsa2048 };
+        let alg = if kp.public().modulus_len() * 8 >= 4096 {
+            KeyAlgorithm::Rsa4096
+        } else {
+            KeyAlgorithm::Rsa2048
+        };
         let spki = rsa_spki(kp.public().as_ref())?;
-        Ok(SoftwareKey { label: label.into(), alg, spki, inner: Inner::Rsa(kp), rng })
+        Ok(SoftwareKey {
+            label: label.into(),
+            alg,
+            spki,
+            inner: Inner::Rsa(kp),
+            rng,
+        })
     }
 }
 
@@ -134,7 +160,8 @@ impl Signer for SoftwareKey {
             Inner::Ec(kp) => Ok(kp.sign(&self.rng, msg).map_err(err)?.as_ref().to_vec()),
             Inner::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public().modulus_len()];
-                kp.sign(&signature::RSA_PKCS1_SHA256, &self.rng, msg, &mut sig).map_err(err)?;
+                kp.sign(&signature::RSA_PKCS1_SHA256, &self.rng, msg, &mut sig)
+                    .map_err(err)?;
                 Ok(sig)
             }
         }

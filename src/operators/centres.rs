@@ -58,7 +58,11 @@ impl Centres {
         for r in &c.regions {
             for id in std::iter::once(&r.id)
                 .chain(r.localities.iter().map(|l| &l.id))
-                .chain(r.localities.iter().flat_map(|l| l.centres.iter().map(|c| &c.id)))
+                .chain(
+                    r.localities
+                        .iter()
+                        .flat_map(|l| l.centres.iter().map(|c| &c.id)),
+                )
             {
                 if !ids.insert(id.clone()) {
                     return Err(CentresError(format!("id {id:?} appears twice")));
@@ -69,7 +73,11 @@ impl Centres {
     }
 
     pub fn centre(&self, id: &str) -> Option<&Centre> {
-        self.regions.iter().flat_map(|r| &r.localities).flat_map(|l| &l.centres).find(|c| c.id == id)
+        self.regions
+            .iter()
+            .flat_map(|r| &r.localities)
+            .flat_map(|l| &l.centres)
+            .find(|c| c.id == id)
     }
 }
 

@@ -42,9 +42,16 @@ pub struct Administrator {
 
 /// Decides whether a client certificate belongs to an administrator: issued by this CA under
 /// the `admin` profile, recorded as issued, within its validity.
-pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
+pub async fn administrator(
+    ca: &Ca,
+    who: Option<&ClientIdentity>,
+) -> Result<Administrator, AccessError> {
     let who = who.ok_or(AccessError::NoCertificate)?;
-    let rec = ca.store.certificate(&who.serial).await?.ok_or(AccessError::UnknownCertificate)?;
+    let rec = ca
+        .store
+        .certificate(&who.serial)
+        .await?
+        .ok_or(AccessError::UnknownCertificate)?;
     if rec.status != CertificateStatus::Issued || rec.issuer != ca.issuing.id {
         return Err(AccessError::UnknownCertificate);
     }
@@ -54,5 +61,8 @@ pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Admi
     if rec.not_after < crate::store::now() {
         return Err(AccessError::Expired);
     }
-    Ok(Administrator { serial: rec.serial, subject: rec.subject })
+    Ok(Administrator {
+        serial: rec.serial,
+        subject: rec.subject,
+    })
 }

@@ -12,8 +12,9 @@ use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies,
-    CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages,
+    SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
@@ -37,7 +38,10 @@ pub struct BuildError {
 }
 
 fn enc_err(what: &'static str) -> impl Fn(der::Error) -> BuildError {
-    move |e| BuildError { what, message: e.to_string() }
+    move |e| BuildError {
+        what,
+        message: e.to_string(),
+    }
 }
 
 /// Where relying parties find the issuer's certificate, CRLs and OCSP: the URLs written into
@@ -56,7 +60,8 @@ pub struct IssuerUrls {
 pub fn random_serial() -> Vec<u8> {
     let mut b = [0u8; 20];
     loop {
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("OS randomness");
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+            .expect("OS randomness");
         if (0x10..=0x7f).contains(&b[0]) {
             return b.to_vec();
         }
@@ -68,9 +73,13 @@ pub fn x509_time(unix: i64) -> Result<Time, BuildError> {
     let d = std::time::Duration::from_secs(unix.max(0) as u64);
     let dt = der::DateTime::from_unix_duration(d).map_err(enc_err("time"))?;
     if dt.year() < 2050 {
-        Ok(Time::UtcTime(der::asn1::UtcTime::from_date_time(dt).map_err(enc_err("time"))?))
+        Ok(Time::UtcTime(
+            der::asn1::UtcTime::from_date_time(dt).map_err(enc_err("time"))?,
+        ))
     } else {
-        Ok(Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt)))
+        Ok(Time::GeneralTime(
+            der::asn1::GeneralizedTime::from_date_time(dt),
+        ))
     }
 }
 
@@ -78,12 +87,15 @@ fn ext<T: AssociatedOid + Encode>(v: &T, critical: bool) -> Result<Extension, Bu
     Ok(Extension {
         extn_id: T::OID,
         critical,
-        extn_value: OctetString::new(v.to_der().map_err(enc_err("extension"))?).map_err(enc_err("extension"))?,
+        extn_value: OctetString::new(v.to_der().map_err(enc_err("extension"))?)
+            .map_err(enc_err("extension"))?,
     })
 }
 
 fn uri(s: &str) -> Result<GeneralName, BuildError> {
-    Ok(GeneralName::UniformResourceIdentifier(Ia5String::new(s).map_err(enc_err("URI"))?))
+    Ok(GeneralName::UniformResourceIdentifier(
+        Ia5String::new(s).map_err(enc_err("URI"))?,
+    ))
 }
 
 fn dp(url: &str) -> Result<DistributionPoint, BuildError> {
@@ -96,7 +108,12 @@ fn dp(url: &str) -> Result<DistributionPoint, BuildError> {
 
 /// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
 pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, spki.subject_public_key.raw_bytes()).as_ref().to_vec()
+    ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        spki.subject_public_key.raw_bytes(),
+    )
+    .as_ref()
+    .to_vec()
 }
 
 pub fn key_usage(bits: &[KeyUsageBit], subject_key: KeyAlgorithm) -> KeyUsage {
@@ -133,7 +150,10 @@ pub fn leaf_extensions(
             },
             false,
         )?,
-        ext(&SubjectKeyIdentifier(OctetString::new(key_identifier(spki)).map_err(enc_err("SKI"))?), false)?,
+        ext(
+            &SubjectKeyIdentifier(OctetString::new(key_identifier(spki)).map_err(enc_err("SKI"))?),
+            false,
+        )?,
         ext(&key_usage(&profile.key_usage, subject_key), true)?,
     ];
     let mut eku = profile.eku_oids.clone();
@@ -143,31 +163,44 @@ pub fn leaf_extensions(
     }
     if !profile.policy_oids.is_empty() {
         let qualifiers = if profile.cps {
-            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
-            Some(vec![PolicyQualifierInfo { policy_qualifier_id: QT_CPS, qualifier: Some(cps) }])
+            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?)
+                .map_err(enc_err("CPS"))?;
+            Some(vec![PolicyQualifierInfo {
+                policy_qualifier_id: QT_CPS,
+                qualifier: Some(cps),
+            }])
         } else {
             None
         };
         let infos = profile
             .policy_oids
             .iter()
-            .map(|oid| PolicyInformation { policy_identifier: *oid, policy_qualifiers: qualifiers.clone() })
+            .map(|oid| PolicyInformation {
+                policy_identifier: *oid,
+                policy_qualifiers: qualifiers.clone(),
+            })
             .collect();
         exts.push(ext(&CertificatePolicies(infos), false)?);
     }
     let mut san = Vec::new();
     if let Some(e) = &subject.email {
-        san.push(GeneralName::Rfc822Name(Ia5String::new(e).map_err(enc_err("e-mail"))?));
+        san.push(GeneralName::Rfc822Name(
+            Ia5String::new(e).map_err(enc_err("e-mail"))?,
+        ));
     }
     for d in &subject.dns_names {
-        san.push(GeneralName::DnsName(Ia5String::new(d).map_err(enc_err("DNS name"))?));
+        san.push(GeneralName::DnsName(
+            Ia5String::new(d).map_err(enc_err("DNS name"))?,
+        ));
     }
     for ip in &subject.ip_addresses {
         let bytes = match ip {
             std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
             std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
         };
-        san.push(GeneralName::IpAddress(OctetString::new(bytes).map_err(enc_err("IP"))?));
+        san.push(GeneralName::IpAddress(
+            OctetString::new(bytes).map_err(enc_err("IP"))?,
+        ));
     }
     if !san.is_empty() {
         exts.push(ext(&SubjectAltName(san), false)?);
@@ -181,8 +214,14 @@ pub fn leaf_extensions(
     if profile.authority_info_access {
         exts.push(ext(
             &AuthorityInfoAccessSyntax(vec![
-                AccessDescription { access_method: AD_OCSP, access_location: uri(&urls.ocsp)? },
-                AccessDescription { access_method: AD_CA_ISSUERS, access_location: uri(&urls.ca_issuers)? },
+                AccessDescription {
+                    access_method: AD_OCSP,
+                    access_location: uri(&urls.ocsp)?,
+                },
+                AccessDescription {
+                    access_method: AD_CA_ISSUERS,
+                    access_location: uri(&urls.ca_issuers)?,
+                },
             ]),
             false,
         )?);
@@ -206,11 +245,22 @@ pub fn ca_extensions(
     path_len: Option<u8>,
 ) -> Result<Vec<Extension>, BuildError> {
     let ski = key_identifier(spki);
-    let aki = issuer.map(|(s, _)| s.to_vec()).unwrap_or_else(|| ski.clone());
+    let aki = issuer
+        .map(|(s, _)| s.to_vec())
+        .unwrap_or_else(|| ski.clone());
     let mut exts = vec![
-        ext(&BasicConstraints { ca: true, path_len_constraint: path_len }, true)?,
+        ext(
+            &BasicConstraints {
+                ca: true,
+                path_len_constraint: path_len,
+            },
+            true,
+        )?,
         ext(&KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign), true)?,
-        ext(&SubjectKeyIdentifier(OctetString::new(ski).map_err(enc_err("SKI"))?), false)?,
+        ext(
+            &SubjectKeyIdentifier(OctetString::new(ski).map_err(enc_err("SKI"))?),
+            false,
+        )?,
         ext(
             &AuthorityKeyIdentifier {
                 key_identifier: Some(OctetString::new(aki).map_err(enc_err("AKI"))?),
@@ -222,11 +272,15 @@ pub fn ca_extensions(
     ];
     if let Some((_, urls)) = issuer {
         if let Some(policy) = policy {
-            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
+            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?)
+                .map_err(enc_err("CPS"))?;
             exts.push(ext(
                 &CertificatePolicies(vec![PolicyInformation {
                     policy_identifier: policy,
-                    policy_qualifiers: Some(vec![PolicyQualifierInfo { policy_qualifier_id: QT_CPS, qualifier: Some(cps) }]),
+                    policy_qualifiers: Some(vec![PolicyQualifierInfo {
+                        policy_qualifier_id: QT_CPS,
+                        qualifier: Some(cps),
+                    }]),
                 }]),
                 false,
             )?);
@@ -243,40 +297,59 @@ pub fn ca_extensions(
     Ok(exts)
 }
 
-/// Assembles the TBS. `signature` is the issuer key's algorithm.
-pub fn tbs(
-    serial: &[u8],
-    signature: KeyAlgorithm,
-    issuer: Name,
-    not_before: i64,
-    not_after: i64,
-    subject: Name,
-    spki: SubjectPublicKeyInfoOwned,
-    extensions: Vec<Extension>,
-) -> Result<TbsCertificate, BuildError> {
+/// What a TBS is made of; the signature algorithm is the issuer key's.
+pub struct TbsParts {
+    pub serial: Vec<u8>,
+    pub signature: KeyAlgorithm,
+    pub issuer: Name,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub subject: Name,
+    pub spki: SubjectPublicKeyInfoOwned,
+    pub extensions: Vec<Extension>,
+}
+
+/// Assembles the TBS.
+pub fn tbs(p: TbsParts) -> Result<TbsCertificate, BuildError> {
     Ok(TbsCertificate {
         version: Version::V3,
-        serial_number: SerialNumber::new(serial).map_err(enc_err("serial"))?,
-        signature: signature.signature_algorithm(),
-        issuer,
-        validity: Validity { not_before: x509_time(not_before)?, not_after: x509_time(not_after)? },
-        subject,
-        subject_public_key_info: spki,
+        serial_number: SerialNumber::new(&p.serial).map_err(enc_err("serial"))?,
+        signature: p.signature.signature_algorithm(),
+        issuer: p.issuer,
+        validity: Validity {
+            not_before: x509_time(p.not_before)?,
+            not_after: x509_time(p.not_after)?,
+        },
+        subject: p.subject,
+        subject_public_key_info: p.spki,
         issuer_unique_id: None,
         subject_unique_id: None,
-        extensions: Some(extensions),
+        extensions: Some(p.extensions),
     })
 }
 
 /// Wraps a signature around TBS bytes exactly as they were recorded and linted.
-pub fn assemble(tbs_der: &[u8], signature: KeyAlgorithm, sig: &[u8]) -> Result<Vec<u8>, BuildError> {
+pub fn assemble(
+    tbs_der: &[u8],
+    signature: KeyAlgorithm,
+    sig: &[u8],
+) -> Result<Vec<u8>, BuildError> {
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }.
     // Splice the recorded TBS bytes in rather than re-encoding a decoded copy.
-    let alg = signature.signature_algorithm().to_der().map_err(enc_err("certificate"))?;
-    let bits = der::asn1::BitString::from_bytes(sig).map_err(enc_err("certificate"))?.to_der().map_err(enc_err("certificate"))?;
-    let len = der::Length::try_from(tbs_der.len() + alg.len() + bits.len()).map_err(enc_err("certificate"))?;
+    let alg = signature
+        .signature_algorithm()
+        .to_der()
+        .map_err(enc_err("certificate"))?;
+    let bits = der::asn1::BitString::from_bytes(sig)
+        .map_err(enc_err("certificate"))?
+        .to_der()
+        .map_err(enc_err("certificate"))?;
+    let len = der::Length::try_from(tbs_der.len() + alg.len() + bits.len())
+        .map_err(enc_err("certificate"))?;
     let mut out = Vec::with_capacity(tbs_der.len() + alg.len() + bits.len() + 8);
-    der::Header::new(der::Tag::Sequence, len).and_then(|h| h.encode_to_vec(&mut out)).map_err(enc_err("certificate"))?;
+    der::Header::new(der::Tag::Sequence, len)
+        .and_then(|h| h.encode_to_vec(&mut out))
+        .map_err(enc_err("certificate"))?;
     out.extend_from_slice(tbs_der);
     out.extend_from_slice(&alg);
     out.extend_from_slice(&bits);

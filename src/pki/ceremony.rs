@@ -18,7 +18,7 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use super::build::{self, BuildError};
 use super::profile::Profiles;
 use super::subject::SubjectInput;
-use super::{Ca, Issuer, IssueError, Issued, issuer_urls, lint, pem};
+use super::{Ca, IssueError, Issued, Issuer, issuer_urls, lint, pem};
 use crate::config::Config;
 use crate::keys::{self, KeyAlgorithm, KeyStore, KeyStoreError, Signer};
 use crate::store::{CaKeyRecord, PendingCertificate, Store, StoreError, now};
@@ -43,7 +43,10 @@ pub enum CeremonyError {
     Profile(#[from] super::profile::ProfileError),
     /// A file of the ceremony's output could not be written.
     #[error("writing {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// One line per thing made, for the operator of the ceremony to keep.
@@ -53,16 +56,30 @@ pub struct CeremonyReport {
 }
 
 fn ca_name(country: &str, org: &str, cn: &str) -> Result<Name, BuildError> {
-    let err = |e: der::Error| BuildError { what: "CA name", message: e.to_string() };
+    let err = |e: der::Error| BuildError {
+        what: "CA name",
+        message: e.to_string(),
+    };
     let atv = |oid, value| -> Result<RelativeDistinguishedName, BuildError> {
-        Ok(RelativeDistinguishedName::from(SetOfVec::try_from(vec![AttributeTypeAndValue { oid, value }]).map_err(err)?))
+        Ok(RelativeDistinguishedName::from(
+            SetOfVec::try_from(vec![AttributeTypeAndValue { oid, value }]).map_err(err)?,
+        ))
     };
     use const_oid::db::rfc4519;
-    let mut rdns = vec![atv(rfc4519::C, der::Any::encode_from(&PrintableStringRef::new(country).map_err(err)?).map_err(err)?)?];
+    let mut rdns = vec![atv(
+        rfc4519::C,
+        der::Any::encode_from(&PrintableStringRef::new(country).map_err(err)?).map_err(err)?,
+    )?];
     if !org.is_empty() {
-        rdns.push(atv(rfc4519::O, der::Any::encode_from(&Utf8StringRef::new(org).map_err(err)?).map_err(err)?)?);
+        rdns.push(atv(
+            rfc4519::O,
+            der::Any::encode_from(&Utf8StringRef::new(org).map_err(err)?).map_err(err)?,
+        )?);
     }
-    rdns.push(atv(rfc4519::CN, der::Any::encode_from(&Utf8StringRef::new(cn).map_err(err)?).map_err(err)?)?);
+    rdns.push(atv(
+        rfc4519::CN,
+        der::Any::encode_from(&Utf8StringRef::new(cn).map_err(err)?).map_err(err)?,
+    )?);
     Ok(RdnSequence(rdns))
 }
 
@@ -97,18 +114,48 @@ async fn ca_certificate(
     validity: (i64, i64),
     extensions: Vec<x509_cert::ext::Extension>,
 ) -> Result<Vec<u8>, CeremonyError> {
-    let spki: spki::SubjectPublicKeyInfoOwned =
-        der::Decode::from_der(subject_key.spki_der()).map_err(|e| BuildError { what: "SPKI", message: e.to_string() })?;
+    let spki: spki::SubjectPublicKeyInfoOwned = der::Decode::from_der(subject_key.spki_der())
+        .map_err(|e| BuildError {
+            what: "SPKI",
+            message: e.to_string(),
+        })?;
     let serial = build::random_serial();
     let alg = issuer_signer.algorithm();
-    let tbs = build::tbs(&serial, alg, issuer_name.clone(), validity.0, validity.1, subject.clone(), spki.clone(), extensions)?;
-    let tbs_der = tbs.to_der().map_err(|e| BuildError { what: "TBS", message: e.to_string() })?;
-    let issuer_der = issuer_name.to_der().map_err(|e| BuildError { what: "name", message: e.to_string() })?;
+    let tbs = build::tbs(build::TbsParts {
+        serial: serial.clone(),
+        signature: alg,
+        issuer: issuer_name.clone(),
+        not_before: validity.0,
+        not_after: validity.1,
+        subject: subject.clone(),
+        spki,
+        extensions,
+    })?;
+    let tbs_der = tbs.to_der().map_err(|e| BuildError {
+        what: "TBS",
+        message: e.to_string(),
+    })?;
+    let issuer_der = issuer_name.to_der().map_err(|e| BuildError {
+        what: "name",
+        message: e.to_string(),
+    })?;
     let issuer_spki: spki::SubjectPublicKeyInfoOwned =
-        der::Decode::from_der(issuer_signer.spki_der()).map_err(|e| BuildError { what: "SPKI", message: e.to_string() })?;
+        der::Decode::from_der(issuer_signer.spki_der()).map_err(|e| BuildError {
+            what: "SPKI",
+            message: e.to_string(),
+        })?;
     let ski = build::key_identifier(&issuer_spki);
     let (inb, ina) = issuer_validity.unwrap_or(validity);
-    lint::ca(&tbs_der, &lint::IssuerFacts { subject_der: &issuer_der, ski: &ski, algorithm: alg, not_before: inb, not_after: ina })?;
+    lint::ca(
+        &tbs_der,
+        &lint::IssuerFacts {
+            subject_der: &issuer_der,
+            ski: &ski,
+            algorithm: alg,
+            not_before: inb,
+            not_after: ina,
+        },
+    )?;
     let serial = hex::encode(serial);
     let cn = super::subject::display(&subject);
     store
@@ -118,7 +165,10 @@ async fn ca_certificate(
             profile: "ca".into(),
             subject: cn.clone(),
             holder: cn,
-            key_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, subject_key.spki_der())),
+            key_sha256: hex::encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                subject_key.spki_der(),
+            )),
             not_before: validity.0,
             not_after: validity.1,
             tbs: tbs_der.clone(),
@@ -134,7 +184,10 @@ async fn ca_certificate(
 
 /// Writes a file atomically (temp file, then rename), with mode 0600 for secrets.
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), CeremonyError> {
-    let io = |source| CeremonyError::File { path: path.display().to_string(), source };
+    let io = |source| CeremonyError::File {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -164,7 +217,11 @@ fn software_p256() -> Result<(String, Vec<u8>), CeremonyError> {
 }
 
 /// Runs the ceremony. Refuses, changing nothing, when the database already has CA keys.
-pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore>) -> Result<CeremonyReport, CeremonyError> {
+pub async fn init(
+    config: Arc<Config>,
+    store: Store,
+    key_store: Arc<dyn KeyStore>,
+) -> Result<CeremonyReport, CeremonyError> {
     if !store.ca_keys().await?.is_empty() {
         return Err(CeremonyError::AlreadyInitialised);
     }
@@ -175,10 +232,17 @@ pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore
     // Root: self-signed, offline use only (signs the issuing CA and its own CRL).
     let root_label = label("root");
     let root_key = key_store.generate(&root_label, cfg.root_key)?;
-    let root_name = ca_name(&cfg.ca.country, &cfg.ca.organization, &cfg.ca.root_common_name)?;
+    let root_name = ca_name(
+        &cfg.ca.country,
+        &cfg.ca.organization,
+        &cfg.ca.root_common_name,
+    )?;
     let root_validity = (start, start + i64::from(cfg.ca.root_validity_days) * 86_400);
-    let root_spki: spki::SubjectPublicKeyInfoOwned =
-        der::Decode::from_der(root_key.spki_der()).map_err(|e| BuildError { what: "SPKI", message: e.to_string() })?;
+    let root_spki: spki::SubjectPublicKeyInfoOwned = der::Decode::from_der(root_key.spki_der())
+        .map_err(|e| BuildError {
+            what: "SPKI",
+            message: e.to_string(),
+        })?;
     let root_der = ca_certificate(
         &store,
         &cfg.ca.root_id,
@@ -197,22 +261,42 @@ pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore
     let issuing_label = label("issuing");
     let issuing_key = key_store.generate(&issuing_label, cfg.issuing_key)?;
     let issuing_spki: spki::SubjectPublicKeyInfoOwned =
-        der::Decode::from_der(issuing_key.spki_der()).map_err(|e| BuildError { what: "SPKI", message: e.to_string() })?;
+        der::Decode::from_der(issuing_key.spki_der()).map_err(|e| BuildError {
+            what: "SPKI",
+            message: e.to_string(),
+        })?;
     let policy = cfg.ca.issuing_policy.parse().ok();
-    let issuing_validity = (start, (start + i64::from(cfg.ca.issuing_validity_days) * 86_400).min(root.not_after));
+    let issuing_validity = (
+        start,
+        (start + i64::from(cfg.ca.issuing_validity_days) * 86_400).min(root.not_after),
+    );
     let issuing_der = ca_certificate(
         &store,
         &root.id,
         &root_name,
         &root_key,
         Some((root.not_before, root.not_after)),
-        ca_name(&cfg.ca.country, &cfg.ca.organization, &cfg.ca.issuing_common_name)?,
+        ca_name(
+            &cfg.ca.country,
+            &cfg.ca.organization,
+            &cfg.ca.issuing_common_name,
+        )?,
         &issuing_key,
         issuing_validity,
-        build::ca_extensions(&issuing_spki, Some((&root.ski, &issuer_urls(cfg, &root.id))), policy, Some(0))?,
+        build::ca_extensions(
+            &issuing_spki,
+            Some((&root.ski, &issuer_urls(cfg, &root.id))),
+            policy,
+            Some(0),
+        )?,
     )
     .await?;
-    let issuing = Issuer::new(&cfg.ca.issuing_id, issuing_der, Arc::clone(&issuing_key), cfg)?;
+    let issuing = Issuer::new(
+        &cfg.ca.issuing_id,
+        issuing_der,
+        Arc::clone(&issuing_key),
+        cfg,
+    )?;
 
     let mut ca = Ca {
         profiles: Profiles::load(&cfg.ca.profiles_dir)?,
@@ -225,23 +309,47 @@ pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore
         service: None,
     };
     let org = (!cfg.ca.organization.is_empty()).then(|| cfg.ca.organization.clone());
-    let entity = |cn: &str| SubjectInput { common_name: Some(cn.to_string()), org: org.clone(), ..Default::default() };
+    let entity = |cn: &str| SubjectInput {
+        common_name: Some(cn.to_string()),
+        org: org.clone(),
+        ..Default::default()
+    };
 
     // Delegated signers with keys in the key store, of the issuing CA's family.
-    let delegated_alg = if cfg.issuing_key == KeyAlgorithm::EcP256 { KeyAlgorithm::EcP256 } else { KeyAlgorithm::Rsa2048 };
+    let delegated_alg = if cfg.issuing_key == KeyAlgorithm::EcP256 {
+        KeyAlgorithm::EcP256
+    } else {
+        KeyAlgorithm::Rsa2048
+    };
     let ocsp_label = label("ocsp");
     let ocsp_key = key_store.generate(&ocsp_label, delegated_alg)?;
-    let ocsp = ca.issue_for_own_key("ocsp", ocsp_key.spki_der(), &entity(&cfg.ca.ocsp_common_name)).await?;
+    let ocsp = ca
+        .issue_for_own_key(
+            "ocsp",
+            ocsp_key.spki_der(),
+            &entity(&cfg.ca.ocsp_common_name),
+        )
+        .await?;
     let service_label = label("service");
     let service_key = key_store.generate(&service_label, delegated_alg)?;
-    let service = ca.issue_for_own_key("service", service_key.spki_der(), &entity("NCA SERVICE")).await?;
+    let service = ca
+        .issue_for_own_key("service", service_key.spki_der(), &entity("NCA SERVICE"))
+        .await?;
 
     // The operator listener's TLS key lives in a file the service reads (rustls needs the key).
     let (tls_key_pem, tls_spki) = software_p256()?;
-    let mut tls_subject = entity(cfg.ca.tls_dns_names.first().map(String::as_str).unwrap_or("localhost"));
+    let mut tls_subject = entity(
+        cfg.ca
+            .tls_dns_names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost"),
+    );
     tls_subject.dns_names = cfg.ca.tls_dns_names.clone();
     tls_subject.ip_addresses = cfg.ca.tls_ip_addresses.clone();
-    let tls = ca.issue_for_own_key("tls-server", &tls_spki, &tls_subject).await?;
+    let tls = ca
+        .issue_for_own_key("tls-server", &tls_spki, &tls_subject)
+        .await?;
 
     // The first administrator: a client key and certificate in files, for the admin API.
     let (admin_key_pem, admin_spki) = software_p256()?;
@@ -252,20 +360,39 @@ pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore
         patronymic: Some(cfg.admin.patronymic.clone()),
         ..Default::default()
     };
-    let admin = ca.issue_for_own_key("admin", &admin_spki, &admin_subject).await?;
+    let admin = ca
+        .issue_for_own_key("admin", &admin_spki, &admin_subject)
+        .await?;
 
     let data = &cfg.data_dir;
     let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
     write_file(&data.join("tls/server.key"), tls_key_pem.as_bytes(), true)?;
-    write_file(&data.join("tls/server.crt"), format!("{}{}", tls.pem(), ca.issuing.cert_pem()).as_bytes(), false)?;
-    write_file(&data.join("ca/root.pem"), ca.root.cert_pem().as_bytes(), false)?;
-    write_file(&data.join("ca/issuing.pem"), ca.issuing.cert_pem().as_bytes(), false)?;
+    write_file(
+        &data.join("tls/server.crt"),
+        format!("{}{}", tls.pem(), ca.issuing.cert_pem()).as_bytes(),
+        false,
+    )?;
+    write_file(
+        &data.join("ca/root.pem"),
+        ca.root.cert_pem().as_bytes(),
+        false,
+    )?;
+    write_file(
+        &data.join("ca/issuing.pem"),
+        ca.issuing.cert_pem().as_bytes(),
+        false,
+    )?;
     write_file(&data.join("ca/chain.pem"), chain.as_bytes(), false)?;
     write_file(&data.join("admin/auth.key"), admin_key_pem.as_bytes(), true)?;
     write_file(&data.join("admin/auth.crt"), admin.pem().as_bytes(), false)?;
     write_file(&data.join("admin/chain.pem"), chain.as_bytes(), false)?;
 
-    let record = |id: &str, role: &str, store_kind: &str, label: &str, alg: KeyAlgorithm, issued: &Issued| CaKeyRecord {
+    let record = |id: &str,
+                  role: &str,
+                  store_kind: &str,
+                  label: &str,
+                  alg: KeyAlgorithm,
+                  issued: &Issued| CaKeyRecord {
         id: id.to_string(),
         role: role.to_string(),
         key_store: store_kind.to_string(),
@@ -289,9 +416,30 @@ pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore
     let rows = vec![
         hierarchy(&ca.root, "root", &root_label),
         hierarchy(&ca.issuing, "issuing", &issuing_label),
-        record(&format!("{}-ocsp", ca.issuing.id), "ocsp", kind, &ocsp_label, delegated_alg, &ocsp),
-        record(&format!("{}-service", ca.issuing.id), "service", kind, &service_label, delegated_alg, &service),
-        record(&format!("{}-tls", ca.issuing.id), "tls", "file", "tls/server.key", KeyAlgorithm::EcP256, &tls),
+        record(
+            &format!("{}-ocsp", ca.issuing.id),
+            "ocsp",
+            kind,
+            &ocsp_label,
+            delegated_alg,
+            &ocsp,
+        ),
+        record(
+            &format!("{}-service", ca.issuing.id),
+            "service",
+            kind,
+            &service_label,
+            delegated_alg,
+            &service,
+        ),
+        record(
+            &format!("{}-tls", ca.issuing.id),
+            "tls",
+            "file",
+            "tls/server.key",
+            KeyAlgorithm::EcP256,
+            &tls,
+        ),
     ];
     store.commit_ceremony(&rows).await.map_err(|e| match e {
         StoreError::AlreadyInitialised => CeremonyError::AlreadyInitialised,
@@ -299,19 +447,69 @@ pub async fn init(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore
     })?;
 
     for (what, subject, serial, der, label) in [
-        ("root CA", ca.root.subject.clone(), serial_of(&ca.root.cert_der), ca.root.cert_der.clone(), Some(root_label)),
-        ("issuing CA", ca.issuing.subject.clone(), serial_of(&ca.issuing.cert_der), ca.issuing.cert_der.clone(), Some(issuing_label)),
-        ("OCSP responder", ocsp.subject.clone(), ocsp.serial.clone(), ocsp.der.clone(), Some(ocsp_label)),
-        ("service signer", service.subject.clone(), service.serial.clone(), service.der.clone(), Some(service_label)),
-        ("TLS server", tls.subject.clone(), tls.serial.clone(), tls.der.clone(), None),
-        ("administrator", admin.subject.clone(), admin.serial.clone(), admin.der.clone(), None),
+        (
+            "root CA",
+            ca.root.subject.clone(),
+            serial_of(&ca.root.cert_der),
+            ca.root.cert_der.clone(),
+            Some(root_label),
+        ),
+        (
+            "issuing CA",
+            ca.issuing.subject.clone(),
+            serial_of(&ca.issuing.cert_der),
+            ca.issuing.cert_der.clone(),
+            Some(issuing_label),
+        ),
+        (
+            "OCSP responder",
+            ocsp.subject.clone(),
+            ocsp.serial.clone(),
+            ocsp.der.clone(),
+            Some(ocsp_label),
+        ),
+        (
+            "service signer",
+            service.subject.clone(),
+            service.serial.clone(),
+            service.der.clone(),
+            Some(service_label),
+        ),
+        (
+            "TLS server",
+            tls.subject.clone(),
+            tls.serial.clone(),
+            tls.der.clone(),
+            None,
+        ),
+        (
+            "administrator",
+            admin.subject.clone(),
+            admin.serial.clone(),
+            admin.der.clone(),
+            None,
+        ),
     ] {
-        let key = label.map(|l| format!(" key=[{}:{l}]", key_store.kind())).unwrap_or_default();
-        report.lines.push(format!("{what}: subject=[{subject}] serial=[{serial}] sha256=[{}]{key}", fingerprint(&der)));
+        let key = label
+            .map(|l| format!(" key=[{}:{l}]", key_store.kind()))
+            .unwrap_or_default();
+        report.lines.push(format!(
+            "{what}: subject=[{subject}] serial=[{serial}] sha256=[{}]{key}",
+            fingerprint(&der)
+        ));
     }
-    report.lines.push(format!("administrator credentials: {}", data.join("admin").display()));
-    ca.ocsp = Some(super::Delegated { signer: ocsp_key, cert_der: ocsp.der });
-    ca.service = Some(super::Delegated { signer: service_key, cert_der: service.der });
+    report.lines.push(format!(
+        "administrator credentials: {}",
+        data.join("admin").display()
+    ));
+    ca.ocsp = Some(super::Delegated {
+        signer: ocsp_key,
+        cert_der: ocsp.der,
+    });
+    ca.service = Some(super::Delegated {
+        signer: service_key,
+        cert_der: service.der,
+    });
     Ok(report)
 }
 

@@ -36,8 +36,10 @@ pub struct ParsedCsr {
 pub fn decode(input: &[u8]) -> Result<Vec<u8>, CsrError> {
     let trimmed = input.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        let text = std::str::from_utf8(trimmed).map_err(|_| CsrError::Malformed("PEM is not text".into()))?;
-        let (label, der) = der::pem::decode_vec(text.trim().as_bytes()).map_err(|e| CsrError::Malformed(e.to_string()))?;
+        let text = std::str::from_utf8(trimmed)
+            .map_err(|_| CsrError::Malformed("PEM is not text".into()))?;
+        let (label, der) = der::pem::decode_vec(text.trim().as_bytes())
+            .map_err(|e| CsrError::Malformed(e.to_string()))?;
         if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
             return Err(CsrError::Malformed(format!("PEM label {label:?}")));
         }
@@ -52,7 +54,10 @@ pub fn parse(input: &[u8]) -> Result<ParsedCsr, CsrError> {
     let malformed = |e: der::Error| CsrError::Malformed(e.to_string());
     let der = decode(input)?;
     let req = CertReq::from_der(&der).map_err(malformed)?;
-    let signature = req.signature.as_bytes().ok_or_else(|| CsrError::Malformed("signature has unused bits".into()))?;
+    let signature = req
+        .signature
+        .as_bytes()
+        .ok_or_else(|| CsrError::Malformed("signature has unused bits".into()))?;
     Ok(ParsedCsr {
         spki_der: req.info.public_key.to_der().map_err(malformed)?,
         info_der: req.info.to_der().map_err(malformed)?,
@@ -68,9 +73,15 @@ impl ParsedCsr {
     pub fn check_possession(&self) -> Result<(), CsrError> {
         let alg = self.signature_algorithm.as_str();
         let verifier: &dyn signature::VerificationAlgorithm = match (self.spki.algorithm.oid, alg) {
-            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.11") => &signature::RSA_PKCS1_2048_8192_SHA256,
-            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.12") => &signature::RSA_PKCS1_2048_8192_SHA384,
-            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.13") => &signature::RSA_PKCS1_2048_8192_SHA512,
+            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.11") => {
+                &signature::RSA_PKCS1_2048_8192_SHA256
+            }
+            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.12") => {
+                &signature::RSA_PKCS1_2048_8192_SHA384
+            }
+            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.13") => {
+                &signature::RSA_PKCS1_2048_8192_SHA512
+            }
             (oid::EC_PUBLIC_KEY, "1.2.840.10045.4.3.2") => &signature::ECDSA_P256_SHA256_ASN1,
             (oid::EC_PUBLIC_KEY, "1.2.840.10045.4.3.3") => &signature::ECDSA_P256_SHA384_ASN1,
             _ => return Err(CsrError::UnsupportedSignature(alg.to_string())),
@@ -80,6 +91,8 @@ impl ParsedCsr {
             .subject_public_key
             .as_bytes()
             .ok_or_else(|| CsrError::Malformed("public key has unused bits".into()))?;
-        UnparsedPublicKey::new(verifier, key).verify(&self.info_der, &self.signature).map_err(|_| CsrError::BadSignature)
+        UnparsedPublicKey::new(verifier, key)
+            .verify(&self.info_der, &self.signature)
+            .map_err(|_| CsrError::BadSignature)
     }
 }

@@ -59,11 +59,23 @@ const BACKDATE_SECONDS: i64 = 60;
 impl Ca {
     /// Issues a certificate for a CSR under a profile, with a subject from verified data.
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
-        let profile = self.profiles.get(&req.profile).ok_or_else(|| IssueError::UnknownProfile(req.profile.clone()))?;
+        let profile = self
+            .profiles
+            .get(&req.profile)
+            .ok_or_else(|| IssueError::UnknownProfile(req.profile.clone()))?;
         let csr = csr::parse(&req.csr)?;
         let key = policy::judge_key(&csr.spki, profile)?;
         csr.check_possession()?;
-        issue_key(self, &self.issuing, profile, csr.spki, key, &req.subject, req.application.as_deref()).await
+        issue_key(
+            self,
+            &self.issuing,
+            profile,
+            csr.spki,
+            key,
+            &req.subject,
+            req.application.as_deref(),
+        )
+        .await
     }
 
     /// Issues for a key the CA made itself (the ceremony's delegated signers): no CSR to prove
@@ -74,9 +86,15 @@ impl Ca {
         spki_der: &[u8],
         subject: &SubjectInput,
     ) -> Result<Issued, IssueError> {
-        let profile = self.profiles.get(profile).ok_or_else(|| IssueError::UnknownProfile(profile.to_string()))?;
+        let profile = self
+            .profiles
+            .get(profile)
+            .ok_or_else(|| IssueError::UnknownProfile(profile.to_string()))?;
         let spki: SubjectPublicKeyInfoOwned =
-            der::Decode::from_der(spki_der).map_err(|e| build::BuildError { what: "own key", message: e.to_string() })?;
+            der::Decode::from_der(spki_der).map_err(|e| build::BuildError {
+                what: "own key",
+                message: e.to_string(),
+            })?;
         let key = policy::judge_key(&spki, profile)?;
         issue_key(self, &self.issuing, profile, spki, key, subject, None).await
     }
@@ -92,29 +110,39 @@ async fn issue_key(
     application: Option<&str>,
 ) -> Result<Issued, IssueError> {
     let subject = subject::build(profile, input, &ca.config.ca.country)?;
-    let spki_der = spki.to_der().map_err(|e| build::BuildError { what: "SPKI", message: e.to_string() })?;
+    let spki_der = spki.to_der().map_err(|e| build::BuildError {
+        what: "SPKI",
+        message: e.to_string(),
+    })?;
     let key_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &spki_der));
     let not_before = (now() - BACKDATE_SECONDS).max(issuer.not_before);
     let not_after = (not_before + i64::from(profile.validity_days) * 86_400).min(issuer.not_after);
-    let extensions = build::leaf_extensions(profile, &subject, &spki, key, &issuer.ski, &issuer.urls)?;
-    let issuer_name: x509_cert::name::Name = der::Decode::from_der(&issuer.subject_der)
-        .map_err(|e| build::BuildError { what: "issuer name", message: e.to_string() })?;
+    let extensions =
+        build::leaf_extensions(profile, &subject, &spki, key, &issuer.ski, &issuer.urls)?;
+    let issuer_name: x509_cert::name::Name =
+        der::Decode::from_der(&issuer.subject_der).map_err(|e| build::BuildError {
+            what: "issuer name",
+            message: e.to_string(),
+        })?;
 
     let mut attempt = 0;
     let prepared = loop {
         attempt += 1;
         let serial = build::random_serial();
-        let tbs = build::tbs(
-            &serial,
-            issuer.algorithm(),
-            issuer_name.clone(),
+        let tbs = build::tbs(build::TbsParts {
+            serial: serial.clone(),
+            signature: issuer.algorithm(),
+            issuer: issuer_name.clone(),
             not_before,
             not_after,
-            subject.name.clone(),
-            spki.clone(),
-            extensions.clone(),
-        )?;
-        let tbs_der = tbs.to_der().map_err(|e| build::BuildError { what: "TBS", message: e.to_string() })?;
+            subject: subject.name.clone(),
+            spki: spki.clone(),
+            extensions: extensions.clone(),
+        })?;
+        let tbs_der = tbs.to_der().map_err(|e| build::BuildError {
+            what: "TBS",
+            message: e.to_string(),
+        })?;
         lint::leaf(&tbs_der, profile, &issuer.facts())?;
         let serial = hex::encode(&serial);
         tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[{}] profile=[{}] subject=[{}]",
@@ -142,7 +170,9 @@ async fn issue_key(
         }
     };
     let der = sign(ca, issuer, prepared.tbs_der, &prepared.serial).await?;
-    ca.store.mark_issued(&issuer.id, &prepared.serial, &der).await?;
+    ca.store
+        .mark_issued(&issuer.id, &prepared.serial, &der)
+        .await?;
     tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
         prepared.serial, application.unwrap_or(""), profile.name);
     Ok(Issued {
@@ -157,7 +187,12 @@ async fn issue_key(
 }
 
 /// Signs recorded TBS bytes; on failure the pending row is abandoned, since nothing was signed.
-async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Result<Vec<u8>, IssueError> {
+async fn sign(
+    ca: &Ca,
+    issuer: &Issuer,
+    tbs_der: Vec<u8>,
+    serial: &str,
+) -> Result<Vec<u8>, IssueError> {
     match keys::sign(&issuer.signer, tbs_der.clone()).await {
         Ok(sig) => Ok(build::assemble(&tbs_der, issuer.algorithm(), &sig)?),
         Err(e) => {
@@ -169,4 +204,3 @@ async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Resul
         }
     }
 }
-

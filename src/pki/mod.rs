@@ -36,7 +36,10 @@ pub enum PolicyError {
     UnsupportedKey(String),
     /// The key family is supported but not under this profile.
     #[error("profile {profile} does not allow {algorithm} keys")]
-    KeyNotAllowed { profile: String, algorithm: &'static str },
+    KeyNotAllowed {
+        profile: String,
+        algorithm: &'static str,
+    },
     /// The public key is already certified for another subject.
     #[error("this public key is already certified for another subject")]
     KeyBoundElsewhere,
@@ -48,7 +51,10 @@ pub enum PolicyError {
     Bin(IdError),
     /// A subject field is missing, not allowed, or not well-formed for the profile.
     #[error("{field} {message}")]
-    Subject { field: &'static str, message: String },
+    Subject {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// Everything that stops an issuance, from bad input to a failed HSM.
@@ -124,12 +130,26 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn new(id: &str, cert_der: Vec<u8>, signer: Arc<dyn Signer>, cfg: &Config) -> Result<Issuer, build::BuildError> {
-        let err = |e: der::Error| build::BuildError { what: "CA certificate", message: e.to_string() };
+    pub fn new(
+        id: &str,
+        cert_der: Vec<u8>,
+        signer: Arc<dyn Signer>,
+        cfg: &Config,
+    ) -> Result<Issuer, build::BuildError> {
+        let err = |e: der::Error| build::BuildError {
+            what: "CA certificate",
+            message: e.to_string(),
+        };
         let cert = Certificate::from_der(&cert_der).map_err(err)?;
         let tbs = &cert.tbs_certificate;
         if signer.spki_der() != tbs.subject_public_key_info.to_der().map_err(err)? {
-            return Err(build::BuildError { what: "CA certificate", message: format!("key {} does not match the certificate of {id}", signer.label()) });
+            return Err(build::BuildError {
+                what: "CA certificate",
+                message: format!(
+                    "key {} does not match the certificate of {id}",
+                    signer.label()
+                ),
+            });
         }
         Ok(Issuer {
             id: id.to_string(),
@@ -204,7 +224,10 @@ pub enum OpenError {
     NotInitialised,
     /// The database says the keys are in one kind of store, the configuration names another.
     #[error("the CA keys are in the {recorded} key store but the configuration names {configured}")]
-    KeyStoreMismatch { recorded: String, configured: String },
+    KeyStoreMismatch {
+        recorded: String,
+        configured: String,
+    },
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
     #[error(transparent)]
@@ -217,7 +240,11 @@ pub enum OpenError {
 
 impl Ca {
     /// Opens an initialised deployment: loads the keys the database names from the key store.
-    pub async fn open(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore>) -> Result<Ca, OpenError> {
+    pub async fn open(
+        config: Arc<Config>,
+        store: Store,
+        key_store: Arc<dyn KeyStore>,
+    ) -> Result<Ca, OpenError> {
         let records = store.ca_keys().await?;
         let find = |role: &str| records.iter().find(|r| r.role == role);
         let (Some(root), Some(issuing)) = (find("root"), find("issuing")) else {
@@ -225,17 +252,32 @@ impl Ca {
         };
         let load = |r: &CaKeyRecord| -> Result<Arc<dyn Signer>, OpenError> {
             if r.key_store != key_store.kind() {
-                return Err(OpenError::KeyStoreMismatch { recorded: r.key_store.clone(), configured: key_store.kind().into() });
+                return Err(OpenError::KeyStoreMismatch {
+                    recorded: r.key_store.clone(),
+                    configured: key_store.kind().into(),
+                });
             }
             Ok(key_store.open(&r.key_label)?)
         };
         let delegated = |role: &str| -> Result<Option<Delegated>, OpenError> {
-            find(role).map(|r| Ok(Delegated { signer: load(r)?, cert_der: r.certificate.clone() })).transpose()
+            find(role)
+                .map(|r| {
+                    Ok(Delegated {
+                        signer: load(r)?,
+                        cert_der: r.certificate.clone(),
+                    })
+                })
+                .transpose()
         };
         let profiles = Profiles::load(&config.ca.profiles_dir)?;
         Ok(Ca {
             root: Issuer::new(&root.id, root.certificate.clone(), load(root)?, &config)?,
-            issuing: Issuer::new(&issuing.id, issuing.certificate.clone(), load(issuing)?, &config)?,
+            issuing: Issuer::new(
+                &issuing.id,
+                issuing.certificate.clone(),
+                load(issuing)?,
+                &config,
+            )?,
             ocsp: delegated("ocsp")?,
             service: delegated("service")?,
             profiles,
@@ -259,7 +301,10 @@ impl Ca {
 /// and shown. Accepts any case and an optional leading `0x` or zeros on input.
 pub fn normalise_serial(s: &str) -> Option<String> {
     let s = s.trim();
-    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     if s.is_empty() || s.len() > 42 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }

@@ -12,16 +12,40 @@ use crate::keys::KeyAlgorithm;
 
 /// The profiles nca knows by name, with their embedded copies.
 pub const EMBEDDED: [(&str, &str); 10] = [
-    ("individual-auth", include_str!("../../ca-config/profiles/individual-auth.toml")),
-    ("individual-sign", include_str!("../../ca-config/profiles/individual-sign.toml")),
-    ("legal-auth", include_str!("../../ca-config/profiles/legal-auth.toml")),
-    ("legal-sign", include_str!("../../ca-config/profiles/legal-sign.toml")),
-    ("operator-auth", include_str!("../../ca-config/profiles/operator-auth.toml")),
-    ("operator-sign", include_str!("../../ca-config/profiles/operator-sign.toml")),
+    (
+        "individual-auth",
+        include_str!("../../ca-config/profiles/individual-auth.toml"),
+    ),
+    (
+        "individual-sign",
+        include_str!("../../ca-config/profiles/individual-sign.toml"),
+    ),
+    (
+        "legal-auth",
+        include_str!("../../ca-config/profiles/legal-auth.toml"),
+    ),
+    (
+        "legal-sign",
+        include_str!("../../ca-config/profiles/legal-sign.toml"),
+    ),
+    (
+        "operator-auth",
+        include_str!("../../ca-config/profiles/operator-auth.toml"),
+    ),
+    (
+        "operator-sign",
+        include_str!("../../ca-config/profiles/operator-sign.toml"),
+    ),
     ("admin", include_str!("../../ca-config/profiles/admin.toml")),
     ("ocsp", include_str!("../../ca-config/profiles/ocsp.toml")),
-    ("tls-server", include_str!("../../ca-config/profiles/tls-server.toml")),
-    ("service", include_str!("../../ca-config/profiles/service.toml")),
+    (
+        "tls-server",
+        include_str!("../../ca-config/profiles/tls-server.toml"),
+    ),
+    (
+        "service",
+        include_str!("../../ca-config/profiles/service.toml"),
+    ),
 ];
 
 /// Who the subject is: a person identified by IIN, or an entity named by a common name
@@ -132,7 +156,10 @@ pub struct ProfileError {
 
 impl Profile {
     pub fn parse(file_stem: &str, text: &str) -> Result<Profile, ProfileError> {
-        let err = |message: String| ProfileError { profile: file_stem.to_string(), message };
+        let err = |message: String| ProfileError {
+            profile: file_stem.to_string(),
+            message,
+        };
         let mut p: Profile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         if p.name != file_stem {
             return Err(err(format!("name {:?} differs from the file name", p.name)));
@@ -168,7 +195,12 @@ impl Profile {
 }
 
 fn parse_oids(v: &[String]) -> Result<Vec<ObjectIdentifier>, String> {
-    v.iter().map(|s| s.parse::<ObjectIdentifier>().map_err(|e| format!("OID {s:?}: {e}"))).collect()
+    v.iter()
+        .map(|s| {
+            s.parse::<ObjectIdentifier>()
+                .map_err(|e| format!("OID {s:?}: {e}"))
+        })
+        .collect()
 }
 
 /// All profiles, by name.
@@ -182,19 +214,28 @@ impl Profiles {
         let mut map = BTreeMap::new();
         for (name, embedded) in EMBEDDED {
             let path = dir.join(format!("{name}.toml"));
-            let text = crate::config::read_data_file(&path, embedded)
-                .map_err(|e| ProfileError { profile: name.into(), message: e.to_string() })?;
+            let text =
+                crate::config::read_data_file(&path, embedded).map_err(|e| ProfileError {
+                    profile: name.into(),
+                    message: e.to_string(),
+                })?;
             map.insert(name.to_string(), Profile::parse(name, &text)?);
         }
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
-                if path.extension().and_then(|e| e.to_str()) != Some("toml") || map.contains_key(stem) {
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if path.extension().and_then(|e| e.to_str()) != Some("toml")
+                    || map.contains_key(stem)
+                {
                     continue;
                 }
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| ProfileError { profile: stem.into(), message: e.to_string() })?;
+                let text = std::fs::read_to_string(&path).map_err(|e| ProfileError {
+                    profile: stem.into(),
+                    message: e.to_string(),
+                })?;
                 map.insert(stem.to_string(), Profile::parse(stem, &text)?);
             }
         }

@@ -36,7 +36,10 @@ pub struct CertificateView {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -59,10 +62,21 @@ impl Ca {
 
     /// A certificate the CA has issued, by serial; `None` for an unknown serial and for one that
     /// was recorded but never issued (it was never handed to anyone).
-    pub async fn certificate_view(&self, serial: &str) -> Result<Option<CertificateView>, StoreError> {
-        let Some(rec) = self.store.certificate(serial).await? else { return Ok(None) };
-        let (CertificateStatus::Issued, Some(der)) = (rec.status, rec.der) else { return Ok(None) };
-        let status = if rec.not_after < now() { "expired" } else { "valid" };
+    pub async fn certificate_view(
+        &self,
+        serial: &str,
+    ) -> Result<Option<CertificateView>, StoreError> {
+        let Some(rec) = self.store.certificate(serial).await? else {
+            return Ok(None);
+        };
+        let (CertificateStatus::Issued, Some(der)) = (rec.status, rec.der) else {
+            return Ok(None);
+        };
+        let status = if rec.not_after < now() {
+            "expired"
+        } else {
+            "valid"
+        };
         Ok(Some(CertificateView {
             serial: rec.serial,
             issuer: rec.issuer,

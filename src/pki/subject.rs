@@ -59,22 +59,35 @@ const ROLES: [(&str, &str); 5] = [
 ];
 
 fn bad(field: &'static str, why: impl Into<String>) -> PolicyError {
-    PolicyError::Subject { field, message: why.into() }
+    PolicyError::Subject {
+        field,
+        message: why.into(),
+    }
 }
 
 /// A name as it goes into the DN: trimmed, inner spaces folded, upper case (Kazakh letters
 /// included: Rust's Unicode case mapping covers Ә Ғ Қ Ң Ө Ұ Ү Һ І), letters, spaces, hyphens and
 /// apostrophes only, at most 64 characters (RFC 5280's ub-name family).
 fn person_name(field: &'static str, v: &str) -> Result<String, PolicyError> {
-    let folded = v.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase();
+    let folded = v
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase();
     if folded.is_empty() {
         return Err(bad(field, "is empty"));
     }
     if folded.chars().count() > 64 {
         return Err(bad(field, "is longer than 64 characters"));
     }
-    if !folded.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'' || c == '’') {
-        return Err(bad(field, "may hold letters, spaces, hyphens and apostrophes only"));
+    if !folded
+        .chars()
+        .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'' || c == '’')
+    {
+        return Err(bad(
+            field,
+            "may hold letters, spaces, hyphens and apostrophes only",
+        ));
     }
     Ok(folded)
 }
@@ -99,11 +112,22 @@ fn email(v: &str) -> Result<String, PolicyError> {
     let ok = v.len() <= 254
         && v.is_ascii()
         && v.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !d.contains("..")
-                && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-                && !l.chars().any(|c| c.is_ascii_whitespace() || c == '@' || c.is_ascii_control())
+            !l.is_empty()
+                && d.contains('.')
+                && !d.starts_with('.')
+                && !d.ends_with('.')
+                && !d.contains("..")
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                && !l
+                    .chars()
+                    .any(|c| c.is_ascii_whitespace() || c == '@' || c.is_ascii_control())
         });
-    if ok { Ok(v.to_string()) } else { Err(bad("email", "is not an e-mail address")) }
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(bad("email", "is not an e-mail address"))
+    }
 }
 
 fn rdn(oid: ObjectIdentifier, value: Any) -> Result<RelativeDistinguishedName, PolicyError> {
@@ -113,7 +137,8 @@ fn rdn(oid: ObjectIdentifier, value: Any) -> Result<RelativeDistinguishedName, P
 }
 
 fn utf8(field: &'static str, v: &str) -> Result<Any, PolicyError> {
-    Any::encode_from(&Utf8StringRef::new(v).map_err(|e| bad(field, e.to_string()))?).map_err(|e| bad(field, e.to_string()))
+    Any::encode_from(&Utf8StringRef::new(v).map_err(|e| bad(field, e.to_string()))?)
+        .map_err(|e| bad(field, e.to_string()))
 }
 
 fn printable(field: &'static str, v: &str) -> Result<Any, PolicyError> {
@@ -122,36 +147,64 @@ fn printable(field: &'static str, v: &str) -> Result<Any, PolicyError> {
 }
 
 /// Builds the subject a profile asks for from the caller's data, or says what is missing.
-pub fn build(profile: &Profile, input: &SubjectInput, country: &str) -> Result<Subject, PolicyError> {
-    let given = |o: &Option<String>| o.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+pub fn build(
+    profile: &Profile,
+    input: &SubjectInput,
+    country: &str,
+) -> Result<Subject, PolicyError> {
+    let given = |o: &Option<String>| {
+        o.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     let (cn, holder, surname, serial, patronymic) = match profile.subject {
         SubjectKind::Person => {
             let iin = given(&input.iin).ok_or_else(|| bad("iin", "is required"))?;
             let iin = Iin::parse(&iin).map_err(PolicyError::Iin)?;
-            let surname = person_name("surname", &given(&input.surname).ok_or_else(|| bad("surname", "is required"))?)?;
-            let name = person_name("name", &given(&input.name).ok_or_else(|| bad("name", "is required"))?)?;
-            let patronymic = given(&input.patronymic).map(|p| person_name("patronymic", &p)).transpose()?;
+            let surname = person_name(
+                "surname",
+                &given(&input.surname).ok_or_else(|| bad("surname", "is required"))?,
+            )?;
+            let name = person_name(
+                "name",
+                &given(&input.name).ok_or_else(|| bad("name", "is required"))?,
+            )?;
+            let patronymic = given(&input.patronymic)
+                .map(|p| person_name("patronymic", &p))
+                .transpose()?;
             let cn = format!("{surname} {name}");
             if cn.chars().count() > 64 {
-                return Err(bad("name", "surname and name together are longer than 64 characters"));
+                return Err(bad(
+                    "name",
+                    "surname and name together are longer than 64 characters",
+                ));
             }
             let serial = format!("IIN{}", iin.as_str());
             (cn, serial.clone(), Some(surname), Some(serial), patronymic)
         }
         SubjectKind::Entity => {
-            let cn = free_text("common_name", &given(&input.common_name).ok_or_else(|| bad("common_name", "is required"))?, 64)?;
+            let cn = free_text(
+                "common_name",
+                &given(&input.common_name).ok_or_else(|| bad("common_name", "is required"))?,
+                64,
+            )?;
             (cn.clone(), cn, None, None, None)
         }
     };
     let org = match (profile.organization, given(&input.org), given(&input.bin)) {
         (Presence::Forbidden, None, None) => None,
-        (Presence::Forbidden, _, _) => return Err(bad("org", "this profile takes no organisation")),
+        (Presence::Forbidden, _, _) => {
+            return Err(bad("org", "this profile takes no organisation"));
+        }
         (Presence::Required, None, _) | (Presence::Required, _, None) => {
             return Err(bad("org", "organisation name and BIN are required"));
         }
         (_, None, None) => None,
         (_, Some(o), b) => {
-            let bin = b.map(|b| Bin::parse(&b).map_err(PolicyError::Bin)).transpose()?;
+            let bin = b
+                .map(|b| Bin::parse(&b).map_err(PolicyError::Bin))
+                .transpose()?;
             Some((free_text("org", &o, 64)?, bin))
         }
         (_, None, Some(_)) => return Err(bad("org", "a BIN needs the organisation's name")),
@@ -167,34 +220,58 @@ pub fn build(profile: &Profile, input: &SubjectInput, country: &str) -> Result<S
                 None => r.clone(),
             };
             if !oid.starts_with(&profile.role_prefix) || oid.len() == profile.role_prefix.len() {
-                return Err(bad("role", format!("{r:?} is not a role under {}", profile.role_prefix)));
+                return Err(bad(
+                    "role",
+                    format!("{r:?} is not a role under {}", profile.role_prefix),
+                ));
             }
-            Some(oid.parse::<ObjectIdentifier>().map_err(|e| bad("role", e.to_string()))?)
+            Some(
+                oid.parse::<ObjectIdentifier>()
+                    .map_err(|e| bad("role", e.to_string()))?,
+            )
         }
     };
-    let locality = given(&input.locality).map(|l| free_text("locality", &l, 128)).transpose()?;
-    let region = given(&input.region).map(|r| free_text("region", &r, 128)).transpose()?;
+    let locality = given(&input.locality)
+        .map(|l| free_text("locality", &l, 128))
+        .transpose()?;
+    let region = given(&input.region)
+        .map(|r| free_text("region", &r, 128))
+        .transpose()?;
 
     let mut rdns = Vec::new();
     for attr in &profile.dn {
         let entry = match attr {
             DnAttribute::CN => Some(rdn(rfc4519::CN, utf8("common_name", &cn)?)?),
-            DnAttribute::SURNAME => surname.as_deref().map(|s| utf8("surname", s).and_then(|v| rdn(rfc4519::SN, v))).transpose()?,
-            DnAttribute::SERIALNUMBER => {
-                serial.as_deref().map(|s| printable("iin", s).and_then(|v| rdn(rfc4519::SERIAL_NUMBER, v))).transpose()?
-            }
+            DnAttribute::SURNAME => surname
+                .as_deref()
+                .map(|s| utf8("surname", s).and_then(|v| rdn(rfc4519::SN, v)))
+                .transpose()?,
+            DnAttribute::SERIALNUMBER => serial
+                .as_deref()
+                .map(|s| printable("iin", s).and_then(|v| rdn(rfc4519::SERIAL_NUMBER, v)))
+                .transpose()?,
             DnAttribute::C => Some(rdn(rfc4519::C, printable("country", country)?)?),
-            DnAttribute::L => locality.as_deref().map(|s| utf8("locality", s).and_then(|v| rdn(rfc4519::L, v))).transpose()?,
-            DnAttribute::ST => region.as_deref().map(|s| utf8("region", s).and_then(|v| rdn(rfc4519::ST, v))).transpose()?,
-            DnAttribute::O => org.as_ref().map(|(o, _)| utf8("org", o).and_then(|v| rdn(rfc4519::O, v))).transpose()?,
+            DnAttribute::L => locality
+                .as_deref()
+                .map(|s| utf8("locality", s).and_then(|v| rdn(rfc4519::L, v)))
+                .transpose()?,
+            DnAttribute::ST => region
+                .as_deref()
+                .map(|s| utf8("region", s).and_then(|v| rdn(rfc4519::ST, v)))
+                .transpose()?,
+            DnAttribute::O => org
+                .as_ref()
+                .map(|(o, _)| utf8("org", o).and_then(|v| rdn(rfc4519::O, v)))
+                .transpose()?,
             DnAttribute::OU => org
                 .as_ref()
                 .and_then(|(_, b)| b.as_ref())
                 .map(|b| utf8("bin", &format!("BIN{b}")).and_then(|v| rdn(rfc4519::OU, v)))
                 .transpose()?,
-            DnAttribute::GIVENNAME => {
-                patronymic.as_deref().map(|s| utf8("patronymic", s).and_then(|v| rdn(rfc4519::GIVEN_NAME, v))).transpose()?
-            }
+            DnAttribute::GIVENNAME => patronymic
+                .as_deref()
+                .map(|s| utf8("patronymic", s).and_then(|v| rdn(rfc4519::GIVEN_NAME, v)))
+                .transpose()?,
         };
         rdns.extend(entry);
     }
@@ -202,21 +279,45 @@ pub fn build(profile: &Profile, input: &SubjectInput, country: &str) -> Result<S
     let display = display(&name);
 
     let email = given(&input.email).map(|e| email(&e)).transpose()?;
-    if email.is_some() && !profile.subject_alt_name.contains(&super::profile::SanKind::Email) {
+    if email.is_some()
+        && !profile
+            .subject_alt_name
+            .contains(&super::profile::SanKind::Email)
+    {
         return Err(bad("email", "this profile takes no e-mail"));
     }
-    let dns_names = input.dns_names.iter().map(|d| dns_name(d)).collect::<Result<Vec<_>, _>>()?;
+    let dns_names = input
+        .dns_names
+        .iter()
+        .map(|d| dns_name(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let ip_addresses = input
         .ip_addresses
         .iter()
-        .map(|i| i.parse().map_err(|_| bad("ip_addresses", format!("{i:?} is not an IP address"))))
+        .map(|i| {
+            i.parse()
+                .map_err(|_| bad("ip_addresses", format!("{i:?} is not an IP address")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if (!dns_names.is_empty() || !ip_addresses.is_empty())
-        && !profile.subject_alt_name.iter().any(|k| matches!(k, super::profile::SanKind::Dns | super::profile::SanKind::Ip))
+        && !profile.subject_alt_name.iter().any(|k| {
+            matches!(
+                k,
+                super::profile::SanKind::Dns | super::profile::SanKind::Ip
+            )
+        })
     {
         return Err(bad("dns_names", "this profile takes no host names"));
     }
-    Ok(Subject { name, holder, display, email, role, dns_names, ip_addresses })
+    Ok(Subject {
+        name,
+        holder,
+        display,
+        email,
+        role,
+        dns_names,
+        ip_addresses,
+    })
 }
 
 /// A DN as people at the centre read it: in DER order, attribute names as in PROFILES.md
@@ -254,10 +355,17 @@ fn dns_name(d: &str) -> Result<String, PolicyError> {
     let ok = !d.is_empty()
         && d.len() <= 253
         && d.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
-    if ok { Ok(d) } else { Err(bad("dns_names", format!("{d:?} is not a host name"))) }
+    if ok {
+        Ok(d)
+    } else {
+        Err(bad("dns_names", format!("{d:?} is not a host name")))
+    }
 }
 
 #[cfg(test)]
@@ -280,7 +388,10 @@ mod tests {
             ..Default::default()
         };
         let s = build(&profile("individual-sign"), &input, "KZ").unwrap();
-        assert_eq!(s.display, "CN=ҚҰНАНБАЙ АБАЙ, SURNAME=ҚҰНАНБАЙ, SERIALNUMBER=IIN850315300019, C=KZ, GIVENNAME=ҚҰНАНБАЙҰЛЫ");
+        assert_eq!(
+            s.display,
+            "CN=ҚҰНАНБАЙ АБАЙ, SURNAME=ҚҰНАНБАЙ, SERIALNUMBER=IIN850315300019, C=KZ, GIVENNAME=ҚҰНАНБАЙҰЛЫ"
+        );
     }
 
     #[test]
@@ -300,7 +411,11 @@ mod tests {
         input.bin = Some("150440000122".into());
         let s = build(&p, &input, "KZ").unwrap();
         assert_eq!(s.role.unwrap().to_string(), "1.2.398.3.3.4.1.2.1");
-        assert!(s.display.contains("O=ТОО «Дала», OU=BIN150440000122"), "{}", s.display);
+        assert!(
+            s.display.contains("O=ТОО «Дала», OU=BIN150440000122"),
+            "{}",
+            s.display
+        );
         input.role = Some("1.2.398.3.3.4.2.1".into());
         assert!(build(&p, &input, "KZ").is_err());
     }
@@ -313,6 +428,12 @@ mod tests {
             name: Some("B".into()),
             ..Default::default()
         };
-        assert!(matches!(build(&profile("individual-auth"), &input, "KZ"), Err(PolicyError::Subject { field: "surname", .. })));
+        assert!(matches!(
+            build(&profile("individual-auth"), &input, "KZ"),
+            Err(PolicyError::Subject {
+                field: "surname",
+                ..
+            })
+        ));
     }
 }

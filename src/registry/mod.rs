@@ -28,7 +28,11 @@ pub enum IdError {
 fn check_digit(d: &[u8; 12]) -> Option<u8> {
     let sum = |w: &dyn Fn(usize) -> u32| (0..11).map(|i| u32::from(d[i]) * w(i)).sum::<u32>() % 11;
     let first = sum(&|i| i as u32 + 1);
-    let c = if first == 10 { sum(&|i| ((i as u32 + 2) % 11) + 1) } else { first };
+    let c = if first == 10 {
+        sum(&|i| ((i as u32 + 2) % 11) + 1)
+    } else {
+        first
+    };
     (c != 10).then_some(c as u8)
 }
 
@@ -83,7 +87,8 @@ impl Iin {
             _ => 2000,
         };
         let month = time::Month::try_from(n(2)).unwrap_or(time::Month::January);
-        time::Date::from_calendar_date(century + i32::from(n(0)), month, n(4)).unwrap_or(time::Date::MIN)
+        time::Date::from_calendar_date(century + i32::from(n(0)), month, n(4))
+            .unwrap_or(time::Date::MIN)
     }
 }
 
@@ -158,14 +163,17 @@ mod tests {
             for (i, c) in eleven.bytes().enumerate() {
                 d[i] = c - b'0';
             }
-            let first: u32 = (0..11).map(|i| u32::from(d[i]) * (i as u32 + 1)).sum::<u32>() % 11;
-            if first == 10 {
-                if let Some(c) = check_digit(&d) {
-                    assert_ne!(c, 10);
-                    assert!(Iin::parse(&format!("{eleven}{c}")).is_ok());
-                    found = true;
-                    break;
-                }
+            let first: u32 = (0..11)
+                .map(|i| u32::from(d[i]) * (i as u32 + 1))
+                .sum::<u32>()
+                % 11;
+            if first == 10
+                && let Some(c) = check_digit(&d)
+            {
+                assert_ne!(c, 10);
+                assert!(Iin::parse(&format!("{eleven}{c}")).is_ok());
+                found = true;
+                break;
             }
         }
         assert!(found);

@@ -66,8 +66,7 @@ pub struct CertificateRecord {
     pub issued_at: Option<i64>,
 }
 
-const CERT_COLUMNS: &str =
-    "issuer, serial, status, profile, subject, holder, not_before, not_after, der, application, created_at, issued_at";
+const CERT_COLUMNS: &str = "issuer, serial, status, profile, subject, holder, not_before, not_after, der, application, created_at, issued_at";
 
 fn cert_row(r: &AnyRow) -> Result<CertificateRecord, sqlx::Error> {
     Ok(CertificateRecord {
@@ -185,7 +184,12 @@ impl Store {
 
     /// Marks a pending certificate issued. Only a pending row changes: a row the start-up
     /// reconciliation abandoned stays abandoned, and the caller must not hand the certificate out.
-    pub async fn mark_issued(&self, issuer: &str, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+    pub async fn mark_issued(
+        &self,
+        issuer: &str,
+        serial: &str,
+        der: &[u8],
+    ) -> Result<(), StoreError> {
         let r = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, issued_at = $2 WHERE issuer = $3 AND serial = $4 AND status = 'pending'")
             .bind(der)
             .bind(now())
@@ -194,7 +198,9 @@ impl Store {
             .execute(self.pool())
             .await?;
         if r.rows_affected() != 1 {
-            return Err(StoreError::StateConflict(format!("certificate {serial} is not pending")));
+            return Err(StoreError::StateConflict(format!(
+                "certificate {serial} is not pending"
+            )));
         }
         Ok(())
     }
@@ -212,14 +218,21 @@ impl Store {
     /// Start-up reconciliation: pending rows older than `before` were lost in a crash between
     /// recording and marking issued. Their certificates were never delivered; they become
     /// abandoned. Returns the serials.
-    pub async fn abandon_stale_pending(&self, before: i64) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn abandon_stale_pending(
+        &self,
+        before: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let rows = sqlx::query("SELECT issuer, serial FROM certificates WHERE status = 'pending' AND created_at < $1")
-            .bind(before)
-            .fetch_all(&mut *tx)
-            .await?;
-        let stale: Vec<(String, String)> =
-            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?;
+        let rows = sqlx::query(
+            "SELECT issuer, serial FROM certificates WHERE status = 'pending' AND created_at < $1",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let stale: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
         sqlx::query("UPDATE certificates SET status = 'abandoned' WHERE status = 'pending' AND created_at < $1")
             .bind(before)
             .execute(&mut *tx)
@@ -231,14 +244,24 @@ impl Store {
     /// A certificate by serial (lower-case hex without leading zeros stripped), any issuer.
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         // CERT_COLUMNS is a constant: no input reaches this string.
-        let q = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(serial).fetch_optional(self.pool()).await?;
+        let q = format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(serial)
+            .fetch_optional(self.pool())
+            .await?;
         Ok(row.as_ref().map(cert_row).transpose()?)
     }
 
     /// How many certificates are in each status, for `/metrics`.
     pub async fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) FROM certificates GROUP BY status").fetch_all(self.pool()).await?;
-        Ok(rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?)
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM certificates GROUP BY status")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 }

@@ -7,10 +7,13 @@ use sqlx::{Acquire, Row};
 use super::{Backend, Store, StoreError};
 
 const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_ca_core.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_ca_core.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../migrations/postgres/0001_ca_core.sql"),
+)];
 
 /// Any constant: the key of the advisory lock that serialises migrations.
-const MIGRATION_LOCK: i64 = 0x6e63_615f_6d69_67;
+const MIGRATION_LOCK: i64 = 0x006e_6361_5f6d_6967;
 
 pub async fn run(store: &Store) -> Result<(), StoreError> {
     let mut conn = store.pool().acquire().await?;
@@ -19,7 +22,10 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
         Backend::Postgres => POSTGRES,
     };
     if store.backend() == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
     }
     let result = async {
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
@@ -51,7 +57,10 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
     }
     .await;
     if store.backend() == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
     }
     result
 }

@@ -1,1 +1,10 @@
+//! The integration suite: one binary, modules per area. Every test starts the real `nca`
+//! binary on 127.0.0.1 with a fresh data directory and uses real clients (openssl, curl,
+//! pkcs11-tool, pkilint). `NCA_TEST_KEY_STORE` picks the key store (software, or a SoftHSM2
+//! token that scripts/test.sh makes fresh for the run); `NCA_TEST_POSTGRES_URL` names the
+//! PostgreSQL server that store tests also run against.
 
+mod ca_core;
+mod harness;
+mod http_api;
+mod store;

@@ -1,0 +1,315 @@
+//! Test kit: a deployment in a temporary directory, the `nca` binary, and real clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const NCA: &str = env!("CARGO_BIN_EXE_nca");
+
+/// A valid IIN (check digit right), a person's of the demo registry.
+pub const IIN: &str = "850315306048";
+pub const BIN: &str = "150540041064";
+
+pub fn key_store() -> String {
+    std::env::var("NCA_TEST_KEY_STORE").unwrap_or_else(|_| "software".into())
+}
+
+pub fn is_pkcs11() -> bool {
+    key_store() == "pkcs11"
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("NCA_TEST_POSTGRES_URL").expect(
+        "NCA_TEST_POSTGRES_URL: run the suite through scripts/test.sh, which starts PostgreSQL",
+    )
+}
+
+/// A fresh, empty PostgreSQL database on the test server; returns its URL.
+pub fn fresh_postgres_database() -> String {
+    let base = postgres_url();
+    let name = format!("nca_it_{}", random_hex(6));
+    let admin = format!("{}/postgres", base.rsplit_once('/').unwrap().0);
+    run_ok(Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")]));
+    format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+}
+
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    hex::encode(b)
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A deployment: data directory, environment, and (once started) a running `nca serve`.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    server: Option<Child>,
+    pub public: String,
+    pub operator: String,
+}
+
+impl Deployment {
+    /// A deployment on the suite's key store and SQLite.
+    pub fn new() -> Deployment {
+        Self::with_database(None)
+    }
+
+    pub fn with_database(database_url: Option<String>) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            (
+                "NCA_DATA_DIR".to_string(),
+                dir.path().join("data").display().to_string(),
+            ),
+            ("NCA_LISTEN".into(), "127.0.0.1:0".into()),
+            ("NCA_OPERATOR_LISTEN".into(), "127.0.0.1:0".into()),
+            ("NCA_LOG".into(), "info,sqlx=warn".into()),
+        ];
+        if let Some(url) = database_url {
+            env.push(("NCA_DATABASE_URL".into(), url));
+        }
+        if is_pkcs11() {
+            for (k, v) in [
+                ("NCA_KEY_STORE", "pkcs11".to_string()),
+                (
+                    "NCA_PKCS11_MODULE",
+                    std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE"),
+                ),
+                (
+                    "NCA_PKCS11_TOKEN",
+                    std::env::var("NCA_TEST_PKCS11_TOKEN").expect("NCA_TEST_PKCS11_TOKEN"),
+                ),
+                (
+                    "NCA_PKCS11_PIN",
+                    std::env::var("NCA_TEST_PKCS11_PIN").expect("NCA_TEST_PKCS11_PIN"),
+                ),
+                // A PKCS#11 deployment is a production configuration: prove it starts as one.
+                ("NCA_DEVELOPMENT", "false".to_string()),
+            ] {
+                env.push((k.to_string(), v));
+            }
+        } else {
+            env.push(("NCA_KEY_STORE".into(), "software".into()));
+        }
+        Deployment {
+            dir,
+            env,
+            server: None,
+            public: String::new(),
+            operator: String::new(),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.data().join(rel)
+    }
+
+    /// `nca ARGS` with this deployment's environment, run from the temp dir (so the embedded
+    /// defaults apply unless the repository's ca-config is named).
+    pub fn nca(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(NCA);
+        c.args(args).current_dir(self.dir.path()).env_clear();
+        for k in ["PATH", "HOME", "SOFTHSM2_CONF", "RUST_BACKTRACE"] {
+            if let Ok(v) = std::env::var(k) {
+                c.env(k, v);
+            }
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    pub fn init(&self) -> String {
+        stdout(&run_ok(&mut self.nca(&["init"])))
+    }
+
+    /// Starts `nca serve` and waits for its `listening:` line.
+    pub fn start(&mut self) {
+        let mut child = self
+            .nca(&["serve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("serve.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening: ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("nca serve did not start:\n{}", self.log());
+            }
+        };
+        for part in line.split_whitespace() {
+            if let Some(u) = part.strip_prefix("public=") {
+                self.public = u.to_string();
+            }
+            if let Some(u) = part.strip_prefix("operator=") {
+                self.operator = u.to_string();
+            }
+        }
+        self.server = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// `curl` against the public listener: (status, body).
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        curl(&[&format!("{}{path}", self.public)])
+    }
+
+    /// `curl` against the operator listener with a client certificate and key.
+    pub fn operator_post(&self, path: &str, cert: &Path, key: &Path, json: &str) -> (u16, Vec<u8>) {
+        curl(&[
+            "--cacert",
+            &self.path("ca/root.pem").display().to_string(),
+            "--cert",
+            &cert.display().to_string(),
+            "--key",
+            &key.display().to_string(),
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            json,
+            &format!("{}{path}", self.operator),
+        ])
+    }
+
+    pub fn admin_post(&self, path: &str, json: &str) -> (u16, Vec<u8>) {
+        self.operator_post(
+            path,
+            &self.path("admin/auth.crt"),
+            &self.path("admin/auth.key"),
+            json,
+        )
+    }
+
+    /// The number of certificates the service reports in each status, from /metrics.
+    pub fn certificate_count(&self, status: &str) -> i64 {
+        let (_, body) = self.get("/metrics");
+        let text = String::from_utf8(body).unwrap();
+        let key = format!("nca_certificates{{status=\"{status}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- nca serve log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Runs curl; returns the status code and body. Loopback only.
+pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    let out = run(Command::new("curl")
+        .args(["-s", "--max-time", "60", "-o"])
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(args));
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, std::fs::read(&body).unwrap_or_default())
+}
+
+/// A key pair and CSR made by openssl: `kind` is `rsa:2048`, `rsa:1024`, `ec:P-256`, `ec:P-384`.
+pub fn openssl_csr(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-new",
+        "-nodes",
+        "-subj",
+        "/CN=ignored by the CA",
+        "-keyout",
+    ])
+    .arg(&key)
+    .arg("-out")
+    .arg(&csr);
+    match kind.split_once(':') {
+        Some(("rsa", bits)) => {
+            c.args(["-newkey", &format!("rsa:{bits}")]);
+        }
+        Some(("ec", curve)) => {
+            c.args([
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                &format!("ec_paramgen_curve:{curve}"),
+            ]);
+        }
+        _ => panic!("kind {kind}"),
+    }
+    run_ok(&mut c);
+    (key, csr)
+}
+
+/// A JSON string literal.
+pub fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+pub fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `openssl verify` of a certificate against the deployment's root and issuing CA.
+pub fn openssl_verify(d: &Deployment, cert: &Path) -> Output {
+    run(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(d.path("ca/root.pem"))
+        .arg("-untrusted")
+        .arg(d.path("ca/issuing.pem"))
+        .arg(cert))
+}

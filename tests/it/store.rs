@@ -1,0 +1,131 @@
+//! The storage layer against both backends: the same tests on SQLite and PostgreSQL.
+
+use nca::store::{CertificateStatus, PendingCertificate, Store, StoreError};
+
+use crate::harness::*;
+
+fn pending(serial: &str, holder: &str, key: &str) -> PendingCertificate {
+    PendingCertificate {
+        issuer: "nca".into(),
+        serial: serial.into(),
+        profile: "individual-auth".into(),
+        subject: format!("CN=X, SERIALNUMBER={holder}"),
+        holder: holder.into(),
+        key_sha256: key.into(),
+        not_before: 1,
+        not_after: 2,
+        tbs: vec![0x30, 0x00],
+        application: None,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn invariants(store: Store) {
+    let s1 = format!("1{}", random_hex(19));
+    let s2 = format!("2{}", random_hex(19));
+    store
+        .add_pending(&pending(&s1, "IIN1", "k1"))
+        .await
+        .unwrap();
+    // A serial is unique per issuer.
+    assert!(matches!(
+        store.add_pending(&pending(&s1, "IIN1", "k9")).await,
+        Err(StoreError::SerialTaken)
+    ));
+    // A key belongs to its first holder.
+    assert!(matches!(
+        store.add_pending(&pending(&s2, "IIN2", "k1")).await,
+        Err(StoreError::KeyBoundElsewhere)
+    ));
+    assert!(
+        store.certificate(&s2).await.unwrap().is_none(),
+        "a refused pending row was written"
+    );
+    store
+        .add_pending(&pending(&s2, "IIN1", "k1"))
+        .await
+        .unwrap();
+
+    store.mark_issued("nca", &s1, &[0x30, 0x01]).await.unwrap();
+    let rec = store.certificate(&s1).await.unwrap().unwrap();
+    assert_eq!(rec.status, CertificateStatus::Issued);
+    assert_eq!(rec.der.as_deref(), Some(&[0x30, 0x01][..]));
+    // Issued once: a second mark is a conflict, not a silent overwrite.
+    assert!(matches!(
+        store.mark_issued("nca", &s1, &[0x30, 0x02]).await,
+        Err(StoreError::StateConflict(_))
+    ));
+
+    // Start-up reconciliation: a pending row older than the cut-off is abandoned, and a late
+    // `mark_issued` from a process that was thought dead cannot resurrect it.
+    let stale = store
+        .abandon_stale_pending(nca::store::now() + 10)
+        .await
+        .unwrap();
+    assert_eq!(stale, vec![("nca".to_string(), s2.clone())]);
+    assert_eq!(
+        store.certificate(&s2).await.unwrap().unwrap().status,
+        CertificateStatus::Abandoned
+    );
+    assert!(store.mark_issued("nca", &s2, &[0x30, 0x03]).await.is_err());
+    assert_eq!(
+        store.certificate(&s1).await.unwrap().unwrap().status,
+        CertificateStatus::Issued
+    );
+
+    // Opening again applies no migration twice.
+    store.close().await;
+}
+
+#[test]
+fn store_invariants_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    runtime().block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.journal_mode().await.unwrap().as_deref(), Some("wal"));
+        invariants(store).await;
+        Store::open(&url).await.unwrap().close().await;
+    });
+}
+
+#[test]
+fn store_invariants_on_postgres() {
+    let url = fresh_postgres_database();
+    runtime().block_on(async {
+        invariants(Store::open(&url).await.unwrap()).await;
+        Store::open(&url).await.unwrap().close().await;
+    });
+}
+
+#[test]
+fn a_deployment_runs_on_postgres() {
+    let mut d = Deployment::with_database(Some(fresh_postgres_database()));
+    d.init();
+    d.start();
+    let work = tempfile::tempdir().unwrap();
+    let (_, csr) = openssl_csr(work.path(), "pg", "ec:P-256");
+    let json = format!(
+        r#"{{"profile":"individual-auth","csr":{},"iin":"{IIN}","surname":"A","name":"B"}}"#,
+        js(&std::fs::read_to_string(csr).unwrap())
+    );
+    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &json);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    let crt = work.path().join("pg.crt");
+    write(&crt, &pem);
+    assert!(openssl_verify(&d, &crt).status.success());
+    let (status, body) = d.get("/readyz");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        !d.path("nca.db").exists(),
+        "a PostgreSQL deployment made a SQLite file"
+    );
+    // A second ceremony against the same database refuses.
+    assert!(!run(&mut d.nca(&["init"])).status.success());
+}
