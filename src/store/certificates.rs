@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::writer::WriteOp;
 use super::{Store, StoreError, is_unique_violation, now};
 
 /// A key the CA signs with, and the certificate that names it.
@@ -64,6 +65,73 @@ pub struct CertificateRecord {
     pub application: Option<String>,
     pub created_at: i64,
     pub issued_at: Option<i64>,
+}
+
+/// `add_pending` inside the writer's transaction.
+pub(super) async fn insert_pending(
+    conn: &mut sqlx::AnyConnection,
+    c: &PendingCertificate,
+) -> Result<(), StoreError> {
+    let at = now();
+    // Insert, or touch the existing row, and read back who holds the key: the first holder wins,
+    // on both backends, also when two requests for one key race. No statement on this path fails
+    // for a refusal, so the writer's transaction needs no savepoints.
+    let holder: String = sqlx::query(
+        "INSERT INTO public_keys (key_sha256, holder, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key_sha256) DO UPDATE SET holder = public_keys.holder RETURNING holder",
+    )
+    .bind(&c.key_sha256)
+    .bind(&c.holder)
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    if holder != c.holder {
+        return Err(StoreError::KeyBoundElsewhere);
+    }
+    let r = sqlx::query(
+        "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, not_before, not_after, tbs, application, created_at) \
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (issuer, serial) DO NOTHING",
+    )
+    .bind(&c.issuer)
+    .bind(&c.serial)
+    .bind(&c.profile)
+    .bind(&c.subject)
+    .bind(&c.holder)
+    .bind(&c.key_sha256)
+    .bind(c.not_before)
+    .bind(c.not_after)
+    .bind(&c.tbs)
+    .bind(&c.application)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::SerialTaken);
+    }
+    Ok(())
+}
+
+/// `mark_issued` inside the writer's transaction.
+pub(super) async fn update_issued(
+    conn: &mut sqlx::AnyConnection,
+    issuer: &str,
+    serial: &str,
+    der: &[u8],
+) -> Result<(), StoreError> {
+    let r = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, issued_at = $2 WHERE issuer = $3 AND serial = $4 AND status = 'pending'")
+        .bind(der)
+        .bind(now())
+        .bind(issuer)
+        .bind(serial)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() != 1 {
+        return Err(StoreError::StateConflict(format!(
+            "certificate {serial} is not pending"
+        )));
+    }
+    Ok(())
 }
 
 const CERT_COLUMNS: &str = "issuer, serial, status, profile, subject, holder, not_before, not_after, der, application, created_at, issued_at";
@@ -138,48 +206,9 @@ impl Store {
 
     /// Records a certificate about to be signed, and binds its public key to its holder.
     /// Refuses a used serial and a key bound to someone else; either way nothing is written.
+    /// Returns once the row is committed: only then may the certificate be signed.
     pub async fn add_pending(&self, c: &PendingCertificate) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let at = now();
-        // ON CONFLICT DO NOTHING then read back: the first holder of a key wins, on both backends,
-        // also when two requests for one key race.
-        sqlx::query("INSERT INTO public_keys (key_sha256, holder, created_at) VALUES ($1, $2, $3) ON CONFLICT (key_sha256) DO NOTHING")
-            .bind(&c.key_sha256)
-            .bind(&c.holder)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        let holder: String = sqlx::query("SELECT holder FROM public_keys WHERE key_sha256 = $1")
-            .bind(&c.key_sha256)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        if holder != c.holder {
-            return Err(StoreError::KeyBoundElsewhere);
-        }
-        let r = sqlx::query(
-            "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, not_before, not_after, tbs, application, created_at) \
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&c.issuer)
-        .bind(&c.serial)
-        .bind(&c.profile)
-        .bind(&c.subject)
-        .bind(&c.holder)
-        .bind(&c.key_sha256)
-        .bind(c.not_before)
-        .bind(c.not_after)
-        .bind(&c.tbs)
-        .bind(&c.application)
-        .bind(at)
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::SerialTaken),
-            r => r?,
-        };
-        tx.commit().await?;
-        Ok(())
+        self.write(WriteOp::Pending(c.clone())).await
     }
 
     /// Marks a pending certificate issued. Only a pending row changes: a row the start-up
@@ -190,19 +219,12 @@ impl Store {
         serial: &str,
         der: &[u8],
     ) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, issued_at = $2 WHERE issuer = $3 AND serial = $4 AND status = 'pending'")
-            .bind(der)
-            .bind(now())
-            .bind(issuer)
-            .bind(serial)
-            .execute(self.pool())
-            .await?;
-        if r.rows_affected() != 1 {
-            return Err(StoreError::StateConflict(format!(
-                "certificate {serial} is not pending"
-            )));
-        }
-        Ok(())
+        self.write(WriteOp::Issued {
+            issuer: issuer.to_string(),
+            serial: serial.to_string(),
+            der: der.to_vec(),
+        })
+        .await
     }
 
     /// Marks a pending certificate abandoned after signing failed: it was never signed.

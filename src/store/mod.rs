@@ -7,6 +7,7 @@
 
 mod certificates;
 mod migrate;
+mod writer;
 
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub enum StoreError {
     /// A CA key row for this role exists: the deployment is initialised.
     #[error("the deployment is already initialised")]
     AlreadyInitialised,
+    /// The database failed for a whole batch of writes, or the writer task is gone.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The row to change is not in the state the change requires.
     #[error("{0}")]
     StateConflict(String),
@@ -61,6 +65,7 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    writer: tokio::sync::mpsc::Sender<writer::Job>,
 }
 
 impl Store {
@@ -95,7 +100,12 @@ impl Store {
             })
             .connect(url)
             .await?;
-        let store = Store { pool, backend };
+        let writer = writer::start(pool.clone());
+        let store = Store {
+            pool,
+            backend,
+            writer,
+        };
         migrate::run(&store).await?;
         Ok(store)
     }

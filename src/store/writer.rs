@@ -1,0 +1,98 @@
+//! Group commit for the issuance path's writes.
+//!
+//! Every issuance writes twice (pending, then issued). Run from many tasks at once, those writes
+//! contend for SQLite's single write lock and spend their time in its busy handler; here one task
+//! owns the writes, takes every operation waiting, runs them in one transaction with a savepoint
+//! each (so one refused insert does not undo its neighbours), commits once, and only then answers
+//! each caller. A caller that is answered `Ok` has its row committed.
+//!
+//! The operations are written so that a refusal (serial taken, key held by another, row not
+//! pending) is an answer, not a failed statement: nothing needs undoing and the batch needs no
+//! savepoints. A statement that does fail loses the whole batch, and every caller is told.
+
+use sqlx::{Acquire, AnyPool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use super::certificates::{PendingCertificate, insert_pending, update_issued};
+
+/// The most operations one transaction takes.
+const MAX_BATCH: usize = 256;
+
+pub(super) enum WriteOp {
+    Pending(PendingCertificate),
+    Issued {
+        issuer: String,
+        serial: String,
+        der: Vec<u8>,
+    },
+}
+
+pub(super) struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+    tokio::spawn(run(pool, rx));
+    tx
+}
+
+impl super::Store {
+    pub(super) async fn write(&self, op: WriteOp) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer dropped a write".into()))?
+    }
+}
+
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match execute(&pool, &batch).await {
+            Ok(results) => {
+                for (job, r) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!("write batch of {} failed: {e}", batch.len());
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction; per-operation results, or the error that lost the whole batch.
+async fn execute(
+    pool: &AnyPool,
+    batch: &[Job],
+) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let r = match &job.op {
+            WriteOp::Pending(c) => insert_pending(&mut tx, c).await,
+            WriteOp::Issued {
+                issuer,
+                serial,
+                der,
+            } => update_issued(&mut tx, issuer, serial, der).await,
+        };
+        if let Err(StoreError::Database(e)) = r {
+            return Err(e);
+        }
+        results.push(r);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
