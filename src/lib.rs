@@ -14,6 +14,7 @@ pub mod http;
 pub mod keys;
 pub mod operators;
 pub mod pki;
+pub mod publisher;
 pub mod registry;
 pub mod service;
 pub mod store;

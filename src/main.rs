@@ -38,12 +38,49 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Certificate revocation lists.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrlCommand {
+    /// Generate and publish a CRL now (the service serves it within seconds).
+    Publish {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A delta CRL over the newest full CRL.
+        #[arg(long)]
+        delta: bool,
+        /// The root CA's CRL, signed by the root key.
+        #[arg(long)]
+        root: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum CertCommand {
     /// Issue one certificate under a profile and print it in PEM.
     Issue(Box<IssueArgs>),
+    /// Revoke a certificate now or at a given time; `--reason removeFromCRL` lifts a hold.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Serial number, hexadecimal, any case.
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, certificateHold, removeFromCRL, privilegeWithdrawn.
+        #[arg(long)]
+        reason: String,
+        /// When it takes effect (RFC 3339); later than now schedules it.
+        #[arg(long)]
+        at: Option<String>,
+        /// When the key is known or suspected to have been compromised (RFC 3339).
+        #[arg(long)]
+        invalidity_date: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -133,6 +170,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cert {
+            command:
+                CertCommand::Revoke {
+                    config,
+                    serial,
+                    reason,
+                    at,
+                    invalidity_date,
+                },
+        } => {
+            let ca = open_ca(config.config.as_deref()).await?;
+            let out = ca
+                .revoke(nca::pki::revocation::RevokeRequest {
+                    serial,
+                    reason,
+                    at,
+                    invalidity_date,
+                })
+                .await;
+            ca.store.close().await;
+            let out = out.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+            let v = nca::pki::status::revocation_view(&out.record, out.changed);
+            println!("{}", serde_json::to_string(&v)?);
+            Ok(())
+        }
+        Command::Crl {
+            command:
+                CrlCommand::Publish {
+                    config,
+                    delta,
+                    root,
+                },
+        } => {
+            let ca = open_ca(config.config.as_deref()).await?;
+            let issuer = if root {
+                ca.root.id.clone()
+            } else {
+                ca.issuing.id.clone()
+            };
+            let kind = if delta {
+                nca::pki::crl::CrlKind::Delta
+            } else {
+                nca::pki::crl::CrlKind::Full
+            };
+            let r = ca.publish_crl(&issuer, kind).await;
+            ca.store.close().await;
+            let r = r?;
+            println!(
+                "published: issuer=[{}] kind=[{}] number=[{}] entries=[{}]",
+                r.issuer, r.kind, r.number, r.entries
+            );
+            Ok(())
+        }
+        Command::Cert {
             command: CertCommand::Issue(a),
         } => {
             let cfg = Arc::new(Config::load(a.config.config.as_deref())?);
@@ -169,4 +259,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Opens the CA on the service's database and key store, for the direct commands.
+async fn open_ca(config: Option<&std::path::Path>) -> anyhow::Result<nca::pki::Ca> {
+    let cfg = Arc::new(Config::load(config)?);
+    let (store, key_store) = nca::service::open_parts(&cfg).await?;
+    Ok(nca::pki::Ca::open(cfg, store, key_store).await?)
 }

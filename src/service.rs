@@ -59,8 +59,15 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
 
     let centres_text = crate::config::read_data_file(&cfg.centres.file, centres::EMBEDDED)?;
+    let crls = Arc::new(crate::publisher::CrlCache::default());
+    let ca = Arc::new(ca);
+    // The first publication happens before the listeners open, so CRLs are there to serve.
+    if let Err(e) = crate::publisher::tick(&ca, &crls).await {
+        tracing::error!("CRL publication: {e}");
+    }
     let state = AppState {
-        ca: Arc::new(ca),
+        ca: Arc::clone(&ca),
+        crls: Arc::clone(&crls),
         centres: Arc::new(Centres::parse(&centres_text)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
     };
@@ -81,6 +88,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(public = %public.local_addr()?, operator = %operator.local_addr()?, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
     let op = tokio::spawn(http::tls::serve(
         operator,
         tls_config,
@@ -99,6 +107,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = op.await;
+    let _ = publisher.await;
     pub_task.await??;
     store.close().await;
     Ok(())

@@ -63,3 +63,77 @@ fn issue_request(mut body: Map<String, Value>) -> Result<IssueRequest, ApiError>
         application: None,
     })
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationBody {
+    serial: String,
+    reason: String,
+    /// RFC 3339; a future time schedules the revocation.
+    at: Option<String>,
+    invalidity_date: Option<String>,
+}
+
+/// `POST /api/v1/admin/revocations`: 201 when revoked now, 200 with the first record when the
+/// certificate was revoked already. `reason: removeFromCRL` lifts a hold.
+pub async fn revoke(
+    State(s): State<AppState>,
+    Admin(admin): Admin,
+    JsonBody(b): JsonBody<RevocationBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    tracing::info!(target: "audit", "admin request: administrator=[{}] revoke=[{}] reason=[{}]", admin.serial, b.serial, b.reason);
+    let out =
+        s.ca.revoke(crate::pki::revocation::RevokeRequest {
+            serial: b.serial,
+            reason: b.reason,
+            at: b.at,
+            invalidity_date: b.invalidity_date,
+        })
+        .await?;
+    Ok((
+        super::error::created_or_ok(out.changed),
+        axum::Json(crate::pki::status::revocation_view(
+            &out.record,
+            out.changed,
+        )),
+    ))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CrlBody {
+    #[serde(default)]
+    delta: bool,
+    #[serde(default)]
+    root: bool,
+}
+
+/// `POST /api/v1/admin/crl`: publishes now; `{"delta": true}` a delta, `{"root": true}` the
+/// root's CRL.
+pub async fn publish_crl(
+    State(s): State<AppState>,
+    Admin(admin): Admin,
+    JsonBody(b): JsonBody<CrlBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let issuer = if b.root {
+        s.ca.root.id.clone()
+    } else {
+        s.ca.issuing.id.clone()
+    };
+    let kind = if b.delta {
+        crate::pki::crl::CrlKind::Delta
+    } else {
+        crate::pki::crl::CrlKind::Full
+    };
+    tracing::info!(target: "audit", "admin request: administrator=[{}] crl=[{issuer} {}]", admin.serial, kind.as_str());
+    let r = s.ca.publish_crl(&issuer, kind).await?;
+    s.crls.refresh(&r);
+    Ok((
+        CREATED,
+        axum::Json(serde_json::json!({
+            "issuer": r.issuer, "number": r.number, "kind": r.kind, "base_number": r.base_number,
+            "this_update": crate::pki::status::rfc3339(r.this_update),
+            "next_update": crate::pki::status::rfc3339(r.next_update), "entries": r.entries,
+        })),
+    ))
+}

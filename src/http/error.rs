@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::operators::AccessError;
 use crate::pki::IssueError;
+use crate::pki::crl::CrlError;
+use crate::pki::revocation::RevokeError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,10 @@ pub enum ApiError {
     Issue(#[from] IssueError),
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Revoke(#[from] RevokeError),
+    #[error(transparent)]
+    Crl(#[from] CrlError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -80,6 +86,25 @@ impl ApiError {
             ApiError::Access(AccessError::Store(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
+            ApiError::Revoke(e) => {
+                let status = match e {
+                    RevokeError::BadSerial
+                    | RevokeError::BadReason(_)
+                    | RevokeError::BadTime(_) => StatusCode::BAD_REQUEST,
+                    RevokeError::UnknownSerial(_) => StatusCode::NOT_FOUND,
+                    RevokeError::NotOnHold(_) => StatusCode::CONFLICT,
+                    RevokeError::Store(crate::store::StoreError::StateConflict(_)) => {
+                        StatusCode::CONFLICT
+                    }
+                    RevokeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, e.code())
+            }
+            ApiError::Crl(CrlError::UnknownIssuer(_)) => (StatusCode::NOT_FOUND, "ca_not_found"),
+            ApiError::Crl(CrlError::KeyStore(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable")
+            }
+            ApiError::Crl(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -116,3 +141,12 @@ pub fn readiness(ready: bool) -> StatusCode {
 
 /// Status for a resource made by a POST.
 pub const CREATED: StatusCode = StatusCode::CREATED;
+
+/// Status for a POST that changed nothing because its effect was already there.
+pub fn created_or_ok(changed: bool) -> StatusCode {
+    if changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}

@@ -5,6 +5,7 @@ mod admin;
 pub mod error;
 pub mod metrics;
 mod public;
+mod status;
 pub mod tls;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub ca: Arc<Ca>,
+    pub crls: Arc<crate::publisher::CrlCache>,
     pub centres: Arc<Centres>,
     pub metrics: Arc<Metrics>,
 }
@@ -123,6 +125,9 @@ pub fn public_router(state: AppState) -> Router {
         .route("/api/v1/ca", get(public::cas))
         .route("/api/v1/centres", get(public::centres))
         .route("/api/v1/certificates/{serial}", get(public::certificate))
+        .route("/crl/{file}", get(status::crl))
+        .route("/ocsp", post(status::ocsp_post))
+        .route("/ocsp/{*request}", get(status::ocsp_get))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))
@@ -135,6 +140,8 @@ pub fn operator_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(public::healthz))
         .route("/api/v1/admin/certificates", post(admin::issue_certificate))
+        .route("/api/v1/admin/revocations", post(admin::revoke))
+        .route("/api/v1/admin/crl", post(admin::publish_crl))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))

@@ -307,6 +307,7 @@ pub async fn init(
         issuing,
         ocsp: None,
         service: None,
+        responder: None,
     };
     let org = (!cfg.ca.organization.is_empty()).then(|| cfg.ca.organization.clone());
     let entity = |cn: &str| SubjectInput {

@@ -3,11 +3,14 @@
 
 pub mod build;
 pub mod ceremony;
+pub mod crl;
 pub mod csr;
 mod issue;
 pub mod lint;
+pub mod ocsp;
 pub mod policy;
 pub mod profile;
+pub mod revocation;
 pub mod status;
 pub mod subject;
 
@@ -125,7 +128,8 @@ pub struct Issuer {
     pub not_before: i64,
     pub not_after: i64,
     pub signer: Arc<dyn Signer>,
-    /// The URLs written into what this issuer signs.
+    /// The URLs written into what this issuer signs, which are also where it publishes its own
+    /// CRLs (an issuer's certificates point at that issuer's CRLs).
     pub urls: IssuerUrls,
 }
 
@@ -214,6 +218,8 @@ pub struct Ca {
     pub issuing: Issuer,
     pub ocsp: Option<Delegated>,
     pub service: Option<Delegated>,
+    /// Answers OCSP for the issuing CA's certificates, with the delegated key above.
+    pub responder: Option<ocsp::Responder>,
 }
 
 /// Why the CA cannot start.
@@ -270,15 +276,26 @@ impl Ca {
                 .transpose()
         };
         let profiles = Profiles::load(&config.ca.profiles_dir)?;
+        let issuing = Issuer::new(
+            &issuing.id,
+            issuing.certificate.clone(),
+            load(issuing)?,
+            &config,
+        )?;
+        let ocsp = delegated("ocsp")?;
+        let responder = ocsp
+            .as_ref()
+            .map(|d| ocsp::Responder::new(&issuing, &d.cert_der))
+            .transpose()
+            .map_err(|e| build::BuildError {
+                what: "OCSP responder",
+                message: e.to_string(),
+            })?;
         Ok(Ca {
             root: Issuer::new(&root.id, root.certificate.clone(), load(root)?, &config)?,
-            issuing: Issuer::new(
-                &issuing.id,
-                issuing.certificate.clone(),
-                load(issuing)?,
-                &config,
-            )?,
-            ocsp: delegated("ocsp")?,
+            issuing,
+            ocsp,
+            responder,
             service: delegated("service")?,
             profiles,
             config,

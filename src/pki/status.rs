@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
+use super::revocation::{HOLD, reason_name};
 use super::{Ca, pem};
-use crate::store::{CertificateStatus, StoreError, now};
+use crate::store::{CertificateStatus, RevocationRecord, StoreError, now};
 
 /// One CA in `GET /api/v1/ca`.
 #[derive(Debug, Serialize)]
@@ -72,10 +73,16 @@ impl Ca {
         let (CertificateStatus::Issued, Some(der)) = (rec.status, rec.der) else {
             return Ok(None);
         };
-        let status = if rec.not_after < now() {
-            "expired"
-        } else {
-            "valid"
+        let t = now();
+        let revocation = self
+            .store
+            .revocation(&rec.serial)
+            .await?
+            .filter(|r| r.effective_at(t));
+        let status = match (&revocation, rec.not_after < t) {
+            (Some(_), _) => "revoked",
+            (None, true) => "expired",
+            (None, false) => "valid",
         };
         Ok(Some(CertificateView {
             serial: rec.serial,
@@ -85,9 +92,41 @@ impl Ca {
             subject: rec.subject,
             not_before: rfc3339(rec.not_before),
             not_after: rfc3339(rec.not_after),
-            revocation_time: None,
-            revocation_reason: None,
+            revocation_time: revocation.as_ref().map(|r| rfc3339(r.revoked_at)),
+            revocation_reason: revocation
+                .as_ref()
+                .map(|r| reason_name(r.reason).to_string()),
             certificate: pem("CERTIFICATE", &der),
         }))
+    }
+}
+
+/// The answer to a revocation request.
+#[derive(Debug, Serialize)]
+pub struct RevocationView {
+    pub serial: String,
+    /// `revoked`, `scheduled`, `on_hold` or `hold_lifted`.
+    pub status: &'static str,
+    pub revoked_at: String,
+    pub reason: &'static str,
+    pub invalidity_date: Option<String>,
+    /// False when the certificate was revoked already and nothing changed.
+    pub changed: bool,
+}
+
+pub fn revocation_view(r: &RevocationRecord, changed: bool) -> RevocationView {
+    let status = match (r.lifted_at, r.reason, r.revoked_at > now()) {
+        (Some(_), _, _) => "hold_lifted",
+        (None, HOLD, _) => "on_hold",
+        (None, _, true) => "scheduled",
+        _ => "revoked",
+    };
+    RevocationView {
+        serial: r.serial.clone(),
+        status,
+        revoked_at: rfc3339(r.revoked_at),
+        reason: reason_name(r.reason),
+        invalidity_date: r.invalidity_date.map(rfc3339),
+        changed,
     }
 }

@@ -6,11 +6,23 @@ use sqlx::{Acquire, Row};
 
 use super::{Backend, Store, StoreError};
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_ca_core.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/postgres/0001_ca_core.sql"),
-)];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_ca_core.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_revocation.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_ca_core.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_revocation.sql"),
+    ),
+];
 
 /// Any constant: the key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x006e_6361_5f6d_6967;

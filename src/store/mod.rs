@@ -7,6 +7,7 @@
 
 mod certificates;
 mod migrate;
+mod revocations;
 mod writer;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
+pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

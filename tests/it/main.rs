@@ -7,4 +7,5 @@
 mod ca_core;
 mod harness;
 mod http_api;
+mod revocation;
 mod store;

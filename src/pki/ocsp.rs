@@ -1,0 +1,303 @@
+//! The OCSP responder (RFC 6960), signing with the delegated responder key in the key store.
+//!
+//! A request's CertIDs are answered as received: the issuer is matched by recomputing the name
+//! and key hashes with the request's own hash algorithm (SHA-1 and SHA-256 both occur). Answers to
+//! a single request without a nonce are kept, signed, per CertID and handed out again while the
+//! certificate's status is unchanged and the answer is fresh: relying traffic costs no signature.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use const_oid::ObjectIdentifier;
+use der::asn1::{GeneralizedTime, Null, OctetString};
+use der::{Decode, Encode};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::CrlReason;
+use x509_ocsp::{
+    BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
+    ResponseData, RevokedInfo, SingleResponse,
+};
+
+use super::{Ca, Issuer};
+use crate::keys;
+use crate::store::{CertificateStatus, RevocationRecord, StoreError, now};
+
+const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+
+/// How long an answer is good for (nextUpdate - thisUpdate), and how long before that a kept
+/// answer is signed anew.
+pub const VALIDITY: i64 = 3600;
+const REFRESH_BEFORE: i64 = 600;
+
+/// Requests larger than this are refused as malformed: a request for even a hundred
+/// certificates is a few kilobytes.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// A status as OCSP states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Good,
+    Revoked { at: i64, reason: u8 },
+    Unknown,
+}
+
+struct Kept {
+    status: Status,
+    expires: i64,
+    der: Arc<Vec<u8>>,
+}
+
+/// The issuer hashes a CertID may carry, for each hash algorithm.
+struct IssuerHashes {
+    sha1: (Vec<u8>, Vec<u8>),
+    sha256: (Vec<u8>, Vec<u8>),
+}
+
+pub struct Responder {
+    hashes: IssuerHashes,
+    responder_key_hash: Vec<u8>,
+    kept: RwLock<HashMap<Vec<u8>, Kept>>,
+}
+
+/// Why an OCSP answer could not be made; the client gets `internalError` or `tryLater`.
+#[derive(Debug, thiserror::Error)]
+pub enum OcspError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    KeyStore(#[from] keys::KeyStoreError),
+    #[error("encoding: {0}")]
+    Encoding(#[from] der::Error),
+    /// No delegated responder key (a deployment made before responders existed).
+    #[error("no OCSP responder key")]
+    NoResponder,
+}
+
+fn digest(alg: &'static ring::digest::Algorithm, data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(alg, data).as_ref().to_vec()
+}
+
+impl Responder {
+    /// The responder for certificates of `issuer`, answering with the delegated `responder_cert`.
+    pub fn new(issuer: &Issuer, responder_cert: &[u8]) -> Result<Responder, der::Error> {
+        let cert = Certificate::from_der(&issuer.cert_der)?;
+        let key = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        let name = &issuer.subject_der;
+        let responder = Certificate::from_der(responder_cert)?;
+        Ok(Responder {
+            hashes: IssuerHashes {
+                sha1: (
+                    digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, name),
+                    digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key),
+                ),
+                sha256: (
+                    digest(&ring::digest::SHA256, name),
+                    digest(&ring::digest::SHA256, key),
+                ),
+            },
+            responder_key_hash: digest(
+                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                responder
+                    .tbs_certificate
+                    .subject_public_key_info
+                    .subject_public_key
+                    .raw_bytes(),
+            ),
+            kept: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn is_ours(&self, id: &x509_ocsp::CertId) -> bool {
+        let (name, key) = match id.hash_algorithm.oid {
+            SHA1 => &self.hashes.sha1,
+            SHA256 => &self.hashes.sha256,
+            _ => return false,
+        };
+        id.issuer_name_hash.as_bytes() == name.as_slice()
+            && id.issuer_key_hash.as_bytes() == key.as_slice()
+    }
+
+    /// Forgets kept answers (after a revocation; the status check would catch it anyway).
+    pub fn forget(&self) {
+        if let Ok(mut k) = self.kept.write() {
+            k.clear();
+        }
+    }
+}
+
+fn gtime(unix: i64) -> Result<OcspGeneralizedTime, der::Error> {
+    let d = der::DateTime::from_unix_duration(std::time::Duration::from_secs(unix.max(0) as u64))?;
+    Ok(OcspGeneralizedTime(GeneralizedTime::from_date_time(d)))
+}
+
+fn reason(code: u8) -> CrlReason {
+    match code {
+        1 => CrlReason::KeyCompromise,
+        2 => CrlReason::CaCompromise,
+        3 => CrlReason::AffiliationChanged,
+        4 => CrlReason::Superseded,
+        5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
+        8 => CrlReason::RemoveFromCRL,
+        9 => CrlReason::PrivilegeWithdrawn,
+        10 => CrlReason::AaCompromise,
+        _ => CrlReason::Unspecified,
+    }
+}
+
+fn encode(resp: OcspResponse) -> Vec<u8> {
+    resp.to_der()
+        .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
+}
+
+/// A complete answer, DER, for any outcome.
+pub fn malformed() -> Vec<u8> {
+    encode(OcspResponse::malformed_request())
+}
+
+fn status_of(
+    cert: Option<CertificateStatus>,
+    revocation: Option<&RevocationRecord>,
+    t: i64,
+) -> Status {
+    match (cert, revocation) {
+        (Some(CertificateStatus::Issued), Some(r)) if r.effective_at(t) => Status::Revoked {
+            at: r.revoked_at,
+            reason: r.reason,
+        },
+        (Some(CertificateStatus::Issued), _) => Status::Good,
+        _ => Status::Unknown,
+    }
+}
+
+impl Ca {
+    /// Answers a DER OCSP request. Always returns a complete OCSPResponse (errors included).
+    pub async fn ocsp(&self, request: &[u8]) -> Vec<u8> {
+        if request.len() > MAX_REQUEST_BYTES {
+            return malformed();
+        }
+        let Ok(req) = OcspRequest::from_der(request) else {
+            return malformed();
+        };
+        if req.tbs_request.request_list.is_empty() {
+            return malformed();
+        }
+        let (Some(responder), Some(delegated)) = (&self.responder, &self.ocsp) else {
+            return encode(OcspResponse::unauthorized());
+        };
+        if !req
+            .tbs_request
+            .request_list
+            .iter()
+            .all(|r| responder.is_ours(&r.req_cert))
+        {
+            return encode(OcspResponse::unauthorized());
+        }
+        match self.answer(&req, responder, delegated).await {
+            Ok(der) => der,
+            Err(e) => {
+                tracing::error!("OCSP: {e}");
+                encode(OcspResponse::try_later())
+            }
+        }
+    }
+
+    async fn answer(
+        &self,
+        req: &OcspRequest,
+        responder: &Responder,
+        delegated: &super::Delegated,
+    ) -> Result<Vec<u8>, OcspError> {
+        let t = now();
+        let nonce = req
+            .tbs_request
+            .request_extensions
+            .as_ref()
+            .and_then(|exts| exts.iter().find(|e| e.extn_id == NONCE))
+            .cloned();
+        let mut statuses = Vec::with_capacity(req.tbs_request.request_list.len());
+        for r in &req.tbs_request.request_list {
+            let serial = hex::encode(r.req_cert.serial_number.as_bytes());
+            let cert = self
+                .store
+                .certificate(&serial)
+                .await?
+                .filter(|c| c.issuer == self.issuing.id);
+            let revocation = match &cert {
+                Some(_) => self.store.revocation(&serial).await?,
+                None => None,
+            };
+            statuses.push(status_of(cert.map(|c| c.status), revocation.as_ref(), t));
+        }
+        let single = nonce.is_none() && statuses.len() == 1;
+        let key = if single {
+            Some(req.tbs_request.request_list[0].req_cert.to_der()?)
+        } else {
+            None
+        };
+        if let Some(k) = &key
+            && let Ok(kept) = responder.kept.read()
+            && let Some(hit) = kept.get(k)
+            && hit.status == statuses[0]
+            && hit.expires - REFRESH_BEFORE > t
+        {
+            return Ok(hit.der.as_ref().clone());
+        }
+
+        let mut responses = Vec::with_capacity(statuses.len());
+        for (r, s) in req.tbs_request.request_list.iter().zip(&statuses) {
+            let cert_status = match s {
+                Status::Good => CertStatus::Good(Null),
+                Status::Unknown => CertStatus::Unknown(Null),
+                Status::Revoked { at, reason: code } => CertStatus::Revoked(RevokedInfo {
+                    revocation_time: gtime(*at)?,
+                    revocation_reason: Some(reason(*code)),
+                }),
+            };
+            responses.push(SingleResponse {
+                cert_id: r.req_cert.clone(),
+                cert_status,
+                this_update: gtime(t)?,
+                next_update: Some(gtime(t + VALIDITY)?),
+                single_extensions: None,
+            });
+        }
+        let data = ResponseData {
+            version: x509_ocsp::Version::V1,
+            responder_id: ResponderId::ByKey(OctetString::new(
+                responder.responder_key_hash.clone(),
+            )?),
+            produced_at: gtime(t)?,
+            responses,
+            response_extensions: nonce.map(|n| vec![n]),
+        };
+        let tbs = data.to_der()?;
+        let sig = keys::sign(&delegated.signer, tbs).await?;
+        let basic = BasicOcspResponse {
+            tbs_response_data: data,
+            signature_algorithm: delegated.signer.algorithm().signature_algorithm(),
+            signature: der::asn1::BitString::from_bytes(&sig)?,
+            certs: Some(vec![Certificate::from_der(&delegated.cert_der)?]),
+        };
+        let der = OcspResponse::successful(basic)?.to_der()?;
+        if let Some(k) = key
+            && let Ok(mut kept) = responder.kept.write()
+        {
+            kept.insert(
+                k,
+                Kept {
+                    status: statuses[0],
+                    expires: t + VALIDITY,
+                    der: Arc::new(der.clone()),
+                },
+            );
+        }
+        Ok(der)
+    }
+}
