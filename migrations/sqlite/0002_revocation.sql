@@ -13,7 +13,7 @@ CREATE TABLE revocations (
     lifted_at       BIGINT,
     PRIMARY KEY (issuer, serial),
     CHECK (lifted_at IS NULL OR reason = 6)
-);
+) WITHOUT ROWID;
 CREATE INDEX revocations_time ON revocations (issuer, revoked_at);
 
 -- CRL numbers: one sequence per issuer, shared by full and delta CRLs, strictly increasing.

@@ -15,7 +15,7 @@ use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber, FreshestCrl};
 use super::build::{self, BuildError};
 use super::{Ca, Issuer, revocation};
 use crate::keys::{self, KeyStoreError};
-use crate::store::{CrlRecord, RevocationRecord, StoreError, now};
+use crate::store::{CrlRecord, StoreError, now};
 
 pub const DELTA_CRL_INDICATOR: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.27");
 pub const ISSUING_DISTRIBUTION_POINT: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.28");
@@ -101,7 +101,8 @@ fn generalized_time_der(unix: i64) -> Vec<u8> {
     v
 }
 
-/// One revokedCertificates entry.
+/// One revokedCertificates entry, written straight into `out`: a full CRL writes a million of
+/// these, so nothing here allocates.
 fn entry(
     serial_hex: &str,
     date: i64,
@@ -109,36 +110,56 @@ fn entry(
     invalidity: Option<i64>,
     out: &mut Vec<u8>,
 ) -> Result<(), BuildError> {
-    let mut serial = hex::decode(serial_hex).map_err(|e| BuildError {
+    let bad = || BuildError {
         what: "serial",
-        message: e.to_string(),
-    })?;
-    if serial.first().is_some_and(|b| b & 0x80 != 0) {
-        serial.insert(0, 0);
+        message: format!("{serial_hex:?} is not a serial"),
+    };
+    // DER INTEGER content: the bytes, with a 0x00 in front when the top bit is set.
+    let mut serial = [0u8; 22];
+    let n = serial_hex.len() / 2;
+    if !serial_hex.len().is_multiple_of(2) || n == 0 || n > 21 {
+        return Err(bad());
     }
-    let mut body = Vec::with_capacity(64);
-    tlv(0x02, &serial, &mut body);
-    time_der(date, &mut body)?;
-    let mut exts = Vec::new();
-    // RFC 5280 §5.3.1: the reason code unspecified SHOULD be absent.
-    if reason != 0 {
-        let mut e = Vec::new();
-        tlv(0x06, &REASON_CODE, &mut e);
-        let mut value = Vec::new();
-        tlv(0x0a, &[reason], &mut value);
-        tlv(0x04, &value, &mut e);
-        tlv(0x30, &e, &mut exts);
+    hex::decode_to_slice(serial_hex, &mut serial[1..=n]).map_err(|_| bad())?;
+    let serial = if serial[1] & 0x80 != 0 {
+        &serial[..=n]
+    } else {
+        &serial[1..=n]
+    };
+    let mut date_der = [0u8; 17];
+    let date_len = {
+        let time_err = |e: der::Error| BuildError {
+            what: "CRL time",
+            message: e.to_string(),
+        };
+        let t = build::x509_time(date)?;
+        let mut w = der::SliceWriter::new(&mut date_der);
+        der::Encode::encode(&t, &mut w).map_err(time_err)?;
+        w.finish().map_err(time_err)?.len()
+    };
+    // Extensions: reasonCode (absent for unspecified, RFC 5280 §5.3.1) and invalidityDate.
+    let reason_len = if reason != 0 { 12 } else { 0 }; // 30 0a 06 03 55 1d 15 04 03 0a 01 rr
+    let inv_len = if invalidity.is_some() { 24 } else { 0 }; // 30 16 06 03 55 1d 18 04 11 18 0f …
+    let exts_len = reason_len + inv_len;
+    let body_len = 2 + serial.len() + date_len + if exts_len > 0 { 2 + exts_len } else { 0 };
+    out.reserve(2 + body_len);
+    out.extend_from_slice(&[0x30, body_len as u8, 0x02, serial.len() as u8]);
+    out.extend_from_slice(serial);
+    out.extend_from_slice(&date_der[..date_len]);
+    if exts_len > 0 {
+        out.extend_from_slice(&[0x30, exts_len as u8]);
+        if reason != 0 {
+            out.extend_from_slice(&[0x30, 0x0a, 0x06, 0x03]);
+            out.extend_from_slice(&REASON_CODE);
+            out.extend_from_slice(&[0x04, 0x03, 0x0a, 0x01, reason]);
+        }
+        if let Some(inv) = invalidity {
+            out.extend_from_slice(&[0x30, 0x16, 0x06, 0x03]);
+            out.extend_from_slice(&INVALIDITY_DATE);
+            out.extend_from_slice(&[0x04, 0x11]);
+            out.extend_from_slice(&generalized_time_der(inv));
+        }
     }
-    if let Some(inv) = invalidity {
-        let mut e = Vec::new();
-        tlv(0x06, &INVALIDITY_DATE, &mut e);
-        tlv(0x04, &generalized_time_der(inv), &mut e);
-        tlv(0x30, &e, &mut exts);
-    }
-    if !exts.is_empty() {
-        tlv(0x30, &exts, &mut body);
-    }
-    tlv(0x30, &body, out);
     Ok(())
 }
 
@@ -164,13 +185,6 @@ fn uri_dp(url: &str) -> Result<DistributionPointName, BuildError> {
     ]))
 }
 
-/// An entry of a CRL about to be built.
-pub struct Entry<'a> {
-    pub record: &'a RevocationRecord,
-    /// removeFromCRL in a delta: the hold was lifted.
-    pub removed: bool,
-}
-
 /// Builds the TBSCertList DER for `issuer`.
 fn tbs(
     issuer: &Issuer,
@@ -178,14 +192,14 @@ fn tbs(
     number: i64,
     this_update: i64,
     next_update: i64,
-    entries: &[Entry<'_>],
+    list: &[u8],
     base: Option<i64>,
 ) -> Result<Vec<u8>, BuildError> {
     let err = |e: der::Error| BuildError {
         what: "CRL",
         message: e.to_string(),
     };
-    let mut body = Vec::with_capacity(64 * entries.len() + 1024);
+    let mut body = Vec::with_capacity(list.len() + 1024);
     tlv(0x02, &[1], &mut body); // version v2
     issuer
         .algorithm()
@@ -195,29 +209,8 @@ fn tbs(
     body.extend_from_slice(&issuer.subject_der);
     time_der(this_update, &mut body)?;
     time_der(next_update, &mut body)?;
-    if !entries.is_empty() {
-        let mut list = Vec::with_capacity(64 * entries.len());
-        for e in entries {
-            let r = e.record;
-            if e.removed {
-                entry(
-                    &r.serial,
-                    r.lifted_at.unwrap_or(this_update),
-                    revocation::REMOVE_FROM_CRL,
-                    None,
-                    &mut list,
-                )?;
-            } else {
-                entry(
-                    &r.serial,
-                    r.revoked_at,
-                    r.reason,
-                    r.invalidity_date,
-                    &mut list,
-                )?;
-            }
-        }
-        tlv(0x30, &list, &mut body);
+    if !list.is_empty() {
+        tlv(0x30, list, &mut body);
     }
     // The IDP names the full CRL in both: OpenSSL pairs a delta with its base only when their
     // IDP extensions are identical.
@@ -302,49 +295,57 @@ impl Ca {
             .issuer(issuer_id)
             .ok_or_else(|| CrlError::UnknownIssuer(issuer_id.to_string()))?;
         let t = now();
-        let (records, base) = match kind {
-            CrlKind::Full => (self.store.crl_entries(&issuer.id, t).await?, None),
+        let mut list = Vec::new();
+        let (count, base) = match kind {
+            CrlKind::Full => {
+                let n = self
+                    .store
+                    .for_each_crl_entry(&issuer.id, t, |serial, at, reason, invalidity| {
+                        entry(serial, at, reason, invalidity, &mut list).map_err(|e| e.to_string())
+                    })
+                    .await?;
+                (n, None)
+            }
             CrlKind::Delta => {
                 let base = match self.store.latest_crl(&issuer.id, "full").await? {
                     Some(b) => b,
                     None => Box::pin(self.publish_crl(issuer_id, CrlKind::Full)).await?,
                 };
-                (
-                    self.store
-                        .revocations_changed_since(&issuer.id, base.this_update)
-                        .await?,
-                    Some(base),
-                )
+                let changed = self
+                    .store
+                    .revocations_changed_since(&issuer.id, base.this_update)
+                    .await?;
+                let mut n = 0;
+                for r in &changed {
+                    match (r.listed_at(base.this_update), r.listed_at(t)) {
+                        (false, true) => {}
+                        // A hold made final: listed in both, changed since the base.
+                        (true, true) if r.recorded_at >= base.this_update => {}
+                        // Listed in the base, and now lifted: tell relying parties to drop it.
+                        (true, false) if r.lifted_at.is_some() => {
+                            entry(
+                                &r.serial,
+                                r.lifted_at.unwrap_or(t),
+                                revocation::REMOVE_FROM_CRL,
+                                None,
+                                &mut list,
+                            )?;
+                            n += 1;
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                    entry(
+                        &r.serial,
+                        r.revoked_at,
+                        r.reason,
+                        r.invalidity_date,
+                        &mut list,
+                    )?;
+                    n += 1;
+                }
+                (n, Some(base))
             }
-        };
-        let entries: Vec<Entry<'_>> = match &base {
-            None => records
-                .iter()
-                .map(|record| Entry {
-                    record,
-                    removed: false,
-                })
-                .collect(),
-            Some(b) => records
-                .iter()
-                .filter_map(|r| match (r.listed_at(b.this_update), r.listed_at(t)) {
-                    (false, true) => Some(Entry {
-                        record: r,
-                        removed: false,
-                    }),
-                    // Listed in the base, and now lifted: tell relying parties to drop it.
-                    (true, false) if r.lifted_at.is_some() => Some(Entry {
-                        record: r,
-                        removed: true,
-                    }),
-                    // A hold made final: listed in both, changed since the base.
-                    (true, true) if r.recorded_at >= b.this_update => Some(Entry {
-                        record: r,
-                        removed: false,
-                    }),
-                    _ => None,
-                })
-                .collect(),
         };
         let number = self.store.next_crl_number(&issuer.id).await?;
         let next = t + match (&base, issuer.id == self.root.id) {
@@ -359,9 +360,10 @@ impl Ca {
             number,
             t,
             next,
-            &entries,
+            &list,
             base.as_ref().map(|b| b.number),
         )?;
+        drop(list);
         let sig = keys::sign(&issuer.signer, tbs.clone()).await?;
         let der = build::assemble(&tbs, issuer.algorithm(), &sig)?;
         let record = CrlRecord {
@@ -371,12 +373,12 @@ impl Ca {
             base_number: base.as_ref().map(|b| b.number),
             this_update: t,
             next_update: next,
-            entries: entries.len() as i64,
+            entries: count as i64,
             der,
         };
         self.store.add_crl(&record).await?;
-        tracing::info!(target: "audit", "crl published: issuer=[{}] kind=[{}] number=[{number}] entries=[{}]",
-            issuer.id, kind.as_str(), entries.len());
+        tracing::info!(target: "audit", "crl published: issuer=[{}] kind=[{}] number=[{number}] entries=[{count}]",
+            issuer.id, kind.as_str());
         Ok(record)
     }
 }

@@ -31,6 +31,10 @@ const NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1
 pub const VALIDITY: i64 = 3600;
 const REFRESH_BEFORE: i64 = 600;
 
+/// The most answers kept; past it the cache starts again empty (a flood of distinct CertIDs
+/// cannot grow memory without bound, and unknown serials are never kept).
+const MAX_KEPT: usize = 1_000_000;
+
 /// Requests larger than this are refused as malformed: a request for even a hundred
 /// certificates is a few kilobytes.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -235,7 +239,7 @@ impl Ca {
             };
             statuses.push(status_of(cert.map(|c| c.status), revocation.as_ref(), t));
         }
-        let single = nonce.is_none() && statuses.len() == 1;
+        let single = nonce.is_none() && statuses.len() == 1 && statuses[0] != Status::Unknown;
         let key = if single {
             Some(req.tbs_request.request_list[0].req_cert.to_der()?)
         } else {
