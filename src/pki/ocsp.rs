@@ -293,6 +293,9 @@ impl Ca {
         if let Some(k) = key
             && let Ok(mut kept) = responder.kept.write()
         {
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
             kept.insert(
                 k,
                 Kept {
