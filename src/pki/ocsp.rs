@@ -20,7 +20,7 @@ use x509_ocsp::{
 
 use super::{Ca, Issuer};
 use crate::keys;
-use crate::store::{CertificateStatus, RevocationRecord, StoreError, now};
+use crate::store::{RevocationRecord, StoreError, now};
 
 const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -165,18 +165,16 @@ pub fn malformed() -> Vec<u8> {
     encode(OcspResponse::malformed_request())
 }
 
-fn status_of(
-    cert: Option<CertificateStatus>,
-    revocation: Option<&RevocationRecord>,
-    t: i64,
-) -> Status {
-    match (cert, revocation) {
-        (Some(CertificateStatus::Issued), Some(r)) if r.effective_at(t) => Status::Revoked {
+/// A certificate recorded but never issued (pending, or abandoned after a crash) is unknown:
+/// no relying party can hold it from us.
+fn status_of(issued: bool, revocation: Option<&RevocationRecord>, t: i64) -> Status {
+    match (issued, revocation) {
+        (true, Some(r)) if r.effective_at(t) => Status::Revoked {
             at: r.revoked_at,
             reason: r.reason,
         },
-        (Some(CertificateStatus::Issued), _) => Status::Good,
-        _ => Status::Unknown,
+        (true, _) => Status::Good,
+        (false, _) => Status::Unknown,
     }
 }
 
@@ -228,16 +226,13 @@ impl Ca {
         let mut statuses = Vec::with_capacity(req.tbs_request.request_list.len());
         for r in &req.tbs_request.request_list {
             let serial = hex::encode(r.req_cert.serial_number.as_bytes());
-            let cert = self
-                .store
-                .certificate(&serial)
-                .await?
-                .filter(|c| c.issuer == self.issuing.id);
-            let revocation = match &cert {
-                Some(_) => self.store.revocation(&serial).await?,
-                None => None,
+            let status = match self.store.ocsp_status(&serial).await? {
+                Some((issuer, issued, revocation)) if issuer == self.issuing.id => {
+                    status_of(issued, revocation.as_ref(), t)
+                }
+                _ => Status::Unknown,
             };
-            statuses.push(status_of(cert.map(|c| c.status), revocation.as_ref(), t));
+            statuses.push(status);
         }
         let single = nonce.is_none() && statuses.len() == 1 && statuses[0] != Status::Unknown;
         let key = if single {

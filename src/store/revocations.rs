@@ -201,6 +201,38 @@ impl Store {
         self.revocation(serial).await
     }
 
+    /// What OCSP needs about a serial, in one round trip: the issuer, whether the certificate is
+    /// issued, and its revocation if any.
+    pub async fn ocsp_status(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(String, bool, Option<RevocationRecord>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.issuer, c.status, r.revoked_at, r.reason, r.invalidity_date, r.recorded_at, r.lifted_at \
+             FROM certificates c LEFT JOIN revocations r ON r.issuer = c.issuer AND r.serial = c.serial \
+             WHERE c.serial = $1 LIMIT 1",
+        )
+        .bind(serial)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let issuer: String = row.try_get(0)?;
+        let issued = row.try_get::<String, _>(1)? == "issued";
+        let revocation = match row.try_get::<Option<i64>, _>(2)? {
+            None => None,
+            Some(revoked_at) => Some(RevocationRecord {
+                issuer: issuer.clone(),
+                serial: serial.to_string(),
+                revoked_at,
+                reason: row.try_get::<i64, _>(3)? as u8,
+                invalidity_date: row.try_get(4)?,
+                recorded_at: row.try_get(5)?,
+                lifted_at: row.try_get(6)?,
+            }),
+        };
+        Ok(Some((issuer, issued, revocation)))
+    }
+
     pub async fn revocation(&self, serial: &str) -> Result<Option<RevocationRecord>, StoreError> {
         let q = format!("SELECT {REVOCATION_COLUMNS} FROM revocations WHERE serial = $1 LIMIT 1");
         let row = sqlx::query(sqlx::AssertSqlSafe(q))
