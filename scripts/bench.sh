@@ -6,20 +6,29 @@
 #    same key and the CSR verification rate, combined as the crypto bound 1/(1/sign + 1/verify).
 # 2. Issuance over HTTP: POST /api/v1/admin/certificates over keep-alive mutual TLS, beside
 #    CFSSL's sign endpoint on the same key types (../shared/bench/peers/cfssl_sign.sh, wrk).
+# 3. Status: OCSP answers/s at concurrency 64 (wrk, with and without a nonce) beside
+#    `openssl ocsp` (peers/openssl_ocsp.sh, same concurrency); a full CRL of 1,000,000 entries
+#    from the database beside `openssl ca -gencrl` (peers/openssl_crl.sh); the time from
+#    `nca cert revoke` to the serial in OCSP and in the served delta CRL.
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
-# PEERS=0 to skip the CFSSL run. Loopback only. Output: RESULT lines, then a summary.
+# PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
+# (1000000). Loopback only. Output: RESULT lines, then a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
 STORES=${STORES:-software pkcs11}; ALGS=${ALGS:-ec-p256 rsa-2048}; PEERS=${PEERS:-1}
+SECTIONS=${SECTIONS:-engine http status}; NREVOKED=${NREVOKED:-1000000}
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 need=()
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+command -v wrk >/dev/null || need+=(wrk)
+[[ -x /usr/bin/time ]] || need+=(time)
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q "${need[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
@@ -54,7 +63,7 @@ store_env() { # store -> env assignments for a fresh key store
     fi
 }
 
-for store in $STORES; do
+has engine && for store in $STORES; do
     for alg in $ALGS; do
         log "engine: $store $alg (n=$N, concurrency=$CONC)"
         out=$(env $(store_env "$store") NCA_LOG=warn timeout 600 "$BENCH" engine --alg "$alg" --csr "$tmp/$alg.csr" \
@@ -64,30 +73,103 @@ for store in $STORES; do
     done
 done
 
-for alg in $ALGS; do
+# Starts `nca serve` in directory $1 on issuing key $2 and key store $3; sets $url and $pid.
+serve() {
+    local d=$1 alg=$2 store=$3
+    mkdir -p "$d"
+    sed "s/^issuing_key = .*/issuing_key = \"$alg\"/" ca-config/nca.toml > "$d/nca.toml"
+    local envs; envs=$(store_env "$store")
+    (cd "$d" && env $envs NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
+        NCA_OPERATOR_LISTEN=127.0.0.1:0 NCA_LOG=warn "$NCA" serve > "$d/serve.out" 2> "$d/serve.log") &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 1 600); do grep -q '^listening:' "$d/serve.out" 2>/dev/null && break; sleep 0.1; done
+    url=$(sed -n 's/^listening: public=\([^ ]*\).*/\1/p' "$d/serve.out")
+    op_url=$(sed -n 's/^listening: .*operator=\([^ ]*\).*/\1/p' "$d/serve.out")
+    [[ -n $url ]] || { cat "$d/serve.log" >&2; exit 1; }
+    echo "$envs" > "$d/env"
+}
+
+has http && for alg in $ALGS; do
     for store in $STORES; do
         log "http: $store $alg (${DURATION}s, $CONNS connections)"
         d="$tmp/http-$store-$alg"
-        mkdir -p "$d"
-        sed "s/^issuing_key = .*/issuing_key = \"$alg\"/; s/^root_key = .*/root_key = \"$([[ $alg == ec-p256 ]] && echo ec-p256 || echo rsa-2048)\"/" \
-            ca-config/nca.toml > "$d/nca.toml"
-        envs=$(store_env "$store")
-        (cd "$d" && env $envs NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
-            NCA_OPERATOR_LISTEN=127.0.0.1:0 NCA_LOG=warn "$NCA" serve > "$d/serve.out" 2> "$d/serve.log") &
-        pids+=($!)
-        for _ in $(seq 1 600); do grep -q '^listening:' "$d/serve.out" 2>/dev/null && break; sleep 0.1; done
-        url=$(sed -n 's/^listening: .*operator=\(https:[^ ]*\).*/\1/p' "$d/serve.out")
-        [[ -n $url ]] || { cat "$d/serve.log" >&2; exit 1; }
-        out=$("$BENCH" http --url "$url" --ca "$d/data/ca/root.pem" --cert "$d/data/admin/auth.crt" \
+        serve "$d" "$alg" "$store"
+        out=$("$BENCH" http --url "$op_url" --ca "$d/data/ca/root.pem" --cert "$d/data/admin/auth.crt" \
             --key "$d/data/admin/auth.key" --csr "$tmp/$alg.csr" --seconds "$DURATION" --connections "$CONNS" \
             | grep '^RESULT' | sed "s/\$/ key_store=$store alg=$alg/")
         echo "$out"
         results+=("$out")
-        kill "${pids[-1]}" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
     done
 done
 
-if [[ $PEERS == 1 ]]; then
+if has status; then
+    for alg in $ALGS; do
+        d="$tmp/status-$alg"
+        serve "$d" "$alg" software
+        # The responder key is of the issuing key's family (P-256, or RSA-2048).
+        (cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" cert issue \
+            --profile individual-auth --csr "$tmp/ec-p256.csr" --iin 850315306048 --surname A --name B > "$d/a.pem")
+        openssl ocsp -issuer "$d/data/ca/issuing.pem" -cert "$d/a.pem" -no_nonce -reqout "$d/nononce.der" >/dev/null
+        openssl ocsp -issuer "$d/data/ca/issuing.pem" -cert "$d/a.pem" -reqout "$d/nonce.der" >/dev/null
+        for mode in nononce nonce; do
+            log "ocsp: $alg $mode (wrk -t2 -c64 ${DURATION}s)"
+            out=$(OCSP_REQ="$d/$mode.der" timeout $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" --timeout 10s \
+                -s scripts/bench/ocsp.lua "$url/ocsp" | grep '^WRK')
+            line="RESULT ocsp.$mode $(sed -n 's/.*ok_per_s=\([^ ]*\).*/\1/p' <<<"$out") responses/s responder=$alg p50_ms=$(sed -n 's/.*p50_ms=\([^ ]*\).*/\1/p' <<<"$out") p99_ms=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$out") (wrk -t2 -c64, keep-alive)"
+            echo "$line"; results+=("$line")
+        done
+
+        # Revocation to OCSP and to the served delta CRL.
+        serial=$(openssl x509 -in "$d/a.pem" -noout -serial | cut -d= -f2)
+        start=$(date +%s.%N)
+        (cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" cert revoke \
+            "$serial" --reason keyCompromise >/dev/null)
+        revoked=$(date +%s.%N)
+        until openssl ocsp -issuer "$d/data/ca/issuing.pem" -cert "$d/a.pem" -url "$url/ocsp" -noverify 2>/dev/null | grep -q ': revoked'; do sleep 0.05; done
+        ocsp_at=$(date +%s.%N)
+        until curl -s "$url/crl/nca-delta.crl" | openssl crl -inform DER -noout -text 2>/dev/null | grep -q "$serial"; do sleep 0.1; done
+        delta_at=$(date +%s.%N)
+        line="RESULT revoke_to_ocsp $(awk -v a="$start" -v b="$ocsp_at" 'BEGIN{printf "%.2f", b-a}') s (nca cert revoke, a process of its own, took $(awk -v a="$start" -v b="$revoked" 'BEGIN{printf "%.2f", b-a}') s) responder=$alg"
+        echo "$line"; results+=("$line")
+        line="RESULT revoke_to_delta_crl $(awk -v a="$start" -v b="$delta_at" 'BEGIN{printf "%.2f", b-a}') s responder=$alg"
+        echo "$line"; results+=("$line")
+        kill "$pid" 2>/dev/null || true
+    done
+
+    log "crl: $NREVOKED revoked entries, full CRL from SQLite"
+    d="$tmp/crl"
+    mkdir -p "$d"
+    (cd "$d" && NCA_KEY_STORE=software NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" init >/dev/null 2>&1)
+    python3 - "$d/data/nca.db" "$NREVOKED" <<'PY'
+import os, sqlite3, sys, time
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+now = int(time.time()) - 10
+def rows():
+    for i in range(n):
+        b = bytearray(os.urandom(20)); b[0] = 0x10 | (b[0] & 0x6f)
+        yield ("nca", b.hex(), now - 86400, (1, 4, 5, 0)[i % 4], now - 5)
+c.executemany("INSERT INTO revocations (issuer, serial, revoked_at, reason, recorded_at) VALUES (?,?,?,?,?)", rows())
+c.commit()
+PY
+    t=$( { cd "$d" && NCA_KEY_STORE=software NCA_DATA_DIR="$d/data" NCA_LOG=warn /usr/bin/time -f "TIME %e %M" "$NCA" crl publish >/dev/null; } 2>&1 | grep '^TIME')
+    size=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select length(der) from crls order by number desc limit 1').fetchone()[0])" "$d/data/nca.db")
+    line="RESULT crl.full.$NREVOKED $(awk '{print $2}' <<<"$t") s peak_rss=$(( $(awk '{print $3}' <<<"$t") / 1024 )) MiB der_bytes=$size (nca crl publish: process start to CRL recorded, RSA-2048 issuer, SQLite)"
+    echo "$line"; results+=("$line")
+fi
+
+if [[ $PEERS == 1 ]] && has status; then
+    log "peer: openssl ocsp (-c64)"
+    out=$(DURATION=$DURATION CONNS=64 bash ../shared/bench/peers/openssl_ocsp.sh 2>/dev/null | grep '^RESULT' || true)
+    echo "$out"; results+=("$out")
+    log "peer: openssl ca -gencrl ($NREVOKED)"
+    out=$(NREVOKED=$NREVOKED bash ../shared/bench/peers/openssl_crl.sh 2>/dev/null | grep '^RESULT' || true)
+    echo "$out"; results+=("$out")
+fi
+
+if [[ $PEERS == 1 ]] && has http; then
     log "peer: CFSSL sign (${DURATION}s, wrk -c$CONNS)"
     out=$(DURATION=$DURATION CONNS=$CONNS bash ../shared/bench/peers/cfssl_sign.sh 2>/dev/null | grep '^RESULT' || true)
     echo "$out"
