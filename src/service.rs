@@ -49,7 +49,14 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
             tracing::info!("ceremony: {line}");
         }
     }
-    let ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+    let mut ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
+    let renewed = ceremony::renew_delegated(&ca).await?;
+    for line in &renewed {
+        tracing::info!(target: "audit", "{line}");
+    }
+    if !renewed.is_empty() {
+        ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+    }
 
     let stale = store
         .abandon_stale_pending(now() - cfg.ca.pending_abandon_after_seconds)

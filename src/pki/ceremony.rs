@@ -519,3 +519,67 @@ fn serial_of(cert_der: &[u8]) -> String {
         .map(|c| hex::encode(c.tbs_certificate.serial_number.as_bytes()))
         .unwrap_or_default()
 }
+
+/// Delegated certificates (OCSP responder, service signer) are short-lived; a new certificate
+/// for the same key is issued when less than this is left.
+pub const RENEW_DELEGATED_BEFORE: i64 = 30 * 86_400;
+
+/// Renews the delegated signers' certificates that are near their end, for the keys they
+/// already have. Returns a line per renewal; the caller reopens the CA to use them.
+pub async fn renew_delegated(ca: &Ca) -> Result<Vec<String>, CeremonyError> {
+    let mut done = Vec::new();
+    for (role, profile, current) in [
+        ("ocsp", "ocsp", &ca.ocsp),
+        ("service", "service", &ca.service),
+    ] {
+        let Some(d) = current else { continue };
+        let cert: x509_cert::Certificate =
+            der::Decode::from_der(&d.cert_der).map_err(|e| BuildError {
+                what: "delegated certificate",
+                message: e.to_string(),
+            })?;
+        let not_after = cert
+            .tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_secs() as i64;
+        if not_after - now() > RENEW_DELEGATED_BEFORE {
+            continue;
+        }
+        let (mut cn, mut org) = (None, None);
+        for atv in cert
+            .tbs_certificate
+            .subject
+            .0
+            .iter()
+            .flat_map(|r| r.0.iter())
+        {
+            let value = Utf8StringRef::try_from(&atv.value)
+                .map(|s| s.as_str().to_string())
+                .ok();
+            if atv.oid == const_oid::db::rfc4519::CN {
+                cn = value;
+            } else if atv.oid == const_oid::db::rfc4519::O {
+                org = value;
+            }
+        }
+        let subject = SubjectInput {
+            common_name: cn,
+            org,
+            ..Default::default()
+        };
+        let issued = ca
+            .issue_for_own_key(profile, d.signer.spki_der(), &subject)
+            .await?;
+        ca.store
+            .replace_delegated_certificate(role, &issued.serial, &issued.der)
+            .await?;
+        done.push(format!(
+            "{role} certificate renewed: serial=[{}] until {}",
+            issued.serial,
+            super::status::rfc3339(issued.not_after)
+        ));
+    }
+    Ok(done)
+}

@@ -204,6 +204,27 @@ impl Store {
         Ok(())
     }
 
+    /// Points a delegated signer's row at its renewed certificate (same key).
+    pub async fn replace_delegated_certificate(
+        &self,
+        role: &str,
+        serial: &str,
+        der: &[u8],
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query("UPDATE ca_keys SET serial = $1, certificate = $2 WHERE role = $3 AND role IN ('ocsp', 'service')")
+            .bind(serial)
+            .bind(der)
+            .bind(role)
+            .execute(self.pool())
+            .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::StateConflict(format!(
+                "no delegated key for {role}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Records a certificate about to be signed, and binds its public key to its holder.
     /// Refuses a used serial and a key bound to someone else; either way nothing is written.
     /// Returns once the row is committed: only then may the certificate be signed.

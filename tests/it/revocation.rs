@@ -539,3 +539,84 @@ fn bad_revocation_requests_change_nothing() {
     let (_, body) = w.d.get(&format!("/api/v1/certificates/{serial}"));
     assert!(String::from_utf8_lossy(&body).contains("\"status\":\"valid\""));
 }
+
+#[test]
+fn a_delegated_responder_certificate_near_its_end_is_renewed_at_start() {
+    let mut d = Deployment::new();
+    // A deployment whose OCSP profile gives 10 days: inside the 30-day renewal window from the
+    // first day, so every start renews it.
+    let profiles = d.dir.path().join("ca-config/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let ocsp = nca::pki::profile::EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == "ocsp")
+        .unwrap()
+        .1;
+    write(
+        &profiles.join("ocsp.toml"),
+        ocsp.replace("validity_days = 90", "validity_days = 10")
+            .as_bytes(),
+    );
+    let report = d.init();
+    let first = report
+        .lines()
+        .find(|l| l.starts_with("OCSP responder"))
+        .unwrap()
+        .to_string();
+    d.start();
+    assert!(d.log().contains("ocsp certificate renewed"), "{}", d.log());
+    let work = tempfile::tempdir().unwrap();
+    let (_, csr) = openssl_csr(work.path(), "a", "ec:P-256");
+    let out = run_ok(&mut d.nca(&[
+        "cert",
+        "issue",
+        "--profile",
+        "individual-auth",
+        "--csr",
+        &csr.display().to_string(),
+        "--iin",
+        IIN,
+        "--surname",
+        "A",
+        "--name",
+        "B",
+    ]));
+    let pem = work.path().join("a.pem");
+    write(&pem, &out.stdout);
+    let resp = work.path().join("resp.der");
+    let out = run(Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(d.path("ca/issuing.pem"))
+        .arg("-cert")
+        .arg(&pem)
+        .args(["-url", &format!("{}/ocsp", d.public), "-CAfile"])
+        .arg(d.path("ca/root.pem"))
+        .arg("-respout")
+        .arg(&resp));
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("Response verify OK") && text.contains(": good"),
+        "{text}"
+    );
+    // The responder certificate in the answer is the renewed one, not the ceremony's.
+    let first_serial = first
+        .split("serial=[")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .to_uppercase();
+    let shown = stdout(&run_ok(
+        Command::new("openssl")
+            .args(["ocsp", "-resp_text", "-noverify", "-respin"])
+            .arg(&resp),
+    ));
+    assert!(
+        !shown
+            .to_uppercase()
+            .replace(':', "")
+            .contains(&first_serial),
+        "the old responder certificate is still in use"
+    );
+}
