@@ -52,9 +52,7 @@ fn rate(threads: usize, per_thread: usize, f: impl Fn() + Sync) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.get(1).map(String::as_str) {
         Some("engine") => rt.block_on(engine(&args)),
         Some("http") => rt.block_on(http(&args)),
@@ -83,9 +81,7 @@ async fn engine(args: &[String]) -> anyhow::Result<()> {
     nca::pki::ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
     let ca = Arc::new(Ca::open(Arc::clone(&cfg), store, Arc::clone(&key_store)).await?);
     let ks = key_store.kind();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let ctx = format!("key_store={ks} alg={alg} threads={threads}");
 
     // The limit: raw signatures with the issuing key over a TBS-sized message, all cores.
@@ -147,10 +143,7 @@ async fn engine(args: &[String]) -> anyhow::Result<()> {
     );
     println!("RESULT engine_p50 {:.2} ms {ctx}", percentile(&lat, 0.5));
     println!("RESULT engine_p99 {:.2} ms {ctx}", percentile(&lat, 0.99));
-    println!(
-        "RESULT engine_vs_bound {:.0} % {ctx}",
-        100.0 * engine_rate / bound
-    );
+    println!("RESULT engine_vs_bound {:.0} % {ctx}", 100.0 * engine_rate / bound);
     Ok(())
 }
 
@@ -171,20 +164,16 @@ async fn http(args: &[String]) -> anyhow::Result<()> {
     for c in rustls_pemfile::certs(&mut ca.as_slice()) {
         roots.add(c?)?;
     }
-    let chain: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<_, _>>()?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_slice())?
-        .ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<_, _>>()?;
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut key.as_slice())?.ok_or_else(|| anyhow::anyhow!("no key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let addr = url
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_string();
+    let addr = url.trim_start_matches("https://").trim_end_matches('/').to_string();
     let body = serde_json::json!({
         "profile": "individual-sign", "csr": csr_pem,
         "iin": "850315306048", "surname": "Құнанбай", "name": "Абай",
@@ -205,8 +194,7 @@ async fn http(args: &[String]) -> anyhow::Result<()> {
             let stream = connector
                 .connect(ServerName::try_from("127.0.0.1")?.to_owned(), tcp)
                 .await?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             while Instant::now() < deadline {
                 let req = hyper::Request::post("/api/v1/admin/certificates")
@@ -237,10 +225,7 @@ async fn http(args: &[String]) -> anyhow::Result<()> {
         "connections={conns} seconds={seconds} errors={}",
         errors.load(Ordering::Relaxed)
     );
-    println!(
-        "RESULT http_issue {:.0} certs/s {ctx}",
-        lat.len() as f64 / secs
-    );
+    println!("RESULT http_issue {:.0} certs/s {ctx}", lat.len() as f64 / secs);
     println!("RESULT http_p50 {:.2} ms {ctx}", percentile(&lat, 0.5));
     println!("RESULT http_p99 {:.2} ms {ctx}", percentile(&lat, 0.99));
     Ok(())

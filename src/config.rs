@@ -18,19 +18,13 @@ pub const EMBEDDED_CONFIG: &str = include_str!("../ca-config/nca.toml");
 pub enum ConfigError {
     /// The file exists but cannot be read.
     #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     /// The TOML does not parse or has a field of the wrong type.
     #[error("parsing {path}: {message}")]
     Parse { path: String, message: String },
     /// A value (from the file or the environment) is out of its domain.
     #[error("invalid {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     /// The configuration is unsafe for production and the run is not a development run.
     #[error("unsafe configuration: {0} (allowed only in a development run: development = true)")]
     Unsafe(String),
@@ -169,9 +163,7 @@ impl Config {
         let explicit = path
             .map(Path::to_path_buf)
             .or_else(|| env("NCA_CONFIG").map(PathBuf::from));
-        let candidate = explicit
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("ca-config/nca.toml"));
+        let candidate = explicit.clone().unwrap_or_else(|| PathBuf::from("ca-config/nca.toml"));
         let (text, source) = match std::fs::read_to_string(&candidate) {
             Ok(t) => (t, candidate.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
@@ -218,10 +210,7 @@ impl Config {
                 "software" => KeyStoreKind::Software,
                 "pkcs11" => KeyStoreKind::Pkcs11,
                 _ => {
-                    return Err(invalid(
-                        "NCA_KEY_STORE",
-                        format!("{v:?} (software or pkcs11)"),
-                    ));
+                    return Err(invalid("NCA_KEY_STORE", format!("{v:?} (software or pkcs11)")));
                 }
             };
         }
@@ -254,10 +243,7 @@ impl Config {
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
         {
-            return Err(invalid(
-                "NCA_DATABASE_URL",
-                "must be sqlite://… or postgres://…".into(),
-            ));
+            return Err(invalid("NCA_DATABASE_URL", "must be sqlite://… or postgres://…".into()));
         }
         let listen = f
             .service
@@ -271,10 +257,7 @@ impl Config {
             .map_err(|e| invalid("NCA_OPERATOR_LISTEN", format!("{e}")))?;
         let base_url = f.service.base_url.trim_end_matches('/').to_string();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(invalid(
-                "NCA_BASE_URL",
-                format!("{base_url:?} is not an http(s) URL"),
-            ));
+            return Err(invalid("NCA_BASE_URL", format!("{base_url:?} is not an http(s) URL")));
         }
         parse_offset(&f.service.timezone_offset)?;
         let root_key: KeyAlgorithm =
@@ -285,26 +268,17 @@ impl Config {
             f.ca.issuing_key
                 .parse()
                 .map_err(|e: KeyStoreError| invalid("ca.issuing_key", e.to_string()))?;
-        for (field, id) in [
-            ("ca.root_id", &f.ca.root_id),
-            ("ca.issuing_id", &f.ca.issuing_id),
-        ] {
+        for (field, id) in [("ca.root_id", &f.ca.root_id), ("ca.issuing_id", &f.ca.issuing_id)] {
             if id.is_empty()
                 || !id
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
-                return Err(invalid(
-                    field,
-                    format!("{id:?}: lower-case letters, digits and _ only"),
-                ));
+                return Err(invalid(field, format!("{id:?}: lower-case letters, digits and _ only")));
             }
         }
         if f.ca.root_id == f.ca.issuing_id {
-            return Err(invalid(
-                "ca.issuing_id",
-                "must differ from ca.root_id".into(),
-            ));
+            return Err(invalid("ca.issuing_id", "must differ from ca.root_id".into()));
         }
         f.ca.issuing_policy
             .parse::<const_oid::ObjectIdentifier>()
@@ -387,8 +361,7 @@ fn parse_bool(field: &'static str, v: &str) -> Result<bool, ConfigError> {
 
 fn parse_offset(s: &str) -> Result<time::UtcOffset, ConfigError> {
     let fmt = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
-    time::UtcOffset::parse(s, &fmt)
-        .map_err(|e| invalid("NCA_TIMEZONE_OFFSET", format!("{s:?}: {e}")))
+    time::UtcOffset::parse(s, &fmt).map_err(|e| invalid("NCA_TIMEZONE_OFFSET", format!("{s:?}: {e}")))
 }
 
 /// Reads a data file named by the configuration, or its copy built into the binary when the
@@ -413,10 +386,7 @@ mod tests {
         let c = Config::from_toml(EMBEDDED_CONFIG, "embedded".into()).unwrap();
         assert_eq!(c.ca.root_id, "root");
         assert_eq!(c.root_key, KeyAlgorithm::Rsa4096);
-        assert_eq!(
-            c.timezone_offset(),
-            time::UtcOffset::from_hms(5, 0, 0).unwrap()
-        );
+        assert_eq!(c.timezone_offset(), time::UtcOffset::from_hms(5, 0, 0).unwrap());
     }
 
     #[test]

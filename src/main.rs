@@ -125,10 +125,7 @@ struct IssueArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nca: cannot start the runtime: {e}");
@@ -159,9 +156,7 @@ fn init_logging() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(c) => {
-            nca::service::serve(Arc::new(Config::load(c.config.as_deref())?)).await
-        }
+        Command::Serve(c) => nca::service::serve(Arc::new(Config::load(c.config.as_deref())?)).await,
         Command::Init(c) => {
             let report = nca::service::init(Arc::new(Config::load(c.config.as_deref())?)).await?;
             for line in report.lines {
@@ -195,12 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Crl {
-            command:
-                CrlCommand::Publish {
-                    config,
-                    delta,
-                    root,
-                },
+            command: CrlCommand::Publish { config, delta, root },
         } => {
             let ca = open_ca(config.config.as_deref()).await?;
             let issuer = if root {
@@ -226,8 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: CertCommand::Issue(a),
         } => {
             let cfg = Arc::new(Config::load(a.config.config.as_deref())?);
-            let csr = std::fs::read(&a.csr)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.csr.display()))?;
+            let csr = std::fs::read(&a.csr).map_err(|e| anyhow::anyhow!("reading {}: {e}", a.csr.display()))?;
             let (store, key_store) = nca::service::open_parts(&cfg).await?;
             let ca = nca::pki::Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
             let subject = SubjectInput {

@@ -43,8 +43,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
             "no CA in the database: first start, running the key ceremony with {}",
             cfg.source
         );
-        let report =
-            ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
+        let report = ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
         for line in &report.lines {
             tracing::info!("ceremony: {line}");
         }

@@ -23,14 +23,8 @@ pub async fn issue_certificate(
     Ok((
         CREATED,
         [
-            (
-                header::CONTENT_TYPE,
-                "application/pem-certificate-chain".to_string(),
-            ),
-            (
-                header::LOCATION,
-                format!("/api/v1/certificates/{}", issued.serial),
-            ),
+            (header::CONTENT_TYPE, "application/pem-certificate-chain".to_string()),
+            (header::LOCATION, format!("/api/v1/certificates/{}", issued.serial)),
         ],
         issued.pem(),
     ))
@@ -43,10 +37,7 @@ fn issue_request(mut body: Map<String, Value>) -> Result<IssueRequest, ApiError>
             "request_invalid",
             format!("{k} must be a string"),
         )),
-        None => Err(ApiError::bad_request(
-            "request_invalid",
-            format!("{k} is required"),
-        )),
+        None => Err(ApiError::bad_request("request_invalid", format!("{k} is required"))),
     };
     let profile = take("profile")?;
     let csr = take("csr")?;
@@ -92,10 +83,7 @@ pub async fn revoke(
         .await?;
     Ok((
         super::error::created_or_ok(out.changed),
-        axum::Json(crate::pki::status::revocation_view(
-            &out.record,
-            out.changed,
-        )),
+        axum::Json(crate::pki::status::revocation_view(&out.record, out.changed)),
     ))
 }
 

@@ -71,39 +71,25 @@ impl ApiError {
                 };
                 (status, e.code())
             }
-            ApiError::Access(AccessError::NoCertificate) => {
-                (StatusCode::UNAUTHORIZED, "client_certificate_required")
-            }
-            ApiError::Access(AccessError::UnknownCertificate) => {
-                (StatusCode::FORBIDDEN, "client_certificate_unknown")
-            }
-            ApiError::Access(AccessError::Expired) => {
-                (StatusCode::FORBIDDEN, "client_certificate_expired")
-            }
-            ApiError::Access(AccessError::NotAdministrator) => {
-                (StatusCode::FORBIDDEN, "not_administrator")
-            }
-            ApiError::Access(AccessError::Store(_)) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            ApiError::Access(AccessError::NoCertificate) => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
+            ApiError::Access(AccessError::UnknownCertificate) => (StatusCode::FORBIDDEN, "client_certificate_unknown"),
+            ApiError::Access(AccessError::Expired) => (StatusCode::FORBIDDEN, "client_certificate_expired"),
+            ApiError::Access(AccessError::NotAdministrator) => (StatusCode::FORBIDDEN, "not_administrator"),
+            ApiError::Access(AccessError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Revoke(e) => {
                 let status = match e {
-                    RevokeError::BadSerial
-                    | RevokeError::BadReason(_)
-                    | RevokeError::BadTime(_) => StatusCode::BAD_REQUEST,
+                    RevokeError::BadSerial | RevokeError::BadReason(_) | RevokeError::BadTime(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
                     RevokeError::UnknownSerial(_) => StatusCode::NOT_FOUND,
                     RevokeError::NotOnHold(_) => StatusCode::CONFLICT,
-                    RevokeError::Store(crate::store::StoreError::StateConflict(_)) => {
-                        StatusCode::CONFLICT
-                    }
+                    RevokeError::Store(crate::store::StoreError::StateConflict(_)) => StatusCode::CONFLICT,
                     RevokeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 (status, e.code())
             }
             ApiError::Crl(CrlError::UnknownIssuer(_)) => (StatusCode::NOT_FOUND, "ca_not_found"),
-            ApiError::Crl(CrlError::KeyStore(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable")
-            }
+            ApiError::Crl(CrlError::KeyStore(_)) => (StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable"),
             ApiError::Crl(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
@@ -122,11 +108,7 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response()
+        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
     }
 }
 
@@ -144,9 +126,5 @@ pub const CREATED: StatusCode = StatusCode::CREATED;
 
 /// Status for a POST that changed nothing because its effect was already there.
 pub fn created_or_ok(changed: bool) -> StatusCode {
-    if changed {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    }
+    if changed { StatusCode::CREATED } else { StatusCode::OK }
 }

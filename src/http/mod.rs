@@ -88,10 +88,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(e) => Err(error::ApiError::bad_request(
-                "request_invalid",
-                e.body_text(),
-            )),
+            Err(e) => Err(error::ApiError::bad_request("request_invalid", e.body_text())),
         }
     }
 }

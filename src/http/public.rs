@@ -46,21 +46,10 @@ pub async fn centres(State(s): State<AppState>) -> impl IntoResponse {
     Json(s.centres.as_ref().clone())
 }
 
-pub async fn certificate(
-    State(s): State<AppState>,
-    Path(serial): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let serial = crate::pki::normalise_serial(&serial).ok_or_else(|| {
-        ApiError::bad_request(
-            "serial_invalid",
-            "a serial is hexadecimal, at most 20 octets",
-        )
-    })?;
+pub async fn certificate(State(s): State<AppState>, Path(serial): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let serial = crate::pki::normalise_serial(&serial)
+        .ok_or_else(|| ApiError::bad_request("serial_invalid", "a serial is hexadecimal, at most 20 octets"))?;
     let view = s.ca.certificate_view(&serial).await?;
-    view.map(Json).ok_or_else(|| {
-        ApiError::not_found(
-            "certificate_not_found",
-            format!("no certificate with serial {serial}"),
-        )
-    })
+    view.map(Json)
+        .ok_or_else(|| ApiError::not_found("certificate_not_found", format!("no certificate with serial {serial}")))
 }

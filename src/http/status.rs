@@ -11,8 +11,7 @@ use super::error::ApiError;
 use crate::store::now;
 
 fn http_date(unix: i64) -> String {
-    let t =
-        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
@@ -59,11 +58,7 @@ pub async fn crl(
     let mut resp = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, "application/pkix-crl")],
-            p.der.as_ref().clone(),
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, "application/pkix-crl")], p.der.as_ref().clone()).into_response()
     };
     for (k, v) in validators {
         if let Ok(v) = HeaderValue::from_str(&v) {

@@ -20,14 +20,11 @@ pub use software::SoftwareStore;
 /// OIDs of the algorithms this module knows.
 pub mod oid {
     use spki::ObjectIdentifier;
-    pub const RSA_ENCRYPTION: ObjectIdentifier =
-        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-    pub const SHA256_WITH_RSA: ObjectIdentifier =
-        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+    pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    pub const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
     pub const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-    pub const ECDSA_WITH_SHA256: ObjectIdentifier =
-        ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+    pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 }
 
 /// The key algorithms the centre uses: RSA for both hierarchies' CAs and end entities, P-256 as
@@ -190,8 +187,7 @@ pub fn p256_spki(point: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
 }
 
 fn spki_der(algorithm: AlgorithmIdentifierOwned, key: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
-    let bits = der::asn1::BitString::from_bytes(key)
-        .map_err(|e| KeyStoreError::Software(e.to_string()))?;
+    let bits = der::asn1::BitString::from_bytes(key).map_err(|e| KeyStoreError::Software(e.to_string()))?;
     SubjectPublicKeyInfoOwned {
         algorithm,
         subject_public_key: bits,
@@ -214,8 +210,7 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
     let mut out = Vec::with_capacity(72);
     der::Header::new(
         der::Tag::Sequence,
-        (r.encoded_len().and_then(|l| l + s.encoded_len()?))
-            .map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
+        (r.encoded_len().and_then(|l| l + s.encoded_len()?)).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
     )
     .and_then(|h| h.encode_to_vec(&mut out))
     .and_then(|_| r.encode_to_vec(&mut out))
@@ -290,11 +285,7 @@ mod tests {
 
     #[test]
     fn algorithm_names_round_trip() {
-        for a in [
-            KeyAlgorithm::Rsa2048,
-            KeyAlgorithm::Rsa4096,
-            KeyAlgorithm::EcP256,
-        ] {
+        for a in [KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa4096, KeyAlgorithm::EcP256] {
             assert_eq!(a.name().parse::<KeyAlgorithm>().unwrap(), a);
         }
         assert!("rsa-1024".parse::<KeyAlgorithm>().is_err());

@@ -66,10 +66,7 @@ impl SessionPool {
     }
 
     /// Runs `f` with a pooled session; a session that failed is dropped (closed), not reused.
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&Session) -> Result<T, KeyStoreError>,
-    ) -> Result<T, KeyStoreError> {
+    pub fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
         let s = self.take()?;
         let r = f(&s);
         if r.is_ok() {
@@ -97,10 +94,7 @@ impl Pkcs11Store {
         let pin = AuthPin::from(cfg.pin);
         match session.login(UserType::User, Some(&pin)) {
             Ok(()) => {}
-            Err(cryptoki::error::Error::Pkcs11(
-                cryptoki::error::RvError::UserAlreadyLoggedIn,
-                _,
-            )) => {}
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(e.into()),
         }
         let pool = SessionPool {
@@ -109,9 +103,7 @@ impl Pkcs11Store {
             idle: Mutex::new(vec![session]),
             max_idle: cfg.sessions.max(1),
         };
-        Ok(Pkcs11Store {
-            pool: Arc::new(pool),
-        })
+        Ok(Pkcs11Store { pool: Arc::new(pool) })
     }
 }
 
@@ -179,9 +171,7 @@ impl KeyStore for Pkcs11Store {
                 Mechanism::EccKeyPairGen
             }
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
-                public.push(Attribute::ModulusBits(
-                    (alg.rsa_bits().unwrap_or(2048) as u64).into(),
-                ));
+                public.push(Attribute::ModulusBits((alg.rsa_bits().unwrap_or(2048) as u64).into()));
                 public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
                 Mechanism::RsaPkcsKeyPairGen
             }
@@ -227,30 +217,21 @@ impl KeyStore for Pkcs11Store {
     }
 
     fn check(&self) -> Result<(), KeyStoreError> {
-        self.pool
-            .with(|s| s.get_session_info().map(|_| ()).map_err(Into::into))
+        self.pool.with(|s| s.get_session_info().map(|_| ()).map_err(Into::into))
     }
 }
 
 /// Reads a public key object back as an SPKI.
-fn public_key_of(
-    s: &Session,
-    public: ObjectHandle,
-) -> Result<(KeyAlgorithm, Vec<u8>), KeyStoreError> {
+fn public_key_of(s: &Session, public: ObjectHandle) -> Result<(KeyAlgorithm, Vec<u8>), KeyStoreError> {
     let attrs = s.get_attributes(public, &[AttributeType::KeyType])?;
     let key_type = match attrs.first() {
         Some(Attribute::KeyType(t)) => *t,
         _ => {
-            return Err(KeyStoreError::Pkcs11(
-                "public key without CKA_KEY_TYPE".into(),
-            ));
+            return Err(KeyStoreError::Pkcs11("public key without CKA_KEY_TYPE".into()));
         }
     };
     if key_type == KeyType::RSA {
-        let attrs = s.get_attributes(
-            public,
-            &[AttributeType::Modulus, AttributeType::PublicExponent],
-        )?;
+        let attrs = s.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent])?;
         let (mut n, mut e) = (None, None);
         for a in attrs {
             match a {
@@ -275,9 +256,7 @@ fn public_key_of(
         let point = match attrs.into_iter().next() {
             Some(Attribute::EcPoint(p)) => p,
             _ => {
-                return Err(KeyStoreError::Pkcs11(
-                    "EC public key without CKA_EC_POINT".into(),
-                ));
+                return Err(KeyStoreError::Pkcs11("EC public key without CKA_EC_POINT".into()));
             }
         };
         // CKA_EC_POINT is a DER OCTET STRING around the point (04 41 04 …).
@@ -303,8 +282,7 @@ fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
     }
     let k = RsaPublicKey {
         modulus: der::asn1::UintRef::new(n).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
-        public_exponent: der::asn1::UintRef::new(e)
-            .map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
+        public_exponent: der::asn1::UintRef::new(e).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))?,
     };
     der::Encode::to_der(&k).map_err(|e| KeyStoreError::Pkcs11(e.to_string()))
 }

@@ -23,9 +23,7 @@ impl SoftwareStore {
 
     fn path(&self, label: &str) -> Result<PathBuf, KeyStoreError> {
         if label.is_empty()
-            || !label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !label.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || label.starts_with('.')
         {
             return Err(KeyStoreError::Software(format!("bad key label {label:?}")));
@@ -72,16 +70,13 @@ impl KeyStore for SoftwareStore {
             }
             Err(e) => return Err(err(e)),
         };
-        f.write_all(&pkcs8)
-            .and_then(|_| f.sync_all())
-            .map_err(err)?;
+        f.write_all(&pkcs8).and_then(|_| f.sync_all()).map_err(err)?;
         Ok(Arc::new(SoftwareKey::from_pkcs8(label, &pkcs8)?))
     }
 
     fn open(&self, label: &str) -> Result<Arc<dyn Signer>, KeyStoreError> {
         let path = self.path(label)?;
-        let meta =
-            fs::metadata(&path).map_err(|_| KeyStoreError::KeyNotFound(label.to_string()))?;
+        let meta = fs::metadata(&path).map_err(|_| KeyStoreError::KeyNotFound(label.to_string()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -116,9 +111,7 @@ pub struct SoftwareKey {
 impl SoftwareKey {
     pub fn from_pkcs8(label: &str, pkcs8: &[u8]) -> Result<Self, KeyStoreError> {
         let rng = SystemRandom::new();
-        if let Ok(kp) =
-            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
-        {
+        if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng) {
             let spki = p256_spki(kp.public_key().as_ref())?;
             return Ok(SoftwareKey {
                 label: label.into(),

@@ -58,11 +58,7 @@ impl Centres {
         for r in &c.regions {
             for id in std::iter::once(&r.id)
                 .chain(r.localities.iter().map(|l| &l.id))
-                .chain(
-                    r.localities
-                        .iter()
-                        .flat_map(|l| l.centres.iter().map(|c| &c.id)),
-                )
+                .chain(r.localities.iter().flat_map(|l| l.centres.iter().map(|c| &c.id)))
             {
                 if !ids.insert(id.clone()) {
                     return Err(CentresError(format!("id {id:?} appears twice")));

@@ -42,10 +42,7 @@ pub struct Administrator {
 
 /// Decides whether a client certificate belongs to an administrator: issued by this CA under
 /// the `admin` profile, recorded as issued, within its validity.
-pub async fn administrator(
-    ca: &Ca,
-    who: Option<&ClientIdentity>,
-) -> Result<Administrator, AccessError> {
+pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
     let who = who.ok_or(AccessError::NoCertificate)?;
     let rec = ca
         .store

@@ -12,9 +12,8 @@ use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
-    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages,
-    SubjectAltName, SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies,
+    CrlDistributionPoints, ExtendedKeyUsage, FreshestCrl, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
@@ -60,8 +59,7 @@ pub struct IssuerUrls {
 pub fn random_serial() -> Vec<u8> {
     let mut b = [0u8; 20];
     loop {
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-            .expect("OS randomness");
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("OS randomness");
         if (0x10..=0x7f).contains(&b[0]) {
             return b.to_vec();
         }
@@ -77,9 +75,7 @@ pub fn x509_time(unix: i64) -> Result<Time, BuildError> {
             der::asn1::UtcTime::from_date_time(dt).map_err(enc_err("time"))?,
         ))
     } else {
-        Ok(Time::GeneralTime(
-            der::asn1::GeneralizedTime::from_date_time(dt),
-        ))
+        Ok(Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt)))
     }
 }
 
@@ -87,8 +83,7 @@ fn ext<T: AssociatedOid + Encode>(v: &T, critical: bool) -> Result<Extension, Bu
     Ok(Extension {
         extn_id: T::OID,
         critical,
-        extn_value: OctetString::new(v.to_der().map_err(enc_err("extension"))?)
-            .map_err(enc_err("extension"))?,
+        extn_value: OctetString::new(v.to_der().map_err(enc_err("extension"))?).map_err(enc_err("extension"))?,
     })
 }
 
@@ -163,8 +158,8 @@ pub fn leaf_extensions(
     }
     if !profile.policy_oids.is_empty() {
         let qualifiers = if profile.cps {
-            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?)
-                .map_err(enc_err("CPS"))?;
+            let cps =
+                der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
             Some(vec![PolicyQualifierInfo {
                 policy_qualifier_id: QT_CPS,
                 qualifier: Some(cps),
@@ -184,23 +179,17 @@ pub fn leaf_extensions(
     }
     let mut san = Vec::new();
     if let Some(e) = &subject.email {
-        san.push(GeneralName::Rfc822Name(
-            Ia5String::new(e).map_err(enc_err("e-mail"))?,
-        ));
+        san.push(GeneralName::Rfc822Name(Ia5String::new(e).map_err(enc_err("e-mail"))?));
     }
     for d in &subject.dns_names {
-        san.push(GeneralName::DnsName(
-            Ia5String::new(d).map_err(enc_err("DNS name"))?,
-        ));
+        san.push(GeneralName::DnsName(Ia5String::new(d).map_err(enc_err("DNS name"))?));
     }
     for ip in &subject.ip_addresses {
         let bytes = match ip {
             std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
             std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
         };
-        san.push(GeneralName::IpAddress(
-            OctetString::new(bytes).map_err(enc_err("IP"))?,
-        ));
+        san.push(GeneralName::IpAddress(OctetString::new(bytes).map_err(enc_err("IP"))?));
     }
     if !san.is_empty() {
         exts.push(ext(&SubjectAltName(san), false)?);
@@ -245,9 +234,7 @@ pub fn ca_extensions(
     path_len: Option<u8>,
 ) -> Result<Vec<Extension>, BuildError> {
     let ski = key_identifier(spki);
-    let aki = issuer
-        .map(|(s, _)| s.to_vec())
-        .unwrap_or_else(|| ski.clone());
+    let aki = issuer.map(|(s, _)| s.to_vec()).unwrap_or_else(|| ski.clone());
     let mut exts = vec![
         ext(
             &BasicConstraints {
@@ -272,8 +259,8 @@ pub fn ca_extensions(
     ];
     if let Some((_, urls)) = issuer {
         if let Some(policy) = policy {
-            let cps = der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?)
-                .map_err(enc_err("CPS"))?;
+            let cps =
+                der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
             exts.push(ext(
                 &CertificatePolicies(vec![PolicyInformation {
                     policy_identifier: policy,
@@ -329,11 +316,7 @@ pub fn tbs(p: TbsParts) -> Result<TbsCertificate, BuildError> {
 }
 
 /// Wraps a signature around TBS bytes exactly as they were recorded and linted.
-pub fn assemble(
-    tbs_der: &[u8],
-    signature: KeyAlgorithm,
-    sig: &[u8],
-) -> Result<Vec<u8>, BuildError> {
+pub fn assemble(tbs_der: &[u8], signature: KeyAlgorithm, sig: &[u8]) -> Result<Vec<u8>, BuildError> {
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }.
     // Splice the recorded TBS bytes in rather than re-encoding a decoded copy.
     let alg = signature
@@ -344,8 +327,7 @@ pub fn assemble(
         .map_err(enc_err("certificate"))?
         .to_der()
         .map_err(enc_err("certificate"))?;
-    let len = der::Length::try_from(tbs_der.len() + alg.len() + bits.len())
-        .map_err(enc_err("certificate"))?;
+    let len = der::Length::try_from(tbs_der.len() + alg.len() + bits.len()).map_err(enc_err("certificate"))?;
     let mut out = Vec::with_capacity(tbs_der.len() + alg.len() + bits.len() + 8);
     der::Header::new(der::Tag::Sequence, len)
         .and_then(|h| h.encode_to_vec(&mut out))

@@ -43,10 +43,7 @@ pub enum CeremonyError {
     Profile(#[from] super::profile::ProfileError),
     /// A file of the ceremony's output could not be written.
     #[error("writing {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    File { path: String, source: std::io::Error },
 }
 
 /// One line per thing made, for the operator of the ceremony to keep.
@@ -114,8 +111,8 @@ async fn ca_certificate(
     validity: (i64, i64),
     extensions: Vec<x509_cert::ext::Extension>,
 ) -> Result<Vec<u8>, CeremonyError> {
-    let spki: spki::SubjectPublicKeyInfoOwned = der::Decode::from_der(subject_key.spki_der())
-        .map_err(|e| BuildError {
+    let spki: spki::SubjectPublicKeyInfoOwned =
+        der::Decode::from_der(subject_key.spki_der()).map_err(|e| BuildError {
             what: "SPKI",
             message: e.to_string(),
         })?;
@@ -165,10 +162,7 @@ async fn ca_certificate(
             profile: "ca".into(),
             subject: cn.clone(),
             holder: cn,
-            key_sha256: hex::encode(ring::digest::digest(
-                &ring::digest::SHA256,
-                subject_key.spki_der(),
-            )),
+            key_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, subject_key.spki_der())),
             not_before: validity.0,
             not_after: validity.1,
             tbs: tbs_der.clone(),
@@ -232,14 +226,10 @@ pub async fn init(
     // Root: self-signed, offline use only (signs the issuing CA and its own CRL).
     let root_label = label("root");
     let root_key = key_store.generate(&root_label, cfg.root_key)?;
-    let root_name = ca_name(
-        &cfg.ca.country,
-        &cfg.ca.organization,
-        &cfg.ca.root_common_name,
-    )?;
+    let root_name = ca_name(&cfg.ca.country, &cfg.ca.organization, &cfg.ca.root_common_name)?;
     let root_validity = (start, start + i64::from(cfg.ca.root_validity_days) * 86_400);
-    let root_spki: spki::SubjectPublicKeyInfoOwned = der::Decode::from_der(root_key.spki_der())
-        .map_err(|e| BuildError {
+    let root_spki: spki::SubjectPublicKeyInfoOwned =
+        der::Decode::from_der(root_key.spki_der()).map_err(|e| BuildError {
             what: "SPKI",
             message: e.to_string(),
         })?;
@@ -276,11 +266,7 @@ pub async fn init(
         &root_name,
         &root_key,
         Some((root.not_before, root.not_after)),
-        ca_name(
-            &cfg.ca.country,
-            &cfg.ca.organization,
-            &cfg.ca.issuing_common_name,
-        )?,
+        ca_name(&cfg.ca.country, &cfg.ca.organization, &cfg.ca.issuing_common_name)?,
         &issuing_key,
         issuing_validity,
         build::ca_extensions(
@@ -291,12 +277,7 @@ pub async fn init(
         )?,
     )
     .await?;
-    let issuing = Issuer::new(
-        &cfg.ca.issuing_id,
-        issuing_der,
-        Arc::clone(&issuing_key),
-        cfg,
-    )?;
+    let issuing = Issuer::new(&cfg.ca.issuing_id, issuing_der, Arc::clone(&issuing_key), cfg)?;
 
     let mut ca = Ca {
         profiles: Profiles::load(&cfg.ca.profiles_dir)?,
@@ -325,11 +306,7 @@ pub async fn init(
     let ocsp_label = label("ocsp");
     let ocsp_key = key_store.generate(&ocsp_label, delegated_alg)?;
     let ocsp = ca
-        .issue_for_own_key(
-            "ocsp",
-            ocsp_key.spki_der(),
-            &entity(&cfg.ca.ocsp_common_name),
-        )
+        .issue_for_own_key("ocsp", ocsp_key.spki_der(), &entity(&cfg.ca.ocsp_common_name))
         .await?;
     let service_label = label("service");
     let service_key = key_store.generate(&service_label, delegated_alg)?;
@@ -339,18 +316,10 @@ pub async fn init(
 
     // The operator listener's TLS key lives in a file the service reads (rustls needs the key).
     let (tls_key_pem, tls_spki) = software_p256()?;
-    let mut tls_subject = entity(
-        cfg.ca
-            .tls_dns_names
-            .first()
-            .map(String::as_str)
-            .unwrap_or("localhost"),
-    );
+    let mut tls_subject = entity(cfg.ca.tls_dns_names.first().map(String::as_str).unwrap_or("localhost"));
     tls_subject.dns_names = cfg.ca.tls_dns_names.clone();
     tls_subject.ip_addresses = cfg.ca.tls_ip_addresses.clone();
-    let tls = ca
-        .issue_for_own_key("tls-server", &tls_spki, &tls_subject)
-        .await?;
+    let tls = ca.issue_for_own_key("tls-server", &tls_spki, &tls_subject).await?;
 
     // The first administrator: a client key and certificate in files, for the admin API.
     let (admin_key_pem, admin_spki) = software_p256()?;
@@ -361,9 +330,7 @@ pub async fn init(
         patronymic: Some(cfg.admin.patronymic.clone()),
         ..Default::default()
     };
-    let admin = ca
-        .issue_for_own_key("admin", &admin_spki, &admin_subject)
-        .await?;
+    let admin = ca.issue_for_own_key("admin", &admin_spki, &admin_subject).await?;
 
     let data = &cfg.data_dir;
     let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
@@ -373,36 +340,24 @@ pub async fn init(
         format!("{}{}", tls.pem(), ca.issuing.cert_pem()).as_bytes(),
         false,
     )?;
-    write_file(
-        &data.join("ca/root.pem"),
-        ca.root.cert_pem().as_bytes(),
-        false,
-    )?;
-    write_file(
-        &data.join("ca/issuing.pem"),
-        ca.issuing.cert_pem().as_bytes(),
-        false,
-    )?;
+    write_file(&data.join("ca/root.pem"), ca.root.cert_pem().as_bytes(), false)?;
+    write_file(&data.join("ca/issuing.pem"), ca.issuing.cert_pem().as_bytes(), false)?;
     write_file(&data.join("ca/chain.pem"), chain.as_bytes(), false)?;
     write_file(&data.join("admin/auth.key"), admin_key_pem.as_bytes(), true)?;
     write_file(&data.join("admin/auth.crt"), admin.pem().as_bytes(), false)?;
     write_file(&data.join("admin/chain.pem"), chain.as_bytes(), false)?;
 
-    let record = |id: &str,
-                  role: &str,
-                  store_kind: &str,
-                  label: &str,
-                  alg: KeyAlgorithm,
-                  issued: &Issued| CaKeyRecord {
-        id: id.to_string(),
-        role: role.to_string(),
-        key_store: store_kind.to_string(),
-        key_label: label.to_string(),
-        algorithm: alg.name().to_string(),
-        serial: issued.serial.clone(),
-        certificate: issued.der.clone(),
-        created_at: start,
-    };
+    let record =
+        |id: &str, role: &str, store_kind: &str, label: &str, alg: KeyAlgorithm, issued: &Issued| CaKeyRecord {
+            id: id.to_string(),
+            role: role.to_string(),
+            key_store: store_kind.to_string(),
+            key_label: label.to_string(),
+            algorithm: alg.name().to_string(),
+            serial: issued.serial.clone(),
+            certificate: issued.der.clone(),
+            created_at: start,
+        };
     let hierarchy = |i: &Issuer, role: &str, label: &str| CaKeyRecord {
         id: i.id.clone(),
         role: role.to_string(),
@@ -499,10 +454,9 @@ pub async fn init(
             fingerprint(&der)
         ));
     }
-    report.lines.push(format!(
-        "administrator credentials: {}",
-        data.join("admin").display()
-    ));
+    report
+        .lines
+        .push(format!("administrator credentials: {}", data.join("admin").display()));
     ca.ocsp = Some(super::Delegated {
         signer: ocsp_key,
         cert_der: ocsp.der,
@@ -528,36 +482,19 @@ pub const RENEW_DELEGATED_BEFORE: i64 = 30 * 86_400;
 /// already have. Returns a line per renewal; the caller reopens the CA to use them.
 pub async fn renew_delegated(ca: &Ca) -> Result<Vec<String>, CeremonyError> {
     let mut done = Vec::new();
-    for (role, profile, current) in [
-        ("ocsp", "ocsp", &ca.ocsp),
-        ("service", "service", &ca.service),
-    ] {
+    for (role, profile, current) in [("ocsp", "ocsp", &ca.ocsp), ("service", "service", &ca.service)] {
         let Some(d) = current else { continue };
-        let cert: x509_cert::Certificate =
-            der::Decode::from_der(&d.cert_der).map_err(|e| BuildError {
-                what: "delegated certificate",
-                message: e.to_string(),
-            })?;
-        let not_after = cert
-            .tbs_certificate
-            .validity
-            .not_after
-            .to_unix_duration()
-            .as_secs() as i64;
+        let cert: x509_cert::Certificate = der::Decode::from_der(&d.cert_der).map_err(|e| BuildError {
+            what: "delegated certificate",
+            message: e.to_string(),
+        })?;
+        let not_after = cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs() as i64;
         if not_after - now() > RENEW_DELEGATED_BEFORE {
             continue;
         }
         let (mut cn, mut org) = (None, None);
-        for atv in cert
-            .tbs_certificate
-            .subject
-            .0
-            .iter()
-            .flat_map(|r| r.0.iter())
-        {
-            let value = Utf8StringRef::try_from(&atv.value)
-                .map(|s| s.as_str().to_string())
-                .ok();
+        for atv in cert.tbs_certificate.subject.0.iter().flat_map(|r| r.0.iter()) {
+            let value = Utf8StringRef::try_from(&atv.value).map(|s| s.as_str().to_string()).ok();
             if atv.oid == const_oid::db::rfc4519::CN {
                 cn = value;
             } else if atv.oid == const_oid::db::rfc4519::O {
@@ -569,9 +506,7 @@ pub async fn renew_delegated(ca: &Ca) -> Result<Vec<String>, CeremonyError> {
             org,
             ..Default::default()
         };
-        let issued = ca
-            .issue_for_own_key(profile, d.signer.spki_der(), &subject)
-            .await?;
+        let issued = ca.issue_for_own_key(profile, d.signer.spki_der(), &subject).await?;
         ca.store
             .replace_delegated_certificate(role, &issued.serial, &issued.der)
             .await?;

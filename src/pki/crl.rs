@@ -85,8 +85,7 @@ fn time_der(unix: i64, out: &mut Vec<u8>) -> Result<(), BuildError> {
 }
 
 fn generalized_time_der(unix: i64) -> Vec<u8> {
-    let t =
-        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let s = format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}Z",
         t.year(),
@@ -335,13 +334,7 @@ impl Ca {
                         }
                         _ => continue,
                     }
-                    entry(
-                        &r.serial,
-                        r.revoked_at,
-                        r.reason,
-                        r.invalidity_date,
-                        &mut list,
-                    )?;
+                    entry(&r.serial, r.revoked_at, r.reason, r.invalidity_date, &mut list)?;
                     n += 1;
                 }
                 (n, Some(base))
@@ -354,15 +347,7 @@ impl Ca {
             (None, false) => FULL_VALID,
         };
         let is_root = issuer.id == self.root.id;
-        let tbs = tbs(
-            issuer,
-            is_root,
-            number,
-            t,
-            next,
-            &list,
-            base.as_ref().map(|b| b.number),
-        )?;
+        let tbs = tbs(issuer, is_root, number, t, next, &list, base.as_ref().map(|b| b.number))?;
         drop(list);
         let sig = keys::sign(&issuer.signer, tbs.clone()).await?;
         let der = build::assemble(&tbs, issuer.algorithm(), &sig)?;

@@ -36,10 +36,9 @@ pub struct ParsedCsr {
 pub fn decode(input: &[u8]) -> Result<Vec<u8>, CsrError> {
     let trimmed = input.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        let text = std::str::from_utf8(trimmed)
-            .map_err(|_| CsrError::Malformed("PEM is not text".into()))?;
-        let (label, der) = der::pem::decode_vec(text.trim().as_bytes())
-            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+        let text = std::str::from_utf8(trimmed).map_err(|_| CsrError::Malformed("PEM is not text".into()))?;
+        let (label, der) =
+            der::pem::decode_vec(text.trim().as_bytes()).map_err(|e| CsrError::Malformed(e.to_string()))?;
         if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
             return Err(CsrError::Malformed(format!("PEM label {label:?}")));
         }
@@ -73,15 +72,9 @@ impl ParsedCsr {
     pub fn check_possession(&self) -> Result<(), CsrError> {
         let alg = self.signature_algorithm.as_str();
         let verifier: &dyn signature::VerificationAlgorithm = match (self.spki.algorithm.oid, alg) {
-            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.11") => {
-                &signature::RSA_PKCS1_2048_8192_SHA256
-            }
-            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.12") => {
-                &signature::RSA_PKCS1_2048_8192_SHA384
-            }
-            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.13") => {
-                &signature::RSA_PKCS1_2048_8192_SHA512
-            }
+            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.11") => &signature::RSA_PKCS1_2048_8192_SHA256,
+            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.12") => &signature::RSA_PKCS1_2048_8192_SHA384,
+            (oid::RSA_ENCRYPTION, "1.2.840.113549.1.1.13") => &signature::RSA_PKCS1_2048_8192_SHA512,
             (oid::EC_PUBLIC_KEY, "1.2.840.10045.4.3.2") => &signature::ECDSA_P256_SHA256_ASN1,
             (oid::EC_PUBLIC_KEY, "1.2.840.10045.4.3.3") => &signature::ECDSA_P256_SHA384_ASN1,
             _ => return Err(CsrError::UnsupportedSignature(alg.to_string())),

@@ -90,11 +90,10 @@ impl Ca {
             .profiles
             .get(profile)
             .ok_or_else(|| IssueError::UnknownProfile(profile.to_string()))?;
-        let spki: SubjectPublicKeyInfoOwned =
-            der::Decode::from_der(spki_der).map_err(|e| build::BuildError {
-                what: "own key",
-                message: e.to_string(),
-            })?;
+        let spki: SubjectPublicKeyInfoOwned = der::Decode::from_der(spki_der).map_err(|e| build::BuildError {
+            what: "own key",
+            message: e.to_string(),
+        })?;
         let key = policy::judge_key(&spki, profile)?;
         issue_key(self, &self.issuing, profile, spki, key, subject, None).await
     }
@@ -117,8 +116,7 @@ async fn issue_key(
     let key_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &spki_der));
     let not_before = (now() - BACKDATE_SECONDS).max(issuer.not_before);
     let not_after = (not_before + i64::from(profile.validity_days) * 86_400).min(issuer.not_after);
-    let extensions =
-        build::leaf_extensions(profile, &subject, &spki, key, &issuer.ski, &issuer.urls)?;
+    let extensions = build::leaf_extensions(profile, &subject, &spki, key, &issuer.ski, &issuer.urls)?;
     let issuer_name: x509_cert::name::Name =
         der::Decode::from_der(&issuer.subject_der).map_err(|e| build::BuildError {
             what: "issuer name",
@@ -170,9 +168,7 @@ async fn issue_key(
         }
     };
     let der = sign(ca, issuer, prepared.tbs_der, &prepared.serial).await?;
-    ca.store
-        .mark_issued(&issuer.id, &prepared.serial, &der)
-        .await?;
+    ca.store.mark_issued(&issuer.id, &prepared.serial, &der).await?;
     tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
         prepared.serial, application.unwrap_or(""), profile.name);
     Ok(Issued {
@@ -187,12 +183,7 @@ async fn issue_key(
 }
 
 /// Signs recorded TBS bytes; on failure the pending row is abandoned, since nothing was signed.
-async fn sign(
-    ca: &Ca,
-    issuer: &Issuer,
-    tbs_der: Vec<u8>,
-    serial: &str,
-) -> Result<Vec<u8>, IssueError> {
+async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Result<Vec<u8>, IssueError> {
     match keys::sign(&issuer.signer, tbs_der.clone()).await {
         Ok(sig) => Ok(build::assemble(&tbs_der, issuer.algorithm(), &sig)?),
         Err(e) => {

@@ -9,9 +9,7 @@ use const_oid::db::rfc4519;
 use der::{Decode, Encode, Tag, Tagged};
 use x509_cert::TbsCertificate;
 use x509_cert::certificate::Version;
-use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
-};
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier};
 use x509_cert::time::Time;
 
 use super::build::{self, OCSP_NOCHECK};
@@ -69,10 +67,7 @@ fn common(tbs: &TbsCertificate, issuer: &IssuerFacts<'_>, f: &mut Vec<String>) {
         Ok(d) if d == issuer.subject_der => {}
         _ => f.push("issuer name differs from the issuer's subject".into()),
     }
-    let (nb, na) = (
-        unix(&tbs.validity.not_before),
-        unix(&tbs.validity.not_after),
-    );
+    let (nb, na) = (unix(&tbs.validity.not_before), unix(&tbs.validity.not_after));
     if nb >= na {
         f.push("notBefore is not before notAfter".into());
     }
@@ -83,9 +78,7 @@ fn common(tbs: &TbsCertificate, issuer: &IssuerFacts<'_>, f: &mut Vec<String>) {
         let year = t.to_date_time().year();
         match t {
             Time::UtcTime(_) if year >= 2050 => f.push("UTCTime used after 2049".into()),
-            Time::GeneralTime(_) if year < 2050 => {
-                f.push("GeneralizedTime used before 2050".into())
-            }
+            Time::GeneralTime(_) if year < 2050 => f.push("GeneralizedTime used before 2050".into()),
             _ => {}
         }
     }
@@ -118,8 +111,7 @@ fn common(tbs: &TbsCertificate, issuer: &IssuerFacts<'_>, f: &mut Vec<String>) {
 
 /// Lints an end-entity TBS against its profile and issuer.
 pub fn leaf(tbs_der: &[u8], profile: &Profile, issuer: &IssuerFacts<'_>) -> Result<(), LintError> {
-    let tbs = TbsCertificate::from_der(tbs_der)
-        .map_err(|e| LintError(vec![format!("TBS does not decode: {e}")]))?;
+    let tbs = TbsCertificate::from_der(tbs_der).map_err(|e| LintError(vec![format!("TBS does not decode: {e}")]))?;
     let mut f = Vec::new();
     common(&tbs, issuer, &mut f);
 
@@ -128,23 +120,12 @@ pub fn leaf(tbs_der: &[u8], profile: &Profile, issuer: &IssuerFacts<'_>) -> Resu
     let mut last = None;
     for atv in tbs.subject.0.iter().flat_map(|r| r.0.iter()) {
         match order.iter().position(|o| *o == atv.oid) {
-            None => f.push(format!(
-                "subject attribute {} is not in the profile",
-                atv.oid
-            )),
-            Some(i) if last.is_some_and(|l| i <= l) => {
-                f.push(format!("subject attribute {} out of order", atv.oid))
-            }
+            None => f.push(format!("subject attribute {} is not in the profile", atv.oid)),
+            Some(i) if last.is_some_and(|l| i <= l) => f.push(format!("subject attribute {} out of order", atv.oid)),
             Some(i) => last = Some(i),
         }
     }
-    let has = |oid| {
-        tbs.subject
-            .0
-            .iter()
-            .flat_map(|r| r.0.iter())
-            .any(|a| a.oid == oid)
-    };
+    let has = |oid| tbs.subject.0.iter().flat_map(|r| r.0.iter()).any(|a| a.oid == oid);
     if !has(rfc4519::CN) {
         f.push("subject has no CN".into());
     }
@@ -160,17 +141,12 @@ pub fn leaf(tbs_der: &[u8], profile: &Profile, issuer: &IssuerFacts<'_>) -> Resu
 
     let exts: Vec<_> = tbs.extensions.clone().unwrap_or_default();
     let find = |oid| exts.iter().find(|e| e.extn_id == oid);
-    match find(AuthorityKeyIdentifier::OID)
-        .map(|e| AuthorityKeyIdentifier::from_der(e.extn_value.as_bytes()))
-    {
+    match find(AuthorityKeyIdentifier::OID).map(|e| AuthorityKeyIdentifier::from_der(e.extn_value.as_bytes())) {
         Some(Ok(aki)) if aki.key_identifier.as_ref().map(|k| k.as_bytes()) == Some(issuer.ski) => {}
         _ => f.push("authorityKeyIdentifier missing or not the issuer's key".into()),
     }
-    match find(SubjectKeyIdentifier::OID)
-        .map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()))
-    {
-        Some(Ok(ski))
-            if ski.0.as_bytes() == build::key_identifier(&tbs.subject_public_key_info) => {}
+    match find(SubjectKeyIdentifier::OID).map(|e| SubjectKeyIdentifier::from_der(e.extn_value.as_bytes())) {
+        Some(Ok(ski)) if ski.0.as_bytes() == build::key_identifier(&tbs.subject_public_key_info) => {}
         _ => f.push("subjectKeyIdentifier missing or not the subject key's".into()),
     }
     match find(KeyUsage::OID) {
@@ -189,11 +165,7 @@ pub fn leaf(tbs_der: &[u8], profile: &Profile, issuer: &IssuerFacts<'_>) -> Resu
             if !profile.eku_oids.iter().all(|o| eku.0.contains(o)) {
                 f.push("extendedKeyUsage lacks a purpose of the profile".into());
             }
-            let extra = eku
-                .0
-                .iter()
-                .filter(|o| !profile.eku_oids.contains(o))
-                .count();
+            let extra = eku.0.iter().filter(|o| !profile.eku_oids.contains(o)).count();
             let allowed_extra = usize::from(profile.role != super::profile::Presence::Forbidden);
             if extra > allowed_extra
                 || eku
@@ -260,17 +232,12 @@ pub fn leaf(tbs_der: &[u8], profile: &Profile, issuer: &IssuerFacts<'_>) -> Resu
             f.push("end-entity certificate with basicConstraints".into());
         }
     }
-    if f.is_empty() {
-        Ok(())
-    } else {
-        Err(LintError(f))
-    }
+    if f.is_empty() { Ok(()) } else { Err(LintError(f)) }
 }
 
 /// Lints a CA certificate's TBS (issuing CA under the root, or the root under itself).
 pub fn ca(tbs_der: &[u8], issuer: &IssuerFacts<'_>) -> Result<(), LintError> {
-    let tbs = TbsCertificate::from_der(tbs_der)
-        .map_err(|e| LintError(vec![format!("TBS does not decode: {e}")]))?;
+    let tbs = TbsCertificate::from_der(tbs_der).map_err(|e| LintError(vec![format!("TBS does not decode: {e}")]))?;
     let mut f = Vec::new();
     common(&tbs, issuer, &mut f);
     let exts = tbs.extensions.clone().unwrap_or_default();
@@ -291,9 +258,5 @@ pub fn ca(tbs_der: &[u8], issuer: &IssuerFacts<'_>) -> Result<(), LintError> {
         Some((true, Ok(k))) if k.key_cert_sign() && k.crl_sign() => {}
         _ => f.push("keyUsage missing, not critical or without keyCertSign and cRLSign".into()),
     }
-    if f.is_empty() {
-        Ok(())
-    } else {
-        Err(LintError(f))
-    }
+    if f.is_empty() { Ok(()) } else { Err(LintError(f)) }
 }

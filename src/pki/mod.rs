@@ -39,10 +39,7 @@ pub enum PolicyError {
     UnsupportedKey(String),
     /// The key family is supported but not under this profile.
     #[error("profile {profile} does not allow {algorithm} keys")]
-    KeyNotAllowed {
-        profile: String,
-        algorithm: &'static str,
-    },
+    KeyNotAllowed { profile: String, algorithm: &'static str },
     /// The public key is already certified for another subject.
     #[error("this public key is already certified for another subject")]
     KeyBoundElsewhere,
@@ -54,10 +51,7 @@ pub enum PolicyError {
     Bin(IdError),
     /// A subject field is missing, not allowed, or not well-formed for the profile.
     #[error("{field} {message}")]
-    Subject {
-        field: &'static str,
-        message: String,
-    },
+    Subject { field: &'static str, message: String },
 }
 
 /// Everything that stops an issuance, from bad input to a failed HSM.
@@ -149,10 +143,7 @@ impl Issuer {
         if signer.spki_der() != tbs.subject_public_key_info.to_der().map_err(err)? {
             return Err(build::BuildError {
                 what: "CA certificate",
-                message: format!(
-                    "key {} does not match the certificate of {id}",
-                    signer.label()
-                ),
+                message: format!("key {} does not match the certificate of {id}", signer.label()),
             });
         }
         Ok(Issuer {
@@ -230,10 +221,7 @@ pub enum OpenError {
     NotInitialised,
     /// The database says the keys are in one kind of store, the configuration names another.
     #[error("the CA keys are in the {recorded} key store but the configuration names {configured}")]
-    KeyStoreMismatch {
-        recorded: String,
-        configured: String,
-    },
+    KeyStoreMismatch { recorded: String, configured: String },
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
     #[error(transparent)]
@@ -246,11 +234,7 @@ pub enum OpenError {
 
 impl Ca {
     /// Opens an initialised deployment: loads the keys the database names from the key store.
-    pub async fn open(
-        config: Arc<Config>,
-        store: Store,
-        key_store: Arc<dyn KeyStore>,
-    ) -> Result<Ca, OpenError> {
+    pub async fn open(config: Arc<Config>, store: Store, key_store: Arc<dyn KeyStore>) -> Result<Ca, OpenError> {
         let records = store.ca_keys().await?;
         let find = |role: &str| records.iter().find(|r| r.role == role);
         let (Some(root), Some(issuing)) = (find("root"), find("issuing")) else {
@@ -276,12 +260,7 @@ impl Ca {
                 .transpose()
         };
         let profiles = Profiles::load(&config.ca.profiles_dir)?;
-        let issuing = Issuer::new(
-            &issuing.id,
-            issuing.certificate.clone(),
-            load(issuing)?,
-            &config,
-        )?;
+        let issuing = Issuer::new(&issuing.id, issuing.certificate.clone(), load(issuing)?, &config)?;
         let ocsp = delegated("ocsp")?;
         let responder = ocsp
             .as_ref()
@@ -318,10 +297,7 @@ impl Ca {
 /// and shown. Accepts any case and an optional leading `0x` or zeros on input.
 pub fn normalise_serial(s: &str) -> Option<String> {
     let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
+    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
     if s.is_empty() || s.len() > 42 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }

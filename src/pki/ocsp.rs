@@ -14,8 +14,8 @@ use der::{Decode, Encode};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::CrlReason;
 use x509_ocsp::{
-    BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId,
-    ResponseData, RevokedInfo, SingleResponse,
+    BasicOcspResponse, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId, ResponseData,
+    RevokedInfo, SingleResponse,
 };
 
 use super::{Ca, Issuer};
@@ -100,10 +100,7 @@ impl Responder {
                     digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, name),
                     digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key),
                 ),
-                sha256: (
-                    digest(&ring::digest::SHA256, name),
-                    digest(&ring::digest::SHA256, key),
-                ),
+                sha256: (digest(&ring::digest::SHA256, name), digest(&ring::digest::SHA256, key)),
             },
             responder_key_hash: digest(
                 &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
@@ -123,8 +120,7 @@ impl Responder {
             SHA256 => &self.hashes.sha256,
             _ => return false,
         };
-        id.issuer_name_hash.as_bytes() == name.as_slice()
-            && id.issuer_key_hash.as_bytes() == key.as_slice()
+        id.issuer_name_hash.as_bytes() == name.as_slice() && id.issuer_key_hash.as_bytes() == key.as_slice()
     }
 
     /// Forgets kept answers (after a revocation; the status check would catch it anyway).
@@ -156,8 +152,7 @@ fn reason(code: u8) -> CrlReason {
 }
 
 fn encode(resp: OcspResponse) -> Vec<u8> {
-    resp.to_der()
-        .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
+    resp.to_der().unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
 }
 
 /// A complete answer, DER, for any outcome.
@@ -269,9 +264,7 @@ impl Ca {
         }
         let data = ResponseData {
             version: x509_ocsp::Version::V1,
-            responder_id: ResponderId::ByKey(OctetString::new(
-                responder.responder_key_hash.clone(),
-            )?),
+            responder_id: ResponderId::ByKey(OctetString::new(responder.responder_key_hash.clone())?),
             produced_at: gtime(t)?,
             responses,
             response_extensions: nonce.map(|n| vec![n]),

@@ -11,17 +11,14 @@ pub const RSA_MIN_BITS: usize = 2048;
 pub const RSA_MAX_BITS: usize = 4096;
 
 /// Accepts RSA of 2048 to 4096 bits and P-256, where the profile allows the family.
-pub fn judge_key(
-    spki: &SubjectPublicKeyInfoOwned,
-    profile: &Profile,
-) -> Result<KeyAlgorithm, PolicyError> {
+pub fn judge_key(spki: &SubjectPublicKeyInfoOwned, profile: &Profile) -> Result<KeyAlgorithm, PolicyError> {
     let alg = if spki.algorithm.oid == oid::RSA_ENCRYPTION {
         let raw = spki
             .subject_public_key
             .as_bytes()
             .ok_or_else(|| PolicyError::UnsupportedKey("RSA key with unused bits".into()))?;
-        let bits = keys::rsa_modulus_bits(raw)
-            .ok_or_else(|| PolicyError::UnsupportedKey("RSA key does not decode".into()))?;
+        let bits =
+            keys::rsa_modulus_bits(raw).ok_or_else(|| PolicyError::UnsupportedKey("RSA key does not decode".into()))?;
         if bits < RSA_MIN_BITS {
             return Err(PolicyError::WeakKey { bits });
         }
@@ -46,16 +43,11 @@ pub fn judge_key(
                     .and_then(|p| p.decode_as::<const_oid::ObjectIdentifier>().ok())
                     .map(|o| o.to_string())
                     .unwrap_or_else(|| "unnamed".into());
-                return Err(PolicyError::UnsupportedKey(format!(
-                    "EC curve {curve} (only P-256)"
-                )));
+                return Err(PolicyError::UnsupportedKey(format!("EC curve {curve} (only P-256)")));
             }
         }
     } else {
-        return Err(PolicyError::UnsupportedKey(format!(
-            "algorithm {}",
-            spki.algorithm.oid
-        )));
+        return Err(PolicyError::UnsupportedKey(format!("algorithm {}", spki.algorithm.oid)));
     };
     if !profile.algorithms.contains(&alg) {
         return Err(PolicyError::KeyNotAllowed {

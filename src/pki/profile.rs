@@ -20,14 +20,8 @@ pub const EMBEDDED: [(&str, &str); 10] = [
         "individual-sign",
         include_str!("../../ca-config/profiles/individual-sign.toml"),
     ),
-    (
-        "legal-auth",
-        include_str!("../../ca-config/profiles/legal-auth.toml"),
-    ),
-    (
-        "legal-sign",
-        include_str!("../../ca-config/profiles/legal-sign.toml"),
-    ),
+    ("legal-auth", include_str!("../../ca-config/profiles/legal-auth.toml")),
+    ("legal-sign", include_str!("../../ca-config/profiles/legal-sign.toml")),
     (
         "operator-auth",
         include_str!("../../ca-config/profiles/operator-auth.toml"),
@@ -38,14 +32,8 @@ pub const EMBEDDED: [(&str, &str); 10] = [
     ),
     ("admin", include_str!("../../ca-config/profiles/admin.toml")),
     ("ocsp", include_str!("../../ca-config/profiles/ocsp.toml")),
-    (
-        "tls-server",
-        include_str!("../../ca-config/profiles/tls-server.toml"),
-    ),
-    (
-        "service",
-        include_str!("../../ca-config/profiles/service.toml"),
-    ),
+    ("tls-server", include_str!("../../ca-config/profiles/tls-server.toml")),
+    ("service", include_str!("../../ca-config/profiles/service.toml")),
 ];
 
 /// Who the subject is: a person identified by IIN, or an entity named by a common name
@@ -196,10 +184,7 @@ impl Profile {
 
 fn parse_oids(v: &[String]) -> Result<Vec<ObjectIdentifier>, String> {
     v.iter()
-        .map(|s| {
-            s.parse::<ObjectIdentifier>()
-                .map_err(|e| format!("OID {s:?}: {e}"))
-        })
+        .map(|s| s.parse::<ObjectIdentifier>().map_err(|e| format!("OID {s:?}: {e}")))
         .collect()
 }
 
@@ -214,11 +199,10 @@ impl Profiles {
         let mut map = BTreeMap::new();
         for (name, embedded) in EMBEDDED {
             let path = dir.join(format!("{name}.toml"));
-            let text =
-                crate::config::read_data_file(&path, embedded).map_err(|e| ProfileError {
-                    profile: name.into(),
-                    message: e.to_string(),
-                })?;
+            let text = crate::config::read_data_file(&path, embedded).map_err(|e| ProfileError {
+                profile: name.into(),
+                message: e.to_string(),
+            })?;
             map.insert(name.to_string(), Profile::parse(name, &text)?);
         }
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -227,9 +211,7 @@ impl Profiles {
                 let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
                     continue;
                 };
-                if path.extension().and_then(|e| e.to_str()) != Some("toml")
-                    || map.contains_key(stem)
-                {
+                if path.extension().and_then(|e| e.to_str()) != Some("toml") || map.contains_key(stem) {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).map_err(|e| ProfileError {

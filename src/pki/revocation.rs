@@ -106,8 +106,7 @@ impl Ca {
     /// publisher puts it into the next delta CRL within a minute.
     pub async fn revoke(&self, req: RevokeRequest) -> Result<RevokeOutcome, RevokeError> {
         let serial = super::normalise_serial(&req.serial).ok_or(RevokeError::BadSerial)?;
-        let reason =
-            parse_reason(&req.reason).ok_or_else(|| RevokeError::BadReason(req.reason.clone()))?;
+        let reason = parse_reason(&req.reason).ok_or_else(|| RevokeError::BadReason(req.reason.clone()))?;
         if reason == REMOVE_FROM_CRL {
             let record = self
                 .store
@@ -115,10 +114,7 @@ impl Ca {
                 .await?
                 .ok_or_else(|| RevokeError::NotOnHold(serial.clone()))?;
             tracing::info!(target: "audit", "hold lifted: serial=[{serial}]");
-            return Ok(RevokeOutcome {
-                record,
-                changed: true,
-            });
+            return Ok(RevokeOutcome { record, changed: true });
         }
         let t = now();
         let at = req.at.as_deref().map(parse_time).transpose()?.unwrap_or(t);
@@ -132,15 +128,9 @@ impl Ca {
             None => Err(RevokeError::UnknownSerial(serial)),
             Some(Revoked::Now(record)) => {
                 tracing::info!(target: "audit", "revoked: serial=[{serial}] reason=[{}] at=[{}]", reason_name(reason), record.revoked_at);
-                Ok(RevokeOutcome {
-                    record,
-                    changed: true,
-                })
+                Ok(RevokeOutcome { record, changed: true })
             }
-            Some(Revoked::Already(record)) => Ok(RevokeOutcome {
-                record,
-                changed: false,
-            }),
+            Some(Revoked::Already(record)) => Ok(RevokeOutcome { record, changed: false }),
         }
     }
 }

@@ -37,10 +37,7 @@ pub struct CertificateView {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -63,10 +60,7 @@ impl Ca {
 
     /// A certificate the CA has issued, by serial; `None` for an unknown serial and for one that
     /// was recorded but never issued (it was never handed to anyone).
-    pub async fn certificate_view(
-        &self,
-        serial: &str,
-    ) -> Result<Option<CertificateView>, StoreError> {
+    pub async fn certificate_view(&self, serial: &str) -> Result<Option<CertificateView>, StoreError> {
         let Some(rec) = self.store.certificate(serial).await? else {
             return Ok(None);
         };
@@ -74,11 +68,7 @@ impl Ca {
             return Ok(None);
         };
         let t = now();
-        let revocation = self
-            .store
-            .revocation(&rec.serial)
-            .await?
-            .filter(|r| r.effective_at(t));
+        let revocation = self.store.revocation(&rec.serial).await?.filter(|r| r.effective_at(t));
         let status = match (&revocation, rec.not_after < t) {
             (Some(_), _) => "revoked",
             (None, true) => "expired",
@@ -93,9 +83,7 @@ impl Ca {
             not_before: rfc3339(rec.not_before),
             not_after: rfc3339(rec.not_after),
             revocation_time: revocation.as_ref().map(|r| rfc3339(r.revoked_at)),
-            revocation_reason: revocation
-                .as_ref()
-                .map(|r| reason_name(r.reason).to_string()),
+            revocation_reason: revocation.as_ref().map(|r| reason_name(r.reason).to_string()),
             certificate: pem("CERTIFICATE", &der),
         }))
     }

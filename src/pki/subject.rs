@@ -69,11 +69,7 @@ fn bad(field: &'static str, why: impl Into<String>) -> PolicyError {
 /// included: Rust's Unicode case mapping covers Ә Ғ Қ Ң Ө Ұ Ү Һ І), letters, spaces, hyphens and
 /// apostrophes only, at most 64 characters (RFC 5280's ub-name family).
 fn person_name(field: &'static str, v: &str) -> Result<String, PolicyError> {
-    let folded = v
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_uppercase();
+    let folded = v.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase();
     if folded.is_empty() {
         return Err(bad(field, "is empty"));
     }
@@ -84,10 +80,7 @@ fn person_name(field: &'static str, v: &str) -> Result<String, PolicyError> {
         .chars()
         .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'' || c == '’')
     {
-        return Err(bad(
-            field,
-            "may hold letters, spaces, hyphens and apostrophes only",
-        ));
+        return Err(bad(field, "may hold letters, spaces, hyphens and apostrophes only"));
     }
     Ok(folded)
 }
@@ -117,8 +110,7 @@ fn email(v: &str) -> Result<String, PolicyError> {
                 && !d.starts_with('.')
                 && !d.ends_with('.')
                 && !d.contains("..")
-                && d.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
                 && !l
                     .chars()
                     .any(|c| c.is_ascii_whitespace() || c == '@' || c.is_ascii_control())
@@ -131,8 +123,8 @@ fn email(v: &str) -> Result<String, PolicyError> {
 }
 
 fn rdn(oid: ObjectIdentifier, value: Any) -> Result<RelativeDistinguishedName, PolicyError> {
-    let set = SetOfVec::try_from(vec![AttributeTypeAndValue { oid, value }])
-        .map_err(|e| bad("subject", e.to_string()))?;
+    let set =
+        SetOfVec::try_from(vec![AttributeTypeAndValue { oid, value }]).map_err(|e| bad("subject", e.to_string()))?;
     Ok(RelativeDistinguishedName::from(set))
 }
 
@@ -147,11 +139,7 @@ fn printable(field: &'static str, v: &str) -> Result<Any, PolicyError> {
 }
 
 /// Builds the subject a profile asks for from the caller's data, or says what is missing.
-pub fn build(
-    profile: &Profile,
-    input: &SubjectInput,
-    country: &str,
-) -> Result<Subject, PolicyError> {
+pub fn build(profile: &Profile, input: &SubjectInput, country: &str) -> Result<Subject, PolicyError> {
     let given = |o: &Option<String>| {
         o.as_deref()
             .map(str::trim)
@@ -166,19 +154,13 @@ pub fn build(
                 "surname",
                 &given(&input.surname).ok_or_else(|| bad("surname", "is required"))?,
             )?;
-            let name = person_name(
-                "name",
-                &given(&input.name).ok_or_else(|| bad("name", "is required"))?,
-            )?;
+            let name = person_name("name", &given(&input.name).ok_or_else(|| bad("name", "is required"))?)?;
             let patronymic = given(&input.patronymic)
                 .map(|p| person_name("patronymic", &p))
                 .transpose()?;
             let cn = format!("{surname} {name}");
             if cn.chars().count() > 64 {
-                return Err(bad(
-                    "name",
-                    "surname and name together are longer than 64 characters",
-                ));
+                return Err(bad("name", "surname and name together are longer than 64 characters"));
             }
             let serial = format!("IIN{}", iin.as_str());
             (cn, serial.clone(), Some(surname), Some(serial), patronymic)
@@ -202,9 +184,7 @@ pub fn build(
         }
         (_, None, None) => None,
         (_, Some(o), b) => {
-            let bin = b
-                .map(|b| Bin::parse(&b).map_err(PolicyError::Bin))
-                .transpose()?;
+            let bin = b.map(|b| Bin::parse(&b).map_err(PolicyError::Bin)).transpose()?;
             Some((free_text("org", &o, 64)?, bin))
         }
         (_, None, Some(_)) => return Err(bad("org", "a BIN needs the organisation's name")),
@@ -234,9 +214,7 @@ pub fn build(
     let locality = given(&input.locality)
         .map(|l| free_text("locality", &l, 128))
         .transpose()?;
-    let region = given(&input.region)
-        .map(|r| free_text("region", &r, 128))
-        .transpose()?;
+    let region = given(&input.region).map(|r| free_text("region", &r, 128)).transpose()?;
 
     let mut rdns = Vec::new();
     for attr in &profile.dn {
@@ -279,11 +257,7 @@ pub fn build(
     let display = display(&name);
 
     let email = given(&input.email).map(|e| email(&e)).transpose()?;
-    if email.is_some()
-        && !profile
-            .subject_alt_name
-            .contains(&super::profile::SanKind::Email)
-    {
+    if email.is_some() && !profile.subject_alt_name.contains(&super::profile::SanKind::Email) {
         return Err(bad("email", "this profile takes no e-mail"));
     }
     let dns_names = input
@@ -300,12 +274,10 @@ pub fn build(
         })
         .collect::<Result<Vec<_>, _>>()?;
     if (!dns_names.is_empty() || !ip_addresses.is_empty())
-        && !profile.subject_alt_name.iter().any(|k| {
-            matches!(
-                k,
-                super::profile::SanKind::Dns | super::profile::SanKind::Ip
-            )
-        })
+        && !profile
+            .subject_alt_name
+            .iter()
+            .any(|k| matches!(k, super::profile::SanKind::Dns | super::profile::SanKind::Ip))
     {
         return Err(bad("dns_names", "this profile takes no host names"));
     }
@@ -411,11 +383,7 @@ mod tests {
         input.bin = Some("150440000122".into());
         let s = build(&p, &input, "KZ").unwrap();
         assert_eq!(s.role.unwrap().to_string(), "1.2.398.3.3.4.1.2.1");
-        assert!(
-            s.display.contains("O=ТОО «Дала», OU=BIN150440000122"),
-            "{}",
-            s.display
-        );
+        assert!(s.display.contains("O=ТОО «Дала», OU=BIN150440000122"), "{}", s.display);
         input.role = Some("1.2.398.3.3.4.2.1".into());
         assert!(build(&p, &input, "KZ").is_err());
     }
@@ -430,10 +398,7 @@ mod tests {
         };
         assert!(matches!(
             build(&profile("individual-auth"), &input, "KZ"),
-            Err(PolicyError::Subject {
-                field: "surname",
-                ..
-            })
+            Err(PolicyError::Subject { field: "surname", .. })
         ));
     }
 }

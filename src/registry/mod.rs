@@ -87,8 +87,7 @@ impl Iin {
             _ => 2000,
         };
         let month = time::Month::try_from(n(2)).unwrap_or(time::Month::January);
-        time::Date::from_calendar_date(century + i32::from(n(0)), month, n(4))
-            .unwrap_or(time::Date::MIN)
+        time::Date::from_calendar_date(century + i32::from(n(0)), month, n(4)).unwrap_or(time::Date::MIN)
     }
 }
 
@@ -163,10 +162,7 @@ mod tests {
             for (i, c) in eleven.bytes().enumerate() {
                 d[i] = c - b'0';
             }
-            let first: u32 = (0..11)
-                .map(|i| u32::from(d[i]) * (i as u32 + 1))
-                .sum::<u32>()
-                % 11;
+            let first: u32 = (0..11).map(|i| u32::from(d[i]) * (i as u32 + 1)).sum::<u32>() % 11;
             if first == 10
                 && let Some(c) = check_digit(&d)
             {

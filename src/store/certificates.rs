@@ -68,10 +68,7 @@ pub struct CertificateRecord {
 }
 
 /// `add_pending` inside the writer's transaction.
-pub(super) async fn insert_pending(
-    conn: &mut sqlx::AnyConnection,
-    c: &PendingCertificate,
-) -> Result<(), StoreError> {
+pub(super) async fn insert_pending(conn: &mut sqlx::AnyConnection, c: &PendingCertificate) -> Result<(), StoreError> {
     let at = now();
     // Insert, or touch the existing row, and read back who holds the key: the first holder wins,
     // on both backends, also when two requests for one key race. No statement on this path fails
@@ -134,7 +131,8 @@ pub(super) async fn update_issued(
     Ok(())
 }
 
-const CERT_COLUMNS: &str = "issuer, serial, status, profile, subject, holder, not_before, not_after, der, application, created_at, issued_at";
+const CERT_COLUMNS: &str =
+    "issuer, serial, status, profile, subject, holder, not_before, not_after, der, application, created_at, issued_at";
 
 fn cert_row(r: &AnyRow) -> Result<CertificateRecord, sqlx::Error> {
     Ok(CertificateRecord {
@@ -205,22 +203,17 @@ impl Store {
     }
 
     /// Points a delegated signer's row at its renewed certificate (same key).
-    pub async fn replace_delegated_certificate(
-        &self,
-        role: &str,
-        serial: &str,
-        der: &[u8],
-    ) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE ca_keys SET serial = $1, certificate = $2 WHERE role = $3 AND role IN ('ocsp', 'service')")
-            .bind(serial)
-            .bind(der)
-            .bind(role)
-            .execute(self.pool())
-            .await?;
+    pub async fn replace_delegated_certificate(&self, role: &str, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE ca_keys SET serial = $1, certificate = $2 WHERE role = $3 AND role IN ('ocsp', 'service')",
+        )
+        .bind(serial)
+        .bind(der)
+        .bind(role)
+        .execute(self.pool())
+        .await?;
         if r.rows_affected() != 1 {
-            return Err(StoreError::StateConflict(format!(
-                "no delegated key for {role}"
-            )));
+            return Err(StoreError::StateConflict(format!("no delegated key for {role}")));
         }
         Ok(())
     }
@@ -234,12 +227,7 @@ impl Store {
 
     /// Marks a pending certificate issued. Only a pending row changes: a row the start-up
     /// reconciliation abandoned stays abandoned, and the caller must not hand the certificate out.
-    pub async fn mark_issued(
-        &self,
-        issuer: &str,
-        serial: &str,
-        der: &[u8],
-    ) -> Result<(), StoreError> {
+    pub async fn mark_issued(&self, issuer: &str, serial: &str, der: &[u8]) -> Result<(), StoreError> {
         self.write(WriteOp::Issued {
             issuer: issuer.to_string(),
             serial: serial.to_string(),
@@ -250,28 +238,25 @@ impl Store {
 
     /// Marks a pending certificate abandoned after signing failed: it was never signed.
     pub async fn mark_abandoned(&self, issuer: &str, serial: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE certificates SET status = 'abandoned' WHERE issuer = $1 AND serial = $2 AND status = 'pending'")
-            .bind(issuer)
-            .bind(serial)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE certificates SET status = 'abandoned' WHERE issuer = $1 AND serial = $2 AND status = 'pending'",
+        )
+        .bind(issuer)
+        .bind(serial)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
     /// Start-up reconciliation: pending rows older than `before` were lost in a crash between
     /// recording and marking issued. Their certificates were never delivered; they become
     /// abandoned. Returns the serials.
-    pub async fn abandon_stale_pending(
-        &self,
-        before: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn abandon_stale_pending(&self, before: i64) -> Result<Vec<(String, String)>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let rows = sqlx::query(
-            "SELECT issuer, serial FROM certificates WHERE status = 'pending' AND created_at < $1",
-        )
-        .bind(before)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query("SELECT issuer, serial FROM certificates WHERE status = 'pending' AND created_at < $1")
+            .bind(before)
+            .fetch_all(&mut *tx)
+            .await?;
         let stale: Vec<(String, String)> = rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -287,9 +272,7 @@ impl Store {
     /// A certificate by serial (lower-case hex without leading zeros stripped), any issuer.
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         // CERT_COLUMNS is a constant: no input reaches this string.
-        let q = format!(
-            "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1"
-        );
+        let q = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1");
         let row = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(serial)
             .fetch_optional(self.pool())

@@ -8,20 +8,13 @@ use super::{Backend, Store, StoreError};
 
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_ca_core.sql")),
-    (
-        2,
-        include_str!("../../migrations/sqlite/0002_revocation.sql"),
-    ),
+    (2, include_str!("../../migrations/sqlite/0002_revocation.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_operators.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
-    (
-        1,
-        include_str!("../../migrations/postgres/0001_ca_core.sql"),
-    ),
-    (
-        2,
-        include_str!("../../migrations/postgres/0002_revocation.sql"),
-    ),
+    (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
+    (2, include_str!("../../migrations/postgres/0002_revocation.sql")),
+    (3, include_str!("../../migrations/postgres/0003_operators.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.
@@ -40,9 +33,11 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
             .await?;
     }
     let result = async {
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *conn)
+        .await?;
         let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
             .fetch_all(&mut *conn)
             .await?
@@ -57,7 +52,10 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
             sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| StoreError::Migration { version: *version, message: e.to_string() })?;
+                .map_err(|e| StoreError::Migration {
+                    version: *version,
+                    message: e.to_string(),
+                })?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(super::now())

@@ -7,6 +7,7 @@
 
 mod certificates;
 mod migrate;
+mod operators;
 mod revocations;
 mod writer;
 
@@ -16,6 +17,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
+pub use operators::OperatorRecord;
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +57,7 @@ pub enum StoreError {
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
-            d.is_unique_violation()
-                || d.code()
-                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+            d.is_unique_violation() || d.code().is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
         }
         _ => false,
     }
@@ -103,11 +103,7 @@ impl Store {
             .connect(url)
             .await?;
         let writer = writer::start(pool.clone());
-        let store = Store {
-            pool,
-            backend,
-            writer,
-        };
+        let store = Store { pool, backend, writer };
         migrate::run(&store).await?;
         Ok(store)
     }
@@ -131,9 +127,7 @@ impl Store {
         if self.backend != Backend::Sqlite {
             return Ok(None);
         }
-        let row = sqlx::query("PRAGMA journal_mode")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query("PRAGMA journal_mode").fetch_one(&self.pool).await?;
         Ok(Some(row.try_get::<String, _>(0)?))
     }
 
@@ -143,9 +137,7 @@ impl Store {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }

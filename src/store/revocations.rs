@@ -53,8 +53,7 @@ pub struct CrlRecord {
     pub der: Vec<u8>,
 }
 
-const REVOCATION_COLUMNS: &str =
-    "issuer, serial, revoked_at, reason, invalidity_date, recorded_at, lifted_at";
+const REVOCATION_COLUMNS: &str = "issuer, serial, revoked_at, reason, invalidity_date, recorded_at, lifted_at";
 
 fn revocation_row(r: &AnyRow) -> Result<RevocationRecord, sqlx::Error> {
     Ok(RevocationRecord {
@@ -93,12 +92,10 @@ impl Store {
         invalidity_date: Option<i64>,
     ) -> Result<Option<Revoked>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let cert = sqlx::query(
-            "SELECT issuer, status FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1",
-        )
-        .bind(serial)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let cert = sqlx::query("SELECT issuer, status FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1")
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(cert) = cert else { return Ok(None) };
         let issuer: String = cert.try_get(0)?;
         let status: String = cert.try_get(1)?;
@@ -107,9 +104,7 @@ impl Store {
                 "certificate {serial} is still being issued"
             )));
         }
-        let q = format!(
-            "SELECT {REVOCATION_COLUMNS} FROM revocations WHERE issuer = $1 AND serial = $2"
-        );
+        let q = format!("SELECT {REVOCATION_COLUMNS} FROM revocations WHERE issuer = $1 AND serial = $2");
         let existing = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(&issuer)
             .bind(serial)
@@ -190,11 +185,12 @@ impl Store {
     /// active hold on that serial.
     pub async fn lift_hold(&self, serial: &str) -> Result<Option<RevocationRecord>, StoreError> {
         let at = now();
-        let r = sqlx::query("UPDATE revocations SET lifted_at = $1 WHERE serial = $2 AND reason = 6 AND lifted_at IS NULL")
-            .bind(at)
-            .bind(serial)
-            .execute(self.pool())
-            .await?;
+        let r =
+            sqlx::query("UPDATE revocations SET lifted_at = $1 WHERE serial = $2 AND reason = 6 AND lifted_at IS NULL")
+                .bind(at)
+                .bind(serial)
+                .execute(self.pool())
+                .await?;
         if r.rows_affected() == 0 {
             return Ok(None);
         }
@@ -280,10 +276,7 @@ impl Store {
             let text: String = row.try_get(0)?;
             let mut fields = text.split(' ');
             while let Some(serial) = fields.next() {
-                let at = fields
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| bad("time"))?;
+                let at = fields.next().and_then(|v| v.parse().ok()).ok_or_else(|| bad("time"))?;
                 let reason = fields
                     .next()
                     .and_then(|v| v.parse().ok())
@@ -323,11 +316,7 @@ impl Store {
 
     /// The latest instant at which the set of revocations of `issuer` changed, up to `t`: a
     /// revocation recorded, a scheduled one taking effect, a hold lifted.
-    pub async fn last_revocation_change(
-        &self,
-        issuer: &str,
-        t: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    pub async fn last_revocation_change(&self, issuer: &str, t: i64) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query(
             "SELECT MAX(recorded_at), MAX(CASE WHEN revoked_at <= $2 THEN revoked_at END), MAX(lifted_at) \
              FROM revocations WHERE issuer = $1",
@@ -343,23 +332,20 @@ impl Store {
     /// The earliest scheduled revocation of `issuer` still to take effect after `t`, if any, so
     /// that the publisher wakes when it does.
     pub async fn next_scheduled_revocation(&self, t: i64) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(revoked_at) FROM revocations WHERE revoked_at > $1 AND lifted_at IS NULL",
-        )
-        .bind(t)
-        .fetch_one(self.pool())
-        .await?;
+        let row = sqlx::query("SELECT MIN(revoked_at) FROM revocations WHERE revoked_at > $1 AND lifted_at IS NULL")
+            .bind(t)
+            .fetch_one(self.pool())
+            .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
     /// Takes the next CRL number of an issuer: strictly increasing, shared by full and delta.
     pub async fn next_crl_number(&self, issuer: &str) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let row =
-            sqlx::query("UPDATE crl_numbers SET last = last + 1 WHERE issuer = $1 RETURNING last")
-                .bind(issuer)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row = sqlx::query("UPDATE crl_numbers SET last = last + 1 WHERE issuer = $1 RETURNING last")
+            .bind(issuer)
+            .fetch_optional(&mut *tx)
+            .await?;
         let n = match row {
             Some(r) => r.try_get::<i64, _>(0)?,
             None => {
@@ -392,11 +378,7 @@ impl Store {
     }
 
     /// The newest CRL of a kind for an issuer.
-    pub async fn latest_crl(
-        &self,
-        issuer: &str,
-        kind: &str,
-    ) -> Result<Option<CrlRecord>, StoreError> {
+    pub async fn latest_crl(&self, issuer: &str, kind: &str) -> Result<Option<CrlRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT issuer, number, kind, base_number, this_update, next_update, entries, der FROM crls \
              WHERE issuer = $1 AND kind = $2 ORDER BY number DESC LIMIT 1",

@@ -72,21 +72,14 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// One transaction; per-operation results, or the error that lost the whole batch.
-async fn execute(
-    pool: &AnyPool,
-    batch: &[Job],
-) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
+async fn execute(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let r = match &job.op {
             WriteOp::Pending(c) => insert_pending(&mut tx, c).await,
-            WriteOp::Issued {
-                issuer,
-                serial,
-                der,
-            } => update_issued(&mut tx, issuer, serial, der).await,
+            WriteOp::Issued { issuer, serial, der } => update_issued(&mut tx, issuer, serial, der).await,
         };
         if let Err(StoreError::Database(e)) = r {
             return Err(e);

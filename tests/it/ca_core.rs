@@ -27,10 +27,7 @@ fn ceremony_makes_a_hierarchy_that_openssl_accepts_and_refuses_to_run_twice() {
             .lines()
             .find(|l| l.starts_with(what))
             .unwrap_or_else(|| panic!("no {what} in\n{report}"));
-        assert!(
-            line.contains("serial=[") && line.contains("sha256=["),
-            "{line}"
-        );
+        assert!(line.contains("serial=[") && line.contains("sha256=["), "{line}");
     }
     assert!(
         report.contains("C=KZ, CN=НЕГІЗГІ КУӘЛАНДЫРУШЫ ОРТАЛЫҚ (RSA)"),
@@ -160,35 +157,20 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
     let person_dn = vec![
         (rfc4519::CN, Tag::Utf8String, "ҚҰНАНБАЙ АБАЙ"),
         (rfc4519::SN, Tag::Utf8String, "ҚҰНАНБАЙ"),
-        (
-            rfc4519::SERIAL_NUMBER,
-            Tag::PrintableString,
-            "IIN850315306048",
-        ),
+        (rfc4519::SERIAL_NUMBER, Tag::PrintableString, "IIN850315306048"),
         (rfc4519::C, Tag::PrintableString, "KZ"),
         (rfc4519::GIVEN_NAME, Tag::Utf8String, "ҚҰНАНБАЙҰЛЫ"),
     ];
     let legal_dn = vec![
         (rfc4519::CN, Tag::Utf8String, "ҚҰНАНБАЙ АБАЙ"),
         (rfc4519::SN, Tag::Utf8String, "ҚҰНАНБАЙ"),
-        (
-            rfc4519::SERIAL_NUMBER,
-            Tag::PrintableString,
-            "IIN850315306048",
-        ),
+        (rfc4519::SERIAL_NUMBER, Tag::PrintableString, "IIN850315306048"),
         (rfc4519::C, Tag::PrintableString, "KZ"),
         (rfc4519::O, Tag::Utf8String, "ТОО «Дала Технолоджис»"),
         (rfc4519::OU, Tag::Utf8String, "BIN150540041064"),
         (rfc4519::GIVEN_NAME, Tag::Utf8String, "ҚҰНАНБАЙҰЛЫ"),
     ];
-    let legal = [
-        "--bin",
-        BIN,
-        "--org",
-        "ТОО «Дала Технолоджис»",
-        "--role",
-        "first-head",
-    ];
+    let legal = ["--bin", BIN, "--org", "ТОО «Дала Технолоджис»", "--role", "first-head"];
     let entity = |cn: &'static str| {
         vec![
             (rfc4519::CN, Tag::Utf8String, cn),
@@ -219,11 +201,7 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             args: person(&legal),
             dn: legal_dn.clone(),
             ku: &["digitalSignature", "keyEncipherment"],
-            eku: &[
-                "1.3.6.1.5.5.7.3.2",
-                "1.2.398.3.3.4.1.2",
-                "1.2.398.3.3.4.1.2.1",
-            ],
+            eku: &["1.3.6.1.5.5.7.3.2", "1.2.398.3.3.4.1.2", "1.2.398.3.3.4.1.2.1"],
             policy: Some("1.2.398.3.3.2.2"),
             revocation_pointers: true,
         },
@@ -232,11 +210,7 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             args: person(&legal),
             dn: legal_dn.clone(),
             ku: &["digitalSignature", "nonRepudiation"],
-            eku: &[
-                "1.3.6.1.5.5.7.3.4",
-                "1.2.398.3.3.4.1.2",
-                "1.2.398.3.3.4.1.2.1",
-            ],
+            eku: &["1.3.6.1.5.5.7.3.4", "1.2.398.3.3.4.1.2", "1.2.398.3.3.4.1.2.1"],
             policy: Some("1.2.398.3.3.2.1"),
             revocation_pointers: true,
         },
@@ -317,11 +291,7 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
         let (_, der) = der::pem::decode_vec(&out.stdout).unwrap();
         let cert = Certificate::from_der(&der).unwrap();
         let dn = subject_of(&cert);
-        let want: Vec<_> = case
-            .dn
-            .iter()
-            .map(|(o, t, v)| (*o, *t, v.to_string()))
-            .collect();
+        let want: Vec<_> = case.dn.iter().map(|(o, t, v)| (*o, *t, v.to_string())).collect();
         assert_eq!(dn, want, "{}: subject", case.profile);
         let serial = cert.tbs_certificate.serial_number.as_bytes();
         assert_eq!(serial.len(), 20, "{}: serial of 20 octets", case.profile);
@@ -333,21 +303,11 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             .clone()
             .unwrap()
             .into_iter()
-            .map(|e| {
-                (
-                    e.extn_id.to_string(),
-                    (e.critical, e.extn_value.as_bytes().to_vec()),
-                )
-            })
+            .map(|e| (e.extn_id.to_string(), (e.critical, e.extn_value.as_bytes().to_vec())))
             .collect();
         let (crit, ku) = &exts[&KeyUsage::OID.to_string()];
         assert!(*crit, "{}: keyUsage critical", case.profile);
-        assert_eq!(
-            ku_names(&KeyUsage::from_der(ku).unwrap()),
-            case.ku,
-            "{}",
-            case.profile
-        );
+        assert_eq!(ku_names(&KeyUsage::from_der(ku).unwrap()), case.ku, "{}", case.profile);
         let eku = ExtendedKeyUsage::from_der(&exts[&ExtendedKeyUsage::OID.to_string()].1).unwrap();
         assert_eq!(
             eku.0.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
@@ -359,11 +319,7 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             Some(p) => {
                 let cp = CertificatePolicies::from_der(&exts["2.5.29.32"].1).unwrap();
                 assert_eq!(cp.0[0].policy_identifier.to_string(), p);
-                assert!(
-                    cp.0[0].policy_qualifiers.is_some(),
-                    "{}: CPS qualifier",
-                    case.profile
-                );
+                assert!(cp.0[0].policy_qualifiers.is_some(), "{}: CPS qualifier", case.profile);
             }
             None => assert!(!exts.contains_key("2.5.29.32"), "{}", case.profile),
         }
@@ -406,24 +362,15 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
                 text.contains(&format!("URI:{}/crl/nca.crl", "http://127.0.0.1:8080")),
                 "{text}"
             );
-            assert!(
-                text.contains("URI:http://127.0.0.1:8080/crl/nca-delta.crl"),
-                "{text}"
-            );
-            assert!(
-                text.contains("OCSP - URI:http://127.0.0.1:8080/ocsp"),
-                "{text}"
-            );
+            assert!(text.contains("URI:http://127.0.0.1:8080/crl/nca-delta.crl"), "{text}");
+            assert!(text.contains("OCSP - URI:http://127.0.0.1:8080/ocsp"), "{text}");
             assert!(
                 text.contains("CA Issuers - URI:http://127.0.0.1:8080/cert/nca.cer"),
                 "{text}"
             );
         }
         if case.profile == "tls-server" {
-            assert!(
-                text.contains("DNS:ca.example.kz, IP Address:127.0.0.1"),
-                "{text}"
-            );
+            assert!(text.contains("DNS:ca.example.kz, IP Address:127.0.0.1"), "{text}");
         }
 
         // An RFC 5280 linter finds nothing at error level.
@@ -498,17 +445,12 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
     let (_, weak) = openssl_csr(work.path(), "weak", "rsa:1024");
     let (_, p384) = openssl_csr(work.path(), "p384", "ec:P-384");
     let der = der::pem::decode_vec(good.as_bytes()).unwrap().1;
-    let truncated = der::pem::encode_string(
-        "CERTIFICATE REQUEST",
-        der::pem::LineEnding::LF,
-        &der[..der.len() - 40],
-    )
-    .unwrap();
+    let truncated =
+        der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der[..der.len() - 40]).unwrap();
     let mut forged = der.clone();
     let last = forged.len() - 5;
     forged[last] ^= 0x55;
-    let forged =
-        der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &forged).unwrap();
+    let forged = der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &forged).unwrap();
     let body = |profile: &str, csr: &str, iin: &str, extra: &str| {
         format!(
             r#"{{"profile":{},"csr":{},"subject":{{"iin":"{iin}","surname":"Сейітов","name":"Нұрлан"{extra}}}}}"#,
@@ -518,51 +460,21 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
     };
     let before = d.certificate_count("pending") + d.certificate_count("issued");
     let cases = [
+        (body("individual-auth", "garbage", IIN, ""), 422, "csr_malformed"),
+        (body("individual-auth", &truncated, IIN, ""), 422, "csr_malformed"),
+        (body("individual-auth", &forged, IIN, ""), 422, "csr_signature_invalid"),
         (
-            body("individual-auth", "garbage", IIN, ""),
-            422,
-            "csr_malformed",
-        ),
-        (
-            body("individual-auth", &truncated, IIN, ""),
-            422,
-            "csr_malformed",
-        ),
-        (
-            body("individual-auth", &forged, IIN, ""),
-            422,
-            "csr_signature_invalid",
-        ),
-        (
-            body(
-                "individual-auth",
-                &std::fs::read_to_string(weak).unwrap(),
-                IIN,
-                "",
-            ),
+            body("individual-auth", &std::fs::read_to_string(weak).unwrap(), IIN, ""),
             422,
             "key_too_weak",
         ),
         (
-            body(
-                "individual-auth",
-                &std::fs::read_to_string(p384).unwrap(),
-                IIN,
-                "",
-            ),
+            body("individual-auth", &std::fs::read_to_string(p384).unwrap(), IIN, ""),
             422,
             "key_unsupported",
         ),
-        (
-            body("no-such-profile", &good, IIN, ""),
-            422,
-            "unknown_profile",
-        ),
-        (
-            body("individual-auth", &good, "850315306049", ""),
-            422,
-            "iin_invalid",
-        ),
+        (body("no-such-profile", &good, IIN, ""), 422, "unknown_profile"),
+        (body("individual-auth", &good, "850315306049", ""), 422, "iin_invalid"),
         (
             body(
                 "legal-sign",
@@ -574,16 +486,11 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
             "bin_invalid",
         ),
         (
-            body("individual-auth", &good, IIN, r#","surname":"X1""#)
-                .replace(r#""surname":"Сейітов","#, ""),
+            body("individual-auth", &good, IIN, r#","surname":"X1""#).replace(r#""surname":"Сейітов","#, ""),
             422,
             "subject_invalid",
         ),
-        (
-            r#"{"profile":"individual-auth"}"#.to_string(),
-            400,
-            "request_invalid",
-        ),
+        (r#"{"profile":"individual-auth"}"#.to_string(), 400, "request_invalid"),
         ("not json".to_string(), 400, ""),
     ];
     for (json, status, code) in cases {
@@ -593,11 +500,7 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
         if !code.is_empty() {
             let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
             assert_eq!(v["error"]["code"], code, "{resp}");
-            assert!(
-                v["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| !m.is_empty())
-            );
+            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         }
     }
     assert_eq!(
@@ -607,10 +510,7 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
     );
 
     // The good request goes through, and the same key under another holder is refused.
-    let (status, pem) = d.admin_post(
-        "/api/v1/admin/certificates",
-        &body("individual-auth", &good, IIN, ""),
-    );
+    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body("individual-auth", &good, IIN, ""));
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
     assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
     let (status, resp) = d.admin_post(
@@ -620,10 +520,7 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
     assert_eq!(status, 422);
     assert!(String::from_utf8_lossy(&resp).contains("key_already_certified"));
     // The same holder may have the same key certified again (e.g. AUTH and SIGN on one token).
-    let (status, _) = d.admin_post(
-        "/api/v1/admin/certificates",
-        &body("individual-sign", &good, IIN, ""),
-    );
+    let (status, _) = d.admin_post("/api/v1/admin/certificates", &body("individual-sign", &good, IIN, ""));
     assert_eq!(status, 201);
     assert_eq!(d.certificate_count("issued"), before + 2);
 }
@@ -638,11 +535,7 @@ fn ca_keys_on_the_token_are_sensitive_and_never_extractable() {
     let d = Deployment::new();
     let report = d.init();
     let label = report.lines().find(|l| l.starts_with("root CA")).unwrap();
-    let label = label
-        .split("key=[pkcs11:")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(']');
+    let label = label.split("key=[pkcs11:").nth(1).unwrap().trim_end_matches(']');
     let out = run_ok(Command::new("pkcs11-tool").args([
         "--module",
         &std::env::var("NCA_TEST_PKCS11_MODULE").unwrap(),
@@ -661,10 +554,7 @@ fn ca_keys_on_the_token_are_sensitive_and_never_extractable() {
         .find(|b| b.contains(label))
         .unwrap_or_else(|| panic!("{label} not on the token:\n{text}"))
         .to_string();
-    assert!(
-        block.contains("Access:") && block.contains("sensitive"),
-        "{block}"
-    );
+    assert!(block.contains("Access:") && block.contains("sensitive"), "{block}");
     assert!(block.contains("never extractable"), "{block}");
     let usage = block
         .lines()

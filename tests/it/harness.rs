@@ -20,9 +20,8 @@ pub fn is_pkcs11() -> bool {
 }
 
 pub fn postgres_url() -> String {
-    std::env::var("NCA_TEST_POSTGRES_URL").expect(
-        "NCA_TEST_POSTGRES_URL: run the suite through scripts/test.sh, which starts PostgreSQL",
-    )
+    std::env::var("NCA_TEST_POSTGRES_URL")
+        .expect("NCA_TEST_POSTGRES_URL: run the suite through scripts/test.sh, which starts PostgreSQL")
 }
 
 /// A fresh, empty PostgreSQL database on the test server; returns its URL.
@@ -41,8 +40,7 @@ pub fn random_hex(n: usize) -> String {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 pub fn run_ok(cmd: &mut Command) -> Output {
@@ -213,12 +211,7 @@ impl Deployment {
     }
 
     pub fn admin_post(&self, path: &str, json: &str) -> (u16, Vec<u8>) {
-        self.operator_post(
-            path,
-            &self.path("admin/auth.crt"),
-            &self.path("admin/auth.key"),
-            json,
-        )
+        self.operator_post(path, &self.path("admin/auth.crt"), &self.path("admin/auth.key"), json)
     }
 
     /// The number of certificates the service reports in each status, from /metrics.
@@ -254,10 +247,7 @@ pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
         .arg(&body)
         .args(["-w", "%{http_code}"])
         .args(args));
-    let code = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let code = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
     (code, std::fs::read(&body).unwrap_or_default())
 }
 
@@ -266,28 +256,16 @@ pub fn openssl_csr(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
     let mut c = Command::new("openssl");
-    c.args([
-        "req",
-        "-new",
-        "-nodes",
-        "-subj",
-        "/CN=ignored by the CA",
-        "-keyout",
-    ])
-    .arg(&key)
-    .arg("-out")
-    .arg(&csr);
+    c.args(["req", "-new", "-nodes", "-subj", "/CN=ignored by the CA", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr);
     match kind.split_once(':') {
         Some(("rsa", bits)) => {
             c.args(["-newkey", &format!("rsa:{bits}")]);
         }
         Some(("ec", curve)) => {
-            c.args([
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                &format!("ec_paramgen_curve:{curve}"),
-            ]);
+            c.args(["-newkey", "ec", "-pkeyopt", &format!("ec_paramgen_curve:{curve}")]);
         }
         _ => panic!("kind {kind}"),
     }

@@ -33,10 +33,7 @@ fn public_endpoints_answer_in_the_contract_shapes() {
     assert_eq!(cas[1]["role"], "issuing");
     assert_eq!(cas[1]["id"], "nca");
     assert_eq!(cas[1]["crl_url"], "http://127.0.0.1:8080/crl/nca.crl");
-    assert_eq!(
-        cas[1]["delta_crl_url"],
-        "http://127.0.0.1:8080/crl/nca-delta.crl"
-    );
+    assert_eq!(cas[1]["delta_crl_url"], "http://127.0.0.1:8080/crl/nca-delta.crl");
     assert_eq!(cas[1]["ocsp_url"], "http://127.0.0.1:8080/ocsp");
     assert!(
         cas[0]["certificate"]
@@ -55,9 +52,7 @@ fn public_endpoints_answer_in_the_contract_shapes() {
     }
     let centre = &region["localities"][0]["centres"][0];
     assert!(
-        centre["id"].is_string()
-            && centre["address"].is_string()
-            && centre["names"]["en"].is_string(),
+        centre["id"].is_string() && centre["address"].is_string() && centre["names"]["en"].is_string(),
         "{centre}"
     );
 
@@ -70,10 +65,7 @@ fn public_endpoints_answer_in_the_contract_shapes() {
     let (status, body) = d.get("/metrics");
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
-    assert!(
-        text.contains("# TYPE nca_http_requests_total counter"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE nca_http_requests_total counter"), "{text}");
     assert!(text.contains("nca_ready 1"), "{text}");
     let (status, body) = d.get("/no/such/path");
     assert_eq!(status, 404);
@@ -128,10 +120,7 @@ fn operator_listener_requires_a_client_certificate_and_admin_endpoints_an_admini
 
     // No client certificate: the TLS handshake fails; no handler runs.
     let (status, _) = curl(&["--cacert", &cacert, &format!("{}/healthz", d.operator)]);
-    assert_eq!(
-        status, 0,
-        "a request without a client certificate got an HTTP answer"
-    );
+    assert_eq!(status, 0, "a request without a client certificate got an HTTP answer");
 
     // The server certificate names 127.0.0.1 and chains to the root: curl verifies it.
     let (status, _) = curl(&[

@@ -52,17 +52,13 @@ impl World {
 
     fn revoke(&self, body: &str) -> (u16, serde_json::Value) {
         let (status, body) = self.d.admin_post("/api/v1/admin/revocations", body);
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
     }
 
     /// `openssl ocsp` against the responder; returns its stdout and stderr together.
     fn ocsp(&self, cert: &Path, extra: &[&str]) -> String {
         // openssl wants the digest before -issuer and -cert, further certificates after.
-        let (digest, extra): (Vec<&str>, Vec<&str>) =
-            extra.iter().partition(|a| a.starts_with("-sha"));
+        let (digest, extra): (Vec<&str>, Vec<&str>) = extra.iter().partition(|a| a.starts_with("-sha"));
         let out = run(Command::new("openssl")
             .arg("ocsp")
             .args(digest)
@@ -110,10 +106,7 @@ fn ocsp_answers_good_then_revoked_for_sha1_and_sha256_cert_ids() {
     let (b, _) = w.issue("b", "000101594515");
 
     let out = w.ocsp(&a, &[]);
-    assert!(
-        out.contains(": good") && out.contains("Response verify OK"),
-        "{out}"
-    );
+    assert!(out.contains(": good") && out.contains("Response verify OK"), "{out}");
     // The nonce comes back (openssl checks it and warns when it does not).
     let out = w.ocsp(&a, &["-resp_text"]);
     assert!(
@@ -139,9 +132,7 @@ fn ocsp_answers_good_then_revoked_for_sha1_and_sha256_cert_ids() {
     for digest in ["-sha1", "-sha256"] {
         let out = w.ocsp(&a, &[digest]);
         assert!(
-            out.contains(": revoked")
-                && out.contains("Reason: keyCompromise")
-                && out.contains("Response verify OK"),
+            out.contains(": revoked") && out.contains("Reason: keyCompromise") && out.contains("Response verify OK"),
             "{digest}: {out}"
         );
         let out = w.ocsp(&b, &[digest]);
@@ -149,10 +140,7 @@ fn ocsp_answers_good_then_revoked_for_sha1_and_sha256_cert_ids() {
     }
     // Several certificates in one request.
     let out = w.ocsp(&a, &["-cert", &b.display().to_string()]);
-    assert!(
-        out.contains("a.pem: revoked") && out.contains("b.pem: good"),
-        "{out}"
-    );
+    assert!(out.contains("a.pem: revoked") && out.contains("b.pem: good"), "{out}");
 
     // A serial this CA never issued is unknown; another issuer's certificate is not ours to answer.
     let out = run(Command::new("openssl")
@@ -173,10 +161,7 @@ fn ocsp_answers_good_then_revoked_for_sha1_and_sha256_cert_ids() {
         .arg("-cert")
         .arg(w.d.path("ca/issuing.pem"))
         .args(["-url", &format!("{}/ocsp", w.d.public)]));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unauthorized")
-            || stdout(&out).contains("unauthorized")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized") || stdout(&out).contains("unauthorized"));
 
     // Garbage and truncated requests get malformedRequest; nothing breaks.
     for body in ["garbage".as_bytes().to_vec(), vec![0x30, 0x82, 0x01]] {
@@ -213,10 +198,7 @@ fn ocsp_answers_good_then_revoked_for_sha1_and_sha256_cert_ids() {
             .arg("-reqout")
             .arg(&req),
     );
-    let b64 = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        std::fs::read(&req).unwrap(),
-    );
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, std::fs::read(&req).unwrap());
     let encoded: String = b64
         .chars()
         .map(|c| match c {
@@ -246,9 +228,7 @@ fn ocsp_answers_good_then_revoked_for_sha1_and_sha256_cert_ids() {
     assert_eq!(status, 200);
 
     // The responses lint clean.
-    let lint = run(Command::new("lint_ocsp_response")
-        .args(["lint", "-s", "ERROR"])
-        .arg(&r));
+    let lint = run(Command::new("lint_ocsp_response").args(["lint", "-s", "ERROR"]).arg(&r));
     assert!(stdout(&lint).trim().is_empty(), "{}", stdout(&lint));
 
     // The certificate status API agrees.
@@ -287,13 +267,11 @@ fn full_and_delta_crls_reject_the_revoked_and_accept_the_good() {
     assert!(full_before.contains("X509v3 Freshest CRL"), "{full_before}");
 
     // Revoked with the CLI, in another process: the service's publisher still picks it up.
-    run_ok(&mut w.d.nca(&[
-        "cert",
-        "revoke",
-        &serial.to_uppercase(),
-        "--reason",
-        "key-compromise",
-    ]));
+    run_ok(
+        &mut w
+            .d
+            .nca(&["cert", "revoke", &serial.to_uppercase(), "--reason", "key-compromise"]),
+    );
     let took = wait_for_delta(&w, &serial);
     assert!(took < 60.0);
 
@@ -301,9 +279,7 @@ fn full_and_delta_crls_reject_the_revoked_and_accept_the_good() {
     assert!(delta.contains("Delta CRL Indicator: critical"), "{delta}");
     assert!(delta.contains("Key Compromise"), "{delta}");
     let number = |text: &str, label: &str| -> u64 {
-        let i = text
-            .find(label)
-            .unwrap_or_else(|| panic!("{label} in {text}"));
+        let i = text.find(label).unwrap_or_else(|| panic!("{label} in {text}"));
         text[i + label.len()..]
             .split_whitespace()
             .next()
@@ -356,8 +332,7 @@ fn full_and_delta_crls_reject_the_revoked_and_accept_the_good() {
     assert!(out.status.success());
     let h = std::fs::read_to_string(&headers).unwrap().to_lowercase();
     assert!(
-        h.contains("content-type: application/pkix-crl")
-            && h.contains("cache-control: public, max-age="),
+        h.contains("content-type: application/pkix-crl") && h.contains("cache-control: public, max-age="),
         "{h}"
     );
     let etag = h
@@ -381,11 +356,7 @@ fn full_and_delta_crls_reject_the_revoked_and_accept_the_good() {
         &format!("{}/crl/nca.crl", w.d.public),
     ]);
     assert_eq!(status, 304);
-    let (status, _) = curl(&[
-        "-H",
-        "If-None-Match: \"other\"",
-        &format!("{}/crl/nca.crl", w.d.public),
-    ]);
+    let (status, _) = curl(&["-H", "If-None-Match: \"other\"", &format!("{}/crl/nca.crl", w.d.public)]);
     assert_eq!(status, 200);
     let (status, _) = curl(&[
         "-H",
@@ -424,30 +395,15 @@ fn a_hold_is_lifted_with_remove_from_crl_and_a_scheduled_revocation_takes_effect
     let (a, serial) = w.issue("a", IIN);
     let (b, serial_b) = w.issue("b", "000101594515");
 
-    let (status, v) = w.revoke(&format!(
-        r#"{{"serial":"{serial}","reason":"certificateHold"}}"#
-    ));
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (201, Some("on_hold")),
-        "{v}"
-    );
+    let (status, v) = w.revoke(&format!(r#"{{"serial":"{serial}","reason":"certificateHold"}}"#));
+    assert_eq!((status, v["status"].as_str()), (201, Some("on_hold")), "{v}");
     let out = w.ocsp(&a, &[]);
-    assert!(
-        out.contains(": revoked") && out.contains("certificateHold"),
-        "{out}"
-    );
+    assert!(out.contains(": revoked") && out.contains("certificateHold"), "{out}");
     wait_for_delta(&w, &serial);
     // The hold goes into a full CRL, then is lifted: the next delta says removeFromCRL.
     run_ok(&mut w.d.nca(&["crl", "publish"]));
-    let (status, v) = w.revoke(&format!(
-        r#"{{"serial":"{serial}","reason":"removeFromCRL"}}"#
-    ));
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (201, Some("hold_lifted")),
-        "{v}"
-    );
+    let (status, v) = w.revoke(&format!(r#"{{"serial":"{serial}","reason":"removeFromCRL"}}"#));
+    assert_eq!((status, v["status"].as_str()), (201, Some("hold_lifted")), "{v}");
     let out = w.ocsp(&a, &[]);
     assert!(out.contains(": good"), "{out}");
     let start = Instant::now();
@@ -463,28 +419,16 @@ fn a_hold_is_lifted_with_remove_from_crl_and_a_scheduled_revocation_takes_effect
         std::thread::sleep(Duration::from_millis(500));
     }
     // Lifting again: there is no hold.
-    let (status, v) = w.revoke(&format!(
-        r#"{{"serial":"{serial}","reason":"removeFromCRL"}}"#
-    ));
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (409, Some("not_on_hold")),
-        "{v}"
-    );
+    let (status, v) = w.revoke(&format!(r#"{{"serial":"{serial}","reason":"removeFromCRL"}}"#));
+    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("not_on_hold")), "{v}");
 
     // Scheduled: good until the time, revoked after, with no one acting.
     let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
-    let at = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let at = at.format(&time::format_description::well_known::Rfc3339).unwrap();
     let (status, v) = w.revoke(&format!(
         r#"{{"serial":"{serial_b}","reason":"cessationOfOperation","at":"{at}"}}"#
     ));
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (201, Some("scheduled")),
-        "{v}"
-    );
+    assert_eq!((status, v["status"].as_str()), (201, Some("scheduled")), "{v}");
     assert!(w.ocsp(&b, &[]).contains(": good"));
     std::thread::sleep(Duration::from_secs(4));
     let out = w.ocsp(&b, &[]);
@@ -525,11 +469,7 @@ fn bad_revocation_requests_change_nothing() {
             400,
             "time_invalid",
         ),
-        (
-            format!(r#"{{"serial":"{serial}"}}"#),
-            400,
-            "request_invalid",
-        ),
+        (format!(r#"{{"serial":"{serial}"}}"#), 400, "request_invalid"),
     ] {
         let (got, v) = w.revoke(&body);
         assert_eq!(got, status, "{body}: {v}");
@@ -554,8 +494,7 @@ fn a_delegated_responder_certificate_near_its_end_is_renewed_at_start() {
         .1;
     write(
         &profiles.join("ocsp.toml"),
-        ocsp.replace("validity_days = 90", "validity_days = 10")
-            .as_bytes(),
+        ocsp.replace("validity_days = 90", "validity_days = 10").as_bytes(),
     );
     let report = d.init();
     let first = report
@@ -594,10 +533,7 @@ fn a_delegated_responder_certificate_near_its_end_is_renewed_at_start() {
         .arg("-respout")
         .arg(&resp));
     let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        text.contains("Response verify OK") && text.contains(": good"),
-        "{text}"
-    );
+    assert!(text.contains("Response verify OK") && text.contains(": good"), "{text}");
     // The responder certificate in the answer is the renewed one, not the ceremony's.
     let first_serial = first
         .split("serial=[")
@@ -613,10 +549,7 @@ fn a_delegated_responder_certificate_near_its_end_is_renewed_at_start() {
             .arg(&resp),
     ));
     assert!(
-        !shown
-            .to_uppercase()
-            .replace(':', "")
-            .contains(&first_serial),
+        !shown.to_uppercase().replace(':', "").contains(&first_serial),
         "the old responder certificate is still in use"
     );
 }

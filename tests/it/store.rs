@@ -29,10 +29,7 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn invariants(store: Store) {
     let s1 = format!("1{}", random_hex(19));
     let s2 = format!("2{}", random_hex(19));
-    store
-        .add_pending(&pending(&s1, "IIN1", "k1"))
-        .await
-        .unwrap();
+    store.add_pending(&pending(&s1, "IIN1", "k1")).await.unwrap();
     // A serial is unique per issuer.
     assert!(matches!(
         store.add_pending(&pending(&s1, "IIN1", "k9")).await,
@@ -47,10 +44,7 @@ async fn invariants(store: Store) {
         store.certificate(&s2).await.unwrap().is_none(),
         "a refused pending row was written"
     );
-    store
-        .add_pending(&pending(&s2, "IIN1", "k1"))
-        .await
-        .unwrap();
+    store.add_pending(&pending(&s2, "IIN1", "k1")).await.unwrap();
 
     store.mark_issued("nca", &s1, &[0x30, 0x01]).await.unwrap();
     let rec = store.certificate(&s1).await.unwrap().unwrap();
@@ -64,10 +58,7 @@ async fn invariants(store: Store) {
 
     // Start-up reconciliation: a pending row older than the cut-off is abandoned, and a late
     // `mark_issued` from a process that was thought dead cannot resurrect it.
-    let stale = store
-        .abandon_stale_pending(nca::store::now() + 10)
-        .await
-        .unwrap();
+    let stale = store.abandon_stale_pending(nca::store::now() + 10).await.unwrap();
     assert_eq!(stale, vec![("nca".to_string(), s2.clone())]);
     assert_eq!(
         store.certificate(&s2).await.unwrap().unwrap().status,
@@ -122,10 +113,7 @@ fn a_deployment_runs_on_postgres() {
     assert!(openssl_verify(&d, &crt).status.success());
     let (status, body) = d.get("/readyz");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        !d.path("nca.db").exists(),
-        "a PostgreSQL deployment made a SQLite file"
-    );
+    assert!(!d.path("nca.db").exists(), "a PostgreSQL deployment made a SQLite file");
     // A second ceremony against the same database refuses.
     assert!(!run(&mut d.nca(&["init"])).status.success());
 }
