@@ -93,6 +93,13 @@ pub struct AdminSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct OperatorsSection {
+    pub suspend_after_days: u32,
+    pub dismiss_notice_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegistrySection {
     pub file: PathBuf,
     pub url: String,
@@ -123,6 +130,7 @@ struct FileConfig {
     key_store: KeyStoreSection,
     ca: CaSection,
     admin: AdminSection,
+    operators: OperatorsSection,
     registry: RegistrySection,
     centres: FileSection,
     monitoring: UrlSection,
@@ -138,6 +146,7 @@ pub struct Config {
     pub key_store: KeyStoreSection,
     pub ca: CaSection,
     pub admin: AdminSection,
+    pub operators: OperatorsSection,
     pub registry: RegistrySection,
     pub centres: FileSection,
     pub monitoring: UrlSection,
@@ -289,6 +298,7 @@ impl Config {
             key_store: f.key_store,
             ca: f.ca,
             admin: f.admin,
+            operators: f.operators,
             registry: f.registry,
             centres: f.centres,
             monitoring: f.monitoring,

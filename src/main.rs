@@ -38,10 +38,70 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Operators' lifecycle (regulation §15).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// Certificate revocation lists.
     Crl {
         #[command(subcommand)]
         command: CrlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Add an operator: AUTH and SIGN certificates, keys in files under --out (development).
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        iin: String,
+        #[arg(long)]
+        surname: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        patronymic: Option<String>,
+        /// Registration centre id (ca-config/centres.toml).
+        #[arg(long)]
+        centre: String,
+        /// Directory for auth.key, auth.crt, sign.key, sign.crt, chain.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// An administrator rather than an operator.
+        #[arg(long)]
+        administrator: bool,
+        /// rsa-2048 or ec-p256.
+        #[arg(long, default_value = "rsa-2048")]
+        key_algorithm: String,
+    },
+    /// Suspend an active operator (absence over 15 days).
+    Suspend {
+        #[command(flatten)]
+        config: ConfigArg,
+        iin: String,
+    },
+    /// Resume a suspended operator.
+    Resume {
+        #[command(flatten)]
+        config: ConfigArg,
+        iin: String,
+    },
+    /// Dismiss an operator on a date (at least 2 days ahead) or at once; revokes both certificates.
+    Dismiss {
+        #[command(flatten)]
+        config: ConfigArg,
+        iin: String,
+        /// YYYY-MM-DD, local date.
+        #[arg(long, conflicts_with = "now", required_unless_present = "now")]
+        on: Option<String>,
+        #[arg(long, requires = "reason")]
+        now: bool,
+        /// Revocation reason with --now (a lost key: keyCompromise).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -189,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&v)?);
             Ok(())
         }
+        Command::Operator { command } => operator_command(command).await,
         Command::Crl {
             command: CrlCommand::Publish { config, delta, root },
         } => {
@@ -255,4 +316,57 @@ async fn open_ca(config: Option<&std::path::Path>) -> anyhow::Result<nca::pki::C
     let cfg = Arc::new(Config::load(config)?);
     let (store, key_store) = nca::service::open_parts(&cfg).await?;
     Ok(nca::pki::Ca::open(cfg, store, key_store).await?)
+}
+
+async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
+    use nca::operators::{self, Dismissal, NewOperator, OperatorKeys, OperatorView};
+    let (config, iin) = match &command {
+        OperatorCommand::Add { config, iin, .. }
+        | OperatorCommand::Suspend { config, iin }
+        | OperatorCommand::Resume { config, iin }
+        | OperatorCommand::Dismiss { config, iin, .. } => (config.config.clone(), iin.clone()),
+    };
+    let ca = open_ca(config.as_deref()).await?;
+    let result = match command {
+        OperatorCommand::Add {
+            surname,
+            name,
+            patronymic,
+            centre,
+            out,
+            administrator,
+            key_algorithm,
+            ..
+        } => {
+            let centres = operators::centres::Centres::load(&ca.config)?;
+            let new = NewOperator {
+                iin: iin.clone(),
+                surname,
+                name,
+                patronymic,
+                centre,
+                administrator,
+            };
+            let keys = OperatorKeys::Files {
+                dir: out,
+                algorithm: key_algorithm.parse()?,
+            };
+            operators::add(&ca, &centres, new, keys).await.map(|a| a.record)
+        }
+        OperatorCommand::Suspend { .. } => operators::suspend(&ca, &iin).await,
+        OperatorCommand::Resume { .. } => operators::resume(&ca, &iin).await,
+        OperatorCommand::Dismiss { on, reason, .. } => {
+            let how = match on {
+                Some(on) => Dismissal::On(on),
+                None => Dismissal::Now {
+                    reason: reason.unwrap_or_default(),
+                },
+            };
+            operators::dismiss(&ca, &iin, how).await
+        }
+    };
+    ca.store.close().await;
+    let record = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+    println!("{}", serde_json::to_string(&OperatorView::from(&record))?);
+    Ok(())
 }

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, KeyStoreKind};
 use crate::http::{self, AppState};
-use crate::operators::centres::{self, Centres};
+use crate::operators::centres::Centres;
 use crate::pki::{Ca, ceremony};
 use crate::store::{Store, now};
 
@@ -64,7 +64,6 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         tracing::warn!(target: "audit", "abandoned: serial=[{serial}] issuer=[{issuer}] reason=[pending at start-up, never issued]");
     }
 
-    let centres_text = crate::config::read_data_file(&cfg.centres.file, centres::EMBEDDED)?;
     let crls = Arc::new(crate::publisher::CrlCache::default());
     let ca = Arc::new(ca);
     // The first publication happens before the listeners open, so CRLs are there to serve.
@@ -74,7 +73,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let state = AppState {
         ca: Arc::clone(&ca),
         crls: Arc::clone(&crls),
-        centres: Arc::new(Centres::parse(&centres_text)?),
+        centres: Arc::new(Centres::load(&cfg)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
     };
 

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::operators::AccessError;
+use crate::operators::{AccessError, OperatorError};
 use crate::pki::IssueError;
 use crate::pki::crl::CrlError;
 use crate::pki::revocation::RevokeError;
@@ -22,6 +22,8 @@ pub enum ApiError {
     Revoke(#[from] RevokeError),
     #[error(transparent)]
     Crl(#[from] CrlError),
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -57,37 +59,56 @@ impl ApiError {
         }
     }
 
+    fn issue_status(e: &IssueError) -> (StatusCode, &'static str) {
+        let status = match e {
+            IssueError::UnknownProfile(_) | IssueError::Csr(_) | IssueError::Policy(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            IssueError::KeyStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IssueError::Lint(_) | IssueError::Build(_) | IssueError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, e.code())
+    }
+
+    fn revoke_status(e: &RevokeError) -> (StatusCode, &'static str) {
+        let status = match e {
+            RevokeError::BadSerial | RevokeError::BadReason(_) | RevokeError::BadTime(_) => StatusCode::BAD_REQUEST,
+            RevokeError::UnknownSerial(_) => StatusCode::NOT_FOUND,
+            RevokeError::NotOnHold(_) | RevokeError::Store(crate::store::StoreError::StateConflict(_)) => {
+                StatusCode::CONFLICT
+            }
+            RevokeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, e.code())
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::Issue(e) => {
+            ApiError::Operator(OperatorError::Issue(e)) => ApiError::issue_status(e),
+            ApiError::Operator(OperatorError::Revoke(e)) => ApiError::revoke_status(e),
+            ApiError::Operator(e) => {
                 let status = match e {
-                    IssueError::UnknownProfile(_) | IssueError::Csr(_) | IssueError::Policy(_) => {
+                    OperatorError::Iin(_) | OperatorError::UnknownCentre(_) | OperatorError::TooSoon(_) => {
                         StatusCode::UNPROCESSABLE_ENTITY
                     }
-                    IssueError::KeyStore(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    IssueError::Lint(_) | IssueError::Build(_) | IssueError::Store(_) => {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    }
+                    OperatorError::BadDate(_) => StatusCode::BAD_REQUEST,
+                    OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
+                    OperatorError::Exists(_) | OperatorError::Status { .. } => StatusCode::CONFLICT,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 (status, e.code())
             }
+            ApiError::Issue(e) => ApiError::issue_status(e),
+            ApiError::Revoke(e) => ApiError::revoke_status(e),
             ApiError::Access(AccessError::NoCertificate) => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
             ApiError::Access(AccessError::UnknownCertificate) => (StatusCode::FORBIDDEN, "client_certificate_unknown"),
             ApiError::Access(AccessError::Expired) => (StatusCode::FORBIDDEN, "client_certificate_expired"),
             ApiError::Access(AccessError::NotAdministrator) => (StatusCode::FORBIDDEN, "not_administrator"),
+            ApiError::Access(AccessError::Revoked) => (StatusCode::FORBIDDEN, "client_certificate_revoked"),
+            ApiError::Access(AccessError::NotOperator) => (StatusCode::FORBIDDEN, "not_operator"),
+            ApiError::Access(AccessError::OperatorSuspended) => (StatusCode::FORBIDDEN, "operator_suspended"),
+            ApiError::Access(AccessError::OperatorDismissed) => (StatusCode::FORBIDDEN, "operator_dismissed"),
             ApiError::Access(AccessError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ApiError::Revoke(e) => {
-                let status = match e {
-                    RevokeError::BadSerial | RevokeError::BadReason(_) | RevokeError::BadTime(_) => {
-                        StatusCode::BAD_REQUEST
-                    }
-                    RevokeError::UnknownSerial(_) => StatusCode::NOT_FOUND,
-                    RevokeError::NotOnHold(_) => StatusCode::CONFLICT,
-                    RevokeError::Store(crate::store::StoreError::StateConflict(_)) => StatusCode::CONFLICT,
-                    RevokeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                (status, e.code())
-            }
             ApiError::Crl(CrlError::UnknownIssuer(_)) => (StatusCode::NOT_FOUND, "ca_not_found"),
             ApiError::Crl(CrlError::KeyStore(_)) => (StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable"),
             ApiError::Crl(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -4,6 +4,7 @@
 mod admin;
 pub mod error;
 pub mod metrics;
+mod operators;
 mod public;
 mod status;
 pub mod tls;
@@ -105,6 +106,17 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// An operator who may act now, established from the client certificate before the body is read.
+pub struct OperatorClient(pub crate::operators::Operator);
+
+impl FromRequestParts<AppState> for OperatorClient {
+    type Rejection = error::ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let who = parts.extensions.get::<ClientIdentity>();
+        Ok(OperatorClient(crate::operators::operator(&s.ca, who).await?))
+    }
+}
+
 async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     s.metrics.count_status(resp.status().as_u16());
@@ -139,6 +151,11 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/api/v1/admin/certificates", post(admin::issue_certificate))
         .route("/api/v1/admin/revocations", post(admin::revoke))
         .route("/api/v1/admin/crl", post(admin::publish_crl))
+        .route("/api/v1/admin/operators", post(operators::add))
+        .route("/api/v1/admin/operators/{iin}/suspend", post(operators::suspend))
+        .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))
+        .route("/api/v1/admin/operators/{iin}/dismiss", post(operators::dismiss))
+        .route("/api/v1/operator/me", get(operators::me))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))

@@ -15,7 +15,7 @@ use der::Encode;
 use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
 pub use pkcs11::{Pkcs11Config, Pkcs11Store};
-pub use software::SoftwareStore;
+pub use software::{SoftwareKey, SoftwareStore, new_pkcs8};
 
 /// OIDs of the algorithms this module knows.
 pub mod oid {

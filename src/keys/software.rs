@@ -43,21 +43,7 @@ impl KeyStore for SoftwareStore {
 
     fn generate(&self, label: &str, alg: KeyAlgorithm) -> Result<Arc<dyn Signer>, KeyStoreError> {
         let path = self.path(label)?;
-        let pkcs8 = match alg {
-            KeyAlgorithm::EcP256 => {
-                let rng = SystemRandom::new();
-                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-                    .map_err(err)?
-                    .as_ref()
-                    .to_vec()
-            }
-            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
-                use rsa::pkcs8::EncodePrivateKey;
-                let bits = alg.rsa_bits().unwrap_or(2048);
-                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).map_err(err)?;
-                key.to_pkcs8_der().map_err(err)?.as_bytes().to_vec()
-            }
-        };
+        let pkcs8 = new_pkcs8(alg)?;
         fs::create_dir_all(&self.dir).map_err(err)?;
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -92,6 +78,27 @@ impl KeyStore for SoftwareStore {
     fn check(&self) -> Result<(), KeyStoreError> {
         fs::read_dir(&self.dir).map(|_| ()).map_err(err)
     }
+}
+
+/// A new private key in PKCS#8 DER, made in this process: for software CA keys (development)
+/// and for keys that are handed out as files (an operator's development credentials, the first
+/// administrator's, the TLS listener's).
+pub fn new_pkcs8(alg: KeyAlgorithm) -> Result<Vec<u8>, KeyStoreError> {
+    Ok(match alg {
+        KeyAlgorithm::EcP256 => {
+            let rng = SystemRandom::new();
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .map_err(err)?
+                .as_ref()
+                .to_vec()
+        }
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let bits = alg.rsa_bits().unwrap_or(2048);
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).map_err(err)?;
+            key.to_pkcs8_der().map_err(err)?.as_bytes().to_vec()
+        }
+    })
 }
 
 enum Inner {

@@ -68,6 +68,13 @@ impl Centres {
         Ok(c)
     }
 
+    /// The centres file the configuration names, or the built-in copy.
+    pub fn load(cfg: &crate::config::Config) -> Result<Centres, CentresError> {
+        let text =
+            crate::config::read_data_file(&cfg.centres.file, EMBEDDED).map_err(|e| CentresError(e.to_string()))?;
+        Centres::parse(&text)
+    }
+
     pub fn centre(&self, id: &str) -> Option<&Centre> {
         self.regions
             .iter()

@@ -1,10 +1,15 @@
-//! Operators and the places they work: registration centres (this stage), operator records and
-//! their lifecycle (next), and the decision whether a client certificate may act.
+//! Operators and the places they work: registration centres, operator records and their
+//! lifecycle (regulation §15), and the decision whether a client certificate may act.
 
 pub mod centres;
+mod lifecycle;
+
+pub use lifecycle::{
+    Added, Dismissal, NewOperator, OperatorError, OperatorKeys, add, certificates_pem, dismiss, resume, suspend,
+};
 
 use crate::pki::Ca;
-use crate::store::CertificateStatus;
+use crate::store::{CertificateRecord, CertificateStatus, OperatorRecord, now};
 
 /// Who a verified TLS client certificate belongs to.
 #[derive(Debug, Clone)]
@@ -23,12 +28,25 @@ pub enum AccessError {
     /// The certificate chains to this CA but the database does not know it as issued.
     #[error("the client certificate is not one this CA has issued")]
     UnknownCertificate,
-    /// The certificate is not an administrator's.
-    #[error("this endpoint is for administrators")]
-    NotAdministrator,
+    /// The certificate has been revoked (the TLS layer checks the chain; revocation is checked
+    /// here, against the database, so it counts from the moment it is recorded).
+    #[error("the client certificate has been revoked")]
+    Revoked,
     /// The certificate's validity has ended.
     #[error("the client certificate has expired")]
     Expired,
+    /// The certificate is not an administrator's.
+    #[error("this endpoint is for administrators")]
+    NotAdministrator,
+    /// The certificate is not an operator's AUTH certificate.
+    #[error("this endpoint is for operators")]
+    NotOperator,
+    /// The operator is suspended (absence, or no activity for the configured days).
+    #[error("the operator is suspended")]
+    OperatorSuspended,
+    /// The operator has been dismissed.
+    #[error("the operator has been dismissed")]
+    OperatorDismissed,
     #[error("database: {0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -40,9 +58,17 @@ pub struct Administrator {
     pub subject: String,
 }
 
-/// Decides whether a client certificate belongs to an administrator: issued by this CA under
-/// the `admin` profile, recorded as issued, within its validity.
-pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
+/// An active operator, as established from a client certificate.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub serial: String,
+    pub record: OperatorRecord,
+}
+
+/// The certificate behind a client identity: issued by this CA's issuing CA, recorded as
+/// issued, within its validity; and whether it is revoked (the caller decides which refusal
+/// comes first).
+async fn client_certificate(ca: &Ca, who: Option<&ClientIdentity>) -> Result<(CertificateRecord, bool), AccessError> {
     let who = who.ok_or(AccessError::NoCertificate)?;
     let rec = ca
         .store
@@ -52,14 +78,115 @@ pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Admi
     if rec.status != CertificateStatus::Issued || rec.issuer != ca.issuing.id {
         return Err(AccessError::UnknownCertificate);
     }
+    let t = now();
+    if rec.not_after < t {
+        return Err(AccessError::Expired);
+    }
+    let revoked = ca
+        .store
+        .revocation(&rec.serial)
+        .await?
+        .is_some_and(|r| r.effective_at(t));
+    Ok((rec, revoked))
+}
+
+/// Whether an operator record allows acting now; applies the suspension after inactivity.
+async fn may_act(ca: &Ca, o: &OperatorRecord) -> Result<(), AccessError> {
+    let t = now();
+    if o.status == "dismissed" || o.dismissed_at.is_some_and(|d| d <= t) {
+        return Err(AccessError::OperatorDismissed);
+    }
+    if o.status == "suspended" {
+        return Err(AccessError::OperatorSuspended);
+    }
+    let idle = i64::from(ca.config.operators.suspend_after_days) * 86_400;
+    if idle > 0 && t - o.last_activity_at > idle {
+        // §15: an operator who has not acted for the configured days is suspended, and stays so
+        // until an administrator resumes them.
+        ca.store
+            .set_operator_status(&o.iin, &["active"], "suspended", None)
+            .await?;
+        tracing::info!(target: "audit", "operator suspended: iin=[{}] reason=[no activity]", o.iin);
+        return Err(AccessError::OperatorSuspended);
+    }
+    Ok(())
+}
+
+/// Decides whether a client certificate belongs to an administrator: the `admin` profile, and,
+/// when the administrator is also on the operators' roll, an administrator who may act.
+pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
+    let (rec, revoked) = client_certificate(ca, who).await?;
     if rec.profile != "admin" {
         return Err(AccessError::NotAdministrator);
     }
-    if rec.not_after < crate::store::now() {
-        return Err(AccessError::Expired);
+    let on_roll = ca.store.operator_by_certificate(&rec.serial).await?;
+    if let Some(o) = &on_roll {
+        may_act(ca, o).await?;
+    }
+    if revoked {
+        return Err(AccessError::Revoked);
+    }
+    if let Some(o) = on_roll {
+        ca.store.touch_operator(&o.iin).await?;
     }
     Ok(Administrator {
         serial: rec.serial,
         subject: rec.subject,
     })
+}
+
+/// Decides whether a client certificate belongs to an operator who may act now: an operator's
+/// AUTH certificate (profile `operator-auth`), on the roll, neither suspended nor dismissed.
+pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator, AccessError> {
+    let (rec, revoked) = client_certificate(ca, who).await?;
+    let o = ca
+        .store
+        .operator_by_certificate(&rec.serial)
+        .await?
+        .ok_or(AccessError::NotOperator)?;
+    if rec.profile != "operator-auth" || o.auth_serial != rec.serial {
+        return Err(AccessError::NotOperator);
+    }
+    // A dismissed operator is told so, though the certificate's revocation would refuse too.
+    may_act(ca, &o).await?;
+    if revoked {
+        return Err(AccessError::Revoked);
+    }
+    ca.store.touch_operator(&o.iin).await?;
+    Ok(Operator {
+        serial: rec.serial,
+        record: o,
+    })
+}
+
+/// An operator as the API shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct OperatorView {
+    pub iin: String,
+    pub surname: String,
+    pub name: String,
+    pub patronymic: Option<String>,
+    pub centre: String,
+    pub role: String,
+    pub status: String,
+    pub auth_serial: String,
+    pub sign_serial: String,
+    pub dismissed_at: Option<String>,
+}
+
+impl From<&OperatorRecord> for OperatorView {
+    fn from(o: &OperatorRecord) -> Self {
+        OperatorView {
+            iin: o.iin.clone(),
+            surname: o.surname.clone(),
+            name: o.name.clone(),
+            patronymic: o.patronymic.clone(),
+            centre: o.centre.clone(),
+            role: o.role.clone(),
+            status: o.status.clone(),
+            auth_serial: o.auth_serial.clone(),
+            sign_serial: o.sign_serial.clone(),
+            dismissed_at: o.dismissed_at.map(crate::pki::status::rfc3339),
+        }
+    }
 }

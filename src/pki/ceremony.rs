@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use der::Encode;
 use der::asn1::{PrintableStringRef, SetOfVec, Utf8StringRef};
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 
@@ -177,7 +176,7 @@ async fn ca_certificate(
 }
 
 /// Writes a file atomically (temp file, then rename), with mode 0600 for secrets.
-fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), CeremonyError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), CeremonyError> {
     let io = |source| CeremonyError::File {
         path: path.display().to_string(),
         source,
@@ -198,16 +197,12 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), CeremonyErr
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// A P-256 key made in software for a TLS endpoint (the listener's server key, an
-/// administrator's client key): PKCS#8 PEM and its SPKI.
-fn software_p256() -> Result<(String, Vec<u8>), CeremonyError> {
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-        .map_err(|e| KeyStoreError::Software(e.to_string()))?;
-    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|e| KeyStoreError::Software(e.to_string()))?;
-    let spki = keys::p256_spki(kp.public_key().as_ref())?;
-    Ok((pem("PRIVATE KEY", pkcs8.as_ref()), spki))
+/// A key made in this process to be handed out as a file (a TLS endpoint's, an administrator's,
+/// an operator's development credentials): PKCS#8 PEM and its SPKI.
+pub(crate) fn key_file(alg: KeyAlgorithm) -> Result<(String, Vec<u8>), KeyStoreError> {
+    let pkcs8 = keys::new_pkcs8(alg)?;
+    let spki = keys::SoftwareKey::from_pkcs8("file", &pkcs8)?.spki_der().to_vec();
+    Ok((pem("PRIVATE KEY", &pkcs8), spki))
 }
 
 /// Runs the ceremony. Refuses, changing nothing, when the database already has CA keys.
@@ -315,14 +310,14 @@ pub async fn init(
         .await?;
 
     // The operator listener's TLS key lives in a file the service reads (rustls needs the key).
-    let (tls_key_pem, tls_spki) = software_p256()?;
+    let (tls_key_pem, tls_spki) = key_file(KeyAlgorithm::EcP256)?;
     let mut tls_subject = entity(cfg.ca.tls_dns_names.first().map(String::as_str).unwrap_or("localhost"));
     tls_subject.dns_names = cfg.ca.tls_dns_names.clone();
     tls_subject.ip_addresses = cfg.ca.tls_ip_addresses.clone();
     let tls = ca.issue_for_own_key("tls-server", &tls_spki, &tls_subject).await?;
 
     // The first administrator: a client key and certificate in files, for the admin API.
-    let (admin_key_pem, admin_spki) = software_p256()?;
+    let (admin_key_pem, admin_spki) = key_file(KeyAlgorithm::EcP256)?;
     let admin_subject = SubjectInput {
         iin: Some(cfg.admin.iin.clone()),
         surname: Some(cfg.admin.surname.clone()),

@@ -118,6 +118,16 @@ impl Store {
         self.operator(iin).await
     }
 
+    /// Sets the day a dismissal takes effect; the operator acts until then.
+    pub async fn schedule_dismissal(&self, iin: &str, at: i64) -> Result<Option<OperatorRecord>, StoreError> {
+        sqlx::query("UPDATE operators SET dismissed_at = $1 WHERE iin = $2 AND status <> 'dismissed'")
+            .bind(at)
+            .bind(iin)
+            .execute(self.pool())
+            .await?;
+        self.operator(iin).await
+    }
+
     /// Records that an operator acted (for the suspension after a long absence).
     pub async fn touch_operator(&self, iin: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE operators SET last_activity_at = $1 WHERE iin = $2")

@@ -135,7 +135,9 @@ impl Store {
                     lifted_at: None,
                 }
             }
-            Some(old) if old.lifted_at.is_some() => {
+            // A lifted hold is revoked again; a revocation scheduled for later is brought forward
+            // (a dismissal on a date, then a lost key: the earlier time and its reason win).
+            Some(old) if old.lifted_at.is_some() || (old.revoked_at > at && revoked_at < old.revoked_at) => {
                 sqlx::query("UPDATE revocations SET revoked_at = $1, reason = $2, invalidity_date = $3, recorded_at = $4, lifted_at = NULL WHERE issuer = $5 AND serial = $6")
                     .bind(revoked_at)
                     .bind(i64::from(reason))

@@ -7,5 +7,6 @@
 mod ca_core;
 mod harness;
 mod http_api;
+mod operators;
 mod revocation;
 mod store;

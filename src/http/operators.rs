@@ -1,0 +1,116 @@
+//! Operators' lifecycle for administrators, and the operator's own view.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::error::{ApiError, CREATED};
+use super::{Admin, AppState, JsonBody, OperatorClient};
+use crate::operators::{self, Dismissal, NewOperator, OperatorKeys, OperatorView};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    iin: String,
+    surname: String,
+    name: String,
+    patronymic: Option<String>,
+    centre: String,
+    /// `operator` (default) or `administrator`.
+    role: Option<String>,
+    /// PKCS#10, PEM: the AUTH and SIGN keys stay where they were made.
+    auth_csr: String,
+    sign_csr: String,
+}
+
+/// `POST /api/v1/admin/operators`: 201 with the operator and, in `certificates`, the AUTH and
+/// SIGN certificates and the chain in PEM.
+pub async fn add(
+    State(s): State<AppState>,
+    Admin(admin): Admin,
+    JsonBody(b): JsonBody<AddBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let administrator = match b.role.as_deref() {
+        None | Some("operator") => false,
+        Some("administrator") => true,
+        Some(r) => {
+            return Err(ApiError::bad_request(
+                "request_invalid",
+                format!("role {r:?}: operator or administrator"),
+            ));
+        }
+    };
+    tracing::info!(target: "audit", "admin request: administrator=[{}] operator add=[{}]", admin.serial, b.iin);
+    let new = NewOperator {
+        iin: b.iin,
+        surname: b.surname,
+        name: b.name,
+        patronymic: b.patronymic,
+        centre: b.centre,
+        administrator,
+    };
+    let keys = OperatorKeys::Csrs {
+        auth: b.auth_csr.into_bytes(),
+        sign: b.sign_csr.into_bytes(),
+    };
+    let added = operators::add(&s.ca, &s.centres, new, keys).await?;
+    Ok((
+        CREATED,
+        Json(serde_json::json!({
+            "operator": OperatorView::from(&added.record),
+            "certificates": operators::certificates_pem(&s.ca, &added),
+        })),
+    ))
+}
+
+pub async fn suspend(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    Path(iin): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(OperatorView::from(&operators::suspend(&s.ca, &iin).await?)))
+}
+
+pub async fn resume(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    Path(iin): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(OperatorView::from(&operators::resume(&s.ca, &iin).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DismissBody {
+    /// YYYY-MM-DD, local date; or
+    on: Option<String>,
+    /// true with a reason: at once.
+    #[serde(default)]
+    now: bool,
+    reason: Option<String>,
+}
+
+pub async fn dismiss(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    Path(iin): Path<String>,
+    JsonBody(b): JsonBody<DismissBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let how = match (b.on, b.now, b.reason) {
+        (Some(on), false, None) => Dismissal::On(on),
+        (None, true, Some(reason)) => Dismissal::Now { reason },
+        _ => {
+            return Err(ApiError::bad_request(
+                "request_invalid",
+                "either {\"on\": date} or {\"now\": true, \"reason\": …}",
+            ));
+        }
+    };
+    Ok(Json(OperatorView::from(&operators::dismiss(&s.ca, &iin, how).await?)))
+}
+
+/// `GET /api/v1/operator/me`: the operator behind the client certificate, when they may act.
+pub async fn me(OperatorClient(o): OperatorClient) -> impl IntoResponse {
+    Json(OperatorView::from(&o.record))
+}
