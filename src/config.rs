@@ -100,6 +100,12 @@ pub struct OperatorsSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CmsSection {
+    pub signing_time_skew_seconds: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegistrySection {
     pub file: PathBuf,
     pub url: String,
@@ -131,6 +137,7 @@ struct FileConfig {
     ca: CaSection,
     admin: AdminSection,
     operators: OperatorsSection,
+    cms: CmsSection,
     registry: RegistrySection,
     centres: FileSection,
     monitoring: UrlSection,
@@ -147,6 +154,7 @@ pub struct Config {
     pub ca: CaSection,
     pub admin: AdminSection,
     pub operators: OperatorsSection,
+    pub cms: CmsSection,
     pub registry: RegistrySection,
     pub centres: FileSection,
     pub monitoring: UrlSection,
@@ -299,6 +307,7 @@ impl Config {
             ca: f.ca,
             admin: f.admin,
             operators: f.operators,
+            cms: f.cms,
             registry: f.registry,
             centres: f.centres,
             monitoring: f.monitoring,

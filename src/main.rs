@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// Signed documents.
+    Cms {
+        #[command(subcommand)]
+        command: CmsCommand,
+    },
     /// Certificate revocation lists.
     Crl {
         #[command(subcommand)]
@@ -102,6 +107,21 @@ enum OperatorCommand {
         /// Revocation reason with --now (a lost key: keyCompromise).
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CmsCommand {
+    /// Verify a CMS SignedData against this CA: prints the signer as JSON, or the refusal's code.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The SignedData, DER or PEM.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The content, for a detached signature.
+        #[arg(long)]
+        content: Option<PathBuf>,
     },
 }
 
@@ -250,6 +270,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operator { command } => operator_command(command).await,
+        Command::Cms {
+            command: CmsCommand::Verify { config, input, content },
+        } => {
+            let signed = std::fs::read(&input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+            let content = content
+                .map(|c| std::fs::read(&c).map_err(|e| anyhow::anyhow!("{}: {e}", c.display())))
+                .transpose()?;
+            let ca = open_ca(config.config.as_deref()).await?;
+            let verified = ca.verify_cms(&signed, content.as_deref()).await;
+            ca.store.close().await;
+            let v = verified.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+            println!("{}", serde_json::to_string(&v)?);
+            Ok(())
+        }
         Command::Crl {
             command: CrlCommand::Publish { config, delta, root },
         } => {

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod ceremony;
+pub mod cms;
 pub mod crl;
 pub mod csr;
 mod issue;

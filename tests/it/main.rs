@@ -5,6 +5,7 @@
 //! PostgreSQL server that store tests also run against.
 
 mod ca_core;
+mod cms;
 mod harness;
 mod http_api;
 mod operators;
