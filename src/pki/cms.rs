@@ -115,7 +115,7 @@ fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
 }
 
 /// The one value of a signed attribute.
-fn attribute<'a>(attrs: &'a cms::signed_data::SignedAttributes, oid: ObjectIdentifier) -> Option<&'a der::Any> {
+fn attribute(attrs: &cms::signed_data::SignedAttributes, oid: ObjectIdentifier) -> Option<&der::Any> {
     attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.iter().next())
 }
 
