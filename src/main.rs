@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// The audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Signed documents.
     Cms {
         #[command(subcommand)]
@@ -107,6 +112,15 @@ enum OperatorCommand {
         /// Revocation reason with --now (a lost key: keyCompromise).
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the chain; exits non-zero naming the first record changed, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -270,6 +284,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operator { command } => operator_command(command).await,
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let ca = open_ca(config.config.as_deref()).await?;
+            let verified = nca::audit::verify(&ca).await;
+            ca.store.close().await;
+            let v = verified?;
+            println!(
+                "audit chain intact: {} records, {} signed checkpoints, head {}",
+                v.records, v.checkpoints, v.head
+            );
+            Ok(())
+        }
         Command::Cms {
             command: CmsCommand::Verify { config, input, content },
         } => {

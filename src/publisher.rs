@@ -99,11 +99,21 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
     Ok(())
 }
 
+/// How often the audit chain's head is signed by the service key.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
+
 /// Runs the schedule until `stop` fires.
 pub async fn run(ca: Arc<Ca>, cache: Arc<CrlCache>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut last_checkpoint: Option<std::time::Instant> = None;
     loop {
         if let Err(e) = tick(&ca, &cache).await {
             tracing::error!("CRL publication: {e}");
+        }
+        if last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+            match crate::audit::checkpoint(&ca).await {
+                Ok(()) => last_checkpoint = Some(std::time::Instant::now()),
+                Err(e) => tracing::error!("audit checkpoint: {e}"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

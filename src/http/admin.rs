@@ -125,3 +125,18 @@ pub async fn publish_crl(
         })),
     ))
 }
+
+/// `GET /api/v1/admin/audit/verify`: `{"intact": true, "records", "head", "checkpoints"}`, or
+/// `{"intact": false, "first_bad": seq, "why"}`.
+pub async fn verify_audit(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    let body = match crate::audit::verify(&s.ca).await {
+        Ok(v) => {
+            serde_json::json!({"intact": true, "records": v.records, "head": v.head, "checkpoints": v.checkpoints})
+        }
+        Err(crate::audit::AuditError::Broken { seq, why }) => {
+            serde_json::json!({"intact": false, "code": "audit_chain_broken", "first_bad": seq, "why": why})
+        }
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
+    Ok(axum::Json(body))
+}

@@ -151,6 +151,7 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/api/v1/admin/certificates", post(admin::issue_certificate))
         .route("/api/v1/admin/revocations", post(admin::revoke))
         .route("/api/v1/admin/crl", post(admin::publish_crl))
+        .route("/api/v1/admin/audit/verify", get(admin::verify_audit))
         .route("/api/v1/admin/operators", post(operators::add))
         .route("/api/v1/admin/operators/{iin}/suspend", post(operators::suspend))
         .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{AuditEvent, append};
 use super::writer::WriteOp;
 use super::{Store, StoreError, is_unique_violation, now};
 
@@ -177,7 +178,7 @@ impl Store {
 
     /// Commits a key ceremony: all rows or none. A second ceremony collides on the unique role.
     pub async fn commit_ceremony(&self, keys: &[CaKeyRecord]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for k in keys {
             let r = sqlx::query(
                 "INSERT INTO ca_keys (id, role, key_store, key_label, algorithm, serial, certificate, created_at) \
@@ -198,23 +199,47 @@ impl Store {
                 r => r?,
             };
         }
+        let events: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                AuditEvent::new(
+                    "ceremony.key",
+                    &k.id,
+                    serde_json::json!({"role": k.role, "key_store": k.key_store, "key_label": k.key_label,
+                        "algorithm": k.algorithm, "serial": k.serial}),
+                )
+            })
+            .collect();
+        append(&mut tx, self.backend(), &events).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Points a delegated signer's row at its renewed certificate (same key).
     pub async fn replace_delegated_certificate(&self, role: &str, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE ca_keys SET serial = $1, certificate = $2 WHERE role = $3 AND role IN ('ocsp', 'service')",
         )
         .bind(serial)
         .bind(der)
         .bind(role)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
             return Err(StoreError::StateConflict(format!("no delegated key for {role}")));
         }
+        append(
+            &mut tx,
+            self.backend(),
+            &[AuditEvent::new(
+                "delegated.renewed",
+                role,
+                serde_json::json!({"serial": serial}),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -238,13 +263,23 @@ impl Store {
 
     /// Marks a pending certificate abandoned after signing failed: it was never signed.
     pub async fn mark_abandoned(&self, issuer: &str, serial: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
             "UPDATE certificates SET status = 'abandoned' WHERE issuer = $1 AND serial = $2 AND status = 'pending'",
         )
         .bind(issuer)
         .bind(serial)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if r.rows_affected() == 1 {
+            let e = AuditEvent::new(
+                "certificate.abandoned",
+                serial,
+                serde_json::json!({"issuer": issuer, "why": "signing failed"}),
+            );
+            append(&mut tx, self.backend(), &[e]).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -252,7 +287,7 @@ impl Store {
     /// recording and marking issued. Their certificates were never delivered; they become
     /// abandoned. Returns the serials.
     pub async fn abandon_stale_pending(&self, before: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query("SELECT issuer, serial FROM certificates WHERE status = 'pending' AND created_at < $1")
             .bind(before)
             .fetch_all(&mut *tx)
@@ -265,6 +300,17 @@ impl Store {
             .bind(before)
             .execute(&mut *tx)
             .await?;
+        let events: Vec<_> = stale
+            .iter()
+            .map(|(issuer, serial)| {
+                AuditEvent::new(
+                    "certificate.abandoned",
+                    serial,
+                    serde_json::json!({"issuer": issuer, "why": "pending at start-up"}),
+                )
+            })
+            .collect();
+        append(&mut tx, self.backend(), &events).await?;
         tx.commit().await?;
         Ok(stale)
     }

@@ -5,6 +5,7 @@
 //! Invariants are kept by the schema (`migrations/`), and this module maps their violations to
 //! domain errors.
 
+mod audit;
 mod certificates;
 mod migrate;
 mod operators;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use operators::OperatorRecord;
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
@@ -102,7 +104,7 @@ impl Store {
             })
             .connect(url)
             .await?;
-        let writer = writer::start(pool.clone());
+        let writer = writer::start(pool.clone(), backend);
         let store = Store { pool, backend, writer };
         migrate::run(&store).await?;
         Ok(store)
@@ -114,6 +116,16 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE): a
+    /// transaction that reads first and writes later could otherwise fail with a busy snapshot
+    /// when another connection wrote in between, which no busy timeout waits out.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// For `/readyz`: one round trip.

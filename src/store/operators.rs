@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{AuditEvent, append};
 use super::{Store, StoreError, is_unique_violation, now};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,7 @@ fn row(r: &AnyRow) -> Result<OperatorRecord, sqlx::Error> {
 impl Store {
     /// Adds an operator; an IIN already on record is refused (`StateConflict`).
     pub async fn add_operator(&self, o: &OperatorRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "INSERT INTO operators (iin, surname, name, patronymic, centre, role, status, auth_serial, sign_serial, created_at, last_activity_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -58,12 +60,22 @@ impl Store {
         .bind(&o.sign_serial)
         .bind(o.created_at)
         .bind(o.last_activity_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await;
         match r {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::StateConflict(format!("operator {} exists", o.iin))),
-            r => r.map(|_| ()).map_err(Into::into),
-        }
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::StateConflict(format!("operator {} exists", o.iin)));
+            }
+            r => r?,
+        };
+        let event = AuditEvent::new(
+            "operator.added",
+            &o.iin,
+            serde_json::json!({"centre": o.centre, "role": o.role, "auth_serial": o.auth_serial, "sign_serial": o.sign_serial}),
+        );
+        append(&mut tx, self.backend(), &[event]).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn operator(&self, iin: &str) -> Result<Option<OperatorRecord>, StoreError> {
@@ -104,27 +116,47 @@ impl Store {
             return Ok(None);
         }
         // Compare-and-set on the status read, so two concurrent changes cannot both win.
-        let r = sqlx::query("UPDATE operators SET status = $1, dismissed_at = COALESCE($2, dismissed_at), last_activity_at = $3 WHERE iin = $4 AND status = $5")
-            .bind(to)
-            .bind(dismissed_at)
-            .bind(now())
-            .bind(iin)
-            .bind(&current.status)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE operators SET status = $1, dismissed_at = COALESCE($2, dismissed_at), last_activity_at = $3 WHERE iin = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(dismissed_at)
+        .bind(now())
+        .bind(iin)
+        .bind(&current.status)
+        .execute(&mut *tx)
+        .await?;
         if r.rows_affected() != 1 {
             return Ok(None);
         }
+        let event = AuditEvent::new(
+            &format!("operator.{to}"),
+            iin,
+            serde_json::json!({"from": current.status, "dismissed_at": dismissed_at}),
+        );
+        append(&mut tx, self.backend(), &[event]).await?;
+        tx.commit().await?;
         self.operator(iin).await
     }
 
     /// Sets the day a dismissal takes effect; the operator acts until then.
     pub async fn schedule_dismissal(&self, iin: &str, at: i64) -> Result<Option<OperatorRecord>, StoreError> {
-        sqlx::query("UPDATE operators SET dismissed_at = $1 WHERE iin = $2 AND status <> 'dismissed'")
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query("UPDATE operators SET dismissed_at = $1 WHERE iin = $2 AND status <> 'dismissed'")
             .bind(at)
             .bind(iin)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        if r.rows_affected() == 1 {
+            let event = AuditEvent::new(
+                "operator.dismissal_scheduled",
+                iin,
+                serde_json::json!({"dismissed_at": at}),
+            );
+            append(&mut tx, self.backend(), &[event]).await?;
+        }
+        tx.commit().await?;
         self.operator(iin).await
     }
 

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{AuditEvent, append};
 use super::{Store, StoreError, now};
 
 /// A revocation as recorded. `revoked_at` may be in the future (scheduled).
@@ -91,7 +92,7 @@ impl Store {
         reason: u8,
         invalidity_date: Option<i64>,
     ) -> Result<Option<Revoked>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let cert = sqlx::query("SELECT issuer, status FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1")
             .bind(serial)
             .fetch_optional(&mut *tx)
@@ -179,6 +180,13 @@ impl Store {
                 return Ok(Some(Revoked::Already(old)));
             }
         };
+        let event = AuditEvent::new(
+            "certificate.revoked",
+            &record.serial,
+            serde_json::json!({"issuer": record.issuer, "revoked_at": record.revoked_at, "reason": record.reason,
+                "invalidity_date": record.invalidity_date}),
+        );
+        append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
         Ok(Some(Revoked::Now(record)))
     }
@@ -187,15 +195,27 @@ impl Store {
     /// active hold on that serial.
     pub async fn lift_hold(&self, serial: &str) -> Result<Option<RevocationRecord>, StoreError> {
         let at = now();
+        let mut tx = self.begin_write().await?;
         let r =
             sqlx::query("UPDATE revocations SET lifted_at = $1 WHERE serial = $2 AND reason = 6 AND lifted_at IS NULL")
                 .bind(at)
                 .bind(serial)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
         if r.rows_affected() == 0 {
             return Ok(None);
         }
+        append(
+            &mut tx,
+            self.backend(),
+            &[AuditEvent::new(
+                "certificate.hold_lifted",
+                serial,
+                serde_json::json!({}),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
         self.revocation(serial).await
     }
 
@@ -343,7 +363,7 @@ impl Store {
 
     /// Takes the next CRL number of an issuer: strictly increasing, shared by full and delta.
     pub async fn next_crl_number(&self, issuer: &str) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("UPDATE crl_numbers SET last = last + 1 WHERE issuer = $1 RETURNING last")
             .bind(issuer)
             .fetch_optional(&mut *tx)
@@ -363,6 +383,7 @@ impl Store {
     }
 
     pub async fn add_crl(&self, c: &CrlRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO crls (issuer, number, kind, base_number, this_update, next_update, entries, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -374,8 +395,16 @@ impl Store {
         .bind(c.next_update)
         .bind(c.entries)
         .bind(&c.der)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        let event = AuditEvent::new(
+            "crl.published",
+            &c.issuer,
+            serde_json::json!({"number": c.number, "kind": c.kind, "base_number": c.base_number, "entries": c.entries,
+                "sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, &c.der))}),
+        );
+        append(&mut tx, self.backend(), &[event]).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -2,19 +2,20 @@
 //!
 //! Every issuance writes twice (pending, then issued). Run from many tasks at once, those writes
 //! contend for SQLite's single write lock and spend their time in its busy handler; here one task
-//! owns the writes, takes every operation waiting, runs them in one transaction with a savepoint
-//! each (so one refused insert does not undo its neighbours), commits once, and only then answers
+//! owns the writes, takes every operation waiting, runs them in one transaction, appends the
+//! audit records of what it issued in that same transaction, commits once, and only then answers
 //! each caller. A caller that is answered `Ok` has its row committed.
 //!
 //! The operations are written so that a refusal (serial taken, key held by another, row not
 //! pending) is an answer, not a failed statement: nothing needs undoing and the batch needs no
 //! savepoints. A statement that does fail loses the whole batch, and every caller is told.
 
-use sqlx::{Acquire, AnyPool};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::audit::{AuditEvent, append};
 use super::certificates::{PendingCertificate, insert_pending, update_issued};
+use super::{Backend, StoreError};
 
 /// The most operations one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -33,9 +34,9 @@ pub(super) struct Job {
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
-pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Job> {
+pub(super) fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(pool, rx));
+    tokio::spawn(run(pool, backend, rx));
     tx
 }
 
@@ -52,10 +53,10 @@ impl super::Store {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match execute(&pool, &batch).await {
+        match execute(&pool, backend, &batch).await {
             Ok(results) => {
                 for (job, r) in batch.drain(..).zip(results) {
                     let _ = job.reply.send(r);
@@ -72,20 +73,34 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// One transaction; per-operation results, or the error that lost the whole batch.
-async fn execute(pool: &AnyPool, batch: &[Job]) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+async fn execute(pool: &AnyPool, backend: Backend, batch: &[Job]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    };
     let mut results = Vec::with_capacity(batch.len());
+    let mut events = Vec::new();
     for job in batch {
         let r = match &job.op {
             WriteOp::Pending(c) => insert_pending(&mut tx, c).await,
-            WriteOp::Issued { issuer, serial, der } => update_issued(&mut tx, issuer, serial, der).await,
+            WriteOp::Issued { issuer, serial, der } => {
+                let r = update_issued(&mut tx, issuer, serial, der).await;
+                if r.is_ok() {
+                    events.push(AuditEvent::new(
+                        "certificate.issued",
+                        serial,
+                        serde_json::json!({"issuer": issuer}),
+                    ));
+                }
+                r
+            }
         };
         if let Err(StoreError::Database(e)) = r {
-            return Err(e);
+            return Err(e.into());
         }
         results.push(r);
     }
+    append(&mut tx, backend, &events).await?;
     tx.commit().await?;
     Ok(results)
 }
