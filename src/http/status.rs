@@ -80,11 +80,11 @@ pub async fn ocsp_post(State(s): State<AppState>, body: Bytes) -> Response {
 /// `GET /ocsp/{base64}` (RFC 6960 appendix A.1): the request DER, base64, URL-encoded; the
 /// URL-safe alphabet is accepted too.
 pub async fn ocsp_get(State(s): State<AppState>, Path(encoded): Path<String>) -> Response {
-    let trimmed = encoded.trim_matches('/');
+    // No trimming: '/' is a base64 character, and a request may end in one.
     let der = base64::engine::general_purpose::STANDARD
-        .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(trimmed))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed));
+        .decode(&encoded)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&encoded))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&encoded));
     match der {
         Ok(der) => ocsp_response(s.ca.ocsp(&der).await),
         Err(_) => ocsp_response(crate::pki::ocsp::malformed()),

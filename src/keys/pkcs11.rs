@@ -89,7 +89,19 @@ impl Pkcs11Store {
         let ctx = Pkcs11::new(&cfg.module)
             .map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", cfg.module.display())))?;
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-        let slot = find_token(&ctx, &cfg.token)?;
+        // SoftHSM2 keeps tokens in files; while another process rewrites them, reading the token
+        // list can fail with CKR_GENERAL_ERROR. A few tries ride it out; an absent token fails at once.
+        let mut tries = 0;
+        let slot = loop {
+            match find_token(&ctx, &cfg.token) {
+                Err(KeyStoreError::Pkcs11(e)) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!("PKCS#11 token list: {e}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+                }
+                r => break r?,
+            }
+        };
         let session = ctx.open_rw_session(slot)?;
         let pin = AuthPin::from(cfg.pin);
         match session.login(UserType::User, Some(&pin)) {
