@@ -18,4 +18,5 @@ pub mod pki;
 pub mod publisher;
 pub mod registry;
 pub mod service;
+pub mod station;
 pub mod store;

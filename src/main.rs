@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: CmsCommand,
     },
+    /// The workstation at a service centre: the operator's token.
+    Station {
+        #[command(subcommand)]
+        command: StationCommand,
+    },
     /// Certificate revocation lists.
     Crl {
         #[command(subcommand)]
@@ -77,9 +82,13 @@ enum OperatorCommand {
         /// Registration centre id (ca-config/centres.toml).
         #[arg(long)]
         centre: String,
-        /// Directory for auth.key, auth.crt, sign.key, sign.crt, chain.pem.
+        /// Directory for auth.key, auth.crt, sign.key, sign.crt, chain.pem (development).
+        #[arg(long, conflicts_with = "token", required_unless_present = "token")]
+        out: Option<PathBuf>,
+        /// The operator's PKCS#11 token (by label): keys made on it, certificates written to it;
+        /// PIN from NCA_OPERATOR_PIN, module from NCA_PKCS11_MODULE.
         #[arg(long)]
-        out: PathBuf,
+        token: Option<String>,
         /// An administrator rather than an operator.
         #[arg(long)]
         administrator: bool,
@@ -136,6 +145,23 @@ enum CmsCommand {
         /// The content, for a detached signature.
         #[arg(long)]
         content: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StationCommand {
+    /// CMS SignedData (attached, DER) over a file with the SIGN key on the operator's token.
+    Sign {
+        /// The operator's token label; PIN from NCA_OPERATOR_PIN.
+        #[arg(long)]
+        token: String,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// PKCS#11 module (default: NCA_PKCS11_MODULE, then the configuration's).
+        #[arg(long)]
+        module: Option<PathBuf>,
     },
 }
 
@@ -284,6 +310,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operator { command } => operator_command(command).await,
+        Command::Station {
+            command:
+                StationCommand::Sign {
+                    token,
+                    input,
+                    out,
+                    module,
+                },
+        } => {
+            let content = std::fs::read(&input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+            let module = match module {
+                Some(m) => m,
+                None => Config::load(None)?.key_store.pkcs11_module,
+            };
+            let pin = nca::station::operator_pin()?;
+            let signed =
+                tokio::task::spawn_blocking(move || nca::station::sign_with_token(module, &token, pin, &content))
+                    .await??;
+            std::fs::write(&out, signed).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
@@ -395,6 +442,7 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
             patronymic,
             centre,
             out,
+            token,
             administrator,
             key_algorithm,
             ..
@@ -408,9 +456,11 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
                 centre,
                 administrator,
             };
-            let keys = OperatorKeys::Files {
-                dir: out,
-                algorithm: key_algorithm.parse()?,
+            let algorithm = key_algorithm.parse()?;
+            let keys = match (out, token) {
+                (Some(dir), _) => OperatorKeys::Files { dir, algorithm },
+                (None, Some(label)) => OperatorKeys::Token { label, algorithm },
+                (None, None) => anyhow::bail!("--out or --token"),
             };
             operators::add(&ca, &centres, new, keys).await.map(|a| a.record)
         }

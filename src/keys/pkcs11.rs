@@ -119,6 +119,75 @@ impl Pkcs11Store {
     }
 }
 
+impl Pkcs11Store {
+    /// Writes a certificate onto the token beside the private key labelled `key_label`: a
+    /// CKO_CERTIFICATE with the key's CKA_ID and label, so that software which pairs keys and
+    /// certificates by CKA_ID (NCALayer, pkcs11-tool, browsers) finds them together.
+    pub fn put_certificate(&self, key_label: &str, cert_der: &[u8]) -> Result<(), KeyStoreError> {
+        let cert: x509_cert::Certificate =
+            der::Decode::from_der(cert_der).map_err(|e| KeyStoreError::Pkcs11(format!("certificate: {e}")))?;
+        let enc = |r: der::Result<Vec<u8>>| r.map_err(|e| KeyStoreError::Pkcs11(e.to_string()));
+        let subject = enc(der::Encode::to_der(&cert.tbs_certificate.subject))?;
+        let issuer = enc(der::Encode::to_der(&cert.tbs_certificate.issuer))?;
+        let serial = enc(der::Encode::to_der(&cert.tbs_certificate.serial_number))?;
+        self.pool.with(|s| {
+            let key = match s.find_objects(&private_key_template(key_label))?.as_slice() {
+                [k] => *k,
+                _ => return Err(KeyStoreError::KeyNotFound(key_label.to_string())),
+            };
+            let id = match s.get_attributes(key, &[AttributeType::Id])?.into_iter().next() {
+                Some(Attribute::Id(id)) => id,
+                _ => return Err(KeyStoreError::Pkcs11(format!("{key_label} has no CKA_ID"))),
+            };
+            s.create_object(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Id(id),
+                Attribute::Label(key_label.as_bytes().to_vec()),
+                Attribute::Subject(subject),
+                Attribute::Issuer(issuer),
+                Attribute::SerialNumber(serial),
+                Attribute::Value(cert_der.to_vec()),
+            ])?;
+            Ok(())
+        })
+    }
+
+    /// The certificate stored beside the key `label`, if any.
+    pub fn certificate(&self, label: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        self.pool.with(|s| {
+            let found = s.find_objects(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])?;
+            let Some(obj) = found.first() else { return Ok(None) };
+            match s.get_attributes(*obj, &[AttributeType::Value])?.into_iter().next() {
+                Some(Attribute::Value(v)) => Ok(Some(v)),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    /// Labels of the private keys whose label starts with `prefix`, sorted.
+    pub fn key_labels(&self, prefix: &str) -> Result<Vec<String>, KeyStoreError> {
+        self.pool.with(|s| {
+            let mut labels = Vec::new();
+            for k in s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])? {
+                if let Some(Attribute::Label(l)) = s.get_attributes(k, &[AttributeType::Label])?.into_iter().next() {
+                    let l = String::from_utf8_lossy(&l).into_owned();
+                    if l.starts_with(prefix) {
+                        labels.push(l);
+                    }
+                }
+            }
+            labels.sort();
+            Ok(labels)
+        })
+    }
+}
+
 /// Finds the slot holding the token with this label (labels are blank-padded on the token).
 pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyStoreError> {
     for slot in ctx.get_slots_with_token()? {

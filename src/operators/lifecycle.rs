@@ -32,6 +32,9 @@ pub enum OperatorKeys {
     /// Development: keys made here and written with the certificates to `dir` (auth.key,
     /// auth.crt, sign.key, sign.crt, chain.pem).
     Files { dir: PathBuf, algorithm: KeyAlgorithm },
+    /// Keys made on the operator's PKCS#11 token (non-extractable; PIN from NCA_OPERATOR_PIN),
+    /// the certificates written onto the token beside them.
+    Token { label: String, algorithm: KeyAlgorithm },
 }
 
 /// How a dismissal takes effect.
@@ -131,6 +134,38 @@ pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKey
                 ca.issue(req(auth_profile, auth)).await?,
                 ca.issue(req("operator-sign", sign)).await?,
             )
+        }
+        OperatorKeys::Token { label, algorithm } => {
+            let pin = crate::station::operator_pin().map_err(|e| OperatorError::Files(e.to_string()))?;
+            let module = ca.config.key_store.pkcs11_module.clone();
+            let (token, alg) = (label.clone(), *algorithm);
+            let made = tokio::task::spawn_blocking(move || -> Result<_, crate::keys::KeyStoreError> {
+                use crate::keys::KeyStore;
+                let store = crate::station::open_token(module, &token, pin)?;
+                let auth = store.generate(&crate::station::key_label(crate::station::AUTH_PREFIX), alg)?;
+                let sign = store.generate(&crate::station::key_label(crate::station::SIGN_PREFIX), alg)?;
+                Ok((store, auth, sign))
+            })
+            .await
+            .map_err(|e| OperatorError::Files(e.to_string()))?
+            .map_err(|e| OperatorError::Files(format!("operator token {label:?}: {e}")))?;
+            let (store, auth_key, sign_key) = made;
+            let auth = ca
+                .issue_for_own_key(auth_profile, auth_key.spki_der(), &subject)
+                .await?;
+            let sign = ca
+                .issue_for_own_key("operator-sign", sign_key.spki_der(), &subject)
+                .await?;
+            let (auth_label, sign_label) = (auth_key.label().to_string(), sign_key.label().to_string());
+            let (auth_der, sign_der) = (auth.der.clone(), sign.der.clone());
+            tokio::task::spawn_blocking(move || {
+                store.put_certificate(&auth_label, &auth_der)?;
+                store.put_certificate(&sign_label, &sign_der)
+            })
+            .await
+            .map_err(|e| OperatorError::Files(e.to_string()))?
+            .map_err(|e| OperatorError::Files(format!("writing certificates to {label:?}: {e}")))?;
+            (auth, sign)
         }
         OperatorKeys::Files { dir, algorithm } => {
             let files = |e: &dyn std::fmt::Display| OperatorError::Files(e.to_string());

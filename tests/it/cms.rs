@@ -161,3 +161,130 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
         "{e}"
     );
 }
+
+#[test]
+fn an_operator_on_a_token_signs_with_nca_station_sign_and_openssl_accepts_it() {
+    let mut d = Deployment::new();
+    d.init();
+    d.start();
+    let token = std::env::var("NCA_TEST_OPERATOR_TOKEN").expect("NCA_TEST_OPERATOR_TOKEN: run through scripts/test.sh");
+    let pin = std::env::var("NCA_TEST_OPERATOR_PIN").expect("NCA_TEST_OPERATOR_PIN");
+    let module = std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE");
+    let (_, body) = d.get("/api/v1/centres");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let centre = v["regions"][0]["localities"][0]["centres"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut add = d.nca(&[
+        "operator",
+        "add",
+        "--iin",
+        "690214449535",
+        "--surname",
+        "Тоқенов",
+        "--name",
+        "Ерлан",
+        "--centre",
+        &centre,
+        "--token",
+        &token,
+    ]);
+    add.env("NCA_OPERATOR_PIN", &pin).env("NCA_PKCS11_MODULE", &module);
+    let op: serde_json::Value = serde_json::from_slice(&run_ok(&mut add).stdout).unwrap();
+
+    // On the token: both private keys sensitive, never extractable; both certificates beside them.
+    let listing = stdout(&run_ok(Command::new("pkcs11-tool").args([
+        "--module",
+        &module,
+        "--token-label",
+        &token,
+        "--login",
+        "--pin",
+        &pin,
+        "--list-objects",
+    ])));
+    // One block per object: a header line "… Object; …" and its indented attributes.
+    let mut blocks: Vec<String> = Vec::new();
+    for line in listing.lines() {
+        if line.contains(" Object;") {
+            blocks.push(String::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    let sign_key = blocks
+        .iter()
+        .find(|b| b.starts_with("Private Key Object") && b.contains("label:      SIGN-"))
+        .unwrap_or_else(|| panic!("no SIGN key on the token:\n{listing}"));
+    assert!(
+        sign_key.contains("never extractable") && sign_key.contains("sensitive"),
+        "{sign_key}"
+    );
+    let id = sign_key
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ID:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b.starts_with("Certificate Object") && b.contains(&id) && b.contains("IIN690214449535")),
+        "no certificate beside the SIGN key {id}:\n{listing}"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let content = work.path().join("tbs.txt");
+    write(&content, "application=B-7 decision=confirm".as_bytes());
+    let signed = work.path().join("tbs.p7s");
+    let mut sign = d.nca(&[
+        "station",
+        "sign",
+        "--token",
+        &token,
+        "--in",
+        &content.display().to_string(),
+        "--out",
+        &signed.display().to_string(),
+    ]);
+    sign.env("NCA_OPERATOR_PIN", &pin).env("NCA_PKCS11_MODULE", &module);
+    run_ok(&mut sign);
+
+    // openssl, as a relying party: the signature, the chain, the S/MIME purpose.
+    let chain = work.path().join("chain.pem");
+    let mut pems = std::fs::read_to_string(d.path("ca/issuing.pem")).unwrap();
+    pems.push_str(&std::fs::read_to_string(d.path("ca/root.pem")).unwrap());
+    write(&chain, pems.as_bytes());
+    let out = run(Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+        .arg(&signed)
+        .arg("-CAfile")
+        .arg(&chain)
+        .arg("-out")
+        .arg(work.path().join("content.out")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read(work.path().join("content.out")).unwrap(),
+        std::fs::read(&content).unwrap()
+    );
+    let attrs = stdout(&run_ok(
+        Command::new("openssl")
+            .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
+            .arg(&signed),
+    ));
+    for a in [
+        "contentType",
+        "signingTime",
+        "messageDigest",
+        "id-smime-aa-signingCertificateV2",
+    ] {
+        assert!(attrs.contains(a), "{a} missing:\n{attrs}");
+    }
+    // And this CA finds the operator's SIGN certificate behind it.
+    let v = verify(&d, &signed, None).unwrap();
+    assert_eq!(v["signer_serial"], op["sign_serial"], "{v}");
+}
