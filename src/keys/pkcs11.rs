@@ -88,7 +88,13 @@ impl Pkcs11Store {
     pub fn open(cfg: Pkcs11Config) -> Result<Self, KeyStoreError> {
         let ctx = Pkcs11::new(&cfg.module)
             .map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", cfg.module.display())))?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        // One process may open several tokens of the same module (the CA's HSM and an operator's
+        // token at a workstation): the module is initialised once, and that is not an error.
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) => {}
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
         // SoftHSM2 keeps tokens in files; while another process rewrites them, reading the token
         // list can fail with CKR_GENERAL_ERROR. A few tries ride it out; an absent token fails at once.
         let mut tries = 0;

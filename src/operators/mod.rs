@@ -190,3 +190,95 @@ impl From<&OperatorRecord> for OperatorView {
         }
     }
 }
+
+/// Why an operator's signature does not confirm an application (condition 3 of P1 and P4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// The document is signed with another operator's certificate than the one the operator
+    /// logged in with ("must not use another operator's certificate").
+    #[error("the confirmation is signed by another operator's certificate")]
+    OtherOperator,
+    /// The application belongs to another registration centre.
+    #[error("the application belongs to another registration centre")]
+    OtherCentre,
+}
+
+impl ConfirmError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfirmError::OtherOperator => "operator_signature_other_operator",
+            ConfirmError::OtherCentre => "operator_not_authorized",
+        }
+    }
+}
+
+/// Whether a verified signature is the logged-in operator's own confirmation of an application
+/// of their centre. The operator was established active by [`operator`]; the signature's
+/// validity, revocation and nonRepudiation were checked by `Ca::verify_cms`.
+pub fn may_confirm(
+    op: &Operator,
+    signed: &crate::pki::cms::Verified,
+    application_centre: &str,
+) -> Result<(), ConfirmError> {
+    if signed.signer_serial != op.record.sign_serial {
+        return Err(ConfirmError::OtherOperator);
+    }
+    if op.record.centre != application_centre {
+        return Err(ConfirmError::OtherCentre);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op() -> Operator {
+        Operator {
+            serial: "a1".into(),
+            record: OperatorRecord {
+                iin: "920708497088".into(),
+                surname: "A".into(),
+                name: "B".into(),
+                patronymic: None,
+                centre: "psc-astana-01".into(),
+                role: "operator".into(),
+                status: "active".into(),
+                auth_serial: "a1".into(),
+                sign_serial: "51".into(),
+                created_at: 0,
+                last_activity_at: 0,
+                dismissed_at: None,
+            },
+        }
+    }
+
+    fn signed_by(serial: &str) -> crate::pki::cms::Verified {
+        crate::pki::cms::Verified {
+            signer_serial: serial.into(),
+            signer_subject: String::new(),
+            signer_profile: "operator-sign".into(),
+            signer_holder: String::new(),
+            signing_time: 0,
+            content: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_operators_own_sign_certificate_confirms_and_only_in_their_centre() {
+        assert_eq!(may_confirm(&op(), &signed_by("51"), "psc-astana-01"), Ok(()));
+        assert_eq!(
+            may_confirm(&op(), &signed_by("52"), "psc-astana-01"),
+            Err(ConfirmError::OtherOperator)
+        );
+        // Their AUTH certificate is not their signature either.
+        assert_eq!(
+            may_confirm(&op(), &signed_by("a1"), "psc-astana-01"),
+            Err(ConfirmError::OtherOperator)
+        );
+        assert_eq!(
+            may_confirm(&op(), &signed_by("51"), "psc-almaty-01"),
+            Err(ConfirmError::OtherCentre)
+        );
+    }
+}
