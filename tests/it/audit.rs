@@ -30,29 +30,7 @@ fn every_change_is_chained_and_tampering_is_named() {
     d.init();
     d.start();
     let work = tempfile::tempdir().unwrap();
-    let (_, csr) = openssl_csr(work.path(), "a", "ec:P-256");
-    let out = run_ok(&mut d.nca(&[
-        "cert",
-        "issue",
-        "--profile",
-        "individual-auth",
-        "--csr",
-        &csr.display().to_string(),
-        "--iin",
-        IIN,
-        "--surname",
-        "A",
-        "--name",
-        "B",
-    ]));
-    let pem = work.path().join("a.pem");
-    write(&pem, &out.stdout);
-    let serial = stdout(&run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-serial", "-in"])
-            .arg(&pem),
-    ));
-    let serial = serial.trim().trim_start_matches("serial=").to_lowercase();
+    let (_, _, serial) = d.issue_individual(work.path(), "a", IIN, "ec:P-256");
     run_ok(&mut d.nca(&["cert", "revoke", &serial, "--reason", "superseded"]));
     run_ok(&mut d.nca(&["crl", "publish"]));
 
@@ -74,15 +52,7 @@ fn every_change_is_chained_and_tampering_is_named() {
 
     let out = run_ok(&mut d.nca(&["audit", "verify"]));
     assert!(stdout(&out).contains("audit chain intact"), "{}", stdout(&out));
-    let (status, body) = curl(&[
-        "--cacert",
-        &d.path("ca/root.pem").display().to_string(),
-        "--cert",
-        &d.path("admin/auth.crt").display().to_string(),
-        "--key",
-        &d.path("admin/auth.key").display().to_string(),
-        &format!("{}/api/v1/admin/audit/verify", d.operator),
-    ]);
+    let (status, body) = d.admin_get("/api/v1/admin/audit/verify");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["intact"], true, "{v}");
@@ -107,15 +77,7 @@ fn every_change_is_chained_and_tampering_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("audit record {target}: changed")), "{err}");
-    let (_, body) = curl(&[
-        "--cacert",
-        &d.path("ca/root.pem").display().to_string(),
-        "--cert",
-        &d.path("admin/auth.crt").display().to_string(),
-        "--key",
-        &d.path("admin/auth.key").display().to_string(),
-        &format!("{}/api/v1/admin/audit/verify", d.operator),
-    ]);
+    let (_, body) = d.admin_get("/api/v1/admin/audit/verify");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         (v["intact"].as_bool(), v["first_bad"].as_i64()),

@@ -404,23 +404,7 @@ fn ec_p256_requests_get_ecdsa_subject_keys_without_key_encipherment() {
     let d = Deployment::new();
     d.init();
     let work = tempfile::tempdir().unwrap();
-    let (_, csr) = openssl_csr(work.path(), "ec", "ec:P-256");
-    let out = run_ok(&mut d.nca(&[
-        "cert",
-        "issue",
-        "--profile",
-        "individual-auth",
-        "--csr",
-        &csr.display().to_string(),
-        "--iin",
-        IIN,
-        "--surname",
-        "Ким",
-        "--name",
-        "Виктория",
-    ]));
-    let pem = work.path().join("ec.pem");
-    write(&pem, &out.stdout);
+    let (pem, _, _) = d.issue_individual(work.path(), "ec", IIN, "ec:P-256");
     assert!(openssl_verify(&d, &pem).status.success());
     let text = stdout(&run_ok(
         Command::new("openssl")

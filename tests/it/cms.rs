@@ -42,12 +42,7 @@ fn verify(d: &Deployment, signed: &Path, content: Option<&Path>) -> Result<serde
 }
 
 fn operator(d: &Deployment, iin: &str, dir: &Path, alg: &str) -> serde_json::Value {
-    let (_, body) = d.get("/api/v1/centres");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let centre = v["regions"][0]["localities"][0]["centres"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let centre = d.first_centre();
     let out = run_ok(&mut d.nca(&[
         "operator",
         "add",
@@ -170,12 +165,7 @@ fn an_operator_on_a_token_signs_with_nca_station_sign_and_openssl_accepts_it() {
     let token = std::env::var("NCA_TEST_OPERATOR_TOKEN").expect("NCA_TEST_OPERATOR_TOKEN: run through scripts/test.sh");
     let pin = std::env::var("NCA_TEST_OPERATOR_PIN").expect("NCA_TEST_OPERATOR_PIN");
     let module = std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE");
-    let (_, body) = d.get("/api/v1/centres");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let centre = v["regions"][0]["localities"][0]["centres"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let centre = d.first_centre();
 
     let mut add = d.nca(&[
         "operator",

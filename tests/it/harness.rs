@@ -210,6 +210,55 @@ impl Deployment {
         ])
     }
 
+    /// Issues an `individual-auth` certificate with `nca cert issue` for a fresh key of `kind`
+    /// (as [`openssl_csr`] takes it); returns the certificate's path, the key's path and the
+    /// serial in lower-case hex.
+    pub fn issue_individual(&self, work: &Path, name: &str, iin: &str, kind: &str) -> (PathBuf, PathBuf, String) {
+        let (key, csr) = openssl_csr(work, name, kind);
+        let csr = csr.display().to_string();
+        let args = [
+            "cert",
+            "issue",
+            "--profile",
+            "individual-auth",
+            "--csr",
+            &csr,
+            "--iin",
+            iin,
+            "--surname",
+            "A",
+            "--name",
+            "B",
+        ];
+        let out = run_ok(&mut self.nca(&args));
+        let pem = work.join(format!("{name}.pem"));
+        write(&pem, &out.stdout);
+        (pem.clone(), key, serial_of(&pem))
+    }
+
+    /// `curl` GET on the operator listener with the administrator's credentials.
+    pub fn admin_get(&self, path: &str) -> (u16, Vec<u8>) {
+        curl(&[
+            "--cacert",
+            &self.path("ca/root.pem").display().to_string(),
+            "--cert",
+            &self.path("admin/auth.crt").display().to_string(),
+            "--key",
+            &self.path("admin/auth.key").display().to_string(),
+            &format!("{}{path}", self.operator),
+        ])
+    }
+
+    /// The id of the first registration centre the service lists.
+    pub fn first_centre(&self) -> String {
+        let (_, body) = self.get("/api/v1/centres");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["regions"][0]["localities"][0]["centres"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn admin_post(&self, path: &str, json: &str) -> (u16, Vec<u8>) {
         self.operator_post(path, &self.path("admin/auth.crt"), &self.path("admin/auth.key"), json)
     }
@@ -271,6 +320,16 @@ pub fn openssl_csr(dir: &Path, name: &str, kind: &str) -> (PathBuf, PathBuf) {
     }
     run_ok(&mut c);
     (key, csr)
+}
+
+/// A certificate's serial, lower-case hex, as openssl prints it.
+pub fn serial_of(pem: &Path) -> String {
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(pem),
+    );
+    stdout(&out).trim().trim_start_matches("serial=").to_lowercase()
 }
 
 /// A JSON string literal.

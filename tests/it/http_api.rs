@@ -161,23 +161,7 @@ fn operator_listener_requires_a_client_certificate_and_admin_endpoints_an_admini
     assert_eq!(status, 0);
 
     // A citizen's AUTH certificate from this CA gets through TLS but is not an administrator.
-    let (key, csr) = openssl_csr(work.path(), "citizen", "ec:P-256");
-    let out = run_ok(&mut d.nca(&[
-        "cert",
-        "issue",
-        "--profile",
-        "individual-auth",
-        "--csr",
-        &csr.display().to_string(),
-        "--iin",
-        IIN,
-        "--surname",
-        "A",
-        "--name",
-        "B",
-    ]));
-    let crt = work.path().join("citizen.crt");
-    write(&crt, &out.stdout);
+    let (crt, key, _) = d.issue_individual(work.path(), "citizen", IIN, "ec:P-256");
     let (status, body) = d.operator_post("/api/v1/admin/certificates", &crt, &key, "{}");
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("not_administrator"));

@@ -8,15 +8,6 @@ use crate::harness::*;
 /// A valid IIN for an operator (not one of the applicants used elsewhere).
 const OPERATOR_IIN: &str = "920708497088";
 
-fn centre(d: &Deployment) -> String {
-    let (_, body) = d.get("/api/v1/centres");
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v["regions"][0]["localities"][0]["centres"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// `GET /api/v1/operator/me` with an operator's AUTH credentials.
 fn me(d: &Deployment, dir: &Path) -> (u16, serde_json::Value) {
     let (status, body) = curl(&[
@@ -60,7 +51,7 @@ fn an_operator_acts_while_active_and_is_refused_when_suspended_or_dismissed() {
     let mut d = Deployment::new();
     d.init();
     d.start();
-    let centre = centre(&d);
+    let centre = d.first_centre();
     let work = tempfile::tempdir().unwrap();
     let dir: PathBuf = work.path().join("op");
     let out = add_operator(&d, OPERATOR_IIN, &centre, &dir, "rsa-2048");
@@ -203,7 +194,7 @@ fn administrators_add_operators_from_csrs_and_bad_requests_are_refused() {
     let mut d = Deployment::new();
     d.init();
     d.start();
-    let centre = centre(&d);
+    let centre = d.first_centre();
     let work = tempfile::tempdir().unwrap();
     let (_, auth) = openssl_csr(work.path(), "auth", "rsa:2048");
     let (_, sign) = openssl_csr(work.path(), "sign", "rsa:2048");

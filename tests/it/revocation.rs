@@ -25,29 +25,8 @@ impl World {
 
     /// Issues an individual-auth certificate for a holder; returns its PEM path and serial.
     fn issue(&self, name: &str, iin: &str) -> (PathBuf, String) {
-        let (_, csr) = openssl_csr(self.work.path(), name, "ec:P-256");
-        let out = run_ok(&mut self.d.nca(&[
-            "cert",
-            "issue",
-            "--profile",
-            "individual-auth",
-            "--csr",
-            &csr.display().to_string(),
-            "--iin",
-            iin,
-            "--surname",
-            "A",
-            "--name",
-            "B",
-        ]));
-        let pem = self.work.path().join(format!("{name}.pem"));
-        write(&pem, &out.stdout);
-        let serial = stdout(&run_ok(
-            Command::new("openssl")
-                .args(["x509", "-noout", "-serial", "-in"])
-                .arg(&pem),
-        ));
-        (pem, serial.trim().trim_start_matches("serial=").to_string())
+        let (pem, _, serial) = self.d.issue_individual(self.work.path(), name, iin, "ec:P-256");
+        (pem, serial)
     }
 
     fn revoke(&self, body: &str) -> (u16, serde_json::Value) {
