@@ -109,6 +109,7 @@ pub struct CmsSection {
 pub struct RegistrySection {
     pub file: PathBuf,
     pub url: String,
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -70,7 +70,21 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     if let Err(e) = crate::publisher::tick(&ca, &crls).await {
         tracing::error!("CRL publication: {e}");
     }
+    let registry = crate::registry::StateRegistry::open(
+        &cfg.registry.file,
+        &cfg.registry.url,
+        std::time::Duration::from_millis(cfg.registry.timeout_ms),
+    )?;
+    tracing::info!(
+        registry = if cfg.registry.url.is_empty() {
+            "embedded"
+        } else {
+            "gateway"
+        },
+        "state registry"
+    );
     let state = AppState {
+        registry: Arc::new(registry),
         ca: Arc::clone(&ca),
         crls: Arc::clone(&crls),
         centres: Arc::new(Centres::load(&cfg)?),

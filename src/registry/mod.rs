@@ -1,7 +1,11 @@
 //! The state registries of persons and organisations, and the identifiers they are keyed by.
 //!
-//! This stage has the identifiers (IIN, BIN) with their check digits and date rules; the
-//! registry adapters (embedded CSV, e-gov gateway) come with the workflow.
+//! The identifiers (IIN, BIN) with their check digits and date rules, and the registries
+//! (`state`): embedded CSV or the e-gov gateway.
+
+mod state;
+
+pub use state::{EmbeddedRegistry, Gateway, Organization, Person, RegistryError, StateRegistry, names_match};
 
 use std::fmt;
 

@@ -10,5 +10,6 @@ mod cms;
 mod harness;
 mod http_api;
 mod operators;
+mod registry;
 mod revocation;
 mod store;

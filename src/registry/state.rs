@@ -1,0 +1,301 @@
+//! The state databases of persons and organisations (condition 1 of P1–P3, condition 2 of P4):
+//! the embedded registry reads a CSV (the demo one by default); the gateway adapter asks the
+//! e-gov gateway over HTTP. A gateway that does not answer is `Unavailable`, which leaves an
+//! application waiting to be retried; it is never a refusal.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Bin, Iin};
+
+pub const EMBEDDED_CSV: &str = include_str!("../../ca-config/registry-sample.csv");
+const HEADER: &str = "kind,id,surname,name,patronymic,birth_date,org_name";
+
+/// A person as the registry knows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Person {
+    #[serde(alias = "id")]
+    pub iin: String,
+    pub surname: String,
+    pub name: String,
+    #[serde(default)]
+    pub patronymic: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+}
+
+/// An organisation as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Organization {
+    #[serde(alias = "id")]
+    pub bin: String,
+    #[serde(alias = "org_name")]
+    pub name: String,
+}
+
+/// Why the registry gave no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// The gateway did not answer in time, or answered with an error: ask again later.
+    #[error("the state registry is unavailable: {0}")]
+    Unavailable(String),
+    /// The registry file is not usable (fatal at start).
+    #[error("registry file, line {line}: {message}")]
+    File { line: usize, message: String },
+}
+
+/// Splits one CSV line (RFC 4180 quoting: "…", with "" for a quote).
+fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => fields.push(std::mem::take(&mut field)),
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quote".into());
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+/// The embedded registry: the whole CSV in memory, checked at load.
+#[derive(Debug, Default)]
+pub struct EmbeddedRegistry {
+    persons: HashMap<String, Person>,
+    organizations: HashMap<String, Organization>,
+}
+
+impl EmbeddedRegistry {
+    pub fn parse(text: &str) -> Result<EmbeddedRegistry, RegistryError> {
+        let mut reg = EmbeddedRegistry::default();
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, h)) if h.trim_start_matches('\u{feff}').trim() == HEADER => {}
+            _ => {
+                return Err(RegistryError::File {
+                    line: 1,
+                    message: format!("the header must be {HEADER}"),
+                });
+            }
+        }
+        for (i, line) in lines {
+            let line_no = i + 1;
+            let bad = |message: String| RegistryError::File { line: line_no, message };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f = csv_fields(line).map_err(&bad)?;
+            if f.len() != 7 {
+                return Err(bad(format!("{} fields, 7 expected", f.len())));
+            }
+            let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+            match f[0].as_str() {
+                "person" => {
+                    let iin = Iin::parse(&f[1]).map_err(|e| bad(format!("IIN {}: {e}", f[1])))?;
+                    if let Some(b) = opt(&f[5])
+                        && b != iin.birth_date().to_string()
+                    {
+                        return Err(bad(format!(
+                            "birth date {b} differs from the IIN's {}",
+                            iin.birth_date()
+                        )));
+                    }
+                    let p = Person {
+                        iin: f[1].clone(),
+                        surname: f[2].trim().to_string(),
+                        name: f[3].trim().to_string(),
+                        patronymic: opt(&f[4]),
+                        birth_date: opt(&f[5]),
+                    };
+                    if p.surname.is_empty() || p.name.is_empty() {
+                        return Err(bad("a person needs a surname and a name".into()));
+                    }
+                    reg.persons.insert(p.iin.clone(), p);
+                }
+                "organization" => {
+                    Bin::parse(&f[1]).map_err(|e| bad(format!("BIN {}: {e}", f[1])))?;
+                    let name = opt(&f[6]).ok_or_else(|| bad("an organisation needs a name".into()))?;
+                    reg.organizations.insert(
+                        f[1].clone(),
+                        Organization {
+                            bin: f[1].clone(),
+                            name,
+                        },
+                    );
+                }
+                other => return Err(bad(format!("kind {other:?}: person or organization"))),
+            }
+        }
+        Ok(reg)
+    }
+}
+
+/// Asks the e-gov gateway: `GET {base}/persons/{iin}`, `GET {base}/organizations/{bin}`.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// host:port of a plain-HTTP base URL.
+    authority: String,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl Gateway {
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Gateway, RegistryError> {
+        let rest = base_url.strip_prefix("http://").ok_or_else(|| RegistryError::File {
+            line: 0,
+            message: format!("{base_url:?}: the gateway adapter speaks http:// (terminate TLS in front of it)"),
+        })?;
+        let (authority, prefix) = match rest.split_once('/') {
+            Some((a, p)) => (a.to_string(), format!("/{}", p.trim_end_matches('/'))),
+            None => (rest.to_string(), String::new()),
+        };
+        let prefix = if prefix == "/" { String::new() } else { prefix };
+        Ok(Gateway {
+            authority,
+            prefix,
+            timeout,
+        })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, RegistryError> {
+        let unavailable = |e: &dyn std::fmt::Display| RegistryError::Unavailable(e.to_string());
+        let work = async {
+            let tcp = tokio::net::TcpStream::connect(&self.authority)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+            tokio::spawn(conn);
+            let req = hyper::Request::get(format!("{}{path}", self.prefix))
+                .header("host", &self.authority)
+                .header("accept", "application/json")
+                .body(http_body_util::Empty::new())
+                .map_err(|e| unavailable(&e))?;
+            let resp = sender.send_request(req).await.map_err(|e| unavailable(&e))?;
+            let status = resp.status();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .map_err(|e| unavailable(&e))?
+                .to_bytes();
+            match status.as_u16() {
+                200 => serde_json::from_slice(&body)
+                    .map(Some)
+                    .map_err(|e| unavailable(&format!("answer: {e}"))),
+                404 => Ok(None),
+                s => Err(RegistryError::Unavailable(format!("the gateway answered {s}"))),
+            }
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| RegistryError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis())))?
+    }
+}
+
+/// The registry the configuration names.
+#[derive(Debug)]
+pub enum StateRegistry {
+    Embedded(EmbeddedRegistry),
+    Gateway(Gateway),
+}
+
+impl StateRegistry {
+    /// The gateway when `NCA_REGISTRY_URL` is set, otherwise the CSV (or the demo one built in).
+    pub fn open(file: &Path, url: &str, timeout: Duration) -> Result<StateRegistry, RegistryError> {
+        if !url.is_empty() {
+            return Ok(StateRegistry::Gateway(Gateway::new(url, timeout)?));
+        }
+        let text = crate::config::read_data_file(file, EMBEDDED_CSV).map_err(|e| RegistryError::File {
+            line: 0,
+            message: e.to_string(),
+        })?;
+        Ok(StateRegistry::Embedded(EmbeddedRegistry::parse(&text)?))
+    }
+
+    pub async fn person(&self, iin: &Iin) -> Result<Option<Person>, RegistryError> {
+        match self {
+            StateRegistry::Embedded(r) => Ok(r.persons.get(iin.as_str()).cloned()),
+            StateRegistry::Gateway(g) => g.get(&format!("/persons/{}", iin.as_str())).await,
+        }
+    }
+
+    pub async fn organization(&self, bin: &Bin) -> Result<Option<Organization>, RegistryError> {
+        match self {
+            StateRegistry::Embedded(r) => Ok(r.organizations.get(bin.as_str()).cloned()),
+            StateRegistry::Gateway(g) => g.get(&format!("/organizations/{}", bin.as_str())).await,
+        }
+    }
+}
+
+/// Whether a name given by an applicant is the registry's: case-insensitive (Kazakh letters
+/// included), inner spaces folded, hyphens and spaces equivalent.
+pub fn names_match(given: &str, registry: &str) -> bool {
+    let fold = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '-')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_uppercase()
+    };
+    fold(given) == fold(registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_registry_loads_and_knows_its_people() {
+        let r = EmbeddedRegistry::parse(EMBEDDED_CSV).unwrap();
+        let p = r.persons.get("850315306048").unwrap();
+        assert_eq!((p.surname.as_str(), p.name.as_str()), ("Құнанбай", "Абай"));
+        assert!(r.organizations.contains_key("150540041064"));
+    }
+
+    #[test]
+    fn bad_rows_are_named_by_line() {
+        let text = format!("{HEADER}\nperson,850315306048,A,B,,1985-03-15,\nperson,850315306049,A,B,,,\n");
+        match EmbeddedRegistry::parse(&text) {
+            Err(RegistryError::File { line, .. }) => assert_eq!(line, 3),
+            other => panic!("{other:?}"),
+        }
+        let text = format!("{HEADER}\nperson,850315306048,A,B,,1990-01-01,\n");
+        assert!(matches!(
+            EmbeddedRegistry::parse(&text),
+            Err(RegistryError::File { line: 2, .. })
+        ));
+        assert!(EmbeddedRegistry::parse("id,name\n").is_err());
+    }
+
+    #[test]
+    fn quoted_fields() {
+        assert_eq!(
+            csv_fields(r#"a,"b, c","d ""e""""#).unwrap(),
+            vec!["a", "b, c", "d \"e\""]
+        );
+        assert!(csv_fields(r#"a,"b"#).is_err());
+    }
+
+    #[test]
+    fn names_compare_without_case_in_kazakh_too() {
+        assert!(names_match("құнанбай", "ҚҰНАНБАЙ"));
+        assert!(names_match("  Әбілқасымова ", "ӘБІЛҚАСЫМОВА"));
+        assert!(names_match("Мұхамед-Әли", "МҰХАМЕД ӘЛИ"));
+        assert!(!names_match("Кунанбай", "Құнанбай"));
+    }
+}
