@@ -141,6 +141,7 @@ struct FileConfig {
     cms: CmsSection,
     registry: RegistrySection,
     centres: FileSection,
+    regulation: FileSection,
     monitoring: UrlSection,
     mail: MailSection,
 }
@@ -158,6 +159,7 @@ pub struct Config {
     pub cms: CmsSection,
     pub registry: RegistrySection,
     pub centres: FileSection,
+    pub regulation: FileSection,
     pub monitoring: UrlSection,
     pub mail: MailSection,
     pub data_dir: PathBuf,
@@ -311,6 +313,7 @@ impl Config {
             cms: f.cms,
             registry: f.registry,
             centres: f.centres,
+            regulation: f.regulation,
             monitoring: f.monitoring,
             mail: f.mail,
             data_dir,

@@ -20,3 +20,4 @@ pub mod registry;
 pub mod service;
 pub mod station;
 pub mod store;
+pub mod workflow;

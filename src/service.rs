@@ -70,6 +70,8 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     if let Err(e) = crate::publisher::tick(&ca, &crls).await {
         tracing::error!("CRL publication: {e}");
     }
+    let regulation = crate::workflow::regulation::Regulation::load(&cfg.regulation.file)?;
+    tracing::info!(processes = regulation.processes.len(), "regulation loaded");
     let registry = crate::registry::StateRegistry::open(
         &cfg.registry.file,
         &cfg.registry.url,
@@ -84,6 +86,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         "state registry"
     );
     let state = AppState {
+        regulation: Arc::new(regulation),
         registry: Arc::new(registry),
         ca: Arc::clone(&ca),
         crls: Arc::clone(&crls),

@@ -30,6 +30,8 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     pub crls: Arc<crate::publisher::CrlCache>,
     pub centres: Arc<Centres>,
+    /// The processes, as `ca-config/regulation.toml` has them.
+    pub regulation: Arc<crate::workflow::regulation::Regulation>,
     /// The state registry (condition 1 of the processes); the workflow asks it.
     pub registry: Arc<crate::registry::StateRegistry>,
     pub metrics: Arc<Metrics>,

@@ -1,0 +1,4 @@
+//! The registration authority: the regulation's five processes, step by step. This stage has
+//! the processes as data ([`regulation`]); applications, their steps and refusals follow.
+
+pub mod regulation;
