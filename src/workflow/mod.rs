@@ -1,4 +1,6 @@
 //! The registration authority: the regulation's five processes, step by step. This stage has
-//! the processes as data ([`regulation`]); applications, their steps and refusals follow.
+//! the processes as data ([`regulation`]) and application numbers ([`number`]); applications,
+//! their steps and refusals follow.
 
+pub mod number;
 pub mod regulation;
