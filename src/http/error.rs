@@ -10,6 +10,7 @@ use crate::operators::{AccessError, OperatorError};
 use crate::pki::IssueError;
 use crate::pki::crl::CrlError;
 use crate::pki::revocation::RevokeError;
+use crate::workflow::application::WorkflowError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,8 @@ pub enum ApiError {
     Crl(#[from] CrlError),
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -98,6 +101,17 @@ impl ApiError {
                 };
                 (status, e.code())
             }
+            ApiError::Workflow(WorkflowError::Issue(e)) => ApiError::issue_status(e),
+            ApiError::Workflow(e) => {
+                let status = match e {
+                    WorkflowError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
+                    WorkflowError::Status { .. } => StatusCode::CONFLICT,
+                    WorkflowError::Registry(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, e.code())
+            }
             ApiError::Issue(e) => ApiError::issue_status(e),
             ApiError::Revoke(e) => ApiError::revoke_status(e),
             ApiError::Access(AccessError::NoCertificate) => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
@@ -144,6 +158,16 @@ pub fn readiness(ready: bool) -> StatusCode {
 
 /// Status for a resource made by a POST.
 pub const CREATED: StatusCode = StatusCode::CREATED;
+
+/// An application's answer: a refusal under the regulation is a result, answered 422 with the
+/// application; anything else gets `otherwise`.
+pub fn application_status(status: &str, otherwise: StatusCode) -> StatusCode {
+    if status == "refused" {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        otherwise
+    }
+}
 
 /// Status for a POST that changed nothing because its effect was already there.
 pub fn created_or_ok(changed: bool) -> StatusCode {

@@ -2,6 +2,7 @@
 //! Handlers extract, make one call into the core, and map the error.
 
 mod admin;
+mod applications;
 pub mod error;
 pub mod metrics;
 mod operators;
@@ -71,6 +72,15 @@ impl AppState {
         self.metrics.render(&counts, ready)
     }
 
+    pub fn workflow(&self) -> crate::workflow::application::Workflow<'_> {
+        crate::workflow::application::Workflow {
+            ca: &self.ca,
+            regulation: &self.regulation,
+            registry: &self.registry,
+            centres: &self.centres,
+        }
+    }
+
     /// Issues and counts.
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
         let r = self.ca.issue(req).await;
@@ -138,6 +148,12 @@ pub fn public_router(state: AppState) -> Router {
         .route("/api/v1/ca", get(public::cas))
         .route("/api/v1/centres", get(public::centres))
         .route("/api/v1/certificates/{serial}", get(public::certificate))
+        .route("/api/v1/applications", post(applications::submit))
+        .route("/api/v1/applications/{number}", get(applications::get))
+        .route(
+            "/api/v1/applications/{number}/certificates",
+            get(applications::certificates),
+        )
         .route("/crl/{file}", get(status::crl))
         .route("/ocsp", post(status::ocsp_post))
         .route("/ocsp/{*request}", get(status::ocsp_get))
@@ -161,6 +177,19 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))
         .route("/api/v1/admin/operators/{iin}/dismiss", post(operators::dismiss))
         .route("/api/v1/operator/me", get(operators::me))
+        .route("/api/v1/operator/applications", get(applications::queue))
+        .route(
+            "/api/v1/operator/applications/{number}/identity",
+            post(applications::identity),
+        )
+        .route(
+            "/api/v1/operator/applications/{number}/to-be-signed",
+            get(applications::to_be_signed),
+        )
+        .route(
+            "/api/v1/operator/applications/{number}/confirmation",
+            post(applications::confirmation),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))

@@ -11,12 +11,14 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_revocation.sql")),
     (3, include_str!("../../migrations/sqlite/0003_operators.sql")),
     (4, include_str!("../../migrations/sqlite/0004_audit.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_applications.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
     (2, include_str!("../../migrations/postgres/0002_revocation.sql")),
     (3, include_str!("../../migrations/postgres/0003_operators.sql")),
     (4, include_str!("../../migrations/postgres/0004_audit.sql")),
+    (5, include_str!("../../migrations/postgres/0005_applications.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.

@@ -5,6 +5,7 @@
 //! Invariants are kept by the schema (`migrations/`), and this module maps their violations to
 //! domain errors.
 
+mod applications;
 mod audit;
 mod certificates;
 mod migrate;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use applications::{Advance, ApplicationRecord, StepRecord};
 pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use operators::OperatorRecord;

@@ -2,5 +2,6 @@
 //! the processes as data ([`regulation`]) and application numbers ([`number`]); applications,
 //! their steps and refusals follow.
 
+pub mod application;
 pub mod number;
 pub mod regulation;

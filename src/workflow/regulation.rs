@@ -9,7 +9,7 @@ use serde::Deserialize;
 pub const EMBEDDED: &str = include_str!("../../ca-config/regulation.toml");
 
 /// What a step does. The workflow implements each kind once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     Request,
@@ -28,7 +28,7 @@ pub enum StepKind {
 }
 
 /// Who acts in a step (the regulation's structural-functional units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
     Applicant,

@@ -13,3 +13,4 @@ mod operators;
 mod registry;
 mod revocation;
 mod store;
+mod workflow;

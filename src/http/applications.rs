@@ -1,0 +1,89 @@
+//! The portal's application API and the operator's steps on applications.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::error::{ApiError, application_status};
+use super::{AppState, JsonBody, OperatorClient};
+use crate::workflow::application::{ApplicationRequest, IdentityRequest};
+
+#[derive(Deserialize)]
+pub struct ByIin {
+    iin: String,
+}
+
+#[derive(Deserialize)]
+pub struct ByStatus {
+    status: Option<String>,
+}
+
+/// `POST /api/v1/applications`: 201 with the application, or 422 with it and its refusal.
+pub async fn submit(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<ApplicationRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.workflow().submit(req).await?;
+    Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    Query(q): Query<ByIin>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.workflow().view_for(&number, &q.iin).await?))
+}
+
+pub async fn certificates(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    Query(q): Query<ByIin>,
+) -> Result<impl IntoResponse, ApiError> {
+    let pem = s.workflow().certificates_for(&number, &q.iin).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pem-certificate-chain")], pem))
+}
+
+pub async fn queue(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Query(q): Query<ByStatus>,
+) -> Result<impl IntoResponse, ApiError> {
+    let status = q.status.unwrap_or_else(|| "awaiting_documents".into());
+    Ok(Json(
+        serde_json::json!({ "applications": s.workflow().queue(&op, &status).await? }),
+    ))
+}
+
+pub async fn identity(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+    JsonBody(req): JsonBody<IdentityRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.workflow().identity(&op, &number, req).await?;
+    Ok((application_status(&view.status, StatusCode::OK), Json(view)))
+}
+
+pub async fn to_be_signed(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tbs = s.workflow().to_be_signed(&op, &number).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], tbs))
+}
+
+/// The body is the CMS SignedData, DER or PEM, over the to-be-signed bytes.
+pub async fn confirmation(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.workflow().confirm(&op, &number, &body).await?;
+    Ok((application_status(&view.status, StatusCode::OK), Json(view)))
+}

@@ -1,0 +1,247 @@
+//! Applications and their steps.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::audit::{AuditEvent, append};
+use super::{Store, StoreError, now};
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationRecord {
+    pub number: String,
+    pub process: String,
+    pub service: String,
+    pub channel: String,
+    pub status: String,
+    pub iin: String,
+    /// The applicant's data as submitted, JSON.
+    pub applicant: String,
+    pub centre: String,
+    pub storage: String,
+    pub auth_csr: Option<String>,
+    pub sign_csr: Option<String>,
+    pub tbs: Option<String>,
+    pub receipt: Option<String>,
+    pub confirmed_by: Option<String>,
+    pub auth_serial: Option<String>,
+    pub sign_serial: Option<String>,
+    pub refusal_code: Option<String>,
+    pub refusal_step: Option<String>,
+    pub refusal_message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub seq: i64,
+    pub step: String,
+    pub actor: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub deadline_seconds: Option<i64>,
+    pub outcome: Option<String>,
+}
+
+/// A change of status: the open steps are closed with `outcome`, `steps` are opened (or
+/// recorded done), and the fields given are set.
+#[derive(Debug, Clone, Default)]
+pub struct Advance {
+    pub to: String,
+    pub outcome: String,
+    pub steps: Vec<StepRecord>,
+    pub tbs: Option<String>,
+    pub receipt: Option<String>,
+    pub confirmed_by: Option<String>,
+    pub auth_serial: Option<String>,
+    pub sign_serial: Option<String>,
+    pub refusal: Option<(String, String, String)>,
+}
+
+const COLUMNS: &str = "number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, sign_csr, tbs, \
+     receipt, confirmed_by, auth_serial, sign_serial, refusal_code, refusal_step, refusal_message, created_at, updated_at";
+
+fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
+    Ok(ApplicationRecord {
+        number: r.try_get("number")?,
+        process: r.try_get("process")?,
+        service: r.try_get("service")?,
+        channel: r.try_get("channel")?,
+        status: r.try_get("status")?,
+        iin: r.try_get("iin")?,
+        applicant: r.try_get("applicant")?,
+        centre: r.try_get("centre")?,
+        storage: r.try_get("storage")?,
+        auth_csr: r.try_get("auth_csr")?,
+        sign_csr: r.try_get("sign_csr")?,
+        tbs: r.try_get("tbs")?,
+        receipt: r.try_get("receipt")?,
+        confirmed_by: r.try_get("confirmed_by")?,
+        auth_serial: r.try_get("auth_serial")?,
+        sign_serial: r.try_get("sign_serial")?,
+        refusal_code: r.try_get("refusal_code")?,
+        refusal_step: r.try_get("refusal_step")?,
+        refusal_message: r.try_get("refusal_message")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+async fn insert_steps(conn: &mut sqlx::AnyConnection, number: &str, steps: &[StepRecord]) -> Result<(), StoreError> {
+    for s in steps {
+        sqlx::query(
+            "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, deadline_seconds, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(number)
+        .bind(s.seq)
+        .bind(&s.step)
+        .bind(&s.actor)
+        .bind(s.started_at)
+        .bind(s.finished_at)
+        .bind(s.deadline_seconds)
+        .bind(&s.outcome)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Records a new application with its first steps; the audit says its status.
+    pub async fn add_application(&self, a: &ApplicationRecord, steps: &[StepRecord]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, \
+             sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&a.number)
+        .bind(&a.process)
+        .bind(&a.service)
+        .bind(&a.channel)
+        .bind(&a.status)
+        .bind(&a.iin)
+        .bind(&a.applicant)
+        .bind(&a.centre)
+        .bind(&a.storage)
+        .bind(&a.auth_csr)
+        .bind(&a.sign_csr)
+        .bind(&a.refusal_code)
+        .bind(&a.refusal_step)
+        .bind(&a.refusal_message)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_steps(&mut tx, &a.number, steps).await?;
+        let e = AuditEvent::new(
+            &format!("application.{}", a.status),
+            &a.number,
+            serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre, "refusal": a.refusal_code}),
+        );
+        append(&mut tx, self.backend(), &[e]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn application(&self, number: &str) -> Result<Option<ApplicationRecord>, StoreError> {
+        let q = format!("SELECT {COLUMNS} FROM applications WHERE number = $1");
+        let r = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(number)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.as_ref().map(row).transpose()?)
+    }
+
+    /// A centre's applications in a status, oldest first.
+    pub async fn centre_applications(&self, centre: &str, status: &str) -> Result<Vec<ApplicationRecord>, StoreError> {
+        let q = format!(
+            "SELECT {COLUMNS} FROM applications WHERE centre = $1 AND status = $2 ORDER BY created_at LIMIT 500"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(centre)
+            .bind(status)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn application_steps(&self, number: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, step, actor, started_at, finished_at, deadline_seconds, outcome FROM application_steps \
+             WHERE number = $1 ORDER BY seq",
+        )
+        .bind(number)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepRecord {
+                    seq: r.try_get(0)?,
+                    step: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    finished_at: r.try_get(4)?,
+                    deadline_seconds: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Moves an application on from status `from`, in one transaction. Returns false, changing
+    /// nothing, when it is not in `from` any more: a transition takes effect once (a replayed
+    /// confirmation finds the application already moved on).
+    pub async fn advance_application(&self, number: &str, from: &str, a: &Advance) -> Result<bool, StoreError> {
+        let at = now();
+        let mut tx = self.begin_write().await?;
+        let (code, step, message) = a
+            .refusal
+            .clone()
+            .map(|(c, s, m)| (Some(c), Some(s), Some(m)))
+            .unwrap_or_default();
+        let r = sqlx::query(
+            "UPDATE applications SET status = $1, tbs = COALESCE($2, tbs), receipt = COALESCE($3, receipt), \
+             confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
+             sign_serial = COALESCE($6, sign_serial), refusal_code = COALESCE($7, refusal_code), \
+             refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10 \
+             WHERE number = $11 AND status = $12",
+        )
+        .bind(&a.to)
+        .bind(&a.tbs)
+        .bind(&a.receipt)
+        .bind(&a.confirmed_by)
+        .bind(&a.auth_serial)
+        .bind(&a.sign_serial)
+        .bind(code)
+        .bind(step)
+        .bind(message)
+        .bind(at)
+        .bind(number)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE application_steps SET finished_at = $1, outcome = $2 WHERE number = $3 AND finished_at IS NULL",
+        )
+        .bind(at)
+        .bind(&a.outcome)
+        .bind(number)
+        .execute(&mut *tx)
+        .await?;
+        insert_steps(&mut tx, number, &a.steps).await?;
+        let e = AuditEvent::new(
+            &format!("application.{}", a.to),
+            number,
+            serde_json::json!({"from": from, "outcome": a.outcome, "by": a.confirmed_by, "refusal": a.refusal.as_ref().map(|r| &r.0)}),
+        );
+        append(&mut tx, self.backend(), &[e]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

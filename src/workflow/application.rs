@@ -1,0 +1,607 @@
+//! Applications under the regulation's processes. This stage runs P1 (issue via the portal):
+//! the request and the registry check at submission, the operator's identity step with its
+//! receipt, the to-be-signed document, the operator's confirmation (condition 3), issuance of
+//! the AUTH and SIGN pair, completion. A refusal is a result, recorded with its step and reason.
+
+use serde::{Deserialize, Serialize};
+
+use super::number;
+use super::regulation::{Channel, Condition, Process, Regulation, Service, StepKind};
+use crate::operators::centres::Centres;
+use crate::operators::{ConfirmError, Operator, may_confirm};
+use crate::pki::cms::CmsError;
+use crate::pki::subject::SubjectInput;
+use crate::pki::{Ca, IssueError, IssueRequest, csr, policy, status::rfc3339};
+use crate::registry::{Bin, Iin, RegistryError, StateRegistry, names_match};
+use crate::store::{Advance, ApplicationRecord, StepRecord, StoreError, now};
+
+/// What the portal sends (DESIGN.md, "Application JSON (request)").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    pub service: String,
+    pub applicant: ApplicantData,
+    pub organization: Option<OrganizationData>,
+    pub registration_centre: String,
+    pub storage: String,
+    pub requests: Option<CsrPair>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantData {
+    pub iin: String,
+    pub surname: String,
+    pub name: String,
+    pub patronymic: Option<String>,
+    pub email: Option<String>,
+    pub region: Option<String>,
+    pub locality: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationData {
+    pub bin: String,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrPair {
+    pub auth: String,
+    pub sign: String,
+}
+
+/// What the operator states at the identity step (condition 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRequest {
+    pub confirmed: bool,
+    #[serde(default)]
+    pub documents: Vec<String>,
+    pub reason: Option<String>,
+}
+
+/// Bad requests: nothing is recorded for these.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The request is not what the endpoint takes.
+    #[error("{0}")]
+    Invalid(String),
+    /// No application with this number (or not the caller's).
+    #[error("no application {0}")]
+    NotFound(String),
+    /// The application is not in the status this step needs.
+    #[error("application {number} is {status}")]
+    Status { number: String, status: String },
+    /// The state registry did not answer; the request can be sent again.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+}
+
+impl WorkflowError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            WorkflowError::Invalid(_) => "request_invalid",
+            WorkflowError::NotFound(_) => "application_not_found",
+            WorkflowError::Status { .. } => "application_status_conflict",
+            WorkflowError::Registry(_) => "registry_unavailable",
+            WorkflowError::Store(_) => "internal",
+            WorkflowError::Issue(e) => e.code(),
+        }
+    }
+}
+
+/// The application as the portal and the operator see it.
+#[derive(Debug, Serialize)]
+pub struct ApplicationView {
+    pub number: String,
+    pub service: String,
+    pub channel: String,
+    pub status: String,
+    pub registration_centre: String,
+    pub steps: Vec<StepView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepView {
+    pub step: String,
+    pub actor: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub deadline_seconds: Option<i64>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefusalView {
+    pub code: String,
+    pub step: String,
+    pub message: String,
+}
+
+fn kind_name(k: StepKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A step of `process` as a record: its actor and deadline from the regulation.
+fn step(process: &Process, kind: StepKind, seq: i64, started: i64, done: Option<&str>) -> StepRecord {
+    let s = process.steps.iter().find(|s| s.step == kind);
+    let actor = s.map(|s| {
+        serde_json::to_value(s.actor)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    });
+    StepRecord {
+        seq,
+        step: kind_name(kind),
+        actor: actor.unwrap_or_default(),
+        started_at: started,
+        finished_at: done.map(|_| now()),
+        deadline_seconds: s.and_then(|s| s.deadline_seconds).map(|d| d as i64),
+        outcome: done.map(str::to_string),
+    }
+}
+
+/// Everything the workflow needs from the service.
+pub struct Workflow<'a> {
+    pub ca: &'a Ca,
+    pub regulation: &'a Regulation,
+    pub registry: &'a StateRegistry,
+    pub centres: &'a Centres,
+}
+
+fn p1(reg: &Regulation) -> Result<&Process, WorkflowError> {
+    reg.process(Service::Issue, Channel::Portal)
+        .ok_or_else(|| WorkflowError::Invalid("no P1 in the regulation".into()))
+}
+
+/// The refusal a failed condition gives, as a triple for the store.
+fn refusal(c: Condition, kind: StepKind, message: String) -> (String, String, String) {
+    (c.refusal_code().to_string(), kind_name(kind), message)
+}
+
+impl Workflow<'_> {
+    /// P1 steps 1–5: the request, the registry check (condition 1), registration. Returns the
+    /// application, refused or awaiting the applicant at a centre.
+    pub async fn submit(&self, req: ApplicationRequest) -> Result<ApplicationView, WorkflowError> {
+        if req.service != "issue" {
+            return Err(WorkflowError::Invalid(format!(
+                "service {:?}: this endpoint takes issue as JSON (reissue and revoke are signed requests)",
+                req.service
+            )));
+        }
+        let process = p1(self.regulation)?;
+        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+        if let Some(o) = &req.organization {
+            Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
+        }
+        if self.centres.centre(&req.registration_centre).is_none() {
+            return Err(WorkflowError::Invalid(format!(
+                "no registration centre {:?}",
+                req.registration_centre
+            )));
+        }
+        if !["file", "token", "id_card"].contains(&req.storage.as_str()) {
+            return Err(WorkflowError::Invalid(format!(
+                "storage {:?}: file, token or id_card",
+                req.storage
+            )));
+        }
+        let pair = req
+            .requests
+            .clone()
+            .ok_or_else(|| WorkflowError::Invalid("requests {auth, sign} are required".into()))?;
+        // The subject must build (names, e-mail) before anything is recorded.
+        let profile_name = if req.organization.is_some() {
+            "legal-auth"
+        } else {
+            "individual-auth"
+        };
+        let profile = self
+            .ca
+            .profiles
+            .get(profile_name)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no profile {profile_name}")))?;
+        crate::pki::subject::build(
+            profile,
+            &subject(&req.applicant, req.organization.as_ref()),
+            &self.ca.config.ca.country,
+        )
+        .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        let mut key_problem = None;
+        for (which, pem) in [("auth", &pair.auth), ("sign", &pair.sign)] {
+            let parsed =
+                csr::parse(pem.as_bytes()).map_err(|e| WorkflowError::Invalid(format!("requests.{which}: {e}")))?;
+            if let Err(e) = policy::judge_key(&parsed.spki, profile)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+                .and_then(|_| parsed.check_possession().map_err(|e| e.to_string()))
+            {
+                key_problem.get_or_insert(format!("requests.{which}: {e}"));
+            }
+        }
+
+        let t = now();
+        let number = number::new_number();
+        let mut steps = vec![step(process, StepKind::Request, 1, t, Some("done"))];
+        let mut refused: Option<(String, String, String)> = None;
+        if let Some(p) = key_problem {
+            refused = Some(("key_rejected".into(), kind_name(StepKind::Request), p));
+        } else {
+            // Condition 1: the applicant's data exists in the state database, and is theirs.
+            let found = self.registry.person(&iin).await?;
+            steps.push(step(
+                process,
+                StepKind::RegistryCheck,
+                2,
+                t,
+                Some(if found.is_some() { "found" } else { "not_found" }),
+            ));
+            match found {
+                None => {
+                    refused = Some(refusal(
+                        Condition::ApplicantDataExists,
+                        StepKind::RegistryCheck,
+                        "the state database has no person with this IIN".into(),
+                    ))
+                }
+                Some(p)
+                    if !names_match(&req.applicant.surname, &p.surname)
+                        || !names_match(&req.applicant.name, &p.name)
+                        || req
+                            .applicant
+                            .patronymic
+                            .as_deref()
+                            .filter(|g| !g.trim().is_empty())
+                            .is_some_and(|g| !names_match(g, p.patronymic.as_deref().unwrap_or(""))) =>
+                {
+                    refused = Some((
+                        "registry_mismatch".into(),
+                        kind_name(StepKind::RegistryCheck),
+                        "the names given differ from the state database's".into(),
+                    ))
+                }
+                Some(_) => {
+                    steps.push(step(process, StepKind::Register, 3, t, Some("registered")));
+                    steps.push(step(process, StepKind::NotifyNumber, 4, t, Some("shown")));
+                    steps.push(step(process, StepKind::Identity, 5, t, None));
+                }
+            }
+        }
+        let applicant = serde_json::json!({"applicant": req.applicant, "organization": req.organization}).to_string();
+        let record = ApplicationRecord {
+            number: number.clone(),
+            process: process.id.clone(),
+            service: "issue".into(),
+            channel: "portal".into(),
+            status: if refused.is_some() {
+                "refused"
+            } else {
+                "awaiting_documents"
+            }
+            .into(),
+            iin: iin.as_str().to_string(),
+            applicant,
+            centre: req.registration_centre,
+            storage: req.storage,
+            auth_csr: Some(pair.auth),
+            sign_csr: Some(pair.sign),
+            refusal_code: refused.as_ref().map(|r| r.0.clone()),
+            refusal_step: refused.as_ref().map(|r| r.1.clone()),
+            refusal_message: refused.as_ref().map(|r| r.2.clone()),
+            created_at: t,
+            updated_at: t,
+            ..Default::default()
+        };
+        self.ca.store.add_application(&record, &steps).await?;
+        self.view(&number).await
+    }
+
+    /// The application with its steps, or `NotFound`.
+    pub async fn view(&self, number: &str) -> Result<ApplicationView, WorkflowError> {
+        let a = self
+            .ca
+            .store
+            .application(number)
+            .await?
+            .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
+        let steps = self.ca.store.application_steps(number).await?;
+        Ok(ApplicationView {
+            number: a.number,
+            service: a.service,
+            channel: a.channel,
+            status: a.status,
+            registration_centre: a.centre,
+            steps: steps
+                .into_iter()
+                .map(|s| StepView {
+                    step: s.step,
+                    actor: s.actor,
+                    started_at: rfc3339(s.started_at),
+                    finished_at: s.finished_at.map(rfc3339),
+                    deadline_seconds: s.deadline_seconds,
+                    outcome: s.outcome,
+                })
+                .collect(),
+            refusal: a.refusal_code.map(|code| RefusalView {
+                code,
+                step: a.refusal_step.unwrap_or_default(),
+                message: a.refusal_message.unwrap_or_default(),
+            }),
+            receipt: a.receipt,
+            certificates: a.auth_serial.zip(a.sign_serial).map(|(x, y)| vec![x, y]),
+        })
+    }
+
+    /// The application for its applicant: another IIN finds nothing (404, not 403: the number
+    /// alone tells nobody anything).
+    pub async fn view_for(&self, number: &str, iin: &str) -> Result<ApplicationView, WorkflowError> {
+        let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
+        let a = self
+            .ca
+            .store
+            .application(&canonical)
+            .await?
+            .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
+        if a.iin != iin {
+            return Err(WorkflowError::NotFound(number.into()));
+        }
+        self.view(&canonical).await
+    }
+
+    /// The issued pair and the chain, PEM, for the applicant.
+    pub async fn certificates_for(&self, number: &str, iin: &str) -> Result<String, WorkflowError> {
+        let v = self.view_for(number, iin).await?;
+        let serials = v.certificates.ok_or_else(|| WorkflowError::Status {
+            number: v.number.clone(),
+            status: v.status,
+        })?;
+        let mut pem = String::new();
+        for s in serials {
+            if let Some(der) = self.ca.store.certificate(&s).await?.and_then(|c| c.der) {
+                pem.push_str(&crate::pki::pem("CERTIFICATE", &der));
+            }
+        }
+        pem.push_str(&self.ca.issuing.cert_pem());
+        pem.push_str(&self.ca.root.cert_pem());
+        Ok(pem)
+    }
+
+    async fn operators_application(&self, op: &Operator, number: &str) -> Result<ApplicationRecord, WorkflowError> {
+        let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
+        let a = self
+            .ca
+            .store
+            .application(&canonical)
+            .await?
+            .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
+        // Another centre's application does not exist for this operator.
+        if a.centre != op.record.centre {
+            return Err(WorkflowError::NotFound(number.into()));
+        }
+        Ok(a)
+    }
+
+    /// The operator's centre's queue.
+    pub async fn queue(&self, op: &Operator, status: &str) -> Result<Vec<ApplicationView>, WorkflowError> {
+        let mut out = Vec::new();
+        for a in self.ca.store.centre_applications(&op.record.centre, status).await? {
+            out.push(self.view(&a.number).await?);
+        }
+        Ok(out)
+    }
+
+    /// Condition 2: the operator checked the documents and the applicant's identity. Confirmed:
+    /// the receipt is given and the to-be-signed document made; not confirmed: refused.
+    pub async fn identity(
+        &self,
+        op: &Operator,
+        number: &str,
+        req: IdentityRequest,
+    ) -> Result<ApplicationView, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        let process = p1(self.regulation)?;
+        let t = now();
+        let advance = if req.confirmed {
+            let receipt = format!("R-{}", &a.number);
+            Advance {
+                to: "awaiting_confirmation".into(),
+                outcome: format!(
+                    "confirmed by {}; documents: {}",
+                    op.record.iin,
+                    req.documents.join(", ")
+                ),
+                steps: vec![
+                    step(process, StepKind::Receipt, 6, t, Some("given")),
+                    step(process, StepKind::Confirmation, 7, t, None),
+                ],
+                tbs: Some(to_be_signed(&a)),
+                receipt: Some(receipt),
+                ..Default::default()
+            }
+        } else {
+            Advance {
+                to: "refused".into(),
+                outcome: "not confirmed".into(),
+                refusal: Some(refusal(
+                    Condition::IdentityConfirmed,
+                    StepKind::Identity,
+                    req.reason
+                        .unwrap_or_else(|| "the documents or the applicant's identity did not check out".into()),
+                )),
+                ..Default::default()
+            }
+        };
+        if !self
+            .ca
+            .store
+            .advance_application(&a.number, "awaiting_documents", &advance)
+            .await?
+        {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            });
+        }
+        self.view(&a.number).await
+    }
+
+    /// The exact bytes the operator signs.
+    pub async fn to_be_signed(&self, op: &Operator, number: &str) -> Result<String, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        a.tbs
+            .clone()
+            .filter(|_| a.status == "awaiting_confirmation")
+            .ok_or(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            })
+    }
+
+    /// Condition 3: the operator's signature over the to-be-signed bytes. Valid: the pair is
+    /// issued and the application completes; invalid: refused. Takes effect once.
+    pub async fn confirm(&self, op: &Operator, number: &str, cms: &[u8]) -> Result<ApplicationView, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        let tbs = a.tbs.clone().filter(|_| a.status == "awaiting_confirmation");
+        let Some(tbs) = tbs else {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            });
+        };
+        let process = p1(self.regulation)?;
+        let t = now();
+        let verdict: Result<(), String> = match self.ca.verify_cms(cms, Some(tbs.as_bytes())).await {
+            Ok(v) if v.content != tbs.as_bytes() => Err(CmsError::ContentMismatch.code().to_string()),
+            Ok(v) => may_confirm(op, &v, &a.centre).map_err(|e: ConfirmError| e.code().to_string()),
+            Err(CmsError::Store(e)) => return Err(e.into()),
+            Err(e) => Err(e.code().to_string()),
+        };
+        if let Err(why) = verdict {
+            let refused = Advance {
+                to: "refused".into(),
+                outcome: format!("signature refused: {why}"),
+                steps: vec![step(process, StepKind::OperatorSignatureCheck, 8, t, Some("invalid"))],
+                refusal: Some(refusal(
+                    Condition::OperatorSignatureValid,
+                    StepKind::OperatorSignatureCheck,
+                    why,
+                )),
+                ..Default::default()
+            };
+            if !self
+                .ca
+                .store
+                .advance_application(&a.number, "awaiting_confirmation", &refused)
+                .await?
+            {
+                return Err(WorkflowError::Status {
+                    number: a.number,
+                    status: a.status,
+                });
+            }
+            return self.view(&a.number).await;
+        }
+        // The single transition that makes a confirmation count: a replay finds it done.
+        let issuing = Advance {
+            to: "issuing".into(),
+            outcome: "signed".into(),
+            confirmed_by: Some(op.record.iin.clone()),
+            steps: vec![
+                step(process, StepKind::OperatorSignatureCheck, 8, t, Some("valid")),
+                step(process, StepKind::Issue, 9, t, None),
+            ],
+            ..Default::default()
+        };
+        if !self
+            .ca
+            .store
+            .advance_application(&a.number, "awaiting_confirmation", &issuing)
+            .await?
+        {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: "issuing".into(),
+            });
+        }
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let applicant: ApplicantData =
+            serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        let org: Option<OrganizationData> = serde_json::from_value(data["organization"].clone()).unwrap_or(None);
+        let (auth_profile, sign_profile) = if org.is_some() {
+            ("legal-auth", "legal-sign")
+        } else {
+            ("individual-auth", "individual-sign")
+        };
+        let subject = subject(&applicant, org.as_ref());
+        let issue = |profile: &str, csr: &Option<String>| IssueRequest {
+            profile: profile.into(),
+            csr: csr.clone().unwrap_or_default().into_bytes(),
+            subject: subject.clone(),
+            application: Some(a.number.clone()),
+        };
+        let auth = self.ca.issue(issue(auth_profile, &a.auth_csr)).await?;
+        let sign = self.ca.issue(issue(sign_profile, &a.sign_csr)).await?;
+        let done = Advance {
+            to: "completed".into(),
+            outcome: "issued".into(),
+            auth_serial: Some(auth.serial),
+            sign_serial: Some(sign.serial),
+            ..Default::default()
+        };
+        self.ca.store.advance_application(&a.number, "issuing", &done).await?;
+        self.view(&a.number).await
+    }
+}
+
+fn subject(a: &ApplicantData, org: Option<&OrganizationData>) -> SubjectInput {
+    SubjectInput {
+        iin: Some(a.iin.clone()),
+        surname: Some(a.surname.clone()),
+        name: Some(a.name.clone()),
+        patronymic: a.patronymic.clone(),
+        email: a.email.clone(),
+        bin: org.map(|o| o.bin.clone()),
+        org: org.map(|o| o.name.clone()),
+        role: org.map(|o| o.role.clone()),
+        ..Default::default()
+    }
+}
+
+/// The document an operator signs to confirm: what is confirmed, for whom, which keys, and a
+/// nonce so that no two confirmations are alike.
+fn to_be_signed(a: &ApplicationRecord) -> String {
+    let sha = |s: &Option<String>| {
+        hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            s.as_deref().unwrap_or("").as_bytes(),
+        ))
+    };
+    let mut nonce = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+    format!(
+        "nca-confirmation v1\napplication: {}\napplicant: IIN{}\nauth-request-sha256: {}\nsign-request-sha256: {}\ndecision: issue\nnonce: {}\n",
+        a.number,
+        a.iin,
+        sha(&a.auth_csr),
+        sha(&a.sign_csr),
+        hex::encode(nonce)
+    )
+}

@@ -1,0 +1,285 @@
+//! P1, issue via the portal, end to end: the citizen's request, the registry check, the
+//! operator's identity step, the to-be-signed document signed with openssl, issuance.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::*;
+
+fn application(iin: &str, surname: &str, name: &str, patronymic: &str, centre: &str, work: &Path, tag: &str) -> String {
+    let (_, auth) = openssl_csr(work, &format!("{tag}-auth"), "ec:P-256");
+    let (_, sign) = openssl_csr(work, &format!("{tag}-sign"), "ec:P-256");
+    serde_json::json!({
+        "service": "issue",
+        "applicant": {"iin": iin, "surname": surname, "name": name, "patronymic": patronymic, "email": "abai@example.kz"},
+        "registration_centre": centre,
+        "storage": "file",
+        "requests": {"auth": std::fs::read_to_string(auth).unwrap(), "sign": std::fs::read_to_string(sign).unwrap()},
+    })
+    .to_string()
+}
+
+fn submit(d: &Deployment, json: &str) -> (u16, serde_json::Value) {
+    let (status, body) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        json,
+        &format!("{}/api/v1/applications", d.public),
+    ]);
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}
+
+/// An operator's request with their AUTH credentials: method GET unless a body is given.
+fn as_operator(d: &Deployment, op: &Path, path: &str, body: Option<(&str, &str)>) -> (u16, Vec<u8>) {
+    let (cert, key) = (
+        op.join("auth.crt").display().to_string(),
+        op.join("auth.key").display().to_string(),
+    );
+    let url = format!("{}{path}", d.operator);
+    let cacert = d.path("ca/root.pem").display().to_string();
+    let mut args = vec!["--cacert", &cacert, "--cert", &cert, "--key", &key];
+    if let Some((ctype, data)) = body {
+        args.extend(["-H", ctype, "--data-binary", data]);
+    }
+    args.push(&url);
+    curl(&args)
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or(serde_json::Value::Null)
+}
+
+/// Signs the to-be-signed document of `number` with the operator in `op`; returns the CMS file.
+fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf {
+    let (status, tbs) = as_operator(
+        d,
+        op,
+        &format!("/api/v1/operator/applications/{number}/to-be-signed"),
+        None,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&tbs));
+    let tbs_file = work.join(format!("{number}.tbs"));
+    write(&tbs_file, &tbs);
+    let out = work.join(format!("{number}.p7s"));
+    run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
+            .arg(&tbs_file)
+            .arg("-signer")
+            .arg(op.join("sign.crt"))
+            .arg("-inkey")
+            .arg(op.join("sign.key"))
+            .arg("-out")
+            .arg(&out),
+    );
+    out
+}
+
+#[test]
+fn p1_runs_from_the_portal_request_to_issued_certificates_and_refuses_with_reasons() {
+    let mut d = Deployment::new();
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let op = work.path().join("op");
+    run_ok(&mut d.nca(&[
+        "operator",
+        "add",
+        "--iin",
+        "920708497088",
+        "--surname",
+        "Сейітқали",
+        "--name",
+        "Айгерім",
+        "--centre",
+        &centre,
+        "--out",
+        &op.display().to_string(),
+        "--key-algorithm",
+        "ec-p256",
+    ]));
+
+    // The citizen's request: registered, awaiting the visit to the centre.
+    let (status, app) = submit(
+        &d,
+        &application(IIN, "құнанбай", "Абай", "Құнанбайұлы", &centre, work.path(), "a"),
+    );
+    assert_eq!(status, 201, "{app}");
+    assert_eq!(app["status"], "awaiting_documents");
+    let number = app["number"].as_str().unwrap().to_string();
+    let steps: Vec<&str> = app["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["request", "registry_check", "register", "notify_number", "identity"],
+        "{app}"
+    );
+    assert_eq!(app["steps"][4]["deadline_seconds"], 900);
+    assert!(app["steps"][4]["finished_at"].is_null());
+
+    // Only the applicant's IIN finds it.
+    assert_eq!(d.get(&format!("/api/v1/applications/{number}?iin={IIN}")).0, 200);
+    assert_eq!(d.get(&format!("/api/v1/applications/{number}?iin=000101594515")).0, 404);
+
+    // The operator's queue has it; identity confirmed gives the receipt.
+    let (status, body) = as_operator(&d, &op, "/api/v1/operator/applications?status=awaiting_documents", None);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains(&number));
+    let (status, body) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/identity"),
+        Some((
+            "content-type: application/json",
+            r#"{"confirmed":true,"documents":["identity card"]}"#,
+        )),
+    );
+    let v = json(&body);
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("awaiting_confirmation")),
+        "{v}"
+    );
+    assert!(v["receipt"].as_str().is_some_and(|r| r.contains(&number)), "{v}");
+
+    // The operator signs the to-be-signed bytes; the pair is issued.
+    let cms = confirmation(&d, &op, &number, work.path());
+    let body = format!("@{}", cms.display());
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    let v = json(&resp);
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
+    let issued = d.certificate_count("issued");
+
+    // A replayed confirmation issues nothing.
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(d.certificate_count("issued"), issued);
+
+    // The install link: the pair and the chain, verifying.
+    let (status, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
+    assert_eq!(status, 200);
+    let text = String::from_utf8(pem).unwrap();
+    assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 4);
+    let first = text.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
+    let leaf = work.path().join("leaf.pem");
+    write(&leaf, first.as_bytes());
+    assert!(openssl_verify(&d, &leaf).status.success());
+    let subject = stdout(&run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "utf8", "-in"])
+            .arg(&leaf),
+    ));
+    assert!(
+        subject.contains("ҚҰНАНБАЙ АБАЙ") && subject.contains("IIN850315306048"),
+        "{subject}"
+    );
+
+    // Refusals are results: not in the registry; names that are not the registry's.
+    let (status, v) = submit(
+        &d,
+        &application("760101300016", "Әкімші", "Бас", "", &centre, work.path(), "b"),
+    );
+    assert_eq!(
+        (status, v["refusal"]["code"].as_str()),
+        (422, Some("registry_not_found")),
+        "{v}"
+    );
+    assert_eq!(v["status"], "refused");
+    let (status, v) = submit(&d, &application(IIN, "Басқа", "Абай", "", &centre, work.path(), "c"));
+    assert_eq!(
+        (status, v["refusal"]["code"].as_str()),
+        (422, Some("registry_mismatch")),
+        "{v}"
+    );
+    // A malformed request records nothing.
+    let (status, v) = submit(&d, r#"{"service":"issue"}"#);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("request_invalid")),
+        "{v}"
+    );
+
+    // Another operator's signature, even of this centre, does not confirm.
+    let other = work.path().join("other");
+    run_ok(&mut d.nca(&[
+        "operator",
+        "add",
+        "--iin",
+        "000101594515",
+        "--surname",
+        "Ким",
+        "--name",
+        "Виктория",
+        "--centre",
+        &centre,
+        "--out",
+        &other.display().to_string(),
+        "--key-algorithm",
+        "ec-p256",
+    ]));
+    let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "d"));
+    let number = app["number"].as_str().unwrap().to_string();
+    as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/identity"),
+        Some(("content-type: application/json", r#"{"confirmed":true}"#)),
+    );
+    let (_, tbs) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/to-be-signed"),
+        None,
+    );
+    let tbs_file = work.path().join("d.tbs");
+    write(&tbs_file, &tbs);
+    let forged = work.path().join("d.p7s");
+    run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
+            .arg(&tbs_file)
+            .arg("-signer")
+            .arg(other.join("sign.crt"))
+            .arg("-inkey")
+            .arg(other.join("sign.key"))
+            .arg("-out")
+            .arg(&forged),
+    );
+    let body = format!("@{}", forged.display());
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    let v = json(&resp);
+    assert_eq!(
+        (status, v["refusal"]["code"].as_str()),
+        (422, Some("operator_signature_invalid")),
+        "{v}"
+    );
+    assert!(
+        v["refusal"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator_signature_other_operator"),
+        "{v}"
+    );
+}
