@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
@@ -21,12 +21,26 @@ pub struct ByStatus {
     status: Option<String>,
 }
 
-/// `POST /api/v1/applications`: 201 with the application, or 422 with it and its refusal.
-pub async fn submit(
-    State(s): State<AppState>,
-    JsonBody(req): JsonBody<ApplicationRequest>,
-) -> Result<impl IntoResponse, ApiError> {
-    let view = s.workflow().submit(req).await?;
+/// `POST /api/v1/applications`: an issue request as JSON, or a signed request (revoke) as CMS
+/// SignedData (`application/pkcs7-mime`, DER or PEM). 201 with the application, or 422 with it
+/// and its refusal.
+pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let view = if ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature") {
+        s.workflow().submit_signed(&body).await?
+    } else if ctype.starts_with("application/json") {
+        let req: ApplicationRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("request_invalid", e.to_string()))?;
+        s.workflow().submit(req).await?
+    } else {
+        return Err(ApiError::bad_request(
+            "request_invalid",
+            "application/json or application/pkcs7-mime",
+        ));
+    };
     Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
 }
 

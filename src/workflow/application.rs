@@ -54,6 +54,21 @@ pub struct CsrPair {
     pub sign: String,
 }
 
+/// What a signed request (P2, P3) carries as its content.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignedRequest {
+    pub service: String,
+    pub applicant: SignedApplicant,
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignedApplicant {
+    pub iin: String,
+}
+
 /// What the operator states at the identity step (condition 2).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +325,102 @@ impl Workflow<'_> {
             updated_at: t,
             ..Default::default()
         };
+        self.ca.store.add_application(&record, &steps).await?;
+        self.view(&number).await
+    }
+
+    /// P3, revoke via the portal: a request signed with the applicant's own SIGN key
+    /// (condition 1: the signature is valid and the applicant's); the certificates named are
+    /// revoked and the application completes. A request whose content cannot be read is 400 and
+    /// records nothing; one that does not verify is refused with `applicant_signature_invalid`.
+    pub async fn submit_signed(&self, cms: &[u8]) -> Result<ApplicationView, WorkflowError> {
+        let content = crate::pki::cms::content_of(cms).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        let req: SignedRequest =
+            serde_json::from_slice(&content).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
+        if req.service != "revoke" {
+            return Err(WorkflowError::Invalid(format!(
+                "service {:?}: signed requests take revoke here",
+                req.service
+            )));
+        }
+        let process = self
+            .regulation
+            .process(Service::Revoke, Channel::Portal)
+            .ok_or_else(|| WorkflowError::Invalid("no P3 in the regulation".into()))?;
+        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+        let holder = format!("IIN{}", iin.as_str());
+        if req.certificates.is_empty() {
+            return Err(WorkflowError::Invalid("certificates: name at least one serial".into()));
+        }
+        let reason = req.reason.clone().unwrap_or_else(|| "unspecified".into());
+        if crate::pki::revocation::parse_reason(&reason).is_none_or(|r| r == crate::pki::revocation::REMOVE_FROM_CRL) {
+            return Err(WorkflowError::Invalid(format!("reason {reason:?}")));
+        }
+        let mut serials = Vec::new();
+        for s in &req.certificates {
+            let serial =
+                crate::pki::normalise_serial(s).ok_or_else(|| WorkflowError::Invalid(format!("serial {s:?}")))?;
+            match self.ca.store.certificate(&serial).await? {
+                Some(c) if c.holder == holder => serials.push(serial),
+                _ => {
+                    return Err(WorkflowError::Invalid(format!(
+                        "certificate {s} is not the applicant's"
+                    )));
+                }
+            }
+        }
+        let t = now();
+        let verdict = match self.ca.verify_cms(cms, None).await {
+            Ok(v) if v.signer_holder == holder => Ok(()),
+            Ok(_) => Err("signed with another person's certificate".to_string()),
+            Err(CmsError::Store(e)) => return Err(e.into()),
+            Err(e) => Err(format!("{} ({})", e, e.code())),
+        };
+        let number = number::new_number();
+        let mut record = ApplicationRecord {
+            number: number.clone(),
+            process: process.id.clone(),
+            service: "revoke".into(),
+            channel: "portal".into(),
+            status: "completed".into(),
+            iin: iin.as_str().to_string(),
+            applicant: serde_json::json!({"certificates": serials, "reason": reason}).to_string(),
+            created_at: t,
+            updated_at: t,
+            ..Default::default()
+        };
+        if let Err(why) = verdict {
+            let (code, failed_step, message) =
+                refusal(Condition::ApplicantSignatureValid, StepKind::SignedRequest, why);
+            record.status = "refused".into();
+            record.refusal_code = Some(code);
+            record.refusal_step = Some(failed_step);
+            record.refusal_message = Some(message);
+            self.ca
+                .store
+                .add_application(
+                    &record,
+                    &[step(process, StepKind::SignedRequest, 1, t, Some("invalid"))],
+                )
+                .await?;
+            return self.view(&number).await;
+        }
+        for serial in &serials {
+            let r = crate::pki::revocation::RevokeRequest {
+                serial: serial.clone(),
+                reason: reason.clone(),
+                at: None,
+                invalidity_date: None,
+            };
+            self.ca
+                .revoke(r)
+                .await
+                .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        }
+        let steps = [
+            step(process, StepKind::SignedRequest, 1, t, Some("valid")),
+            step(process, StepKind::Revoke, 2, t, Some("revoked")),
+        ];
         self.ca.store.add_application(&record, &steps).await?;
         self.view(&number).await
     }

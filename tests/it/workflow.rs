@@ -1,4 +1,4 @@
-//! P1, issue via the portal, end to end: the citizen's request, the registry check, the
+//! P1 (issue via the portal) and P3 (revoke via the portal), end to end: the citizen's request, the registry check, the
 //! operator's identity step, the to-be-signed document signed with openssl, issuance.
 
 use std::path::{Path, PathBuf};
@@ -77,7 +77,7 @@ fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf
 }
 
 #[test]
-fn p1_runs_from_the_portal_request_to_issued_certificates_and_refuses_with_reasons() {
+fn p1_issues_and_p3_revokes_from_the_portal_and_both_refuse_with_reasons() {
     let mut d = Deployment::new();
     d.init();
     d.start();
@@ -282,4 +282,75 @@ fn p1_runs_from_the_portal_request_to_issued_certificates_and_refuses_with_reaso
             .contains("operator_signature_other_operator"),
         "{v}"
     );
+
+    // P3: the applicant revokes the pair with a request signed by their own SIGN key.
+    let certs: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    let (auth_pem, sign_pem) = (work.path().join("a-auth.crt"), work.path().join("a-sign.crt"));
+    write(&auth_pem, certs[0].as_bytes());
+    write(&sign_pem, certs[1].as_bytes());
+    let serials = [serial_of(&auth_pem), serial_of(&sign_pem)];
+    let request = work.path().join("revoke.json");
+    write(
+        &request,
+        serde_json::json!({"service": "revoke", "applicant": {"iin": IIN}, "certificates": serials, "reason": "keyCompromise"})
+            .to_string()
+            .as_bytes(),
+    );
+    let signed_with = |cert: &Path, key: &Path, out: &Path| {
+        run_ok(
+            Command::new("openssl")
+                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
+                .arg(&request)
+                .arg("-signer")
+                .arg(cert)
+                .arg("-inkey")
+                .arg(key)
+                .arg("-out")
+                .arg(out),
+        );
+        let (status, body) = curl(&[
+            "-H",
+            "content-type: application/pkcs7-mime",
+            "--data-binary",
+            &format!("@{}", out.display()),
+            &format!("{}/api/v1/applications", d.public),
+        ]);
+        (status, json(&body))
+    };
+    // Signed with the AUTH key: not a signature in law; refused, nothing revoked.
+    let (status, v) = signed_with(&auth_pem, &work.path().join("a-auth.key"), &work.path().join("r1.p7s"));
+    assert_eq!(
+        (status, v["refusal"]["code"].as_str()),
+        (422, Some("applicant_signature_invalid")),
+        "{v}"
+    );
+    let (_, body) = d.get(&format!("/api/v1/certificates/{}", serials[1]));
+    assert_eq!(json(&body)["status"], "valid");
+    let (status, v) = signed_with(&sign_pem, &work.path().join("a-sign.key"), &work.path().join("r2.p7s"));
+    assert_eq!((status, v["status"].as_str()), (201, Some("completed")), "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["signed_request", "revoke"]);
+    for serial in &serials {
+        let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
+        let c = json(&body);
+        assert_eq!(
+            (c["status"].as_str(), c["revocation_reason"].as_str()),
+            (Some("revoked"), Some("keyCompromise")),
+            "{c}"
+        );
+    }
+    // Garbage is a bad request, recorded nowhere.
+    let (status, body) = curl(&[
+        "-H",
+        "content-type: application/pkcs7-mime",
+        "--data-binary",
+        "junk",
+        &format!("{}/api/v1/applications", d.public),
+    ]);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 }
