@@ -1,5 +1,6 @@
-//! P1 (issue via the portal) and P3 (revoke via the portal), end to end: the citizen's request, the registry check, the
-//! operator's identity step, the to-be-signed document signed with openssl, issuance.
+//! P1 (issue via the portal) and P3 (revoke via the portal), end to end: the citizen's request,
+//! the registry check, the operator's identity step, the to-be-signed document signed with
+//! openssl, issuance; then the revocation request signed with the citizen's own SIGN key.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
