@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, application_status};
 use super::{AppState, JsonBody, OperatorClient};
-use crate::workflow::application::{ApplicationRequest, IdentityRequest};
+use crate::workflow::application::{ApplicationRequest, IdentityRequest, SignedRequest};
 
 #[derive(Deserialize)]
 pub struct ByIin {
@@ -100,4 +100,15 @@ pub async fn confirmation(
 ) -> Result<impl IntoResponse, ApiError> {
     let view = s.workflow().confirm(&op, &number, &body).await?;
     Ok((application_status(&view.status, StatusCode::OK), Json(view)))
+}
+
+/// `POST /api/v1/operator/applications`: a service-centre application filed by the operator
+/// (P5 revoke: `{"service": "revoke", "applicant": {"iin"}, "certificates": [...], "reason"}`).
+pub async fn create_at_centre(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    JsonBody(req): JsonBody<SignedRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = s.workflow().create_at_centre(&op, req).await?;
+    Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
 }

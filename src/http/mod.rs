@@ -177,7 +177,10 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))
         .route("/api/v1/admin/operators/{iin}/dismiss", post(operators::dismiss))
         .route("/api/v1/operator/me", get(operators::me))
-        .route("/api/v1/operator/applications", get(applications::queue))
+        .route(
+            "/api/v1/operator/applications",
+            get(applications::queue).post(applications::create_at_centre),
+        )
         .route(
             "/api/v1/operator/applications/{number}/identity",
             post(applications::identity),

@@ -349,26 +349,9 @@ impl Workflow<'_> {
             .ok_or_else(|| WorkflowError::Invalid("no P3 in the regulation".into()))?;
         let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
         let holder = format!("IIN{}", iin.as_str());
-        if req.certificates.is_empty() {
-            return Err(WorkflowError::Invalid("certificates: name at least one serial".into()));
-        }
-        let reason = req.reason.clone().unwrap_or_else(|| "unspecified".into());
-        if crate::pki::revocation::parse_reason(&reason).is_none_or(|r| r == crate::pki::revocation::REMOVE_FROM_CRL) {
-            return Err(WorkflowError::Invalid(format!("reason {reason:?}")));
-        }
-        let mut serials = Vec::new();
-        for s in &req.certificates {
-            let serial =
-                crate::pki::normalise_serial(s).ok_or_else(|| WorkflowError::Invalid(format!("serial {s:?}")))?;
-            match self.ca.store.certificate(&serial).await? {
-                Some(c) if c.holder == holder => serials.push(serial),
-                _ => {
-                    return Err(WorkflowError::Invalid(format!(
-                        "certificate {s} is not the applicant's"
-                    )));
-                }
-            }
-        }
+        let (serials, reason) = self
+            .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
+            .await?;
         let t = now();
         let verdict = match self.ca.verify_cms(cms, None).await {
             Ok(v) if v.signer_holder == holder => Ok(()),
@@ -405,9 +388,35 @@ impl Workflow<'_> {
                 .await?;
             return self.view(&number).await;
         }
-        for serial in &serials {
+        self.revoke_listed(&serde_json::json!({"certificates": serials, "reason": reason}))
+            .await?;
+        let steps = [
+            step(process, StepKind::SignedRequest, 1, t, Some("valid")),
+            step(process, StepKind::Revoke, 2, t, Some("revoked")),
+        ];
+        self.ca.store.add_application(&record, &steps).await?;
+        self.view(&number).await
+    }
+
+    fn process_of(&self, a: &ApplicationRecord) -> Result<&Process, WorkflowError> {
+        self.regulation
+            .processes
+            .iter()
+            .find(|p| p.id == a.process)
+            .ok_or_else(|| WorkflowError::Invalid(format!("process {} is not in the regulation", a.process)))
+    }
+
+    /// Revokes the certificates an application names (`{"certificates": [...], "reason"}`).
+    async fn revoke_listed(&self, data: &serde_json::Value) -> Result<(), WorkflowError> {
+        let reason = data["reason"].as_str().unwrap_or("unspecified").to_string();
+        for serial in data["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+        {
             let r = crate::pki::revocation::RevokeRequest {
-                serial: serial.clone(),
+                serial: serial.to_string(),
                 reason: reason.clone(),
                 at: None,
                 invalidity_date: None,
@@ -417,11 +426,77 @@ impl Workflow<'_> {
                 .await
                 .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
         }
-        let steps = [
-            step(process, StepKind::SignedRequest, 1, t, Some("valid")),
-            step(process, StepKind::Revoke, 2, t, Some("revoked")),
-        ];
-        self.ca.store.add_application(&record, &steps).await?;
+        Ok(())
+    }
+
+    /// The certificates a request names, checked to be the applicant's; and the reason.
+    async fn applicants_certificates(
+        &self,
+        iin: &Iin,
+        certificates: &[String],
+        reason: Option<&str>,
+    ) -> Result<(Vec<String>, String), WorkflowError> {
+        let holder = format!("IIN{}", iin.as_str());
+        if certificates.is_empty() {
+            return Err(WorkflowError::Invalid("certificates: name at least one serial".into()));
+        }
+        let reason = reason.unwrap_or("unspecified").to_string();
+        if crate::pki::revocation::parse_reason(&reason).is_none_or(|r| r == crate::pki::revocation::REMOVE_FROM_CRL) {
+            return Err(WorkflowError::Invalid(format!("reason {reason:?}")));
+        }
+        let mut serials = Vec::new();
+        for s in certificates {
+            let serial =
+                crate::pki::normalise_serial(s).ok_or_else(|| WorkflowError::Invalid(format!("serial {s:?}")))?;
+            match self.ca.store.certificate(&serial).await? {
+                Some(c) if c.holder == holder => serials.push(serial),
+                _ => {
+                    return Err(WorkflowError::Invalid(format!(
+                        "certificate {s} is not the applicant's"
+                    )));
+                }
+            }
+        }
+        Ok((serials, reason))
+    }
+
+    /// P5, revoke at a service centre: the operator fills the request for the applicant in
+    /// front of them; identity, the operator's confirmation and the revocation follow.
+    pub async fn create_at_centre(&self, op: &Operator, req: SignedRequest) -> Result<ApplicationView, WorkflowError> {
+        if req.service != "revoke" {
+            return Err(WorkflowError::Invalid(format!(
+                "service {:?}: a centre files revoke here (ID-card issuance comes with the station)",
+                req.service
+            )));
+        }
+        let process = self
+            .regulation
+            .process(Service::Revoke, Channel::ServiceCentre)
+            .ok_or_else(|| WorkflowError::Invalid("no P5 in the regulation".into()))?;
+        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+        let (serials, reason) = self
+            .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
+            .await?;
+        let t = now();
+        let number = number::new_number();
+        let record = ApplicationRecord {
+            number: number.clone(),
+            process: process.id.clone(),
+            service: "revoke".into(),
+            channel: "service_centre".into(),
+            status: "awaiting_documents".into(),
+            iin: iin.as_str().to_string(),
+            applicant: serde_json::json!({"certificates": serials, "reason": reason, "filed_by": op.record.iin})
+                .to_string(),
+            centre: op.record.centre.clone(),
+            created_at: t,
+            updated_at: t,
+            ..Default::default()
+        };
+        self.ca
+            .store
+            .add_application(&record, &[step(process, StepKind::Identity, 1, t, None)])
+            .await?;
         self.view(&number).await
     }
 
@@ -528,10 +603,23 @@ impl Workflow<'_> {
         req: IdentityRequest,
     ) -> Result<ApplicationView, WorkflowError> {
         let a = self.operators_application(op, number).await?;
-        let process = p1(self.regulation)?;
+        let process = self.process_of(&a)?;
+        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let advance = if req.confirmed {
             let receipt = format!("R-{}", &a.number);
+            // P1 gives the receipt as a step of its own; P5 gives it within the identity step.
+            let mut steps = Vec::new();
+            if process.steps.iter().any(|s| s.step == StepKind::Receipt) {
+                steps.push(step(process, StepKind::Receipt, seq + 1, t, Some("given")));
+            }
+            steps.push(step(
+                process,
+                StepKind::Confirmation,
+                seq + 1 + steps.len() as i64,
+                t,
+                None,
+            ));
             Advance {
                 to: "awaiting_confirmation".into(),
                 outcome: format!(
@@ -539,10 +627,7 @@ impl Workflow<'_> {
                     op.record.iin,
                     req.documents.join(", ")
                 ),
-                steps: vec![
-                    step(process, StepKind::Receipt, 6, t, Some("given")),
-                    step(process, StepKind::Confirmation, 7, t, None),
-                ],
+                steps,
                 tbs: Some(to_be_signed(&a)),
                 receipt: Some(receipt),
                 ..Default::default()
@@ -597,7 +682,8 @@ impl Workflow<'_> {
                 status: a.status,
             });
         };
-        let process = p1(self.regulation)?;
+        let process = self.process_of(&a)?;
+        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let verdict: Result<(), String> = match self.ca.verify_cms(cms, Some(tbs.as_bytes())).await {
             Ok(v) if v.content != tbs.as_bytes() => Err(CmsError::ContentMismatch.code().to_string()),
@@ -609,7 +695,13 @@ impl Workflow<'_> {
             let refused = Advance {
                 to: "refused".into(),
                 outcome: format!("signature refused: {why}"),
-                steps: vec![step(process, StepKind::OperatorSignatureCheck, 8, t, Some("invalid"))],
+                steps: vec![step(
+                    process,
+                    StepKind::OperatorSignatureCheck,
+                    seq + 1,
+                    t,
+                    Some("invalid"),
+                )],
                 refusal: Some(refusal(
                     Condition::OperatorSignatureValid,
                     StepKind::OperatorSignatureCheck,
@@ -631,13 +723,18 @@ impl Workflow<'_> {
             return self.view(&a.number).await;
         }
         // The single transition that makes a confirmation count: a replay finds it done.
+        let result_step = if a.service == "revoke" {
+            StepKind::Revoke
+        } else {
+            StepKind::Issue
+        };
         let issuing = Advance {
             to: "issuing".into(),
             outcome: "signed".into(),
             confirmed_by: Some(op.record.iin.clone()),
             steps: vec![
-                step(process, StepKind::OperatorSignatureCheck, 8, t, Some("valid")),
-                step(process, StepKind::Issue, 9, t, None),
+                step(process, StepKind::OperatorSignatureCheck, seq + 1, t, Some("valid")),
+                step(process, result_step, seq + 2, t, None),
             ],
             ..Default::default()
         };
@@ -653,6 +750,16 @@ impl Workflow<'_> {
             });
         }
         let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        if a.service == "revoke" {
+            self.revoke_listed(&data).await?;
+            let done = Advance {
+                to: "completed".into(),
+                outcome: "revoked".into(),
+                ..Default::default()
+            };
+            self.ca.store.advance_application(&a.number, "issuing", &done).await?;
+            return self.view(&a.number).await;
+        }
         let applicant: ApplicantData =
             serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
         let org: Option<OrganizationData> = serde_json::from_value(data["organization"].clone()).unwrap_or(None);
@@ -699,6 +806,25 @@ fn subject(a: &ApplicantData, org: Option<&OrganizationData>) -> SubjectInput {
 /// The document an operator signs to confirm: what is confirmed, for whom, which keys, and a
 /// nonce so that no two confirmations are alike.
 fn to_be_signed(a: &ApplicationRecord) -> String {
+    if a.service == "revoke" {
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let mut nonce = [0u8; 16];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+        let serials: Vec<&str> = data["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .collect();
+        return format!(
+            "nca-confirmation v1\napplication: {}\napplicant: IIN{}\ndecision: revoke\ncertificates: {}\nreason: {}\nnonce: {}\n",
+            a.number,
+            a.iin,
+            serials.join(" "),
+            data["reason"].as_str().unwrap_or("unspecified"),
+            hex::encode(nonce)
+        );
+    }
     let sha = |s: &Option<String>| {
         hex::encode(ring::digest::digest(
             &ring::digest::SHA256,

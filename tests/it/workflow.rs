@@ -355,3 +355,113 @@ fn p1_issues_and_p3_revokes_from_the_portal_and_both_refuse_with_reasons() {
     ]);
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation() {
+    let mut d = Deployment::new();
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let op = work.path().join("op");
+    run_ok(&mut d.nca(&[
+        "operator",
+        "add",
+        "--iin",
+        "920708497088",
+        "--surname",
+        "Сейітқали",
+        "--name",
+        "Айгерім",
+        "--centre",
+        &centre,
+        "--out",
+        &op.display().to_string(),
+        "--key-algorithm",
+        "ec-p256",
+    ]));
+    let (_, _, serial) = d.issue_individual(work.path(), "citizen", IIN, "ec:P-256");
+    let (_, _, strangers) = d.issue_individual(work.path(), "stranger", "000101594515", "ec:P-256");
+
+    let file = |certs: &[&str]| {
+        serde_json::json!({"service": "revoke", "applicant": {"iin": IIN}, "certificates": certs, "reason": "cessationOfOperation"})
+            .to_string()
+    };
+    // Someone else's certificate cannot be named.
+    let (status, _) = as_operator(
+        &d,
+        &op,
+        "/api/v1/operator/applications",
+        Some(("content-type: application/json", &file(&[&strangers]))),
+    );
+    assert_eq!(status, 400);
+    let (status, body) = as_operator(
+        &d,
+        &op,
+        "/api/v1/operator/applications",
+        Some(("content-type: application/json", &file(&[&serial]))),
+    );
+    let v = json(&body);
+    assert_eq!(
+        (status, v["status"].as_str(), v["channel"].as_str()),
+        (201, Some("awaiting_documents"), Some("service_centre")),
+        "{v}"
+    );
+    let number = v["number"].as_str().unwrap().to_string();
+
+    let (status, body) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/identity"),
+        Some((
+            "content-type: application/json",
+            r#"{"confirmed":true,"documents":["identity card"]}"#,
+        )),
+    );
+    assert_eq!(
+        (status, json(&body)["status"].as_str()),
+        (200, Some("awaiting_confirmation"))
+    );
+    let (_, tbs) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/to-be-signed"),
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&tbs).contains("decision: revoke"),
+        "{}",
+        String::from_utf8_lossy(&tbs)
+    );
+    let cms = confirmation(&d, &op, &number, work.path());
+    let body = format!("@{}", cms.display());
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    let v = json(&resp);
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["identity", "confirmation", "operator_signature_check", "revoke"],
+        "{v}"
+    );
+    assert_eq!(v["steps"][3]["deadline_seconds"], 172800);
+    let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
+    let c = json(&body);
+    assert_eq!(
+        (c["status"].as_str(), c["revocation_reason"].as_str()),
+        (Some("revoked"), Some("cessationOfOperation")),
+        "{c}"
+    );
+    let (_, body) = d.get(&format!("/api/v1/certificates/{strangers}"));
+    assert_eq!(json(&body)["status"], "valid");
+}
