@@ -113,8 +113,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, \
-             sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at, tbs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&a.number)
         .bind(&a.process)
@@ -132,6 +132,7 @@ impl Store {
         .bind(&a.refusal_message)
         .bind(a.created_at)
         .bind(a.updated_at)
+        .bind(&a.tbs)
         .execute(&mut *tx)
         .await?;
         insert_steps(&mut tx, &a.number, steps).await?;

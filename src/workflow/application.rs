@@ -182,11 +182,6 @@ pub struct Workflow<'a> {
     pub centres: &'a Centres,
 }
 
-fn p1(reg: &Regulation) -> Result<&Process, WorkflowError> {
-    reg.process(Service::Issue, Channel::Portal)
-        .ok_or_else(|| WorkflowError::Invalid("no P1 in the regulation".into()))
-}
-
 /// The refusal a failed condition gives, as a triple for the store.
 fn refusal(c: Condition, kind: StepKind, message: String) -> (String, String, String) {
     (c.refusal_code().to_string(), kind_name(kind), message)
@@ -202,7 +197,23 @@ impl Workflow<'_> {
                 req.service
             )));
         }
-        let process = p1(self.regulation)?;
+        self.register(req, Service::Issue, Ok(())).await
+    }
+
+    /// P1 and P2 up to the operator: the request (P2: signed, condition 1 of P2 being the
+    /// applicant's own signature, checked by the caller into `signature`), the registry check,
+    /// registration; then P1 waits for the applicant at a centre, P2 for the operator's
+    /// confirmation.
+    async fn register(
+        &self,
+        req: ApplicationRequest,
+        service: Service,
+        signature: Result<(), String>,
+    ) -> Result<ApplicationView, WorkflowError> {
+        let process = self
+            .regulation
+            .process(service, Channel::Portal)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no {service:?} process in the regulation")))?;
         let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
         if let Some(o) = &req.organization {
             Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
@@ -255,9 +266,22 @@ impl Workflow<'_> {
 
         let t = now();
         let number = number::new_number();
-        let mut steps = vec![step(process, StepKind::Request, 1, t, Some("done"))];
+        let first = if service == Service::Reissue {
+            StepKind::SignedRequest
+        } else {
+            StepKind::Request
+        };
+        let mut steps = vec![step(
+            process,
+            first,
+            1,
+            t,
+            Some(if signature.is_ok() { "done" } else { "invalid" }),
+        )];
         let mut refused: Option<(String, String, String)> = None;
-        if let Some(p) = key_problem {
+        if let Err(why) = signature {
+            refused = Some(refusal(Condition::ApplicantSignatureValid, first, why));
+        } else if let Some(p) = key_problem {
             refused = Some(("key_rejected".into(), kind_name(StepKind::Request), p));
         } else {
             // Condition 1: the applicant's data exists in the state database, and is theirs.
@@ -296,20 +320,32 @@ impl Workflow<'_> {
                 Some(_) => {
                     steps.push(step(process, StepKind::Register, 3, t, Some("registered")));
                     steps.push(step(process, StepKind::NotifyNumber, 4, t, Some("shown")));
-                    steps.push(step(process, StepKind::Identity, 5, t, None));
+                    // P1: the applicant brings documents to a centre; P2: signed already, the
+                    // operator confirms.
+                    let next = if service == Service::Reissue {
+                        StepKind::Confirmation
+                    } else {
+                        StepKind::Identity
+                    };
+                    steps.push(step(process, next, 5, t, None));
                 }
             }
         }
         let applicant = serde_json::json!({"applicant": req.applicant, "organization": req.organization}).to_string();
-        let record = ApplicationRecord {
+        let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
-            service: "issue".into(),
-            channel: "portal".into(),
-            status: if refused.is_some() {
-                "refused"
+            service: if service == Service::Reissue {
+                "reissue"
             } else {
-                "awaiting_documents"
+                "issue"
+            }
+            .into(),
+            channel: "portal".into(),
+            status: match (&refused, service) {
+                (Some(_), _) => "refused",
+                (None, Service::Reissue) => "awaiting_confirmation",
+                (None, _) => "awaiting_documents",
             }
             .into(),
             iin: iin.as_str().to_string(),
@@ -325,21 +361,39 @@ impl Workflow<'_> {
             updated_at: t,
             ..Default::default()
         };
+        if record.status == "awaiting_confirmation" {
+            record.tbs = Some(to_be_signed(&record));
+        }
         self.ca.store.add_application(&record, &steps).await?;
         self.view(&number).await
     }
 
-    /// P3, revoke via the portal: a request signed with the applicant's own SIGN key
-    /// (condition 1: the signature is valid and the applicant's); the certificates named are
-    /// revoked and the application completes. A request whose content cannot be read is 400 and
+    /// P2 (reissue) and P3 (revoke) via the portal: a request signed with the applicant's own
+    /// SIGN key (condition 1: the signature is valid and the applicant's). P2 goes on as
+    /// [`Self::register`] says; in P3 the certificates named are revoked and the application
+    /// completes. A request whose content cannot be read is 400 and
     /// records nothing; one that does not verify is refused with `applicant_signature_invalid`.
     pub async fn submit_signed(&self, cms: &[u8]) -> Result<ApplicationView, WorkflowError> {
         let content = crate::pki::cms::content_of(cms).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
-        let req: SignedRequest =
+        let value: serde_json::Value =
             serde_json::from_slice(&content).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
+        if value["service"] == "reissue" {
+            let req: ApplicationRequest =
+                serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
+            let holder = format!("IIN{}", req.applicant.iin);
+            let signature = match self.ca.verify_cms(cms, None).await {
+                Ok(v) if v.signer_holder == holder => Ok(()),
+                Ok(_) => Err("signed with another person's certificate".to_string()),
+                Err(CmsError::Store(e)) => return Err(e.into()),
+                Err(e) => Err(format!("{} ({})", e, e.code())),
+            };
+            return self.register(req, Service::Reissue, signature).await;
+        }
+        let req: SignedRequest =
+            serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
         if req.service != "revoke" {
             return Err(WorkflowError::Invalid(format!(
-                "service {:?}: signed requests take revoke here",
+                "service {:?}: signed requests take reissue or revoke",
                 req.service
             )));
         }
@@ -834,11 +888,12 @@ fn to_be_signed(a: &ApplicationRecord) -> String {
     let mut nonce = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
     format!(
-        "nca-confirmation v1\napplication: {}\napplicant: IIN{}\nauth-request-sha256: {}\nsign-request-sha256: {}\ndecision: issue\nnonce: {}\n",
+        "nca-confirmation v1\napplication: {}\napplicant: IIN{}\nauth-request-sha256: {}\nsign-request-sha256: {}\ndecision: {}\nnonce: {}\n",
         a.number,
         a.iin,
         sha(&a.auth_csr),
         sha(&a.sign_csr),
+        a.service,
         hex::encode(nonce)
     )
 }

@@ -78,7 +78,7 @@ fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf
 }
 
 #[test]
-fn p1_issues_and_p3_revokes_from_the_portal_and_both_refuse_with_reasons() {
+fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results() {
     let mut d = Deployment::new();
     d.init();
     d.start();
@@ -283,6 +283,53 @@ fn p1_issues_and_p3_revokes_from_the_portal_and_both_refuse_with_reasons() {
             .contains("operator_signature_other_operator"),
         "{v}"
     );
+
+    // P2: the applicant asks for a new pair with a request signed by their current SIGN key;
+    // no visit to a centre, the operator confirms.
+    let certs_now: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    let current_sign = work.path().join("current-sign.crt");
+    write(&current_sign, certs_now[1].as_bytes());
+    let reissue =
+        application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "r").replace("\"issue\"", "\"reissue\"");
+    let reissue_file = work.path().join("reissue.json");
+    write(&reissue_file, reissue.as_bytes());
+    let signed = work.path().join("reissue.p7s");
+    run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
+            .arg(&reissue_file)
+            .arg("-signer")
+            .arg(&current_sign)
+            .arg("-inkey")
+            .arg(work.path().join("a-sign.key"))
+            .arg("-out")
+            .arg(&signed),
+    );
+    let (status, body) = curl(&[
+        "-H",
+        "content-type: application/pkcs7-mime",
+        "--data-binary",
+        &format!("@{}", signed.display()),
+        &format!("{}/api/v1/applications", d.public),
+    ]);
+    let v = json(&body);
+    assert_eq!(
+        (status, v["status"].as_str(), v["service"].as_str()),
+        (201, Some("awaiting_confirmation"), Some("reissue")),
+        "{v}"
+    );
+    let re_number = v["number"].as_str().unwrap().to_string();
+    let cms = confirmation(&d, &op, &re_number, work.path());
+    let body = format!("@{}", cms.display());
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{re_number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    let v = json(&resp);
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
 
     // P3: the applicant revokes the pair with a request signed by their own SIGN key.
     let certs: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
