@@ -155,6 +155,16 @@ impl Store {
         Ok(r.as_ref().map(row).transpose()?)
     }
 
+    /// The application that issued the certificate with this serial, if any.
+    pub async fn application_of_certificate(&self, serial: &str) -> Result<Option<ApplicationRecord>, StoreError> {
+        let q = format!("SELECT {COLUMNS} FROM applications WHERE auth_serial = $1 OR sign_serial = $1 LIMIT 1");
+        let r = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(serial)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(r.as_ref().map(row).transpose()?)
+    }
+
     /// A centre's applications in a status, oldest first.
     pub async fn centre_applications(&self, centre: &str, status: &str) -> Result<Vec<ApplicationRecord>, StoreError> {
         let q = format!(

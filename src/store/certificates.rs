@@ -326,6 +326,16 @@ impl Store {
         Ok(row.as_ref().map(cert_row).transpose()?)
     }
 
+    /// Serials of the certificates issued to a holder (IIN…), oldest first.
+    pub async fn certificates_of_holder(&self, holder: &str) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT serial FROM certificates WHERE holder = $1 AND status = 'issued' ORDER BY created_at")
+                .bind(holder)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, sqlx::Error>>()?)
+    }
+
     /// How many certificates are in each status, for `/metrics`.
     pub async fn certificate_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM certificates GROUP BY status")

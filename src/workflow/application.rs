@@ -197,7 +197,7 @@ impl Workflow<'_> {
                 req.service
             )));
         }
-        self.register(req, Service::Issue, Ok(())).await
+        self.register(req, Service::Issue, Ok(()), Vec::new()).await
     }
 
     /// P1 and P2 up to the operator: the request (P2: signed, condition 1 of P2 being the
@@ -209,6 +209,7 @@ impl Workflow<'_> {
         req: ApplicationRequest,
         service: Service,
         signature: Result<(), String>,
+        supersedes: Vec<String>,
     ) -> Result<ApplicationView, WorkflowError> {
         let process = self
             .regulation
@@ -331,7 +332,9 @@ impl Workflow<'_> {
                 }
             }
         }
-        let applicant = serde_json::json!({"applicant": req.applicant, "organization": req.organization}).to_string();
+        let applicant =
+            serde_json::json!({"applicant": req.applicant, "organization": req.organization, "supersedes": supersedes})
+                .to_string();
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
@@ -381,13 +384,20 @@ impl Workflow<'_> {
             let req: ApplicationRequest =
                 serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
             let holder = format!("IIN{}", req.applicant.iin);
-            let signature = match self.ca.verify_cms(cms, None).await {
-                Ok(v) if v.signer_holder == holder => Ok(()),
-                Ok(_) => Err("signed with another person's certificate".to_string()),
+            let (signature, supersedes) = match self.ca.verify_cms(cms, None).await {
+                Ok(v) if v.signer_holder == holder => {
+                    // The pair the signing certificate belongs to is the one superseded.
+                    let pair = match self.ca.store.application_of_certificate(&v.signer_serial).await? {
+                        Some(a) => a.auth_serial.into_iter().chain(a.sign_serial).collect(),
+                        None => vec![v.signer_serial.clone()],
+                    };
+                    (Ok(()), pair)
+                }
+                Ok(_) => (Err("signed with another person's certificate".to_string()), Vec::new()),
                 Err(CmsError::Store(e)) => return Err(e.into()),
-                Err(e) => Err(format!("{} ({})", e, e.code())),
+                Err(e) => (Err(format!("{} ({})", e, e.code())), Vec::new()),
             };
-            return self.register(req, Service::Reissue, signature).await;
+            return self.register(req, Service::Reissue, signature, supersedes).await;
         }
         let req: SignedRequest =
             serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
@@ -491,8 +501,33 @@ impl Workflow<'_> {
         reason: Option<&str>,
     ) -> Result<(Vec<String>, String), WorkflowError> {
         let holder = format!("IIN{}", iin.as_str());
+        let t = now();
         if certificates.is_empty() {
-            return Err(WorkflowError::Invalid("certificates: name at least one serial".into()));
+            // None named: all of the applicant's certificates that are still in force.
+            let mut all = Vec::new();
+            for serial in self.ca.store.certificates_of_holder(&holder).await? {
+                if !self
+                    .ca
+                    .store
+                    .revocation(&serial)
+                    .await?
+                    .is_some_and(|r| r.effective_at(t))
+                {
+                    all.push(serial);
+                }
+            }
+            if all.is_empty() {
+                return Err(WorkflowError::Invalid(
+                    "the applicant has no certificate in force".into(),
+                ));
+            }
+            let reason = reason.unwrap_or("unspecified").to_string();
+            if crate::pki::revocation::parse_reason(&reason)
+                .is_none_or(|r| r == crate::pki::revocation::REMOVE_FROM_CRL)
+            {
+                return Err(WorkflowError::Invalid(format!("reason {reason:?}")));
+            }
+            return Ok((all, reason));
         }
         let reason = reason.unwrap_or("unspecified").to_string();
         if crate::pki::revocation::parse_reason(&reason).is_none_or(|r| r == crate::pki::revocation::REMOVE_FROM_CRL) {
@@ -831,6 +866,17 @@ impl Workflow<'_> {
         };
         let auth = self.ca.issue(issue(auth_profile, &a.auth_csr)).await?;
         let sign = self.ca.issue(issue(sign_profile, &a.sign_csr)).await?;
+        // A reissue supersedes the pair whose SIGN key signed the request, once the new one exists.
+        let superseded: Vec<&str> = data["supersedes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if !superseded.is_empty() {
+            self.revoke_listed(&serde_json::json!({"certificates": superseded, "reason": "superseded"}))
+                .await?;
+        }
         let done = Advance {
             to: "completed".into(),
             outcome: "issued".into(),

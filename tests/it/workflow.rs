@@ -330,10 +330,24 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     let v = json(&resp);
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
     assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
+    // The superseded pair is revoked once the new one exists.
+    for old in [certs_now[0], certs_now[1]] {
+        let f = work.path().join("old.pem");
+        write(&f, old.as_bytes());
+        let (_, body) = d.get(&format!("/api/v1/certificates/{}", serial_of(&f)));
+        let c = json(&body);
+        assert_eq!(
+            (c["status"].as_str(), c["revocation_reason"].as_str()),
+            (Some("revoked"), Some("superseded")),
+            "{c}"
+        );
+    }
 
-    // P3: the applicant revokes the pair with a request signed by their own SIGN key.
-    let certs: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
-    let (auth_pem, sign_pem) = (work.path().join("a-auth.crt"), work.path().join("a-sign.crt"));
+    // P3: the applicant revokes the new pair with a request signed by its SIGN key.
+    let (_, new_pem) = d.get(&format!("/api/v1/applications/{re_number}/certificates?iin={IIN}"));
+    let new_text = String::from_utf8(new_pem).unwrap();
+    let certs: Vec<&str> = new_text.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    let (auth_pem, sign_pem) = (work.path().join("r-auth.crt"), work.path().join("r-sign.crt"));
     write(&auth_pem, certs[0].as_bytes());
     write(&sign_pem, certs[1].as_bytes());
     let serials = [serial_of(&auth_pem), serial_of(&sign_pem)];
@@ -366,7 +380,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
         (status, json(&body))
     };
     // Signed with the AUTH key: not a signature in law; refused, nothing revoked.
-    let (status, v) = signed_with(&auth_pem, &work.path().join("a-auth.key"), &work.path().join("r1.p7s"));
+    let (status, v) = signed_with(&auth_pem, &work.path().join("r-auth.key"), &work.path().join("r1.p7s"));
     assert_eq!(
         (status, v["refusal"]["code"].as_str()),
         (422, Some("applicant_signature_invalid")),
@@ -374,7 +388,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     );
     let (_, body) = d.get(&format!("/api/v1/certificates/{}", serials[1]));
     assert_eq!(json(&body)["status"], "valid");
-    let (status, v) = signed_with(&sign_pem, &work.path().join("a-sign.key"), &work.path().join("r2.p7s"));
+    let (status, v) = signed_with(&sign_pem, &work.path().join("r-sign.key"), &work.path().join("r2.p7s"));
     assert_eq!((status, v["status"].as_str()), (201, Some("completed")), "{v}");
     let steps: Vec<&str> = v["steps"]
         .as_array()
@@ -511,4 +525,13 @@ fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation(
     );
     let (_, body) = d.get(&format!("/api/v1/certificates/{strangers}"));
     assert_eq!(json(&body)["status"], "valid");
+    // Naming none means all of the applicant's certificates in force: here there are none left.
+    let (status, body) = as_operator(
+        &d,
+        &op,
+        "/api/v1/operator/applications",
+        Some(("content-type: application/json", &file(&[]))),
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("no certificate in force"));
 }
