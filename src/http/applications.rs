@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, application_status};
 use super::{AppState, JsonBody, OperatorClient};
-use crate::workflow::application::{ApplicationRequest, IdentityRequest, SignedRequest};
+use crate::workflow::application::{ApplicationRequest, CentreIssue, CsrPair, IdentityRequest, SignedRequest};
 
 #[derive(Deserialize)]
 pub struct ByIin {
@@ -102,13 +102,33 @@ pub async fn confirmation(
     Ok((application_status(&view.status, StatusCode::OK), Json(view)))
 }
 
-/// `POST /api/v1/operator/applications`: a service-centre application filed by the operator
-/// (P5 revoke: `{"service": "revoke", "applicant": {"iin"}, "certificates": [...], "reason"}`).
+/// `POST /api/v1/operator/applications`: a service-centre application filed by the operator:
+/// P4 `{"service": "issue", "applicant": {…}, "organization"?}` (the CSRs follow through
+/// `/requests`), or P5 `{"service": "revoke", "applicant": {"iin"}, "certificates": [...], "reason"}`.
 pub async fn create_at_centre(
     State(s): State<AppState>,
     OperatorClient(op): OperatorClient,
-    JsonBody(req): JsonBody<SignedRequest>,
+    JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.workflow().create_at_centre(&op, req).await?;
+    let invalid = |e: serde_json::Error| ApiError::bad_request("request_invalid", e.to_string());
+    let view = if body["service"] == "issue" {
+        s.workflow()
+            .create_issue_at_centre(&op, serde_json::from_value::<CentreIssue>(body).map_err(invalid)?)
+            .await?
+    } else {
+        s.workflow()
+            .create_at_centre(&op, serde_json::from_value::<SignedRequest>(body).map_err(invalid)?)
+            .await?
+    };
     Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
+}
+
+/// `POST /api/v1/operator/applications/{n}/requests`: `{"auth", "sign"}`, CSRs made on the card.
+pub async fn card_requests(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+    JsonBody(pair): JsonBody<CsrPair>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.workflow().card_requests(&op, &number, pair).await?))
 }

@@ -186,6 +186,10 @@ pub fn operator_router(state: AppState) -> Router {
             post(applications::identity),
         )
         .route(
+            "/api/v1/operator/applications/{number}/requests",
+            post(applications::card_requests),
+        )
+        .route(
             "/api/v1/operator/applications/{number}/to-be-signed",
             get(applications::to_be_signed),
         )

@@ -55,6 +55,8 @@ pub struct Advance {
     pub confirmed_by: Option<String>,
     pub auth_serial: Option<String>,
     pub sign_serial: Option<String>,
+    pub auth_csr: Option<String>,
+    pub sign_csr: Option<String>,
     pub refusal: Option<(String, String, String)>,
 }
 
@@ -217,7 +219,8 @@ impl Store {
             "UPDATE applications SET status = $1, tbs = COALESCE($2, tbs), receipt = COALESCE($3, receipt), \
              confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
              sign_serial = COALESCE($6, sign_serial), refusal_code = COALESCE($7, refusal_code), \
-             refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10 \
+             refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10, \
+             auth_csr = COALESCE($13, auth_csr), sign_csr = COALESCE($14, sign_csr) \
              WHERE number = $11 AND status = $12",
         )
         .bind(&a.to)
@@ -232,6 +235,8 @@ impl Store {
         .bind(at)
         .bind(number)
         .bind(from)
+        .bind(&a.auth_csr)
+        .bind(&a.sign_csr)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {

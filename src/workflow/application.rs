@@ -69,7 +69,18 @@ pub struct SignedApplicant {
     pub iin: String,
 }
 
-/// What the operator states at the identity step (condition 2).
+/// What an operator files for an ID-card issuance (P4): the applicant in front of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreIssue {
+    pub service: String,
+    pub applicant: ApplicantData,
+    pub organization: Option<OrganizationData>,
+    #[serde(default)]
+    pub storage: Option<String>,
+}
+
+/// What an operator states at the identity step (condition 2).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityRequest {
@@ -549,6 +560,160 @@ impl Workflow<'_> {
         Ok((serials, reason))
     }
 
+    /// P4, issue onto an ID card at a centre: the operator, having identified the applicant,
+    /// files the request; the registry is asked (condition 2); the application then waits for
+    /// the CSRs made on the card.
+    pub async fn create_issue_at_centre(
+        &self,
+        op: &Operator,
+        req: CentreIssue,
+    ) -> Result<ApplicationView, WorkflowError> {
+        let process = self
+            .regulation
+            .process(Service::Issue, Channel::ServiceCentre)
+            .ok_or_else(|| WorkflowError::Invalid("no P4 in the regulation".into()))?;
+        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+        if let Some(o) = &req.organization {
+            Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
+        }
+        let profile_name = if req.organization.is_some() {
+            "legal-auth"
+        } else {
+            "individual-auth"
+        };
+        let profile = self
+            .ca
+            .profiles
+            .get(profile_name)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no profile {profile_name}")))?;
+        crate::pki::subject::build(
+            profile,
+            &subject(&req.applicant, req.organization.as_ref()),
+            &self.ca.config.ca.country,
+        )
+        .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        let t = now();
+        let found = self.registry.person(&iin).await?;
+        let mut steps = vec![
+            step(process, StepKind::Identity, 1, t, Some("confirmed")),
+            step(process, StepKind::Request, 2, t, Some("filled")),
+            step(
+                process,
+                StepKind::RegistryCheck,
+                3,
+                t,
+                Some(if found.is_some() { "found" } else { "not_found" }),
+            ),
+        ];
+        let refused = match &found {
+            None => Some(refusal(
+                Condition::ApplicantDataExists,
+                StepKind::RegistryCheck,
+                "the state database has no person with this IIN".into(),
+            )),
+            Some(p)
+                if !names_match(&req.applicant.surname, &p.surname) || !names_match(&req.applicant.name, &p.name) =>
+            {
+                Some((
+                    "registry_mismatch".into(),
+                    kind_name(StepKind::RegistryCheck),
+                    "the names given differ from the state database's".into(),
+                ))
+            }
+            Some(_) => {
+                steps.push(step(process, StepKind::CardKeys, 4, t, None));
+                None
+            }
+        };
+        let number = number::new_number();
+        let record = ApplicationRecord {
+            number: number.clone(),
+            process: process.id.clone(),
+            service: "issue".into(),
+            channel: "service_centre".into(),
+            status: if refused.is_some() { "refused" } else { "awaiting_documents" }.into(),
+            iin: iin.as_str().to_string(),
+            applicant: serde_json::json!({"applicant": req.applicant, "organization": req.organization, "filed_by": op.record.iin})
+                .to_string(),
+            centre: op.record.centre.clone(),
+            storage: req.storage.unwrap_or_else(|| "id_card".into()),
+            refusal_code: refused.as_ref().map(|r| r.0.clone()),
+            refusal_step: refused.as_ref().map(|r| r.1.clone()),
+            refusal_message: refused.as_ref().map(|r| r.2.clone()),
+            created_at: t,
+            updated_at: t,
+            ..Default::default()
+        };
+        self.ca.store.add_application(&record, &steps).await?;
+        self.view(&number).await
+    }
+
+    /// P4: the CSRs made on the card. Checked as at the portal (a bad one is 400 and changes
+    /// nothing, so the station can try again); then the request is registered and waits for the
+    /// operator's confirmation.
+    pub async fn card_requests(
+        &self,
+        op: &Operator,
+        number: &str,
+        pair: CsrPair,
+    ) -> Result<ApplicationView, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        if a.process != "P4" || a.status != "awaiting_documents" {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            });
+        }
+        let process = self.process_of(&a)?;
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let profile_name = if data["organization"].is_object() {
+            "legal-auth"
+        } else {
+            "individual-auth"
+        };
+        let profile = self
+            .ca
+            .profiles
+            .get(profile_name)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no profile {profile_name}")))?;
+        for (which, pem) in [("auth", &pair.auth), ("sign", &pair.sign)] {
+            let parsed = csr::parse(pem.as_bytes()).map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
+            policy::judge_key(&parsed.spki, profile).map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
+            parsed
+                .check_possession()
+                .map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
+        }
+        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let t = now();
+        let mut with_csrs = a.clone();
+        with_csrs.auth_csr = Some(pair.auth.clone());
+        with_csrs.sign_csr = Some(pair.sign.clone());
+        let advance = Advance {
+            to: "awaiting_confirmation".into(),
+            outcome: "made on the card".into(),
+            steps: vec![
+                step(process, StepKind::Register, seq + 1, t, Some("registered")),
+                step(process, StepKind::Confirmation, seq + 2, t, None),
+            ],
+            tbs: Some(to_be_signed(&with_csrs)),
+            auth_csr: Some(pair.auth),
+            sign_csr: Some(pair.sign),
+            ..Default::default()
+        };
+        if !self
+            .ca
+            .store
+            .advance_application(&a.number, "awaiting_documents", &advance)
+            .await?
+        {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            });
+        }
+        self.view(&a.number).await
+    }
+
     /// P5, revoke at a service centre: the operator fills the request for the applicant in
     /// front of them; identity, the operator's confirmation and the revocation follow.
     pub async fn create_at_centre(&self, op: &Operator, req: SignedRequest) -> Result<ApplicationView, WorkflowError> {
@@ -812,10 +977,11 @@ impl Workflow<'_> {
             return self.view(&a.number).await;
         }
         // The single transition that makes a confirmation count: a replay finds it done.
-        let result_step = if a.service == "revoke" {
-            StepKind::Revoke
-        } else {
-            StepKind::Issue
+        // The result: revocation; issuance; or, on an ID card, the certificates to write onto it.
+        let result_step = match a.service.as_str() {
+            "revoke" => StepKind::Revoke,
+            _ if process.steps.iter().any(|s| s.step == StepKind::Issue) => StepKind::Issue,
+            _ => StepKind::WriteCard,
         };
         let issuing = Advance {
             to: "issuing".into(),

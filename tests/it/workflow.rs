@@ -535,3 +535,115 @@ fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation(
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("no certificate in force"));
 }
+
+#[test]
+fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
+    let mut d = Deployment::new();
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let op = work.path().join("op");
+    run_ok(&mut d.nca(&[
+        "operator",
+        "add",
+        "--iin",
+        "920708497088",
+        "--surname",
+        "Сейітқали",
+        "--name",
+        "Айгерім",
+        "--centre",
+        &centre,
+        "--out",
+        &op.display().to_string(),
+        "--key-algorithm",
+        "ec-p256",
+    ]));
+    let filing =
+        serde_json::json!({"service": "issue", "applicant": {"iin": IIN, "surname": "Құнанбай", "name": "Абай"}})
+            .to_string();
+    let (status, body) = as_operator(
+        &d,
+        &op,
+        "/api/v1/operator/applications",
+        Some(("content-type: application/json", &filing)),
+    );
+    let v = json(&body);
+    assert_eq!(
+        (status, v["status"].as_str(), v["channel"].as_str()),
+        (201, Some("awaiting_documents"), Some("service_centre")),
+        "{v}"
+    );
+    let number = v["number"].as_str().unwrap().to_string();
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["identity", "request", "registry_check", "card_keys"], "{v}");
+
+    // The CSRs made on the card (here by openssl: the station issue does it on a token).
+    let (_, auth) = openssl_csr(work.path(), "card-auth", "rsa:2048");
+    let (_, sign) = openssl_csr(work.path(), "card-sign", "rsa:2048");
+    let (_, weak) = openssl_csr(work.path(), "card-weak", "rsa:1024");
+    let pair = |a: &PathBuf, s: &PathBuf| {
+        serde_json::json!({"auth": std::fs::read_to_string(a).unwrap(), "sign": std::fs::read_to_string(s).unwrap()})
+            .to_string()
+    };
+    let path = format!("/api/v1/operator/applications/{number}/requests");
+    let (status, _) = as_operator(
+        &d,
+        &op,
+        &path,
+        Some(("content-type: application/json", &pair(&auth, &weak))),
+    );
+    assert_eq!(status, 400, "a weak key is refused and changes nothing");
+    let (status, body) = as_operator(
+        &d,
+        &op,
+        &path,
+        Some(("content-type: application/json", &pair(&auth, &sign))),
+    );
+    let v = json(&body);
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("awaiting_confirmation")),
+        "{v}"
+    );
+
+    let cms = confirmation(&d, &op, &number, work.path());
+    let body = format!("@{}", cms.display());
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    let v = json(&resp);
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "identity",
+            "request",
+            "registry_check",
+            "card_keys",
+            "register",
+            "confirmation",
+            "operator_signature_check",
+            "write_card"
+        ],
+        "{v}"
+    );
+    let (status, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 4);
+}
