@@ -119,9 +119,8 @@ fn attribute(attrs: &cms::signed_data::SignedAttributes, oid: ObjectIdentifier) 
     attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.iter().next())
 }
 
-/// The content of an attached SignedData, unverified: to read what a request claims before
-/// deciding on it (the decision then rests on [`Ca::verify_cms`]).
-pub fn content_of(input: &[u8]) -> Result<Vec<u8>, CmsError> {
+/// The SignedData in a DER or PEM ContentInfo.
+fn signed_data(input: &[u8]) -> Result<SignedData, CmsError> {
     let der = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
         der::pem::decode_vec(input.trim_ascii()).map_err(malformed)?.1
     } else {
@@ -134,8 +133,13 @@ pub fn content_of(input: &[u8]) -> Result<Vec<u8>, CmsError> {
             ci.content_type
         )));
     }
-    let sd: SignedData = ci.content.decode_as().map_err(malformed)?;
-    let any = sd
+    ci.content.decode_as().map_err(malformed)
+}
+
+/// The content of an attached SignedData, unverified: to read what a request claims before
+/// deciding on it (the decision then rests on [`Ca::verify_cms`]).
+pub fn content_of(input: &[u8]) -> Result<Vec<u8>, CmsError> {
+    let any = signed_data(input)?
         .encap_content_info
         .econtent
         .ok_or_else(|| CmsError::Incomplete("a signed request must carry its content".into()))?;
@@ -146,19 +150,7 @@ impl Ca {
     /// Verifies a CMS SignedData (DER, or PEM labelled CMS or PKCS7). `detached` is the content
     /// when the message does not carry it. Returns the signer and the content.
     pub async fn verify_cms(&self, input: &[u8], detached: Option<&[u8]>) -> Result<Verified, CmsError> {
-        let der = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
-            der::pem::decode_vec(input.trim_ascii()).map_err(malformed)?.1
-        } else {
-            input.to_vec()
-        };
-        let ci = ContentInfo::from_der(&der).map_err(malformed)?;
-        if ci.content_type != ID_SIGNED_DATA {
-            return Err(CmsError::Malformed(format!(
-                "content type {} is not signedData",
-                ci.content_type
-            )));
-        }
-        let sd: SignedData = ci.content.decode_as().map_err(malformed)?;
+        let sd = signed_data(input)?;
         let content = match (&sd.encap_content_info.econtent, detached) {
             (Some(any), _) => any.decode_as::<OctetString>().map_err(malformed)?.as_bytes().to_vec(),
             (None, Some(c)) => c.to_vec(),

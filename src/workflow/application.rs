@@ -198,6 +198,31 @@ fn refusal(c: Condition, kind: StepKind, message: String) -> (String, String, St
     (c.refusal_code().to_string(), kind_name(kind), message)
 }
 
+/// The profile of an applicant's AUTH certificate: legal-entity when an organisation is named.
+fn auth_profile(ca: &Ca, legal: bool) -> Result<&crate::pki::profile::Profile, WorkflowError> {
+    let name = if legal { "legal-auth" } else { "individual-auth" };
+    ca.profiles
+        .get(name)
+        .ok_or_else(|| WorkflowError::Invalid(format!("no profile {name}")))
+}
+
+/// Checks an applicant as stated (IIN and BIN check digits, the subject the certificates would
+/// carry) before anything is recorded; returns the IIN and the AUTH profile.
+fn check_applicant<'c>(
+    ca: &'c Ca,
+    applicant: &ApplicantData,
+    org: Option<&OrganizationData>,
+) -> Result<(Iin, &'c crate::pki::profile::Profile), WorkflowError> {
+    let iin = Iin::parse(&applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+    if let Some(o) = org {
+        Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
+    }
+    let profile = auth_profile(ca, org.is_some())?;
+    crate::pki::subject::build(profile, &subject(applicant, org), &ca.config.ca.country)
+        .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+    Ok((iin, profile))
+}
+
 impl Workflow<'_> {
     /// P1 steps 1–5: the request, the registry check (condition 1), registration. Returns the
     /// application, refused or awaiting the applicant at a centre.
@@ -226,10 +251,7 @@ impl Workflow<'_> {
             .regulation
             .process(service, Channel::Portal)
             .ok_or_else(|| WorkflowError::Invalid(format!("no {service:?} process in the regulation")))?;
-        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
-        if let Some(o) = &req.organization {
-            Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
-        }
+        let (iin, profile) = check_applicant(self.ca, &req.applicant, req.organization.as_ref())?;
         if self.centres.centre(&req.registration_centre).is_none() {
             return Err(WorkflowError::Invalid(format!(
                 "no registration centre {:?}",
@@ -246,23 +268,6 @@ impl Workflow<'_> {
             .requests
             .clone()
             .ok_or_else(|| WorkflowError::Invalid("requests {auth, sign} are required".into()))?;
-        // The subject must build (names, e-mail) before anything is recorded.
-        let profile_name = if req.organization.is_some() {
-            "legal-auth"
-        } else {
-            "individual-auth"
-        };
-        let profile = self
-            .ca
-            .profiles
-            .get(profile_name)
-            .ok_or_else(|| WorkflowError::Invalid(format!("no profile {profile_name}")))?;
-        crate::pki::subject::build(
-            profile,
-            &subject(&req.applicant, req.organization.as_ref()),
-            &self.ca.config.ca.country,
-        )
-        .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
         let mut key_problem = None;
         for (which, pem) in [("auth", &pair.auth), ("sign", &pair.sign)] {
             let parsed =
@@ -297,39 +302,11 @@ impl Workflow<'_> {
             refused = Some(("key_rejected".into(), kind_name(StepKind::Request), p));
         } else {
             // Condition 1: the applicant's data exists in the state database, and is theirs.
-            let found = self.registry.person(&iin).await?;
-            steps.push(step(
-                process,
-                StepKind::RegistryCheck,
-                2,
-                t,
-                Some(if found.is_some() { "found" } else { "not_found" }),
-            ));
-            match found {
+            let (outcome, refused_by_registry) = self.registry_check(&iin, &req.applicant).await?;
+            steps.push(step(process, StepKind::RegistryCheck, 2, t, Some(outcome)));
+            match refused_by_registry {
+                Some(r) => refused = Some(r),
                 None => {
-                    refused = Some(refusal(
-                        Condition::ApplicantDataExists,
-                        StepKind::RegistryCheck,
-                        "the state database has no person with this IIN".into(),
-                    ))
-                }
-                Some(p)
-                    if !names_match(&req.applicant.surname, &p.surname)
-                        || !names_match(&req.applicant.name, &p.name)
-                        || req
-                            .applicant
-                            .patronymic
-                            .as_deref()
-                            .filter(|g| !g.trim().is_empty())
-                            .is_some_and(|g| !names_match(g, p.patronymic.as_deref().unwrap_or(""))) =>
-                {
-                    refused = Some((
-                        "registry_mismatch".into(),
-                        kind_name(StepKind::RegistryCheck),
-                        "the names given differ from the state database's".into(),
-                    ))
-                }
-                Some(_) => {
                     steps.push(step(process, StepKind::Register, 3, t, Some("registered")));
                     steps.push(step(process, StepKind::NotifyNumber, 4, t, Some("shown")));
                     // P1: the applicant brings documents to a centre; P2: signed already, the
@@ -572,59 +549,17 @@ impl Workflow<'_> {
             .regulation
             .process(Service::Issue, Channel::ServiceCentre)
             .ok_or_else(|| WorkflowError::Invalid("no P4 in the regulation".into()))?;
-        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
-        if let Some(o) = &req.organization {
-            Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
-        }
-        let profile_name = if req.organization.is_some() {
-            "legal-auth"
-        } else {
-            "individual-auth"
-        };
-        let profile = self
-            .ca
-            .profiles
-            .get(profile_name)
-            .ok_or_else(|| WorkflowError::Invalid(format!("no profile {profile_name}")))?;
-        crate::pki::subject::build(
-            profile,
-            &subject(&req.applicant, req.organization.as_ref()),
-            &self.ca.config.ca.country,
-        )
-        .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        let (iin, _) = check_applicant(self.ca, &req.applicant, req.organization.as_ref())?;
         let t = now();
-        let found = self.registry.person(&iin).await?;
+        let (outcome, refused) = self.registry_check(&iin, &req.applicant).await?;
         let mut steps = vec![
             step(process, StepKind::Identity, 1, t, Some("confirmed")),
             step(process, StepKind::Request, 2, t, Some("filled")),
-            step(
-                process,
-                StepKind::RegistryCheck,
-                3,
-                t,
-                Some(if found.is_some() { "found" } else { "not_found" }),
-            ),
+            step(process, StepKind::RegistryCheck, 3, t, Some(outcome)),
         ];
-        let refused = match &found {
-            None => Some(refusal(
-                Condition::ApplicantDataExists,
-                StepKind::RegistryCheck,
-                "the state database has no person with this IIN".into(),
-            )),
-            Some(p)
-                if !names_match(&req.applicant.surname, &p.surname) || !names_match(&req.applicant.name, &p.name) =>
-            {
-                Some((
-                    "registry_mismatch".into(),
-                    kind_name(StepKind::RegistryCheck),
-                    "the names given differ from the state database's".into(),
-                ))
-            }
-            Some(_) => {
-                steps.push(step(process, StepKind::CardKeys, 4, t, None));
-                None
-            }
-        };
+        if refused.is_none() {
+            steps.push(step(process, StepKind::CardKeys, 4, t, None));
+        }
         let number = number::new_number();
         let record = ApplicationRecord {
             number: number.clone(),
@@ -666,16 +601,7 @@ impl Workflow<'_> {
         }
         let process = self.process_of(&a)?;
         let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        let profile_name = if data["organization"].is_object() {
-            "legal-auth"
-        } else {
-            "individual-auth"
-        };
-        let profile = self
-            .ca
-            .profiles
-            .get(profile_name)
-            .ok_or_else(|| WorkflowError::Invalid(format!("no profile {profile_name}")))?;
+        let profile = auth_profile(self.ca, data["organization"].is_object())?;
         for (which, pem) in [("auth", &pair.auth), ("sign", &pair.sign)] {
             let parsed = csr::parse(pem.as_bytes()).map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
             policy::judge_key(&parsed.spki, profile).map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
@@ -752,6 +678,39 @@ impl Workflow<'_> {
             .add_application(&record, &[step(process, StepKind::Identity, 1, t, None)])
             .await?;
         self.view(&number).await
+    }
+
+    /// Condition "the applicant's data exists": the person is in the state database, under the
+    /// names given. `Ok(None)` when so, `Ok(Some(refusal))` when not; the step's outcome is
+    /// `found` or `not_found`.
+    async fn registry_check(
+        &self,
+        iin: &Iin,
+        applicant: &ApplicantData,
+    ) -> Result<(&'static str, Option<(String, String, String)>), WorkflowError> {
+        let Some(p) = self.registry.person(iin).await? else {
+            let refused = refusal(
+                Condition::ApplicantDataExists,
+                StepKind::RegistryCheck,
+                "the state database has no person with this IIN".into(),
+            );
+            return Ok(("not_found", Some(refused)));
+        };
+        let patronymic_differs = applicant
+            .patronymic
+            .as_deref()
+            .filter(|g| !g.trim().is_empty())
+            .is_some_and(|g| !names_match(g, p.patronymic.as_deref().unwrap_or("")));
+        if !names_match(&applicant.surname, &p.surname) || !names_match(&applicant.name, &p.name) || patronymic_differs
+        {
+            let refused = (
+                "registry_mismatch".to_string(),
+                kind_name(StepKind::RegistryCheck),
+                "the names given differ from the state database's".to_string(),
+            );
+            return Ok(("found", Some(refused)));
+        }
+        Ok(("found", None))
     }
 
     /// The application with its steps, or `NotFound`.
