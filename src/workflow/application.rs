@@ -626,18 +626,7 @@ impl Workflow<'_> {
             sign_csr: Some(pair.sign),
             ..Default::default()
         };
-        if !self
-            .ca
-            .store
-            .advance_application(&a.number, "awaiting_documents", &advance)
-            .await?
-        {
-            return Err(WorkflowError::Status {
-                number: a.number,
-                status: a.status,
-            });
-        }
-        self.view(&a.number).await
+        self.advance(&a, "awaiting_documents", &advance).await
     }
 
     /// P5, revoke at a service centre: the operator fills the request for the applicant in
@@ -711,6 +700,23 @@ impl Workflow<'_> {
             return Ok(("found", Some(refused)));
         }
         Ok(("found", None))
+    }
+
+    /// Moves the application on from `from` and shows it; a conflict when it is no longer there
+    /// (another request moved it first).
+    async fn advance(
+        &self,
+        a: &ApplicationRecord,
+        from: &str,
+        change: &Advance,
+    ) -> Result<ApplicationView, WorkflowError> {
+        if !self.ca.store.advance_application(&a.number, from, change).await? {
+            return Err(WorkflowError::Status {
+                number: a.number.clone(),
+                status: a.status.clone(),
+            });
+        }
+        self.view(&a.number).await
     }
 
     /// The application with its steps, or `NotFound`.
@@ -858,18 +864,7 @@ impl Workflow<'_> {
                 ..Default::default()
             }
         };
-        if !self
-            .ca
-            .store
-            .advance_application(&a.number, "awaiting_documents", &advance)
-            .await?
-        {
-            return Err(WorkflowError::Status {
-                number: a.number,
-                status: a.status,
-            });
-        }
-        self.view(&a.number).await
+        self.advance(&a, "awaiting_documents", &advance).await
     }
 
     /// The exact bytes the operator signs.
@@ -922,18 +917,7 @@ impl Workflow<'_> {
                 )),
                 ..Default::default()
             };
-            if !self
-                .ca
-                .store
-                .advance_application(&a.number, "awaiting_confirmation", &refused)
-                .await?
-            {
-                return Err(WorkflowError::Status {
-                    number: a.number,
-                    status: a.status,
-                });
-            }
-            return self.view(&a.number).await;
+            return self.advance(&a, "awaiting_confirmation", &refused).await;
         }
         // The single transition that makes a confirmation count: a replay finds it done.
         // The result: revocation; issuance; or, on an ID card, the certificates to write onto it.

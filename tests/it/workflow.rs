@@ -47,6 +47,39 @@ fn as_operator(d: &Deployment, op: &Path, path: &str, body: Option<(&str, &str)>
     curl(&args)
 }
 
+/// A running deployment, its first centre, and a working directory.
+fn running() -> (Deployment, String, tempfile::TempDir) {
+    let mut d = Deployment::new();
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    (d, centre, tempfile::tempdir().unwrap())
+}
+
+/// An operator of `centre` with P-256 credentials in files; returns their directory.
+fn add_operator(d: &Deployment, iin: &str, surname: &str, centre: &str, work: &Path) -> PathBuf {
+    let dir = work.join(format!("op-{iin}"));
+    let dir_s = dir.display().to_string();
+    let args = [
+        "operator",
+        "add",
+        "--iin",
+        iin,
+        "--surname",
+        surname,
+        "--name",
+        "Оператор",
+        "--centre",
+        centre,
+        "--out",
+        &dir_s,
+        "--key-algorithm",
+        "ec-p256",
+    ];
+    run_ok(&mut d.nca(&args));
+    dir
+}
+
 fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap_or(serde_json::Value::Null)
 }
@@ -79,28 +112,8 @@ fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf
 
 #[test]
 fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results() {
-    let mut d = Deployment::new();
-    d.init();
-    d.start();
-    let centre = d.first_centre();
-    let work = tempfile::tempdir().unwrap();
-    let op = work.path().join("op");
-    run_ok(&mut d.nca(&[
-        "operator",
-        "add",
-        "--iin",
-        "920708497088",
-        "--surname",
-        "Сейітқали",
-        "--name",
-        "Айгерім",
-        "--centre",
-        &centre,
-        "--out",
-        &op.display().to_string(),
-        "--key-algorithm",
-        "ec-p256",
-    ]));
+    let (d, centre, work) = running();
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
 
     // The citizen's request: registered, awaiting the visit to the centre.
     let (status, app) = submit(
@@ -218,23 +231,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     );
 
     // Another operator's signature, even of this centre, does not confirm.
-    let other = work.path().join("other");
-    run_ok(&mut d.nca(&[
-        "operator",
-        "add",
-        "--iin",
-        "000101594515",
-        "--surname",
-        "Ким",
-        "--name",
-        "Виктория",
-        "--centre",
-        &centre,
-        "--out",
-        &other.display().to_string(),
-        "--key-algorithm",
-        "ec-p256",
-    ]));
+    let other = add_operator(&d, "000101594515", "Ким", &centre, work.path());
     let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "d"));
     let number = app["number"].as_str().unwrap().to_string();
     as_operator(
@@ -419,28 +416,8 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
 
 #[test]
 fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation() {
-    let mut d = Deployment::new();
-    d.init();
-    d.start();
-    let centre = d.first_centre();
-    let work = tempfile::tempdir().unwrap();
-    let op = work.path().join("op");
-    run_ok(&mut d.nca(&[
-        "operator",
-        "add",
-        "--iin",
-        "920708497088",
-        "--surname",
-        "Сейітқали",
-        "--name",
-        "Айгерім",
-        "--centre",
-        &centre,
-        "--out",
-        &op.display().to_string(),
-        "--key-algorithm",
-        "ec-p256",
-    ]));
+    let (d, centre, work) = running();
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
     let (_, _, serial) = d.issue_individual(work.path(), "citizen", IIN, "ec:P-256");
     let (_, _, strangers) = d.issue_individual(work.path(), "stranger", "000101594515", "ec:P-256");
 
@@ -538,28 +515,8 @@ fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation(
 
 #[test]
 fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
-    let mut d = Deployment::new();
-    d.init();
-    d.start();
-    let centre = d.first_centre();
-    let work = tempfile::tempdir().unwrap();
-    let op = work.path().join("op");
-    run_ok(&mut d.nca(&[
-        "operator",
-        "add",
-        "--iin",
-        "920708497088",
-        "--surname",
-        "Сейітқали",
-        "--name",
-        "Айгерім",
-        "--centre",
-        &centre,
-        "--out",
-        &op.display().to_string(),
-        "--key-algorithm",
-        "ec-p256",
-    ]));
+    let (d, centre, work) = running();
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
     let filing =
         serde_json::json!({"service": "issue", "applicant": {"iin": IIN, "surname": "Құнанбай", "name": "Абай"}})
             .to_string();
