@@ -604,3 +604,71 @@ fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 4);
 }
+
+#[test]
+fn a_legal_entitys_employee_gets_the_legal_profiles_with_organisation_and_role() {
+    let (d, centre, work) = running();
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+    let mut request: serde_json::Value = serde_json::from_str(&application(
+        IIN,
+        "Құнанбай",
+        "Абай",
+        "Құнанбайұлы",
+        &centre,
+        work.path(),
+        "l",
+    ))
+    .unwrap();
+    request["organization"] = serde_json::json!({"bin": BIN, "name": "ТОО «Дала Технолоджис»", "role": "first-head"});
+    let (status, app) = submit(&d, &request.to_string());
+    assert_eq!(status, 201, "{app}");
+    let number = app["number"].as_str().unwrap().to_string();
+    as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/identity"),
+        Some((
+            "content-type: application/json",
+            r#"{"confirmed":true,"documents":["identity card","power of attorney"]}"#,
+        )),
+    );
+    let cms = confirmation(&d, &op, &number, work.path());
+    let body = format!("@{}", cms.display());
+    let (status, resp) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    );
+    assert_eq!((status, json(&resp)["status"].as_str()), (200, Some("completed")));
+    let (_, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
+    let text = String::from_utf8(pem).unwrap();
+    for (i, policy) in [(0, "1.2.398.3.3.2.2"), (1, "1.2.398.3.3.2.1")] {
+        let cert = text.split_inclusive("-----END CERTIFICATE-----\n").nth(i).unwrap();
+        let f = work.path().join(format!("legal-{i}.pem"));
+        write(&f, cert.as_bytes());
+        let shown = stdout(&run_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-text", "-nameopt", "utf8", "-in"])
+                .arg(&f),
+        ));
+        assert!(
+            shown.contains("O=ТОО «Дала Технолоджис»") || shown.contains("O = ТОО «Дала Технолоджис»"),
+            "{shown}"
+        );
+        assert!(shown.contains("BIN150540041064"), "{shown}");
+        assert!(
+            shown.contains("1.2.398.3.3.4.1.2.1") && shown.contains(policy),
+            "{shown}"
+        );
+    }
+
+    // A bad BIN is a malformed request: nothing recorded.
+    request["organization"]["bin"] = serde_json::json!("150540041065");
+    let (status, v) = submit(&d, &request.to_string());
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("request_invalid")),
+        "{v}"
+    );
+}
