@@ -113,10 +113,39 @@ impl Store {
             .await?;
         let at = now();
         let existing = existing.as_ref().map(revocation_row).transpose()?;
+        let fresh = existing.as_ref().is_none_or(|old| {
+            // A lifted hold is revoked again; a revocation scheduled for later is brought forward
+            // (a dismissal on a date, then a lost key: the earlier time and its reason win).
+            old.lifted_at.is_some() || (old.revoked_at > at && revoked_at < old.revoked_at)
+        });
         let record = match existing {
-            None => {
+            Some(old) if !fresh && old.reason == 6 && reason != 6 => {
+                // A hold made final keeps its time; the change is news for the delta CRL.
+                sqlx::query("UPDATE revocations SET reason = $1, invalidity_date = $2, recorded_at = $3 WHERE issuer = $4 AND serial = $5")
+                    .bind(i64::from(reason))
+                    .bind(invalidity_date.or(old.invalidity_date))
+                    .bind(at)
+                    .bind(&issuer)
+                    .bind(serial)
+                    .execute(&mut *tx)
+                    .await?;
+                RevocationRecord {
+                    reason,
+                    recorded_at: at,
+                    invalidity_date: invalidity_date.or(old.invalidity_date),
+                    ..old
+                }
+            }
+            Some(old) if !fresh => {
+                tx.commit().await?;
+                return Ok(Some(Revoked::Already(old)));
+            }
+            _ => {
                 sqlx::query(
-                    "INSERT INTO revocations (issuer, serial, revoked_at, reason, invalidity_date, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO revocations (issuer, serial, revoked_at, reason, invalidity_date, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer, serial) DO UPDATE SET \
+                     revoked_at = excluded.revoked_at, reason = excluded.reason, invalidity_date = excluded.invalidity_date, \
+                     recorded_at = excluded.recorded_at, lifted_at = NULL",
                 )
                 .bind(&issuer)
                 .bind(serial)
@@ -135,49 +164,6 @@ impl Store {
                     recorded_at: at,
                     lifted_at: None,
                 }
-            }
-            // A lifted hold is revoked again; a revocation scheduled for later is brought forward
-            // (a dismissal on a date, then a lost key: the earlier time and its reason win).
-            Some(old) if old.lifted_at.is_some() || (old.revoked_at > at && revoked_at < old.revoked_at) => {
-                sqlx::query("UPDATE revocations SET revoked_at = $1, reason = $2, invalidity_date = $3, recorded_at = $4, lifted_at = NULL WHERE issuer = $5 AND serial = $6")
-                    .bind(revoked_at)
-                    .bind(i64::from(reason))
-                    .bind(invalidity_date)
-                    .bind(at)
-                    .bind(&issuer)
-                    .bind(serial)
-                    .execute(&mut *tx)
-                    .await?;
-                RevocationRecord {
-                    issuer,
-                    serial: serial.into(),
-                    revoked_at,
-                    reason,
-                    invalidity_date,
-                    recorded_at: at,
-                    lifted_at: None,
-                }
-            }
-            Some(old) if old.reason == 6 && reason != 6 => {
-                // A hold made final keeps its time; the change is news for the delta CRL.
-                sqlx::query("UPDATE revocations SET reason = $1, invalidity_date = $2, recorded_at = $3 WHERE issuer = $4 AND serial = $5")
-                    .bind(i64::from(reason))
-                    .bind(invalidity_date.or(old.invalidity_date))
-                    .bind(at)
-                    .bind(&issuer)
-                    .bind(serial)
-                    .execute(&mut *tx)
-                    .await?;
-                RevocationRecord {
-                    reason,
-                    recorded_at: at,
-                    invalidity_date: invalidity_date.or(old.invalidity_date),
-                    ..old
-                }
-            }
-            Some(old) => {
-                tx.commit().await?;
-                return Ok(Some(Revoked::Already(old)));
             }
         };
         let event = AuditEvent::new(

@@ -371,46 +371,24 @@ impl Workflow<'_> {
         if value["service"] == "reissue" {
             let req: ApplicationRequest =
                 serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
-            let holder = format!("IIN{}", req.applicant.iin);
-            let (signature, supersedes) = match self.ca.verify_cms(cms, None).await {
-                Ok(v) if v.signer_holder == holder => {
+            let (signature, supersedes) = match self.applicant_signature(cms, &req.applicant.iin).await? {
+                Ok(signer_serial) => {
                     // The pair the signing certificate belongs to is the one superseded.
-                    let pair = match self.ca.store.application_of_certificate(&v.signer_serial).await? {
+                    let pair = match self.ca.store.application_of_certificate(&signer_serial).await? {
                         Some(a) => a.auth_serial.into_iter().chain(a.sign_serial).collect(),
-                        None => vec![v.signer_serial.clone()],
+                        None => vec![signer_serial],
                     };
                     (Ok(()), pair)
                 }
-                Ok(_) => (Err("signed with another person's certificate".to_string()), Vec::new()),
-                Err(CmsError::Store(e)) => return Err(e.into()),
-                Err(e) => (Err(format!("{} ({})", e, e.code())), Vec::new()),
+                Err(why) => (Err(why), Vec::new()),
             };
             return self.register(req, Service::Reissue, signature, supersedes).await;
         }
         let req: SignedRequest =
             serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
-        if req.service != "revoke" {
-            return Err(WorkflowError::Invalid(format!(
-                "service {:?}: signed requests take reissue or revoke",
-                req.service
-            )));
-        }
-        let process = self
-            .regulation
-            .process(Service::Revoke, Channel::Portal)
-            .ok_or_else(|| WorkflowError::Invalid("no P3 in the regulation".into()))?;
-        let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
-        let holder = format!("IIN{}", iin.as_str());
-        let (serials, reason) = self
-            .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
-            .await?;
+        let (process, iin, serials, reason) = self.revocation_request(&req, Channel::Portal).await?;
         let t = now();
-        let verdict = match self.ca.verify_cms(cms, None).await {
-            Ok(v) if v.signer_holder == holder => Ok(()),
-            Ok(_) => Err("signed with another person's certificate".to_string()),
-            Err(CmsError::Store(e)) => return Err(e.into()),
-            Err(e) => Err(format!("{} ({})", e, e.code())),
-        };
+        let verdict = self.applicant_signature(cms, iin.as_str()).await?;
         let number = number::new_number();
         let mut record = ApplicationRecord {
             number: number.clone(),
@@ -424,7 +402,7 @@ impl Workflow<'_> {
             updated_at: t,
             ..Default::default()
         };
-        if let Err(why) = verdict {
+        if let Err(why) = verdict.map(|_| ()) {
             let (code, failed_step, message) =
                 refusal(Condition::ApplicantSignatureValid, StepKind::SignedRequest, why);
             record.status = "refused".into();
@@ -629,23 +607,45 @@ impl Workflow<'_> {
         self.advance(&a, "awaiting_documents", &advance).await
     }
 
-    /// P5, revoke at a service centre: the operator fills the request for the applicant in
-    /// front of them; identity, the operator's confirmation and the revocation follow.
-    pub async fn create_at_centre(&self, op: &Operator, req: SignedRequest) -> Result<ApplicationView, WorkflowError> {
+    /// Condition 1 of P2 and P3: the request is signed, validly, with the applicant's own SIGN
+    /// certificate. `Ok(Ok(signer serial))`, or `Ok(Err(why))` for a refusal.
+    async fn applicant_signature(&self, cms: &[u8], iin: &str) -> Result<Result<String, String>, WorkflowError> {
+        Ok(match self.ca.verify_cms(cms, None).await {
+            Ok(v) if v.signer_holder == format!("IIN{iin}") => Ok(v.signer_serial),
+            Ok(_) => Err("signed with another person's certificate".to_string()),
+            Err(CmsError::Store(e)) => return Err(e.into()),
+            Err(e) => Err(format!("{} ({})", e, e.code())),
+        })
+    }
+
+    /// A revocation request (P3 at the portal, P5 at a centre): its process, the applicant, the
+    /// applicant's certificates it names (or all in force) and the reason.
+    async fn revocation_request(
+        &self,
+        req: &SignedRequest,
+        channel: Channel,
+    ) -> Result<(&Process, Iin, Vec<String>, String), WorkflowError> {
         if req.service != "revoke" {
             return Err(WorkflowError::Invalid(format!(
-                "service {:?}: a centre files revoke here (ID-card issuance comes with the station)",
+                "service {:?}: revoke was expected here",
                 req.service
             )));
         }
         let process = self
             .regulation
-            .process(Service::Revoke, Channel::ServiceCentre)
-            .ok_or_else(|| WorkflowError::Invalid("no P5 in the regulation".into()))?;
+            .process(Service::Revoke, channel)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no revocation process for {channel:?}")))?;
         let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
         let (serials, reason) = self
             .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
             .await?;
+        Ok((process, iin, serials, reason))
+    }
+
+    /// P5, revoke at a service centre: the operator fills the request for the applicant in
+    /// front of them; identity, the operator's confirmation and the revocation follow.
+    pub async fn create_at_centre(&self, op: &Operator, req: SignedRequest) -> Result<ApplicationView, WorkflowError> {
+        let (process, iin, serials, reason) = self.revocation_request(&req, Channel::ServiceCentre).await?;
         let t = now();
         let number = number::new_number();
         let record = ApplicationRecord {
