@@ -118,16 +118,27 @@ pub struct FileSection {
     pub file: PathBuf,
 }
 
+/// The monitoring system's link: where, who we are to it, and how hard to try.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UrlSection {
+pub struct MonitoringSection {
     pub url: String,
+    pub sender: String,
+    pub timeout_ms: u64,
+    /// Messages claimed at once, and sent at once (different applications only).
+    pub batch: i64,
+    pub concurrency: usize,
+    pub retry_initial_ms: u64,
+    pub retry_max_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailSection {
     pub transport: String,
+    pub from: String,
+    pub retry_initial_ms: u64,
+    pub retry_max_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +153,7 @@ struct FileConfig {
     registry: RegistrySection,
     centres: FileSection,
     regulation: FileSection,
-    monitoring: UrlSection,
+    monitoring: MonitoringSection,
     mail: MailSection,
 }
 
@@ -160,7 +171,7 @@ pub struct Config {
     pub registry: RegistrySection,
     pub centres: FileSection,
     pub regulation: FileSection,
-    pub monitoring: UrlSection,
+    pub monitoring: MonitoringSection,
     pub mail: MailSection,
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -251,6 +262,14 @@ impl Config {
         }
         if let Some(v) = env("NCA_MAIL") {
             f.mail.transport = v;
+        }
+        // Not part of the contract: tests and drills shorten the wait between attempts.
+        if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
+            let v = v
+                .parse()
+                .map_err(|_| invalid("NCA_OUTBOX_RETRY_MAX_SECONDS", format!("{v:?} is not a number")))?;
+            f.monitoring.retry_max_seconds = v;
+            f.mail.retry_max_seconds = v;
         }
 
         let data_dir = f.service.data_dir.clone();

@@ -14,6 +14,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod operators;
+pub mod outbox;
 pub mod pki;
 pub mod publisher;
 pub mod registry;

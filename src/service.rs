@@ -110,6 +110,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(public = %public.local_addr()?, operator = %operator.local_addr()?, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let outbox = crate::outbox::spawn_workers(&ca, &stop_rx)?;
     let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
     let op = tokio::spawn(http::tls::serve(
         operator,
@@ -130,6 +131,9 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = op.await;
     let _ = publisher.await;
+    for w in outbox {
+        let _ = w.await;
+    }
     pub_task.await??;
     store.close().await;
     Ok(())

@@ -140,3 +140,59 @@ pub async fn verify_audit(State(s): State<AppState>, Admin(_): Admin) -> Result<
     };
     Ok(axum::Json(body))
 }
+
+/// `GET /api/v1/admin/reports/sla`: per process and step, count, p50, p95, max and the number
+/// over the regulation's deadline.
+pub async fn sla_report(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    let timings = s.ca.store.step_timings().await?;
+    Ok(axum::Json(crate::workflow::report::sla(&s.regulation, &timings)))
+}
+
+/// `GET /api/v1/admin/monitoring`: the monitoring queue (pending, delivered, parked, the oldest
+/// pending message's age, the parked messages), and the mail queue's counts beside it.
+pub async fn monitoring(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    let store = &s.ca.store;
+    let m = store.outbox_counts(crate::outbox::MONITORING).await?;
+    let mail = store.outbox_counts(crate::outbox::MAIL).await?;
+    let parked = store.parked_messages(crate::outbox::MONITORING, 100).await?;
+    let t = crate::store::now();
+    Ok(axum::Json(serde_json::json!({
+        "url": s.ca.config.monitoring.url,
+        "pending": m.pending,
+        "delivered": m.delivered,
+        "parked": m.parked,
+        "oldest_pending_age_seconds": m.oldest_pending_created_at.map(|c| t - c),
+        "parked_messages": parked.iter().map(|p| serde_json::json!({
+            "message_id": p.message_id,
+            "application": p.application,
+            "attempts": p.attempts,
+            "last_http_status": p.last_status,
+            "last_error": p.last_error,
+        })).collect::<Vec<_>>(),
+        "mail": {
+            "pending": mail.pending,
+            "delivered": mail.delivered,
+            "parked": mail.parked,
+            "oldest_pending_age_seconds": mail.oldest_pending_created_at.map(|c| t - c),
+        },
+    })))
+}
+
+/// `POST /api/v1/admin/monitoring/{message_id}/retry`: a parked message goes back in the queue
+/// (after the receiver's side was fixed).
+pub async fn retry_parked(
+    State(s): State<AppState>,
+    Admin(admin): Admin,
+    axum::extract::Path(message_id): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !s.ca.store.requeue_parked(&message_id).await? {
+        return Err(ApiError::not_found(
+            "message_not_parked",
+            format!("no parked message {message_id}"),
+        ));
+    }
+    tracing::info!(target: "audit", "outbox: message=[{message_id}] requeued by administrator=[{}]", admin.serial);
+    Ok(axum::Json(
+        serde_json::json!({"message_id": message_id, "state": "pending"}),
+    ))
+}

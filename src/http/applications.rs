@@ -30,11 +30,11 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let view = if ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature") {
-        s.workflow().submit_signed(&body).await?
+        s.workflow_for(&headers).submit_signed(&body).await?
     } else if ctype.starts_with("application/json") {
         let req: ApplicationRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("request_invalid", e.to_string()))?;
-        s.workflow().submit(req).await?
+        s.workflow_for(&headers).submit(req).await?
     } else {
         return Err(ApiError::bad_request(
             "request_invalid",
@@ -46,59 +46,65 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 pub async fn get(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(number): Path<String>,
     Query(q): Query<ByIin>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.workflow().view_for(&number, &q.iin).await?))
+    Ok(Json(s.workflow_for(&headers).view_for(&number, &q.iin).await?))
 }
 
 pub async fn certificates(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(number): Path<String>,
     Query(q): Query<ByIin>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let pem = s.workflow().certificates_for(&number, &q.iin).await?;
+    let pem = s.workflow_for(&headers).certificates_for(&number, &q.iin).await?;
     Ok(([(header::CONTENT_TYPE, "application/pem-certificate-chain")], pem))
 }
 
 pub async fn queue(
     State(s): State<AppState>,
+    headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     Query(q): Query<ByStatus>,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = q.status.unwrap_or_else(|| "awaiting_documents".into());
     Ok(Json(
-        serde_json::json!({ "applications": s.workflow().queue(&op, &status).await? }),
+        serde_json::json!({ "applications": s.workflow_for(&headers).queue(&op, &status).await? }),
     ))
 }
 
 pub async fn identity(
     State(s): State<AppState>,
+    headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     Path(number): Path<String>,
     JsonBody(req): JsonBody<IdentityRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.workflow().identity(&op, &number, req).await?;
+    let view = s.workflow_for(&headers).identity(&op, &number, req).await?;
     Ok((application_status(&view.status, StatusCode::OK), Json(view)))
 }
 
 pub async fn to_be_signed(
     State(s): State<AppState>,
+    headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     Path(number): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tbs = s.workflow().to_be_signed(&op, &number).await?;
+    let tbs = s.workflow_for(&headers).to_be_signed(&op, &number).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], tbs))
 }
 
 /// The body is the CMS SignedData, DER or PEM, over the to-be-signed bytes.
 pub async fn confirmation(
     State(s): State<AppState>,
+    headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     Path(number): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = s.workflow().confirm(&op, &number, &body).await?;
+    let view = s.workflow_for(&headers).confirm(&op, &number, &body).await?;
     Ok((application_status(&view.status, StatusCode::OK), Json(view)))
 }
 
@@ -107,16 +113,17 @@ pub async fn confirmation(
 /// `/requests`), or P5 `{"service": "revoke", "applicant": {"iin"}, "certificates": [...], "reason"}`.
 pub async fn create_at_centre(
     State(s): State<AppState>,
+    headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     let invalid = |e: serde_json::Error| ApiError::bad_request("request_invalid", e.to_string());
     let view = if body["service"] == "issue" {
-        s.workflow()
+        s.workflow_for(&headers)
             .create_issue_at_centre(&op, serde_json::from_value::<CentreIssue>(body).map_err(invalid)?)
             .await?
     } else {
-        s.workflow()
+        s.workflow_for(&headers)
             .create_at_centre(&op, serde_json::from_value::<SignedRequest>(body).map_err(invalid)?)
             .await?
     };
@@ -126,9 +133,10 @@ pub async fn create_at_centre(
 /// `POST /api/v1/operator/applications/{n}/requests`: `{"auth", "sign"}`, CSRs made on the card.
 pub async fn card_requests(
     State(s): State<AppState>,
+    headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     Path(number): Path<String>,
     JsonBody(pair): JsonBody<CsrPair>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.workflow().card_requests(&op, &number, pair).await?))
+    Ok(Json(s.workflow_for(&headers).card_requests(&op, &number, pair).await?))
 }

@@ -67,3 +67,31 @@ impl Metrics {
         s
     }
 }
+
+/// The outbox gauges: messages by channel and state, and each channel's oldest pending age.
+pub fn render_outbox(out: &mut String, channels: &[(&str, crate::store::OutboxCounts)], now: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP nca_outbox_messages Outbox messages by channel and state.\n# TYPE nca_outbox_messages gauge"
+    );
+    for (channel, c) in channels {
+        for (state, n) in [("pending", c.pending), ("delivered", c.delivered), ("parked", c.parked)] {
+            let _ = writeln!(
+                out,
+                "nca_outbox_messages{{channel=\"{channel}\",state=\"{state}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nca_outbox_oldest_pending_age_seconds Age of the oldest undelivered message.\n\
+         # TYPE nca_outbox_oldest_pending_age_seconds gauge"
+    );
+    for (channel, c) in channels {
+        let age = c.oldest_pending_created_at.map(|t| now - t).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "nca_outbox_oldest_pending_age_seconds{{channel=\"{channel}\"}} {age}"
+        );
+    }
+}

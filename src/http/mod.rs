@@ -69,7 +69,15 @@ impl AppState {
     pub async fn render_metrics(&self) -> String {
         let counts = self.ca.store.certificate_counts().await.unwrap_or_default();
         let ready = self.readiness().await.ready;
-        self.metrics.render(&counts, ready)
+        let mut text = self.metrics.render(&counts, ready);
+        let mut channels = Vec::new();
+        for channel in [crate::outbox::MONITORING, crate::outbox::MAIL] {
+            if let Ok(c) = self.ca.store.outbox_counts(channel).await {
+                channels.push((channel, c));
+            }
+        }
+        metrics::render_outbox(&mut text, &channels, crate::store::now());
+        text
     }
 
     pub fn workflow(&self) -> crate::workflow::application::Workflow<'_> {
@@ -78,6 +86,15 @@ impl AppState {
             regulation: &self.regulation,
             registry: &self.registry,
             centres: &self.centres,
+            lang: None,
+        }
+    }
+
+    /// The workflow speaking the caller's language (`Accept-Language`).
+    pub fn workflow_for(&self, headers: &axum::http::HeaderMap) -> crate::workflow::application::Workflow<'_> {
+        crate::workflow::application::Workflow {
+            lang: language(headers),
+            ..self.workflow()
         }
     }
 
@@ -92,6 +109,31 @@ impl AppState {
         counter.fetch_add(1, Ordering::Relaxed);
         r
     }
+}
+
+/// The first of kk, ru and en that `Accept-Language` prefers (by q-value, then order).
+pub fn language(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    let value = headers.get(axum::http::header::ACCEPT_LANGUAGE)?.to_str().ok()?;
+    let mut best: Option<(f32, &'static str)> = None;
+    for part in value.split(',') {
+        let mut fields = part.split(';');
+        let tag = fields.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = fields
+            .filter_map(|f| f.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let primary = tag.split('-').next().unwrap_or("");
+        let lang = match primary {
+            "kk" => "kk",
+            "ru" => "ru",
+            "en" => "en",
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, lang));
+        }
+    }
+    best.map(|(_, l)| l)
 }
 
 /// A JSON body whose rejection (not JSON, wrong shape, wrong content type) is an `ApiError`
@@ -172,6 +214,9 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/api/v1/admin/revocations", post(admin::revoke))
         .route("/api/v1/admin/crl", post(admin::publish_crl))
         .route("/api/v1/admin/audit/verify", get(admin::verify_audit))
+        .route("/api/v1/admin/reports/sla", get(admin::sla_report))
+        .route("/api/v1/admin/monitoring", get(admin::monitoring))
+        .route("/api/v1/admin/monitoring/{message_id}/retry", post(admin::retry_parked))
         .route("/api/v1/admin/operators", post(operators::add))
         .route("/api/v1/admin/operators/{iin}/suspend", post(operators::suspend))
         .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))

@@ -15,6 +15,17 @@ pub struct Names {
     pub en: String,
 }
 
+impl Names {
+    /// The name in `lang` (`kk`, `ru`, `en`); Kazakh for any other.
+    pub fn get(&self, lang: &str) -> &str {
+        match lang {
+            "ru" => &self.ru,
+            "en" => &self.en,
+            _ => &self.kk,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Centre {

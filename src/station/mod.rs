@@ -64,6 +64,16 @@ pub fn operator_pin() -> Result<String, StationError> {
 /// CMS SignedData, attached, DER: signed attributes contentType, signingTime, messageDigest and
 /// signingCertificateV2 (what NCALayer puts in), the signer's certificate included.
 pub fn sign_cms(signer: &dyn Signer, cert_der: &[u8], content: &[u8]) -> Result<Vec<u8>, StationError> {
+    signed_data(signer, cert_der, content, true)
+}
+
+/// The same SignedData without the content (detached): the signature that travels beside a
+/// message body, as in the monitoring system's `X-Signature`.
+pub fn sign_cms_detached(signer: &dyn Signer, cert_der: &[u8], content: &[u8]) -> Result<Vec<u8>, StationError> {
+    signed_data(signer, cert_der, content, false)
+}
+
+fn signed_data(signer: &dyn Signer, cert_der: &[u8], content: &[u8], attached: bool) -> Result<Vec<u8>, StationError> {
     let cert = Certificate::from_der(cert_der)?;
     let sha256 = |d: &[u8]| ring::digest::digest(&ring::digest::SHA256, d).as_ref().to_vec();
     let attr = |oid: ObjectIdentifier, value: Any| -> Result<Attribute, der::Error> {
@@ -124,7 +134,11 @@ pub fn sign_cms(signer: &dyn Signer, cert_der: &[u8], content: &[u8]) -> Result<
         }])?,
         encap_content_info: EncapsulatedContentInfo {
             econtent_type: ID_DATA,
-            econtent: Some(Any::encode_from(&OctetString::new(content.to_vec())?)?),
+            econtent: if attached {
+                Some(Any::encode_from(&OctetString::new(content.to_vec())?)?)
+            } else {
+                None
+            },
         },
         certificates: Some(certificates),
         crls: None,

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, append};
+use super::outbox::{self, OutboxMessage};
 use super::{Store, StoreError, now};
 
 #[derive(Debug, Clone, Default)]
@@ -58,6 +59,8 @@ pub struct Advance {
     pub auth_csr: Option<String>,
     pub sign_csr: Option<String>,
     pub refusal: Option<(String, String, String)>,
+    /// What the change tells the monitoring system and the applicant, appended with it.
+    pub messages: Vec<OutboxMessage>,
 }
 
 const COLUMNS: &str = "number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, sign_csr, tbs, \
@@ -110,8 +113,14 @@ async fn insert_steps(conn: &mut sqlx::AnyConnection, number: &str, steps: &[Ste
 }
 
 impl Store {
-    /// Records a new application with its first steps; the audit says its status.
-    pub async fn add_application(&self, a: &ApplicationRecord, steps: &[StepRecord]) -> Result<(), StoreError> {
+    /// Records a new application with its first steps and the messages telling of it; the audit
+    /// says its status.
+    pub async fn add_application(
+        &self,
+        a: &ApplicationRecord,
+        steps: &[StepRecord],
+        messages: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, \
@@ -144,6 +153,7 @@ impl Store {
             serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre, "refusal": a.refusal_code}),
         );
         append(&mut tx, self.backend(), &[e]).await?;
+        outbox::append(&mut tx, messages).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -257,7 +267,43 @@ impl Store {
             serde_json::json!({"from": from, "outcome": a.outcome, "by": a.confirmed_by, "refusal": a.refusal.as_ref().map(|r| &r.0)}),
         );
         append(&mut tx, self.backend(), &[e]).await?;
+        outbox::append(&mut tx, &a.messages).await?;
         tx.commit().await?;
         Ok(true)
     }
+
+    /// Every step's timing with its application's process: `(process, step, actor, deadline,
+    /// started_at, finished_at)`, for the SLA report.
+    pub async fn step_timings(&self) -> Result<Vec<StepTiming>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.process, s.step, s.actor, s.deadline_seconds, s.started_at, s.finished_at \
+             FROM application_steps s JOIN applications a ON a.number = s.number",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepTiming {
+                    process: r.try_get(0)?,
+                    step: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    deadline_seconds: r.try_get(3)?,
+                    started_at: r.try_get(4)?,
+                    finished_at: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+/// One step's timing, for reports.
+#[derive(Debug, Clone)]
+pub struct StepTiming {
+    pub process: String,
+    pub step: String,
+    pub actor: String,
+    pub deadline_seconds: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
 }

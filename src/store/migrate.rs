@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_operators.sql")),
     (4, include_str!("../../migrations/sqlite/0004_audit.sql")),
     (5, include_str!("../../migrations/sqlite/0005_applications.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_outbox.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
@@ -19,6 +20,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/postgres/0003_operators.sql")),
     (4, include_str!("../../migrations/postgres/0004_audit.sql")),
     (5, include_str!("../../migrations/postgres/0005_applications.sql")),
+    (6, include_str!("../../migrations/postgres/0006_outbox.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.

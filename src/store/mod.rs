@@ -10,6 +10,7 @@ mod audit;
 mod certificates;
 mod migrate;
 mod operators;
+mod outbox;
 mod revocations;
 mod writer;
 
@@ -18,10 +19,11 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use applications::{Advance, ApplicationRecord, StepRecord};
+pub use applications::{Advance, ApplicationRecord, StepRecord, StepTiming};
 pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use operators::OperatorRecord;
+pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,12 @@ use super::number;
 use super::regulation::{Channel, Condition, Process, Regulation, Service, StepKind};
 use crate::operators::centres::Centres;
 use crate::operators::{ConfirmError, Operator, may_confirm};
+use crate::outbox::letters::{self, Kind, Letter};
 use crate::pki::cms::CmsError;
 use crate::pki::subject::SubjectInput;
 use crate::pki::{Ca, IssueError, IssueRequest, csr, policy, status::rfc3339};
 use crate::registry::{Bin, Iin, RegistryError, StateRegistry, names_match};
-use crate::store::{Advance, ApplicationRecord, StepRecord, StoreError, now};
+use crate::store::{Advance, ApplicationRecord, OutboxMessage, StepRecord, StoreError, now};
 
 /// What the portal sends (DESIGN.md, "Application JSON (request)").
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +192,29 @@ pub struct Workflow<'a> {
     pub regulation: &'a Regulation,
     pub registry: &'a StateRegistry,
     pub centres: &'a Centres,
+    /// The caller's language (`kk`, `ru`, `en`) when they said one: refusal messages are given
+    /// in it, and the applicant's letters written in it.
+    pub lang: Option<&'static str>,
+}
+
+/// The step a change leaves the application at: the open one, or the last one done.
+fn current_step(steps: &[StepRecord]) -> Option<&str> {
+    steps
+        .iter()
+        .rev()
+        .find(|s| s.finished_at.is_none())
+        .or(steps.last())
+        .map(|s| s.step.as_str())
+}
+
+/// Where the applicant's letters go, and in which language, from what the application keeps.
+fn contact(a: &ApplicationRecord) -> Option<(String, String)> {
+    let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+    let email = data["applicant"]["email"]
+        .as_str()
+        .or(data["email"].as_str())
+        .filter(|e| !e.trim().is_empty())?;
+    Some((email.to_string(), data["lang"].as_str().unwrap_or("kk").to_string()))
 }
 
 /// The refusal a failed condition gives, as a triple for the store.
@@ -321,7 +345,7 @@ impl Workflow<'_> {
             }
         }
         let applicant =
-            serde_json::json!({"applicant": req.applicant, "organization": req.organization, "supersedes": supersedes})
+            serde_json::json!({"applicant": req.applicant, "organization": req.organization, "supersedes": supersedes, "lang": self.lang})
                 .to_string();
         let mut record = ApplicationRecord {
             number: number.clone(),
@@ -355,7 +379,25 @@ impl Workflow<'_> {
         if record.status == "awaiting_confirmation" {
             record.tbs = Some(to_be_signed(&record));
         }
-        self.ca.store.add_application(&record, &steps).await?;
+        // P1 and P2 step "notify_number": the number, by letter too.
+        let letter = if record.status == "refused" {
+            None
+        } else {
+            let centre = self
+                .centres
+                .centre(&record.centre)
+                .map(|c| c.names.get(letters::language(self.lang)).to_string())
+                .unwrap_or_else(|| record.centre.clone());
+            let status_url = format!("{}/", self.ca.config.base_url.trim_end_matches('/'));
+            self.letter(
+                &record,
+                Kind::OrderNumber {
+                    centre: &centre,
+                    status_url: &status_url,
+                },
+            )
+        };
+        self.record(&record, &steps, letter).await?;
         self.view(&number).await
     }
 
@@ -390,6 +432,7 @@ impl Workflow<'_> {
         let t = now();
         let verdict = self.applicant_signature(cms, iin.as_str()).await?;
         let number = number::new_number();
+        let (email, lang) = self.holder_contact(&serials).await?;
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
@@ -397,7 +440,8 @@ impl Workflow<'_> {
             channel: "portal".into(),
             status: "completed".into(),
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"certificates": serials, "reason": reason}).to_string(),
+            applicant: serde_json::json!({"certificates": serials, "reason": reason, "email": email, "lang": lang})
+                .to_string(),
             created_at: t,
             updated_at: t,
             ..Default::default()
@@ -409,13 +453,12 @@ impl Workflow<'_> {
             record.refusal_code = Some(code);
             record.refusal_step = Some(failed_step);
             record.refusal_message = Some(message);
-            self.ca
-                .store
-                .add_application(
-                    &record,
-                    &[step(process, StepKind::SignedRequest, 1, t, Some("invalid"))],
-                )
-                .await?;
+            self.record(
+                &record,
+                &[step(process, StepKind::SignedRequest, 1, t, Some("invalid"))],
+                None,
+            )
+            .await?;
             return self.view(&number).await;
         }
         self.revoke_listed(&serde_json::json!({"certificates": serials, "reason": reason}))
@@ -424,7 +467,14 @@ impl Workflow<'_> {
             step(process, StepKind::SignedRequest, 1, t, Some("valid")),
             step(process, StepKind::Revoke, 2, t, Some("revoked")),
         ];
-        self.ca.store.add_application(&record, &steps).await?;
+        let letter = self.letter(
+            &record,
+            Kind::Revoked {
+                serials: &serials,
+                reason: &reason,
+            },
+        );
+        self.record(&record, &steps, letter).await?;
         self.view(&number).await
     }
 
@@ -546,7 +596,7 @@ impl Workflow<'_> {
             channel: "service_centre".into(),
             status: if refused.is_some() { "refused" } else { "awaiting_documents" }.into(),
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"applicant": req.applicant, "organization": req.organization, "filed_by": op.record.iin})
+            applicant: serde_json::json!({"applicant": req.applicant, "organization": req.organization, "filed_by": op.record.iin, "lang": self.lang})
                 .to_string(),
             centre: op.record.centre.clone(),
             storage: req.storage.unwrap_or_else(|| "id_card".into()),
@@ -557,7 +607,7 @@ impl Workflow<'_> {
             updated_at: t,
             ..Default::default()
         };
-        self.ca.store.add_application(&record, &steps).await?;
+        self.record(&record, &steps, None).await?;
         self.view(&number).await
     }
 
@@ -604,7 +654,7 @@ impl Workflow<'_> {
             sign_csr: Some(pair.sign),
             ..Default::default()
         };
-        self.advance(&a, "awaiting_documents", &advance).await
+        self.advance(&a, "awaiting_documents", advance, "confirmation").await
     }
 
     /// Condition 1 of P2 and P3: the request is signed, validly, with the applicant's own SIGN
@@ -648,6 +698,7 @@ impl Workflow<'_> {
         let (process, iin, serials, reason) = self.revocation_request(&req, Channel::ServiceCentre).await?;
         let t = now();
         let number = number::new_number();
+        let (email, lang) = self.holder_contact(&serials).await?;
         let record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
@@ -655,16 +706,14 @@ impl Workflow<'_> {
             channel: "service_centre".into(),
             status: "awaiting_documents".into(),
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"certificates": serials, "reason": reason, "filed_by": op.record.iin})
+            applicant: serde_json::json!({"certificates": serials, "reason": reason, "filed_by": op.record.iin, "email": email, "lang": lang})
                 .to_string(),
             centre: op.record.centre.clone(),
             created_at: t,
             updated_at: t,
             ..Default::default()
         };
-        self.ca
-            .store
-            .add_application(&record, &[step(process, StepKind::Identity, 1, t, None)])
+        self.record(&record, &[step(process, StepKind::Identity, 1, t, None)], None)
             .await?;
         self.view(&number).await
     }
@@ -708,15 +757,96 @@ impl Workflow<'_> {
         &self,
         a: &ApplicationRecord,
         from: &str,
-        change: &Advance,
+        change: Advance,
+        at_step: &str,
     ) -> Result<ApplicationView, WorkflowError> {
-        if !self.ca.store.advance_application(&a.number, from, change).await? {
+        if !self.move_on(a, from, change, at_step, None).await? {
             return Err(WorkflowError::Status {
                 number: a.number.clone(),
                 status: a.status.clone(),
             });
         }
         self.view(&a.number).await
+    }
+
+    /// Records a new application with what it tells the monitoring system and the applicant.
+    async fn record(
+        &self,
+        a: &ApplicationRecord,
+        steps: &[StepRecord],
+        letter: Option<Letter>,
+    ) -> Result<(), WorkflowError> {
+        let refusal = a.refusal_code.clone().map(|c| {
+            (
+                c,
+                a.refusal_step.clone().unwrap_or_default(),
+                a.refusal_message.clone().unwrap_or_default(),
+            )
+        });
+        let messages = self.notices(
+            a,
+            &a.status,
+            current_step(steps).unwrap_or(""),
+            refusal.as_ref(),
+            letter,
+        );
+        self.ca.store.add_application(a, steps, &messages).await?;
+        Ok(())
+    }
+
+    /// Moves `a` on from `from` with what the change tells others; `at_step` names the step when
+    /// the change opens none. False, changing nothing, when `a` is no longer in `from`.
+    async fn move_on(
+        &self,
+        a: &ApplicationRecord,
+        from: &str,
+        mut change: Advance,
+        at_step: &str,
+        letter: Option<Letter>,
+    ) -> Result<bool, WorkflowError> {
+        let step = current_step(&change.steps).unwrap_or(at_step).to_string();
+        change.messages = self.notices(a, &change.to, &step, change.refusal.as_ref(), letter);
+        Ok(self.ca.store.advance_application(&a.number, from, &change).await?)
+    }
+
+    /// The monitoring message of a change of `a` to `status`, and the letter if there is one.
+    fn notices(
+        &self,
+        a: &ApplicationRecord,
+        status: &str,
+        step: &str,
+        refusal: Option<&(String, String, String)>,
+        letter: Option<Letter>,
+    ) -> Vec<OutboxMessage> {
+        let service_id = self.process_of(a).map(|p| p.service_id()).unwrap_or_default();
+        let mut out = vec![crate::outbox::status_message(
+            &self.ca.config,
+            &service_id,
+            a,
+            status,
+            step,
+            refusal,
+        )];
+        out.extend(letter.map(|l| letters::message(&a.number, &l)));
+        out
+    }
+
+    /// The applicant's letter of this kind, when they gave an address.
+    fn letter(&self, a: &ApplicationRecord, kind: Kind) -> Option<Letter> {
+        let (to, lang) = contact(a)?;
+        Some(letters::compose(&to, &lang, &a.number, &kind))
+    }
+
+    /// The address and language the holder of these certificates gave when they applied.
+    async fn holder_contact(&self, serials: &[String]) -> Result<(Option<String>, Option<String>), WorkflowError> {
+        for serial in serials {
+            if let Some(a) = self.ca.store.application_of_certificate(serial).await?
+                && let Some((email, lang)) = contact(&a)
+            {
+                return Ok((Some(email), Some(self.lang.map(str::to_string).unwrap_or(lang))));
+            }
+        }
+        Ok((None, self.lang.map(str::to_string)))
     }
 
     /// The application with its steps, or `NotFound`.
@@ -746,9 +876,9 @@ impl Workflow<'_> {
                 })
                 .collect(),
             refusal: a.refusal_code.map(|code| RefusalView {
+                message: super::refusals::message(&code, a.refusal_message.as_deref().unwrap_or(""), self.lang),
                 code,
                 step: a.refusal_step.unwrap_or_default(),
-                message: a.refusal_message.unwrap_or_default(),
             }),
             receipt: a.receipt,
             certificates: a.auth_serial.zip(a.sign_serial).map(|(x, y)| vec![x, y]),
@@ -864,7 +994,7 @@ impl Workflow<'_> {
                 ..Default::default()
             }
         };
-        self.advance(&a, "awaiting_documents", &advance).await
+        self.advance(&a, "awaiting_documents", advance, "identity").await
     }
 
     /// The exact bytes the operator signs.
@@ -917,7 +1047,9 @@ impl Workflow<'_> {
                 )),
                 ..Default::default()
             };
-            return self.advance(&a, "awaiting_confirmation", &refused).await;
+            return self
+                .advance(&a, "awaiting_confirmation", refused, "operator_signature_check")
+                .await;
         }
         // The single transition that makes a confirmation count: a replay finds it done.
         // The result: revocation; issuance; or, on an ID card, the certificates to write onto it.
@@ -936,12 +1068,7 @@ impl Workflow<'_> {
             ],
             ..Default::default()
         };
-        if !self
-            .ca
-            .store
-            .advance_application(&a.number, "awaiting_confirmation", &issuing)
-            .await?
-        {
+        if !self.move_on(&a, "awaiting_confirmation", issuing, "", None).await? {
             return Err(WorkflowError::Status {
                 number: a.number,
                 status: "issuing".into(),
@@ -955,7 +1082,22 @@ impl Workflow<'_> {
                 outcome: "revoked".into(),
                 ..Default::default()
             };
-            self.ca.store.advance_application(&a.number, "issuing", &done).await?;
+            let serials: Vec<String> = data["certificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            let reason = data["reason"].as_str().unwrap_or("unspecified");
+            let letter = self.letter(
+                &a,
+                Kind::Revoked {
+                    serials: &serials,
+                    reason,
+                },
+            );
+            self.move_on(&a, "issuing", done, kind_name(result_step).as_str(), letter)
+                .await?;
             return self.view(&a.number).await;
         }
         let applicant: ApplicantData =
@@ -986,6 +1128,20 @@ impl Workflow<'_> {
             self.revoke_listed(&serde_json::json!({"certificates": superseded, "reason": "superseded"}))
                 .await?;
         }
+        let install_url = format!(
+            "{}/api/v1/applications/{}/certificates?iin={}",
+            self.ca.config.base_url.trim_end_matches('/'),
+            a.number,
+            a.iin
+        );
+        let serials = [auth.serial.clone(), sign.serial.clone()];
+        let letter = self.letter(
+            &a,
+            Kind::Issued {
+                install_url: &install_url,
+                serials: &serials,
+            },
+        );
         let done = Advance {
             to: "completed".into(),
             outcome: "issued".into(),
@@ -993,7 +1149,8 @@ impl Workflow<'_> {
             sign_serial: Some(sign.serial),
             ..Default::default()
         };
-        self.ca.store.advance_application(&a.number, "issuing", &done).await?;
+        self.move_on(&a, "issuing", done, kind_name(result_step).as_str(), letter)
+            .await?;
         self.view(&a.number).await
     }
 }

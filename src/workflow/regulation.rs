@@ -61,7 +61,7 @@ impl Condition {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Service {
     Issue,
@@ -69,7 +69,7 @@ pub enum Service {
     Revoke,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Portal,
@@ -98,6 +98,10 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 pub struct Process {
     pub id: String,
+    /// The state service's identifier in messages to the monitoring system (`serviceId`);
+    /// `NCA-` and the process id when the file gives none.
+    #[serde(default)]
+    pub service_id: Option<String>,
     pub service: Service,
     pub channel: Channel,
     pub title: Title,
@@ -130,6 +134,12 @@ fn allowed_actor(kind: StepKind) -> &'static [Actor] {
         | StepKind::Issue
         | StepKind::Revoke => &[Nca],
         StepKind::Identity | StepKind::Receipt | StepKind::Confirmation | StepKind::WriteCard => &[Operator],
+    }
+}
+
+impl Process {
+    pub fn service_id(&self) -> String {
+        self.service_id.clone().unwrap_or_else(|| format!("NCA-{}", self.id))
     }
 }
 

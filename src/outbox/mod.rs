@@ -1,0 +1,323 @@
+//! The outbox: what the service tells others of an application's changes — the monitoring
+//! system (every status change) and the applicant (letters) — written in the same transaction as
+//! the change (`store::Advance::messages`) and delivered by workers, in order per application,
+//! at least once, with every attempt recorded.
+//!
+//! Composition is here (the message formats of DESIGN.md); the SQL is in `store/outbox.rs`; the
+//! deliveries are in `monitoring.rs` and `mail.rs`.
+
+pub mod letters;
+pub mod mail;
+pub mod monitoring;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::store::{ApplicationRecord, Attempt, AttemptOutcome, DueMessage, OutboxMessage, Store, now};
+
+pub const MONITORING: &str = "monitoring";
+pub const MAIL: &str = "mail";
+
+/// Why a message could not be delivered this time.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The receiver could not be reached, or did not answer in time: try again later.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The receiver answered with an error status.
+    #[error("answered {status}")]
+    Status { status: u16 },
+    /// The receiver refuses this message for good (an SMTP 5xx): it is parked.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The message could not be signed or put together; retried (the key store may be back).
+    #[error("preparing the message: {0}")]
+    Prepare(String),
+}
+
+/// A fresh message id: a random (version 4) UUID.
+pub fn message_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Local time with its offset, as the monitoring system records times: `2026-11-27T21:05:00+05:00`.
+pub fn local_time(unix: i64, offset: time::UtcOffset) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset)
+        .format(&fmt)
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MonitoringMessage<'a> {
+    message_id: &'a str,
+    correlation_id: &'a str,
+    service_id: &'a str,
+    message_type: &'static str,
+    message_date: String,
+    sender: &'a str,
+    data: MonitoringData<'a>,
+}
+
+#[derive(Serialize)]
+struct MonitoringData<'a> {
+    application: &'a str,
+    service: &'a str,
+    channel: &'a str,
+    status: &'a str,
+    step: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<RefusalData<'a>>,
+}
+
+#[derive(Serialize)]
+struct RefusalData<'a> {
+    code: &'a str,
+    step: &'a str,
+    message: &'a str,
+}
+
+/// The monitoring message for a change of `a` to `status` at `step` (DESIGN.md, "Monitoring
+/// messages"). The body is fixed here, once: every retry sends the same bytes.
+pub fn status_message(
+    cfg: &Config,
+    service_id: &str,
+    a: &ApplicationRecord,
+    status: &str,
+    step: &str,
+    refusal: Option<&(String, String, String)>,
+) -> OutboxMessage {
+    let id = message_id();
+    let body = MonitoringMessage {
+        message_id: &id,
+        correlation_id: &a.number,
+        service_id,
+        message_type: "NOTIFICATION",
+        message_date: local_time(now(), cfg.timezone_offset()),
+        sender: &cfg.monitoring.sender,
+        data: MonitoringData {
+            application: &a.number,
+            service: &a.service,
+            channel: &a.channel,
+            status,
+            step,
+            refusal: refusal.map(|(code, step, message)| RefusalData { code, step, message }),
+        },
+    };
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    OutboxMessage {
+        channel: MONITORING,
+        message_id: id,
+        application: a.number.clone(),
+        body,
+    }
+}
+
+/// The wait before attempt `attempts + 1`: doubling from the first, capped.
+pub fn backoff(attempts: i64, initial_ms: u64, max_seconds: u64) -> i64 {
+    let exp = attempts.clamp(1, 30) as u32 - 1;
+    let ms = initial_ms.saturating_mul(1u64 << exp.min(20));
+    (ms.div_ceil(1000)).clamp(1, max_seconds.max(1)) as i64
+}
+
+/// How a channel delivers one message.
+pub trait Deliver: Send + Sync + 'static {
+    fn deliver(&self, m: &DueMessage) -> impl std::future::Future<Output = Result<Option<u16>, DeliveryError>> + Send;
+}
+
+/// The retry policy of a channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub batch: i64,
+    pub concurrency: usize,
+    pub lease_seconds: i64,
+    pub retry_initial_ms: u64,
+    pub retry_max_seconds: u64,
+}
+
+/// A name for this process among instances sharing a database.
+pub fn instance_name() -> String {
+    let mut r = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
+    format!("{}-{}", std::process::id(), hex::encode(r))
+}
+
+/// One round: claim due messages, deliver them at once (they belong to different applications),
+/// record every attempt. Returns how many were claimed.
+pub async fn round<D: Deliver>(
+    store: &Store,
+    channel: &str,
+    instance: &str,
+    policy: &Policy,
+    deliver: &D,
+) -> Result<usize, crate::store::StoreError> {
+    use futures_util::StreamExt;
+    let due = store
+        .claim_outbox(channel, instance, policy.batch, policy.lease_seconds)
+        .await?;
+    let n = due.len();
+    let attempts: Vec<Attempt> = futures_util::stream::iter(due)
+        .map(|m| async move {
+            let started = std::time::Instant::now();
+            let at_ms = now_ms();
+            let result = deliver.deliver(&m).await;
+            let latency_ms = started.elapsed().as_millis() as i64;
+            let attempt = m.attempts + 1;
+            let retry = AttemptOutcome::RetryAt(now() + backoff(attempt, policy.retry_initial_ms, policy.retry_max_seconds));
+            let (http_status, error, outcome) = match result {
+                Ok(status) => (status, None, AttemptOutcome::Delivered),
+                Err(DeliveryError::Status { status }) => {
+                    // A 4xx says the message itself is wrong and will never be taken; 408 and
+                    // 429 say "later".
+                    let lasting = (400..500).contains(&status) && status != 408 && status != 429;
+                    let outcome = if lasting { AttemptOutcome::Parked } else { retry };
+                    (Some(status), Some(format!("answered {status}")), outcome)
+                }
+                Err(e @ DeliveryError::Refused(_)) => (None, Some(e.to_string()), AttemptOutcome::Parked),
+                Err(e) => (None, Some(e.to_string()), retry),
+            };
+            if outcome == AttemptOutcome::Parked {
+                tracing::error!(message = %m.message_id, application = %m.application, ?http_status, "message parked: the receiver refuses it");
+            }
+            Attempt {
+                id: m.id,
+                message_id: m.message_id,
+                attempt,
+                at_ms,
+                http_status: http_status.map(i64::from),
+                latency_ms,
+                error,
+                outcome,
+            }
+        })
+        .buffer_unordered(policy.concurrency.max(1))
+        .collect()
+        .await;
+    store.record_attempts(instance, &attempts).await?;
+    Ok(n)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a channel's worker until `stop`: rounds back to back while there is work, a short sleep
+/// when there is none or the database fails. A round under way finishes first, so its attempts
+/// are recorded.
+pub async fn run<D: Deliver>(
+    store: Store,
+    channel: &'static str,
+    policy: Policy,
+    deliver: Arc<D>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let instance = instance_name();
+    tracing::info!(channel, instance = %instance, "outbox worker started");
+    while !*stop.borrow() {
+        match round(&store, channel, &instance, &policy, deliver.as_ref()).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(channel, "outbox: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Starts the workers the configuration asks for: monitoring when a URL is set (otherwise the
+/// messages wait in the queue), mail always.
+pub fn spawn_workers(
+    ca: &Arc<crate::pki::Ca>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let cfg = &ca.config;
+    let mut workers = Vec::new();
+    if cfg.monitoring.url.is_empty() {
+        tracing::warn!("NCA_MONITORING_URL is not set: status messages are kept in the queue");
+    } else {
+        let sender = monitoring::Sender::new(ca)?;
+        let policy = Policy {
+            batch: cfg.monitoring.batch,
+            concurrency: cfg.monitoring.concurrency,
+            lease_seconds: (cfg.monitoring.timeout_ms / 1000) as i64 + 30,
+            retry_initial_ms: cfg.monitoring.retry_initial_ms,
+            retry_max_seconds: cfg.monitoring.retry_max_seconds,
+        };
+        workers.push(tokio::spawn(run(
+            ca.store.clone(),
+            MONITORING,
+            policy,
+            Arc::new(sender),
+            stop.clone(),
+        )));
+    }
+    let postman = mail::Postman::new(cfg)?;
+    let policy = Policy {
+        batch: 64,
+        concurrency: 4,
+        lease_seconds: 120,
+        retry_initial_ms: cfg.mail.retry_initial_ms,
+        retry_max_seconds: cfg.mail.retry_max_seconds,
+    };
+    workers.push(tokio::spawn(run(
+        ca.store.clone(),
+        MAIL,
+        policy,
+        Arc::new(postman),
+        stop.clone(),
+    )));
+    Ok(workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1, 1000, 300), 1);
+        assert_eq!(backoff(2, 1000, 300), 2);
+        assert_eq!(backoff(5, 1000, 300), 16);
+        assert_eq!(backoff(30, 1000, 300), 300);
+        assert_eq!(backoff(3, 1000, 2), 2);
+    }
+
+    #[test]
+    fn local_time_has_its_offset() {
+        let almaty = time::UtcOffset::from_hms(5, 0, 0).unwrap();
+        assert_eq!(local_time(1_795_795_500, almaty), "2026-11-27T21:05:00+05:00");
+    }
+
+    #[test]
+    fn message_ids_are_v4_uuids() {
+        let id = message_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, message_id());
+    }
+}

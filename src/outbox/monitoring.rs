@@ -1,0 +1,104 @@
+//! Delivery to the state-service monitoring system: POST of the message with its detached CMS
+//! signature (base64 DER, by the service certificate) in `X-Signature`, over kept-alive
+//! connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Deliver, DeliveryError};
+use crate::keys::Signer;
+use crate::store::DueMessage;
+
+pub struct Sender {
+    url: hyper::Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    signer: Arc<dyn Signer>,
+    cert_der: Arc<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// The monitoring link of `ca`'s configuration, signing with its service key.
+    pub fn new(ca: &crate::pki::Ca) -> anyhow::Result<Sender> {
+        let cfg = &ca.config.monitoring;
+        let url: hyper::Uri = cfg
+            .url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("NCA_MONITORING_URL {:?}: {e}", cfg.url))?;
+        // TLS to the monitoring system is a proxy's job here (as for the portal): the body is
+        // signed, so a plain hop on the host's own network carries nothing forgeable.
+        if url.scheme_str() != Some("http") {
+            anyhow::bail!(
+                "NCA_MONITORING_URL {:?}: only http:// (put a TLS-originating proxy in front for https)",
+                cfg.url
+            );
+        }
+        let service = ca
+            .service
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no service key: the monitoring messages cannot be signed"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(cfg.concurrency.max(1))
+            .build(connector);
+        Ok(Sender {
+            url,
+            client,
+            signer: Arc::clone(&service.signer),
+            cert_der: Arc::new(service.cert_der.clone()),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+        })
+    }
+
+    /// The detached signature of `body`, base64: made off the async threads (a token may be slow).
+    async fn signature(&self, body: &str) -> Result<String, DeliveryError> {
+        let signer = Arc::clone(&self.signer);
+        let cert = Arc::clone(&self.cert_der);
+        let body = body.as_bytes().to_vec();
+        let der = tokio::task::spawn_blocking(move || crate::station::sign_cms_detached(signer.as_ref(), &cert, &body))
+            .await
+            .map_err(|e| DeliveryError::Prepare(e.to_string()))?
+            .map_err(|e| DeliveryError::Prepare(e.to_string()))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(der))
+    }
+}
+
+impl Deliver for Sender {
+    async fn deliver(&self, m: &DueMessage) -> Result<Option<u16>, DeliveryError> {
+        let signature = self.signature(&m.body).await?;
+        let req = hyper::Request::post(self.url.clone())
+            .header("content-type", "application/json")
+            .header("x-signature", signature)
+            .header("x-message-id", &m.message_id)
+            .body(Full::new(Bytes::from(m.body.clone())))
+            .map_err(|e| DeliveryError::Prepare(e.to_string()))?;
+        let work = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+            let status = resp.status().as_u16();
+            // The answer is read to the end, so the connection can carry the next message.
+            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            Ok::<u16, DeliveryError>(status)
+        };
+        let status = tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| DeliveryError::Unreachable(format!("no answer within {} ms", self.timeout.as_millis())))??;
+        if (200..300).contains(&status) {
+            Ok(Some(status))
+        } else {
+            Err(DeliveryError::Status { status })
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The outbox's SQL: messages appended inside the caller's transaction, claimed by delivery
+//! workers (several instances on one PostgreSQL never claim the same message), and the record of
+//! every attempt.
+
+use sqlx::{AnyConnection, Row};
+
+use super::{Backend, Store, StoreError, now};
+
+/// A message to append with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// `mail` or `monitoring`.
+    pub channel: &'static str,
+    pub message_id: String,
+    pub application: String,
+    /// Exactly what is delivered: the monitoring JSON, or the letter.
+    pub body: String,
+}
+
+/// A claimed message, due for delivery.
+#[derive(Debug, Clone)]
+pub struct DueMessage {
+    pub id: i64,
+    pub message_id: String,
+    pub application: String,
+    pub seq: i64,
+    pub body: String,
+    pub attempts: i64,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: i64,
+    pub message_id: String,
+    /// The attempt's number, 1 for the first.
+    pub attempt: i64,
+    pub at_ms: i64,
+    pub http_status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Received: the message is done.
+    Delivered,
+    /// Failed for now: try again at this time (seconds).
+    RetryAt(i64),
+    /// Failed for good (the receiver refuses it): kept aside and reported.
+    Parked,
+}
+
+/// The queue as the admin view shows it.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub delivered: i64,
+    pub parked: i64,
+    pub oldest_pending_created_at: Option<i64>,
+}
+
+/// A parked message, for the report.
+#[derive(Debug, Clone)]
+pub struct ParkedMessage {
+    pub message_id: String,
+    pub application: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// A delivered message with its history, for tests and reports.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub message_id: String,
+    pub application: String,
+    pub seq: i64,
+    pub state: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+/// Appends messages inside the caller's transaction, each numbered after the application's last
+/// on its channel.
+pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+    let t = now();
+    for m in messages {
+        let seq: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE channel = $1 AND application = $2")
+                .bind(m.channel)
+                .bind(&m.application)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO outbox (channel, message_id, application, seq, body, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+        )
+        .bind(m.channel)
+        .bind(&m.message_id)
+        .bind(&m.application)
+        .bind(seq)
+        .bind(&m.body)
+        .bind(t)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Claims up to `limit` due messages of a channel for `lease` seconds: only the first
+    /// undelivered message of each application (so each application's go out in order), none
+    /// claimed by another live worker. On PostgreSQL the rows are locked with SKIP LOCKED, so
+    /// instances claiming at the same moment take different messages.
+    pub async fn claim_outbox(
+        &self,
+        channel: &str,
+        instance: &str,
+        limit: i64,
+        lease: i64,
+    ) -> Result<Vec<DueMessage>, StoreError> {
+        let t = now();
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // An earlier message that is pending or parked holds the later ones back: the receiver
+        // never sees an application's status changes out of order.
+        let q = format!(
+            "UPDATE outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN (\
+               SELECT o.id FROM outbox o WHERE o.channel = $3 AND o.state = 'pending' AND o.next_attempt_at <= $4 \
+               AND (o.claimed_until IS NULL OR o.claimed_until < $4) \
+               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.application = o.application \
+                               AND e.seq < o.seq AND e.state <> 'delivered') \
+               ORDER BY o.id LIMIT $5 {lock}) \
+             RETURNING id, message_id, application, seq, body, attempts"
+        );
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(instance)
+            .bind(t + lease)
+            .bind(channel)
+            .bind(t)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(DueMessage {
+                    id: r.try_get(0)?,
+                    message_id: r.try_get(1)?,
+                    application: r.try_get(2)?,
+                    seq: r.try_get(3)?,
+                    body: r.try_get(4)?,
+                    attempts: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
+    /// Records a batch of attempts and their outcomes in one transaction; a message claimed by
+    /// another instance since (its lease ran out) is left to that instance.
+    pub async fn record_attempts(&self, instance: &str, attempts: &[Attempt]) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let t = now();
+        let mut tx = self.begin_write().await?;
+        for a in attempts {
+            sqlx::query(
+                "INSERT INTO outbox_attempts (message_id, attempt, at_ms, http_status, latency_ms, error, instance) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&a.message_id)
+            .bind(a.attempt)
+            .bind(a.at_ms)
+            .bind(a.http_status)
+            .bind(a.latency_ms)
+            .bind(&a.error)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+            let (state, next, delivered_at) = match a.outcome {
+                AttemptOutcome::Delivered => ("delivered", t, Some(t)),
+                AttemptOutcome::RetryAt(at) => ("pending", at, None),
+                AttemptOutcome::Parked => ("parked", t, None),
+            };
+            sqlx::query(
+                "UPDATE outbox SET state = $1, next_attempt_at = $2, delivered_at = $3, attempts = $4, \
+                 last_status = $5, last_error = $6, claimed_by = NULL, claimed_until = NULL \
+                 WHERE id = $7 AND claimed_by = $8",
+            )
+            .bind(state)
+            .bind(next)
+            .bind(delivered_at)
+            .bind(a.attempt)
+            .bind(a.http_status)
+            .bind(&a.error)
+            .bind(a.id)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a parked message back in the queue, to be tried again now.
+    pub async fn requeue_parked(&self, message_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = $1 WHERE message_id = $2 AND state = 'parked'",
+        )
+        .bind(now())
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn outbox_counts(&self, channel: &str) -> Result<OutboxCounts, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*), MIN(created_at) FROM outbox WHERE channel = $1 GROUP BY state")
+            .bind(channel)
+            .fetch_all(self.pool())
+            .await?;
+        let mut c = OutboxCounts::default();
+        for r in rows {
+            let state: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match state.as_str() {
+                "pending" => {
+                    c.pending = n;
+                    c.oldest_pending_created_at = r.try_get(2)?;
+                }
+                "delivered" => c.delivered = n,
+                _ => c.parked = n,
+            }
+        }
+        Ok(c)
+    }
+
+    pub async fn parked_messages(&self, channel: &str, limit: i64) -> Result<Vec<ParkedMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT message_id, application, attempts, last_status, last_error FROM outbox \
+             WHERE channel = $1 AND state = 'parked' ORDER BY id LIMIT $2",
+        )
+        .bind(channel)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ParkedMessage {
+                    message_id: r.try_get(0)?,
+                    application: r.try_get(1)?,
+                    attempts: r.try_get(2)?,
+                    last_status: r.try_get(3)?,
+                    last_error: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// An application's messages on a channel, in order.
+    pub async fn outbox_of(&self, channel: &str, application: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT message_id, application, seq, state, body, attempts FROM outbox \
+             WHERE channel = $1 AND application = $2 ORDER BY seq",
+        )
+        .bind(channel)
+        .bind(application)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    message_id: r.try_get(0)?,
+                    application: r.try_get(1)?,
+                    seq: r.try_get(2)?,
+                    state: r.try_get(3)?,
+                    body: r.try_get(4)?,
+                    attempts: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Appends messages on their own (for what changes no application row, and for benchmarks).
+    pub async fn add_outbox(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        append(&mut tx, messages).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
