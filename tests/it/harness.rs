@@ -121,7 +121,11 @@ impl Deployment {
     }
 
     pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.env
+            .iter()
+            .find(|(k, _)| k == "NCA_DATA_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -182,6 +186,26 @@ impl Deployment {
             }
         }
         self.server = Some(child);
+    }
+
+    /// Kills the running service with SIGKILL: no clean stop, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Another instance of the same deployment (same environment: data directory, database and
+    /// key store), with its own log; not initialised again.
+    pub fn sibling(&self) -> Deployment {
+        Deployment {
+            dir: tempfile::tempdir().unwrap(),
+            env: self.env.clone(),
+            server: None,
+            public: String::new(),
+            operator: String::new(),
+        }
     }
 
     pub fn log(&self) -> String {

@@ -7,7 +7,15 @@ use std::process::Command;
 
 use crate::harness::*;
 
-fn application(iin: &str, surname: &str, name: &str, patronymic: &str, centre: &str, work: &Path, tag: &str) -> String {
+pub(crate) fn application(
+    iin: &str,
+    surname: &str,
+    name: &str,
+    patronymic: &str,
+    centre: &str,
+    work: &Path,
+    tag: &str,
+) -> String {
     let (_, auth) = openssl_csr(work, &format!("{tag}-auth"), "ec:P-256");
     let (_, sign) = openssl_csr(work, &format!("{tag}-sign"), "ec:P-256");
     serde_json::json!({
@@ -20,7 +28,7 @@ fn application(iin: &str, surname: &str, name: &str, patronymic: &str, centre: &
     .to_string()
 }
 
-fn submit(d: &Deployment, json: &str) -> (u16, serde_json::Value) {
+pub(crate) fn submit(d: &Deployment, json: &str) -> (u16, serde_json::Value) {
     let (status, body) = curl(&[
         "-H",
         "content-type: application/json",
@@ -32,7 +40,7 @@ fn submit(d: &Deployment, json: &str) -> (u16, serde_json::Value) {
 }
 
 /// An operator's request with their AUTH credentials: method GET unless a body is given.
-fn as_operator(d: &Deployment, op: &Path, path: &str, body: Option<(&str, &str)>) -> (u16, Vec<u8>) {
+pub(crate) fn as_operator(d: &Deployment, op: &Path, path: &str, body: Option<(&str, &str)>) -> (u16, Vec<u8>) {
     let (cert, key) = (
         op.join("auth.crt").display().to_string(),
         op.join("auth.key").display().to_string(),
@@ -48,7 +56,7 @@ fn as_operator(d: &Deployment, op: &Path, path: &str, body: Option<(&str, &str)>
 }
 
 /// A running deployment, its first centre, and a working directory.
-fn running() -> (Deployment, String, tempfile::TempDir) {
+pub(crate) fn running() -> (Deployment, String, tempfile::TempDir) {
     let mut d = Deployment::new();
     d.init();
     d.start();
@@ -57,7 +65,7 @@ fn running() -> (Deployment, String, tempfile::TempDir) {
 }
 
 /// An operator of `centre` with P-256 credentials in files; returns their directory.
-fn add_operator(d: &Deployment, iin: &str, surname: &str, centre: &str, work: &Path) -> PathBuf {
+pub(crate) fn add_operator(d: &Deployment, iin: &str, surname: &str, centre: &str, work: &Path) -> PathBuf {
     let dir = work.join(format!("op-{iin}"));
     let dir_s = dir.display().to_string();
     let args = [
@@ -80,12 +88,12 @@ fn add_operator(d: &Deployment, iin: &str, surname: &str, centre: &str, work: &P
     dir
 }
 
-fn json(b: &[u8]) -> serde_json::Value {
+pub(crate) fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap_or(serde_json::Value::Null)
 }
 
 /// Signs the to-be-signed document of `number` with the operator in `op`; returns the CMS file.
-fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf {
+pub(crate) fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf {
     let (status, tbs) = as_operator(
         d,
         op,

@@ -1,0 +1,263 @@
+//! Reporting to the monitoring system: every status change of every application reaches a real
+//! HTTP receiver, once after de-duplication, in order per application, signed by the service
+//! certificate (checked with `openssl cms -verify`), through an outage and a SIGKILL; what the
+//! receiver refuses is parked, reported and can be sent again; two instances on one PostgreSQL
+//! deliver each message once between them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+
+use crate::harness::*;
+use crate::receiver::{Received, Receiver, free_port};
+use crate::workflow::{add_operator, application, as_operator, confirmation, json, submit};
+
+fn monitored(d: &mut Deployment, port: u16) {
+    d.env
+        .push(("NCA_MONITORING_URL".into(), format!("http://127.0.0.1:{port}/messages")));
+    d.env.push(("NCA_OUTBOX_RETRY_MAX_SECONDS".into(), "1".into()));
+}
+
+/// The admin's view of the monitoring queue.
+fn queue(d: &Deployment) -> serde_json::Value {
+    let (status, body) = d.admin_get("/api/v1/admin/monitoring");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    json(&body)
+}
+
+/// Submits a P1 application and takes it through identity; returns its number.
+fn identified(d: &Deployment, op: &Path, centre: &str, work: &Path, tag: &str) -> String {
+    let (status, v) = submit(d, &application(IIN, "Құнанбай", "Абай", "", centre, work, tag));
+    assert_eq!(status, 201, "{v}");
+    let number = v["number"].as_str().unwrap().to_string();
+    let (status, body) = as_operator(
+        d,
+        op,
+        &format!("/api/v1/operator/applications/{number}/identity"),
+        Some((
+            "content-type: application/json",
+            r#"{"confirmed": true, "documents": ["id_card"]}"#,
+        )),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    number
+}
+
+fn confirm(d: &Deployment, op: &Path, number: &str, work: &Path) {
+    let cms = confirmation(d, op, number, work);
+    let data = format!("@{}", cms.display());
+    let (status, body) = as_operator(
+        d,
+        op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &data)),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["status"], "completed");
+}
+
+/// The received messages, one per messageId (the first arrival), grouped per application in
+/// order of arrival.
+fn per_application(received: &[Received]) -> HashMap<String, Vec<Received>> {
+    let mut seen = HashSet::new();
+    let mut out: HashMap<String, Vec<Received>> = HashMap::new();
+    for r in received {
+        if seen.insert(r.message_id().to_string()) {
+            out.entry(r.application().to_string()).or_default().push(r.clone());
+        }
+    }
+    out
+}
+
+fn statuses(msgs: &[Received]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| m.json["data"]["status"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Checks each message's detached signature with openssl against the CA chain.
+fn verify_signatures(d: &Deployment, msgs: &[Received], work: &Path) {
+    for (i, m) in msgs.iter().enumerate() {
+        let body = work.join(format!("m{i}.json"));
+        let sig = work.join(format!("m{i}.p7s"));
+        write(&body, &m.body);
+        write(
+            &sig,
+            &base64::engine::general_purpose::STANDARD
+                .decode(&m.signature)
+                .expect("X-Signature is base64"),
+        );
+        let out = run(Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in"])
+            .arg(&sig)
+            .arg("-content")
+            .arg(&body)
+            // OpenSSL 3.0's cms has no -untrusted: the issuing CA goes in beside the root.
+            .arg("-CAfile")
+            .arg(d.path("ca/chain.pem"))
+            .args(["-out", "/dev/null"]));
+        assert!(
+            out.status.success(),
+            "signature of {} does not verify: {}",
+            m.message_id(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_status_change_arrives_once_in_order_and_signed_after_an_outage_and_a_crash() {
+    let port = free_port();
+    let mut d = Deployment::new();
+    monitored(&mut d, port);
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+
+    // The link is down (nothing listens) while applications go through their steps.
+    let a = identified(&d, &op, &centre, work.path(), "a");
+    confirm(&d, &op, &a, work.path());
+    let (status, v) = submit(&d, &application(IIN, "Басқа", "Абай", "", &centre, work.path(), "b"));
+    assert_eq!(status, 422, "{v}");
+    let b = v["number"].as_str().unwrap().to_string();
+    let c = identified(&d, &op, &centre, work.path(), "c");
+
+    // A crash in the middle: nothing was delivered, nothing is lost.
+    let before = queue(&d);
+    assert_eq!(before["delivered"], 0, "{before}");
+    assert!(before["pending"].as_i64().unwrap() >= 7, "{before}");
+    assert!(before["oldest_pending_age_seconds"].as_i64().is_some(), "{before}");
+    d.kill();
+    d.start();
+    confirm(&d, &op, &c, work.path());
+
+    // The link comes back; the receiver refuses b's message (a 4xx: parked, not retried).
+    let receiver = Receiver::start(port);
+    receiver.refuse(&b);
+    let expected: HashMap<&str, Vec<&str>> = HashMap::from([
+        (
+            a.as_str(),
+            vec!["awaiting_documents", "awaiting_confirmation", "issuing", "completed"],
+        ),
+        (
+            c.as_str(),
+            vec!["awaiting_documents", "awaiting_confirmation", "issuing", "completed"],
+        ),
+        (b.as_str(), vec!["refused"]),
+    ]);
+    let arrived = receiver.wait_for(60, |r| {
+        let g = per_application(r);
+        g.get(a.as_str()).map(|m| m.len()) == Some(4) && g.get(c.as_str()).map(|m| m.len()) == Some(4)
+    });
+    assert!(arrived, "not everything arrived: {:?}", receiver.received().len());
+    let mut parked = queue(&d);
+    for _ in 0..50 {
+        if parked["parked"] == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        parked = queue(&d);
+    }
+    assert_eq!(parked["parked"], 1, "{parked}");
+    assert_eq!(parked["parked_messages"][0]["application"], b.as_str());
+    assert_eq!(parked["parked_messages"][0]["last_http_status"], 400);
+    assert!(per_application(&receiver.received()).get(b.as_str()).is_none());
+
+    // Fixed on the receiver's side, the administrator sends it again.
+    receiver.accept_all();
+    let id = parked["parked_messages"][0]["message_id"].as_str().unwrap();
+    let (status, body) = d.admin_post(&format!("/api/v1/admin/monitoring/{id}/retry"), "{}");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(receiver.wait_for(30, |r| per_application(r).contains_key(b.as_str())));
+
+    let groups = per_application(&receiver.received());
+    for (number, want) in &expected {
+        let msgs = &groups[*number];
+        assert_eq!(statuses(msgs), *want, "{number}");
+        // Compared with the application's own history: its steps end where the last message is.
+        let (_, v) = d.get(&format!("/api/v1/applications/{number}?iin={IIN}"));
+        let v = json(&v);
+        assert_eq!(v["status"], *want.last().unwrap());
+        for m in msgs {
+            let j = &m.json;
+            assert_eq!(j["correlationId"], *number);
+            assert_eq!(j["messageType"], "NOTIFICATION");
+            assert_eq!(j["serviceId"], "NCA-P1");
+            assert_eq!(j["data"]["application"], *number);
+            assert_eq!(j["data"]["channel"], "portal");
+            assert!(j["messageDate"].as_str().unwrap().ends_with("+05:00"), "{j}");
+            assert!(j["data"]["step"].as_str().is_some_and(|s| !s.is_empty()), "{j}");
+        }
+    }
+    assert_eq!(
+        groups[b.as_str()][0].json["data"]["refusal"]["code"],
+        "registry_mismatch"
+    );
+    let all: Vec<Received> = groups.values().flatten().cloned().collect();
+    verify_signatures(&d, &all, work.path());
+
+    let done = queue(&d);
+    assert_eq!(done["pending"], 0, "{done}");
+    assert_eq!(done["parked"], 0, "{done}");
+    assert_eq!(done["delivered"], 9, "{done}");
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        String::from_utf8_lossy(&metrics).contains("nca_outbox_messages{channel=\"monitoring\",state=\"delivered\"} 9")
+    );
+}
+
+#[test]
+fn two_instances_on_one_postgresql_deliver_each_message_once() {
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let mut first = Deployment::with_database(Some(fresh_postgres_database()));
+    monitored(&mut first, port);
+    // Hold the messages back until both instances run: neither may start with a head start.
+    first.env.push(("NCA_MONITORING_URL".into(), String::new()));
+    first.init();
+    first.start();
+    let centre = first.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let op = add_operator(&first, "920708497088", "Сейітқали", &centre, work.path());
+    let mut numbers = Vec::new();
+    for i in 0..6 {
+        let n = identified(&first, &op, &centre, work.path(), &format!("n{i}"));
+        if i % 2 == 0 {
+            confirm(&first, &op, &n, work.path());
+        }
+        numbers.push(n);
+    }
+    first.kill();
+    first.env.retain(|(k, v)| !(k == "NCA_MONITORING_URL" && v.is_empty()));
+    let mut second = first.sibling();
+    first.start();
+    second.start();
+
+    // 3 applications of 2 messages and 3 of 4.
+    let total = 18;
+    assert!(
+        receiver.wait_for(60, |r| r.len() >= total),
+        "{} of {total} arrived",
+        receiver.received().len()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let received = receiver.received();
+    let ids: Vec<&str> = received.iter().map(|r| r.message_id()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "a message was delivered twice");
+    assert_eq!(unique.len(), total);
+    let groups = per_application(&received);
+    for (i, n) in numbers.iter().enumerate() {
+        let want: Vec<&str> = if i % 2 == 0 {
+            vec!["awaiting_documents", "awaiting_confirmation", "issuing", "completed"]
+        } else {
+            vec!["awaiting_documents", "awaiting_confirmation"]
+        };
+        assert_eq!(statuses(&groups[n.as_str()]), want, "{n}");
+    }
+    assert_eq!(queue(&second)["delivered"], total as i64);
+}
