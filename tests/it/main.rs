@@ -10,6 +10,7 @@ mod cms;
 mod harness;
 mod http_api;
 mod monitoring;
+mod notices;
 mod operators;
 mod receiver;
 mod registry;
