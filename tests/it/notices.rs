@@ -190,8 +190,11 @@ fn letters_go_out_in_the_applicants_language_and_refusals_speak_it_too() {
     assert_ne!(status, 200, "the report is for administrators only");
 }
 
+/// Letters an SMTP listener took: (recipient, data).
+type Taken = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A minimal SMTP server on loopback: accepts one session's letters and keeps (rcpt, data).
-fn smtp_listener() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+fn smtp_listener() -> (u16, Taken) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
