@@ -110,6 +110,8 @@ pub struct RegistrySection {
     pub file: PathBuf,
     pub url: String,
     pub timeout_ms: u64,
+    /// How often applications the gateway did not answer for are asked about again.
+    pub retry_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,7 +265,12 @@ impl Config {
         if let Some(v) = env("NCA_MAIL") {
             f.mail.transport = v;
         }
-        // Not part of the contract: tests and drills shorten the wait between attempts.
+        // Not part of the contract: tests and drills shorten the waits between attempts.
+        if let Some(v) = env("NCA_REGISTRY_RETRY_SECONDS") {
+            f.registry.retry_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_REGISTRY_RETRY_SECONDS", format!("{v:?} is not a number")))?;
+        }
         if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
             let v = v
                 .parse()

@@ -111,6 +111,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let outbox = crate::outbox::spawn_workers(&ca, &stop_rx)?;
+    let retries = tokio::spawn(registry_retries(state.clone(), stop_rx.clone()));
     let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
     let op = tokio::spawn(http::tls::serve(
         operator,
@@ -134,9 +135,36 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     for w in outbox {
         let _ = w.await;
     }
+    let _ = retries.await;
     pub_task.await??;
     store.close().await;
     Ok(())
+}
+
+/// Asks the state database again, every `registry.retry_seconds`, for the applications it did not
+/// answer for at submission.
+async fn registry_retries(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(state.ca.config.registry.retry_seconds.max(1));
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+        let waiting = match state.ca.store.applications_in("awaiting_registry", 100).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!("registry retries: {e}");
+                continue;
+            }
+        };
+        for a in waiting {
+            match state.workflow().retry_registry(&a).await {
+                Ok(true) => tracing::info!(application = %a.number, "registry check done on retry"),
+                Ok(false) => break,
+                Err(e) => tracing::error!(application = %a.number, "registry retry: {e}"),
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

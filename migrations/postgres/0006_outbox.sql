@@ -34,3 +34,10 @@ CREATE TABLE outbox_attempts (
     instance    TEXT NOT NULL,
     PRIMARY KEY (message_id, attempt)
 );
+
+-- A new status, awaiting_registry: the state database did not answer at submission; the
+-- application is kept and its registry check retried.
+ALTER TABLE applications DROP CONSTRAINT applications_status_check;
+ALTER TABLE applications ADD CONSTRAINT applications_status_check
+    CHECK (status IN ('awaiting_registry', 'awaiting_documents', 'awaiting_confirmation', 'issuing', 'completed', 'refused'));
+CREATE INDEX applications_status ON applications (status);

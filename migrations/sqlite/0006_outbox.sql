@@ -34,3 +34,35 @@ CREATE TABLE outbox_attempts (
     instance    TEXT NOT NULL,
     PRIMARY KEY (message_id, attempt)
 );
+
+-- A new status, awaiting_registry: the state database did not answer at submission; the
+-- application is kept and its registry check retried (SQLite cannot alter a CHECK: the table is
+-- rebuilt).
+CREATE TABLE applications_next (
+    number          TEXT PRIMARY KEY,
+    process         TEXT NOT NULL,
+    service         TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('awaiting_registry', 'awaiting_documents', 'awaiting_confirmation', 'issuing', 'completed', 'refused')),
+    iin             TEXT NOT NULL,
+    applicant       TEXT NOT NULL,
+    centre          TEXT NOT NULL,
+    storage         TEXT NOT NULL,
+    auth_csr        TEXT,
+    sign_csr        TEXT,
+    tbs             TEXT,
+    receipt         TEXT,
+    confirmed_by    TEXT,
+    auth_serial     TEXT,
+    sign_serial     TEXT,
+    refusal_code    TEXT,
+    refusal_step    TEXT,
+    refusal_message TEXT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL
+);
+INSERT INTO applications_next SELECT * FROM applications;
+DROP TABLE applications;
+ALTER TABLE applications_next RENAME TO applications;
+CREATE INDEX applications_centre ON applications (centre, status);
+CREATE INDEX applications_status ON applications (status);

@@ -190,6 +190,17 @@ impl Store {
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
+    /// Applications in a status, oldest first, across centres (for the workers that move them on).
+    pub async fn applications_in(&self, status: &str, limit: i64) -> Result<Vec<ApplicationRecord>, StoreError> {
+        let q = format!("SELECT {COLUMNS} FROM applications WHERE status = $1 ORDER BY created_at LIMIT $2");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(status)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+    }
+
     pub async fn application_steps(&self, number: &str) -> Result<Vec<StepRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, step, actor, started_at, finished_at, deadline_seconds, outcome FROM application_steps \

@@ -222,6 +222,34 @@ fn refusal(c: Condition, kind: StepKind, message: String) -> (String, String, St
     (c.refusal_code().to_string(), kind_name(kind), message)
 }
 
+/// P1 and P2 after the registry's answer (from step `seq`): refused there, or registered with
+/// the number given, then waiting for the applicant at a centre (P1) or for the operator's
+/// confirmation (P2, signed already). The steps, and the status they leave.
+fn after_registry(
+    process: &Process,
+    service: Service,
+    seq: i64,
+    t: i64,
+    refused: bool,
+) -> (Vec<StepRecord>, &'static str) {
+    if refused {
+        return (Vec::new(), "refused");
+    }
+    let (next, status) = if service == Service::Reissue {
+        (StepKind::Confirmation, "awaiting_confirmation")
+    } else {
+        (StepKind::Identity, "awaiting_documents")
+    };
+    (
+        vec![
+            step(process, StepKind::Register, seq, t, Some("registered")),
+            step(process, StepKind::NotifyNumber, seq + 1, t, Some("shown")),
+            step(process, next, seq + 2, t, None),
+        ],
+        status,
+    )
+}
+
 /// The profile of an applicant's AUTH certificate: legal-entity when an organisation is named.
 fn auth_profile(ca: &Ca, legal: bool) -> Result<&crate::pki::profile::Profile, WorkflowError> {
     let name = if legal { "legal-auth" } else { "individual-auth" };
@@ -320,29 +348,31 @@ impl Workflow<'_> {
             Some(if signature.is_ok() { "done" } else { "invalid" }),
         )];
         let mut refused: Option<(String, String, String)> = None;
+        let mut status = "awaiting_registry";
         if let Err(why) = signature {
             refused = Some(refusal(Condition::ApplicantSignatureValid, first, why));
         } else if let Some(p) = key_problem {
             refused = Some(("key_rejected".into(), kind_name(StepKind::Request), p));
         } else {
-            // Condition 1: the applicant's data exists in the state database, and is theirs.
-            let (outcome, refused_by_registry) = self.registry_check(&iin, &req.applicant).await?;
-            steps.push(step(process, StepKind::RegistryCheck, 2, t, Some(outcome)));
-            match refused_by_registry {
-                Some(r) => refused = Some(r),
-                None => {
-                    steps.push(step(process, StepKind::Register, 3, t, Some("registered")));
-                    steps.push(step(process, StepKind::NotifyNumber, 4, t, Some("shown")));
-                    // P1: the applicant brings documents to a centre; P2: signed already, the
-                    // operator confirms.
-                    let next = if service == Service::Reissue {
-                        StepKind::Confirmation
-                    } else {
-                        StepKind::Identity
-                    };
-                    steps.push(step(process, next, 5, t, None));
+            // Condition 1: the applicant's data exists in the state database, and is theirs. A
+            // database that does not answer leaves the check open, to be asked again.
+            match self.registry_check(&iin, &req.applicant).await {
+                Ok((outcome, refused_by_registry)) => {
+                    steps.push(step(process, StepKind::RegistryCheck, 2, t, Some(outcome)));
+                    let (more, next_status) = after_registry(process, service, 3, t, refused_by_registry.is_some());
+                    steps.extend(more);
+                    status = next_status;
+                    refused = refused_by_registry;
                 }
+                Err(WorkflowError::Registry(e)) => {
+                    tracing::warn!("state registry: {e}; the application waits for it");
+                    steps.push(step(process, StepKind::RegistryCheck, 2, t, None));
+                }
+                Err(e) => return Err(e),
             }
+        }
+        if refused.is_some() {
+            status = "refused";
         }
         let applicant =
             serde_json::json!({"applicant": req.applicant, "organization": req.organization, "supersedes": supersedes, "lang": self.lang})
@@ -357,12 +387,7 @@ impl Workflow<'_> {
             }
             .into(),
             channel: "portal".into(),
-            status: match (&refused, service) {
-                (Some(_), _) => "refused",
-                (None, Service::Reissue) => "awaiting_confirmation",
-                (None, _) => "awaiting_documents",
-            }
-            .into(),
+            status: status.into(),
             iin: iin.as_str().to_string(),
             applicant,
             centre: req.registration_centre,
@@ -379,23 +404,10 @@ impl Workflow<'_> {
         if record.status == "awaiting_confirmation" {
             record.tbs = Some(to_be_signed(&record));
         }
-        // P1 and P2 step "notify_number": the number, by letter too.
-        let letter = if record.status == "refused" {
+        let letter = if ["refused", "awaiting_registry"].contains(&record.status.as_str()) {
             None
         } else {
-            let centre = self
-                .centres
-                .centre(&record.centre)
-                .map(|c| c.names.get(letters::language(self.lang)).to_string())
-                .unwrap_or_else(|| record.centre.clone());
-            let status_url = format!("{}/", self.ca.config.base_url.trim_end_matches('/'));
-            self.letter(
-                &record,
-                Kind::OrderNumber {
-                    centre: &centre,
-                    status_url: &status_url,
-                },
-            )
+            self.number_letter(&record)
         };
         self.record(&record, &steps, letter).await?;
         self.view(&number).await
@@ -579,22 +591,37 @@ impl Workflow<'_> {
             .ok_or_else(|| WorkflowError::Invalid("no P4 in the regulation".into()))?;
         let (iin, _) = check_applicant(self.ca, &req.applicant, req.organization.as_ref())?;
         let t = now();
-        let (outcome, refused) = self.registry_check(&iin, &req.applicant).await?;
         let mut steps = vec![
             step(process, StepKind::Identity, 1, t, Some("confirmed")),
             step(process, StepKind::Request, 2, t, Some("filled")),
-            step(process, StepKind::RegistryCheck, 3, t, Some(outcome)),
         ];
-        if refused.is_none() {
-            steps.push(step(process, StepKind::CardKeys, 4, t, None));
-        }
+        let (refused, status) = match self.registry_check(&iin, &req.applicant).await {
+            Ok((outcome, refused)) => {
+                steps.push(step(process, StepKind::RegistryCheck, 3, t, Some(outcome)));
+                if refused.is_none() {
+                    steps.push(step(process, StepKind::CardKeys, 4, t, None));
+                }
+                let status = if refused.is_some() {
+                    "refused"
+                } else {
+                    "awaiting_documents"
+                };
+                (refused, status)
+            }
+            Err(WorkflowError::Registry(e)) => {
+                tracing::warn!("state registry: {e}; the application waits for it");
+                steps.push(step(process, StepKind::RegistryCheck, 3, t, None));
+                (None, "awaiting_registry")
+            }
+            Err(e) => return Err(e),
+        };
         let number = number::new_number();
         let record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
             service: "issue".into(),
             channel: "service_centre".into(),
-            status: if refused.is_some() { "refused" } else { "awaiting_documents" }.into(),
+            status: status.into(),
             iin: iin.as_str().to_string(),
             applicant: serde_json::json!({"applicant": req.applicant, "organization": req.organization, "filed_by": op.record.iin, "lang": self.lang})
                 .to_string(),
@@ -847,6 +874,72 @@ impl Workflow<'_> {
             }
         }
         Ok((None, self.lang.map(str::to_string)))
+    }
+
+    /// The order-number letter (P1 and P2 step "notify_number").
+    fn number_letter(&self, a: &ApplicationRecord) -> Option<Letter> {
+        let (_, lang) = contact(a)?;
+        let centre = self
+            .centres
+            .centre(&a.centre)
+            .map(|c| c.names.get(&lang).to_string())
+            .unwrap_or_else(|| a.centre.clone());
+        let status_url = format!("{}/", self.ca.config.base_url.trim_end_matches('/'));
+        self.letter(
+            a,
+            Kind::OrderNumber {
+                centre: &centre,
+                status_url: &status_url,
+            },
+        )
+    }
+
+    /// Asks the state database again for an application it did not answer for. True when the
+    /// application moved on (registered, or refused); false when the database is still silent or
+    /// another instance moved it first.
+    pub async fn retry_registry(&self, a: &ApplicationRecord) -> Result<bool, WorkflowError> {
+        let process = self.process_of(a)?;
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let applicant: ApplicantData =
+            serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
+        let iin = Iin::parse(&a.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+        let (outcome, refused) = match self.registry_check(&iin, &applicant).await {
+            Ok(r) => r,
+            Err(WorkflowError::Registry(e)) => {
+                tracing::info!(application = %a.number, "state registry still unavailable: {e}");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64 + 1;
+        let t = now();
+        let (steps, status) = if process.channel == Channel::ServiceCentre {
+            match refused {
+                Some(_) => (Vec::new(), "refused"),
+                None => (
+                    vec![step(process, StepKind::CardKeys, seq, t, None)],
+                    "awaiting_documents",
+                ),
+            }
+        } else {
+            after_registry(process, process.service, seq, t, refused.is_some())
+        };
+        let tbs = (status == "awaiting_confirmation").then(|| to_be_signed(a));
+        let letter = if process.channel == Channel::Portal && refused.is_none() {
+            self.number_letter(a)
+        } else {
+            None
+        };
+        let change = Advance {
+            to: status.into(),
+            outcome: outcome.into(),
+            steps,
+            tbs,
+            refusal: refused,
+            ..Default::default()
+        };
+        self.move_on(a, "awaiting_registry", change, "registry_check", letter)
+            .await
     }
 
     /// The application with its steps, or `NotFound`.

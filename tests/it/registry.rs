@@ -132,3 +132,89 @@ fn the_embedded_registry_reads_the_file_named_or_the_demo_one() {
         assert!(matches!(StateRegistry::open(&f, "", Duration::from_secs(1)), Err(RegistryError::File { line: 2, .. })));
     });
 }
+
+/// Whether the toggled stand-in answers (false: 503 to everything).
+static GATEWAY_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+async fn person_when_up(iin: Path<String>) -> axum::response::Response {
+    if GATEWAY_UP.load(std::sync::atomic::Ordering::SeqCst) {
+        person(iin).await.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "maintenance").into_response()
+    }
+}
+
+#[test]
+fn an_application_the_gateway_did_not_answer_for_waits_and_goes_on_when_it_does() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(async {
+        let app = Router::new().route("/gw/persons/{iin}", get(person_when_up));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/gw")
+    });
+    let mut d = Deployment::new();
+    d.env.push(("NCA_REGISTRY_URL".into(), url));
+    d.env.push(("NCA_REGISTRY_RETRY_SECONDS".into(), "1".into()));
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let submit = |surname: &str, tag: &str| {
+        let body = crate::workflow::application(IIN, surname, "Абай", "", &centre, work.path(), tag);
+        crate::workflow::submit(&d, &body)
+    };
+
+    // Down: the applications are kept, waiting, not refused.
+    let (status, waiting) = submit("Құнанбай", "w");
+    assert_eq!(status, 201, "{waiting}");
+    assert_eq!(waiting["status"], "awaiting_registry");
+    let steps = waiting["steps"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["step"], "registry_check");
+    assert!(steps.last().unwrap()["finished_at"].is_null());
+    let (_, mismatch) = submit("Басқа", "m");
+    assert_eq!(mismatch["status"], "awaiting_registry");
+    // Nothing to identify yet.
+    std::thread::sleep(Duration::from_secs(2));
+    let number = waiting["number"].as_str().unwrap();
+    let (_, v) = d.get(&format!("/api/v1/applications/{number}?iin={IIN}"));
+    assert_eq!(crate::workflow::json(&v)["status"], "awaiting_registry");
+
+    // Up: the checks are made again; one registers, the other is refused as at submission.
+    GATEWAY_UP.store(true, std::sync::atomic::Ordering::SeqCst);
+    let status_of = |n: &str| {
+        let (_, v) = d.get(&format!("/api/v1/applications/{n}?iin={IIN}"));
+        crate::workflow::json(&v)
+    };
+    let mut v = status_of(number);
+    for _ in 0..100 {
+        if v["status"] != "awaiting_registry" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        v = status_of(number);
+    }
+    assert_eq!(v["status"], "awaiting_documents", "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["request", "registry_check", "register", "notify_number", "identity"]
+    );
+    assert_eq!(v["steps"][1]["outcome"], "found");
+    let mut m = status_of(mismatch["number"].as_str().unwrap());
+    for _ in 0..50 {
+        if m["status"] != "awaiting_registry" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        m = status_of(mismatch["number"].as_str().unwrap());
+    }
+    assert_eq!(m["status"], "refused", "{m}");
+    assert_eq!(m["refusal"]["code"], "registry_mismatch");
+}
