@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use super::error::{ApiError, application_status};
 use super::{AppState, JsonBody, OperatorClient};
-use crate::workflow::application::{ApplicationRequest, CentreIssue, CsrPair, IdentityRequest, SignedRequest};
+use crate::workflow::application::{
+    ApplicationRequest, CentreIssue, CsrPair, IdentityRequest, SignedRequest, WorkflowError,
+};
 
 #[derive(Deserialize)]
 pub struct ByIin {
@@ -32,8 +34,8 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     let view = if ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature") {
         s.workflow_for(&headers).submit_signed(&body).await?
     } else if ctype.starts_with("application/json") {
-        let req: ApplicationRequest =
-            serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("request_invalid", e.to_string()))?;
+        let req: ApplicationRequest = serde_json::from_slice(&body)
+            .map_err(|e| WorkflowError::Fields(vec![crate::workflow::application::FieldError::from_json(&e)]))?;
         s.workflow_for(&headers).submit(req).await?
     } else {
         return Err(ApiError::bad_request(

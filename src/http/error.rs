@@ -104,7 +104,7 @@ impl ApiError {
             ApiError::Workflow(WorkflowError::Issue(e)) => ApiError::issue_status(e),
             ApiError::Workflow(e) => {
                 let status = match e {
-                    WorkflowError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    WorkflowError::Invalid(_) | WorkflowError::Fields(_) => StatusCode::BAD_REQUEST,
                     WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
                     WorkflowError::Status { .. } => StatusCode::CONFLICT,
                     WorkflowError::Registry(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -143,7 +143,11 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let ApiError::Workflow(WorkflowError::Fields(fields)) = &self {
+            body["error"]["fields"] = json!(fields);
+        }
+        (status, Json(body)).into_response()
     }
 }
 

@@ -91,12 +91,48 @@ pub struct IdentityRequest {
     pub reason: Option<String>,
 }
 
+/// A field of a request that is wrong, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    /// Its path in the request JSON, e.g. `applicant.iin`, `requests.auth`.
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, code: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The field a serde error names (a missing or unknown field), else the whole body.
+    pub fn from_json(e: &serde_json::Error) -> FieldError {
+        let text = e.to_string();
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| text.split_once(p).and_then(|(_, rest)| rest.split_once('`')))
+            .map(|(name, _)| name.to_string());
+        FieldError {
+            field: named.unwrap_or_else(|| "body".into()),
+            code: "request_invalid",
+            message: text,
+        }
+    }
+}
+
 /// Bad requests: nothing is recorded for these.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     /// The request is not what the endpoint takes.
     #[error("{0}")]
     Invalid(String),
+    /// Fields of the request are wrong: each is named with its reason.
+    #[error("{}", .0.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldError>),
     /// No application with this number (or not the caller's).
     #[error("no application {0}")]
     NotFound(String),
@@ -115,7 +151,7 @@ pub enum WorkflowError {
 impl WorkflowError {
     pub fn code(&self) -> &'static str {
         match self {
-            WorkflowError::Invalid(_) => "request_invalid",
+            WorkflowError::Invalid(_) | WorkflowError::Fields(_) => "request_invalid",
             WorkflowError::NotFound(_) => "application_not_found",
             WorkflowError::Status { .. } => "application_status_conflict",
             WorkflowError::Registry(_) => "registry_unavailable",
@@ -265,14 +301,34 @@ fn check_applicant<'c>(
     applicant: &ApplicantData,
     org: Option<&OrganizationData>,
 ) -> Result<(Iin, &'c crate::pki::profile::Profile), WorkflowError> {
-    let iin = Iin::parse(&applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
-    if let Some(o) = org {
-        Bin::parse(&o.bin).map_err(|e| WorkflowError::Invalid(format!("BIN {e}")))?;
+    let mut wrong = Vec::new();
+    let iin = Iin::parse(&applicant.iin)
+        .map_err(|e| wrong.push(FieldError::new("applicant.iin", "iin_invalid", format!("IIN {e}"))))
+        .ok();
+    if let Some(o) = org
+        && let Err(e) = Bin::parse(&o.bin)
+    {
+        wrong.push(FieldError::new("organization.bin", "bin_invalid", format!("BIN {e}")));
+    }
+    if let Some(email) = applicant.email.as_deref().filter(|e| !e.is_empty())
+        && email.parse::<lettre::message::Mailbox>().is_err()
+    {
+        wrong.push(FieldError::new(
+            "applicant.email",
+            "email_invalid",
+            "not an e-mail address",
+        ));
     }
     let profile = auth_profile(ca, org.is_some())?;
-    crate::pki::subject::build(profile, &subject(applicant, org), &ca.config.ca.country)
-        .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
-    Ok((iin, profile))
+    if wrong.is_empty()
+        && let Err(e) = crate::pki::subject::build(profile, &subject(applicant, org), &ca.config.ca.country)
+    {
+        wrong.push(FieldError::new("applicant", "subject_invalid", e.to_string()));
+    }
+    match iin {
+        Some(iin) if wrong.is_empty() => Ok((iin, profile)),
+        _ => Err(WorkflowError::Fields(wrong)),
+    }
 }
 
 impl Workflow<'_> {
@@ -303,27 +359,47 @@ impl Workflow<'_> {
             .regulation
             .process(service, Channel::Portal)
             .ok_or_else(|| WorkflowError::Invalid(format!("no {service:?} process in the regulation")))?;
-        let (iin, profile) = check_applicant(self.ca, &req.applicant, req.organization.as_ref())?;
+        // Every wrong field is named at once, so a form can mark them all.
+        let mut wrong = Vec::new();
+        let checked = check_applicant(self.ca, &req.applicant, req.organization.as_ref());
+        if let Err(WorkflowError::Fields(f)) = &checked {
+            wrong.extend(f.iter().cloned());
+        }
         if self.centres.centre(&req.registration_centre).is_none() {
-            return Err(WorkflowError::Invalid(format!(
-                "no registration centre {:?}",
-                req.registration_centre
-            )));
+            wrong.push(FieldError::new(
+                "registration_centre",
+                "centre_not_found",
+                format!("no registration centre {:?}", req.registration_centre),
+            ));
         }
         if !["file", "token", "id_card"].contains(&req.storage.as_str()) {
-            return Err(WorkflowError::Invalid(format!(
-                "storage {:?}: file, token or id_card",
-                req.storage
-            )));
+            wrong.push(FieldError::new(
+                "storage",
+                "storage_invalid",
+                format!("storage {:?}: file, token or id_card", req.storage),
+            ));
         }
-        let pair = req
-            .requests
-            .clone()
-            .ok_or_else(|| WorkflowError::Invalid("requests {auth, sign} are required".into()))?;
-        let mut key_problem = None;
+        let pair = req.requests.clone().unwrap_or(CsrPair {
+            auth: String::new(),
+            sign: String::new(),
+        });
+        let mut parsed_pair = Vec::new();
         for (which, pem) in [("auth", &pair.auth), ("sign", &pair.sign)] {
-            let parsed =
-                csr::parse(pem.as_bytes()).map_err(|e| WorkflowError::Invalid(format!("requests.{which}: {e}")))?;
+            match csr::parse(pem.as_bytes()) {
+                Ok(p) => parsed_pair.push((which, p)),
+                Err(e) => wrong.push(FieldError::new(
+                    &format!("requests.{which}"),
+                    "csr_malformed",
+                    e.to_string(),
+                )),
+            }
+        }
+        if !wrong.is_empty() {
+            return Err(WorkflowError::Fields(wrong));
+        }
+        let (iin, profile) = checked?;
+        let mut key_problem = None;
+        for (which, parsed) in parsed_pair {
             if let Err(e) = policy::judge_key(&parsed.spki, profile)
                 .map(|_| ())
                 .map_err(|e| e.to_string())

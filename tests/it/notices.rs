@@ -92,6 +92,42 @@ fn letters_go_out_in_the_applicants_language_and_refusals_speak_it_too() {
     let work = tempfile::tempdir().unwrap();
     let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
 
+    // A malformed request: 400, every wrong field named, nothing recorded.
+    let mut bad: serde_json::Value =
+        serde_json::from_str(&application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "bad")).unwrap();
+    bad["applicant"]["iin"] = "850315306049".into();
+    bad["requests"]["auth"] = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into();
+    bad["registration_centre"] = "nowhere".into();
+    let (status, v) = submit_in(&d, "en", &bad.to_string());
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "request_invalid");
+    let fields: Vec<(&str, &str)> = v["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["field"].as_str().unwrap(), f["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("applicant.iin", "iin_invalid"),
+            ("registration_centre", "centre_not_found"),
+            ("requests.auth", "csr_malformed")
+        ]
+    );
+    let (status, v) = submit_in(
+        &d,
+        "en",
+        r#"{"service": "issue", "applicant": {"iin": "850315306048"}}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "surname", "{v}");
+    let (status, v) = submit_in(&d, "en", "{not json");
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["fields"][0]["field"], "body", "{v}");
+    let (_, queue) = d.admin_get("/api/v1/admin/monitoring");
+    assert_eq!(json(&queue)["pending"], 0, "a malformed request records nothing");
+
     // A refusal in Russian, Kazakh and (detailed) English; the code is the same.
     let refused = application(IIN, "Басқа", "Абай", "", &centre, work.path(), "x");
     for (lang, words) in [
