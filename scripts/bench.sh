@@ -10,16 +10,22 @@
 #    `openssl ocsp` (peers/openssl_ocsp.sh, same concurrency); a full CRL of 1,000,000 entries
 #    from the database beside `openssl ca -gencrl` (peers/openssl_crl.sh); the time from
 #    `nca cert revoke` to the serial in OCSP and in the served delta CRL.
+# 4. The outbox: a backlog of NOUTBOX monitoring messages drained to a loopback receiver, beside
+#    the service key's raw and whole-CMS signing rates.
+# 5. Applications: P1 end to end over HTTP (submit, identity, to-be-signed, confirmation signed
+#    with the operator's key, the pair issued) on SQLite and on PostgreSQL, beside half the
+#    issuing key's raw signing rate.
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
 # PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
-# (1000000). Loopback only. Output: RESULT lines, then a summary.
+# (1000000), NOUTBOX (100000), APP_CONC (16). Loopback only. Output: RESULT lines, then a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
 STORES=${STORES:-software pkcs11}; ALGS=${ALGS:-ec-p256 rsa-2048}; PEERS=${PEERS:-1}
-SECTIONS=${SECTIONS:-engine http status}; NREVOKED=${NREVOKED:-1000000}
+SECTIONS=${SECTIONS:-engine http status outbox applications}; NREVOKED=${NREVOKED:-1000000}
+NOUTBOX=${NOUTBOX:-100000}; APP_CONC=${APP_CONC:-16}
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -158,6 +164,46 @@ PY
     size=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select length(der) from crls order by number desc limit 1').fetchone()[0])" "$d/data/nca.db")
     line="RESULT crl.full.$NREVOKED $(awk '{print $2}' <<<"$t") s peak_rss=$(( $(awk '{print $3}' <<<"$t") / 1024 )) MiB der_bytes=$size (nca crl publish: process start to CRL recorded, RSA-2048 issuer, SQLite)"
     echo "$line"; results+=("$line")
+fi
+
+has outbox && for store in $STORES; do
+    log "outbox: $NOUTBOX messages, $store service key"
+    out=$(env $(store_env "$store") NCA_LOG=warn timeout 900 "$BENCH" outbox --n "$NOUTBOX" 2>/dev/null | grep '^RESULT')
+    echo "$out"; results+=("$out")
+done
+
+if has applications; then
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=a -keyout "$tmp/app-auth.key" \
+        -out "$tmp/app-auth.csr" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=s -keyout "$tmp/app-sign.key" \
+        -out "$tmp/app-sign.csr" 2>/dev/null
+    pg_url=$(scripts/pg-start.sh "$tmp/pg" "${BENCH_PG_PORT:-55499}" | tail -1)
+    for db in sqlite postgres; do
+        for alg in $ALGS; do
+            d="$tmp/apps-$db-$alg"
+            if [[ $db == postgres ]]; then
+                name="bench_$RANDOM"
+                psql "${pg_url%/*}/postgres" -qc "CREATE DATABASE $name" >/dev/null
+                export NCA_DATABASE_URL="${pg_url%/*}/$name"
+            else
+                unset NCA_DATABASE_URL
+            fi
+            serve "$d" "$alg" software
+            centre=$(curl -s "$url/api/v1/centres" | python3 -c 'import json,sys; print(json.load(sys.stdin)["regions"][0]["localities"][0]["centres"][0]["id"])')
+            (cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" operator add \
+                --iin 920708497088 --surname Сейітқали --name Айгерім --centre "$centre" --out "$d/op" \
+                --key-algorithm ec-p256 >/dev/null)
+            log "applications: $db $alg (${DURATION}s, concurrency $APP_CONC)"
+            out=$(NCA_KEY_STORE=software NCA_LOG=warn "$BENCH" applications --public "$url" --operator "$op_url" \
+                --data "$d/data" --operator-dir "$d/op" --centre "$centre" --alg "$alg" --label "database=$db" \
+                --auth-csr "$tmp/app-auth.csr" --sign-csr "$tmp/app-sign.csr" --seconds "$DURATION" \
+                --concurrency "$APP_CONC" 2>/dev/null | grep '^RESULT')
+            echo "$out"; results+=("$out")
+            kill "$pid" 2>/dev/null || true
+        done
+    done
+    unset NCA_DATABASE_URL
+    scripts/pg-stop.sh "$tmp/pg" >/dev/null 2>&1 || true
 fi
 
 if [[ $PEERS == 1 ]] && has status; then

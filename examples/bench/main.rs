@@ -9,7 +9,19 @@
 //! `POST /api/v1/admin/certificates` over keep-alive mutual-TLS connections and reports the rate
 //! and latency percentiles.
 //!
+//! `bench outbox --n N`: a backlog of N monitoring messages (four per application) drained by
+//! the outbox worker to a loopback receiver, beside the service key's raw signing rate and the
+//! rate of whole detached CMS signatures (one per message).
+//!
+//! `bench applications --public U --operator U --data DIR --seconds S --concurrency C`: P1 end
+//! to end over HTTP against a running `nca serve` (submit, identity, to-be-signed, confirmation
+//! with a real CMS signature, issuance of the pair), beside half the issuing key's raw signing
+//! rate (two CA signatures per application).
+//!
 //! Every figure is printed as `RESULT <name> <value> <unit> [context]`.
+
+mod applications;
+mod outbox;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +31,7 @@ use nca::config::{Config, EMBEDDED_CONFIG};
 use nca::pki::subject::SubjectInput;
 use nca::pki::{Ca, IssueRequest, csr};
 
-fn arg(args: &[String], name: &str, default: &str) -> String {
+pub(crate) fn arg(args: &[String], name: &str, default: &str) -> String {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -27,7 +39,7 @@ fn arg(args: &[String], name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -36,7 +48,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Runs `f` on `threads` OS threads for `per_thread` iterations each; operations per second.
-fn rate(threads: usize, per_thread: usize, f: impl Fn() + Sync) -> f64 {
+pub(crate) fn rate(threads: usize, per_thread: usize, f: impl Fn() + Sync) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -50,21 +62,12 @@ fn rate(threads: usize, per_thread: usize, f: impl Fn() + Sync) -> f64 {
     (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match args.get(1).map(String::as_str) {
-        Some("engine") => rt.block_on(engine(&args)),
-        Some("http") => rt.block_on(http(&args)),
-        _ => anyhow::bail!("usage: bench engine|http …"),
-    }
-}
-
-async fn engine(args: &[String]) -> anyhow::Result<()> {
-    let alg = arg(args, "--alg", "rsa-2048");
-    let n: usize = arg(args, "--n", "2000").parse()?;
-    let conc: usize = arg(args, "--concurrency", "8").parse()?;
-    let csr_pem = std::fs::read(arg(args, "--csr", "bench.csr"))?;
+/// A fresh deployment in a temporary directory (SQLite) on the key store the environment names,
+/// issuing key `alg`; `adjust` changes the configuration first.
+pub(crate) async fn deployment(
+    alg: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<(tempfile::TempDir, Arc<Ca>)> {
     let dir = tempfile::tempdir()?;
     let mut cfg = Config::from_toml(EMBEDDED_CONFIG, "embedded".into())?;
     cfg.data_dir = dir.path().to_path_buf();
@@ -76,10 +79,33 @@ async fn engine(args: &[String]) -> anyhow::Result<()> {
     } else {
         "rsa-2048".parse()?
     };
+    adjust(&mut cfg);
     let cfg = Arc::new(cfg);
     let (store, key_store) = nca::service::open_parts(&cfg).await?;
     nca::pki::ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
-    let ca = Arc::new(Ca::open(Arc::clone(&cfg), store, Arc::clone(&key_store)).await?);
+    let ca = Arc::new(Ca::open(Arc::clone(&cfg), store, key_store).await?);
+    Ok((dir, ca))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.get(1).map(String::as_str) {
+        Some("engine") => rt.block_on(engine(&args)),
+        Some("http") => rt.block_on(http(&args)),
+        Some("outbox") => rt.block_on(outbox::run(&args)),
+        Some("applications") => rt.block_on(applications::run(&args)),
+        _ => anyhow::bail!("usage: bench engine|http|outbox|applications …"),
+    }
+}
+
+async fn engine(args: &[String]) -> anyhow::Result<()> {
+    let alg = arg(args, "--alg", "rsa-2048");
+    let n: usize = arg(args, "--n", "2000").parse()?;
+    let conc: usize = arg(args, "--concurrency", "8").parse()?;
+    let csr_pem = std::fs::read(arg(args, "--csr", "bench.csr"))?;
+    let (_dir, ca) = deployment(&alg, |_| {}).await?;
+    let key_store = Arc::clone(&ca.key_store);
     let ks = key_store.kind();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let ctx = format!("key_store={ks} alg={alg} threads={threads}");
