@@ -374,3 +374,25 @@ pub fn openssl_verify(d: &Deployment, cert: &Path) -> Output {
         .arg(d.path("ca/issuing.pem"))
         .arg(cert))
 }
+
+/// The names of an application view's steps, in order.
+pub fn step_names(v: &serde_json::Value) -> Vec<String> {
+    v["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["step"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Polls `f` every 100 ms for up to `secs` seconds until it gives `Some`; the last `None` panics
+/// with `what`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(t) = f() {
+            return t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f().unwrap_or_else(|| panic!("not within {secs} s: {what}"))
+}

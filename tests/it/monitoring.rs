@@ -154,14 +154,9 @@ fn every_status_change_arrives_once_in_order_and_signed_after_an_outage_and_a_cr
         g.get(a.as_str()).map(|m| m.len()) == Some(4) && g.get(c.as_str()).map(|m| m.len()) == Some(4)
     });
     assert!(arrived, "not everything arrived: {:?}", receiver.received().len());
-    let mut parked = queue(&d);
-    for _ in 0..50 {
-        if parked["parked"] == 1 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        parked = queue(&d);
-    }
+    let parked = eventually(10, "b's message parked", || {
+        Some(queue(&d)).filter(|q| q["parked"] == 1)
+    });
     assert_eq!(parked["parked"], 1, "{parked}");
     assert_eq!(parked["parked_messages"][0]["application"], b.as_str());
     assert_eq!(parked["parked_messages"][0]["last_http_status"], 400);

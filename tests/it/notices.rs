@@ -62,7 +62,7 @@ fn quoted_printable(s: &str) -> String {
 
 /// The letters in the file transport's directory, as (raw, text), waiting up to 20 s for `n`.
 fn letters(dir: &Path, n: usize) -> Vec<(String, String)> {
-    for _ in 0..200 {
+    let read = || -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
@@ -74,13 +74,12 @@ fn letters(dir: &Path, n: usize) -> Vec<(String, String)> {
                 (raw, text)
             })
             .collect();
-        if out.len() >= n {
-            out.sort_by(|a, b| a.1.cmp(&b.1));
-            return out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("fewer than {n} letters in {}", dir.display());
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        out
+    };
+    eventually(20, &format!("{n} letters in {}", dir.display()), || {
+        Some(read()).filter(|l| l.len() >= n)
+    })
 }
 
 #[test]
@@ -298,12 +297,9 @@ fn letters_are_handed_to_an_smtp_relay() {
     );
     assert_eq!(status, 201, "{v}");
     let number = v["number"].as_str().unwrap();
-    for _ in 0..200 {
-        if !got.lock().unwrap().is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    eventually(20, "a letter at the relay", || {
+        (!got.lock().unwrap().is_empty()).then_some(())
+    });
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "one letter");
     let (rcpt, data) = &got[0];
@@ -311,16 +307,9 @@ fn letters_are_handed_to_an_smtp_relay() {
     let text = letter_text(&data.replace("\r\n..", "\r\n."));
     assert!(text.contains(&format!("registered under number {number}")), "{data}");
     // Delivered: the queue says so.
-    let (_, body) = d.admin_get("/api/v1/admin/monitoring");
-    let mut delivered = json(&body)["mail"]["delivered"].as_i64().unwrap();
-    for _ in 0..50 {
-        if delivered == 1 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        delivered = json(&d.admin_get("/api/v1/admin/monitoring").1)["mail"]["delivered"]
-            .as_i64()
-            .unwrap();
-    }
+    let delivered = eventually(10, "the letter recorded delivered", || {
+        let v = json(&d.admin_get("/api/v1/admin/monitoring").1);
+        v["mail"]["delivered"].as_i64().filter(|n| *n == 1)
+    });
     assert_eq!(delivered, 1);
 }

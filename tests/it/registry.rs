@@ -187,34 +187,19 @@ fn an_application_the_gateway_did_not_answer_for_waits_and_goes_on_when_it_does(
         let (_, v) = d.get(&format!("/api/v1/applications/{n}?iin={IIN}"));
         crate::workflow::json(&v)
     };
-    let mut v = status_of(number);
-    for _ in 0..100 {
-        if v["status"] != "awaiting_registry" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        v = status_of(number);
-    }
+    let v = eventually(10, "registered on retry", || {
+        Some(status_of(number)).filter(|v| v["status"] != "awaiting_registry")
+    });
     assert_eq!(v["status"], "awaiting_documents", "{v}");
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&v);
     assert_eq!(
         steps,
         ["request", "registry_check", "register", "notify_number", "identity"]
     );
     assert_eq!(v["steps"][1]["outcome"], "found");
-    let mut m = status_of(mismatch["number"].as_str().unwrap());
-    for _ in 0..50 {
-        if m["status"] != "awaiting_registry" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        m = status_of(mismatch["number"].as_str().unwrap());
-    }
+    let m = eventually(10, "refused on retry", || {
+        Some(status_of(mismatch["number"].as_str().unwrap())).filter(|v| v["status"] != "awaiting_registry")
+    });
     assert_eq!(m["status"], "refused", "{m}");
     assert_eq!(m["refusal"]["code"], "registry_mismatch");
 }

@@ -131,12 +131,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     assert_eq!(status, 201, "{app}");
     assert_eq!(app["status"], "awaiting_documents");
     let number = app["number"].as_str().unwrap().to_string();
-    let steps: Vec<&str> = app["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&app);
     assert_eq!(
         steps,
         ["request", "registry_check", "register", "notify_number", "identity"],
@@ -395,12 +390,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     assert_eq!(json(&body)["status"], "valid");
     let (status, v) = signed_with(&sign_pem, &work.path().join("r-sign.key"), &work.path().join("r2.p7s"));
     assert_eq!((status, v["status"].as_str()), (201, Some("completed")), "{v}");
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&v);
     assert_eq!(steps, ["signed_request", "revoke"]);
     for serial in &serials {
         let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
@@ -489,12 +479,7 @@ fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation(
     );
     let v = json(&resp);
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&v);
     assert_eq!(
         steps,
         ["identity", "confirmation", "operator_signature_check", "revoke"],
@@ -541,12 +526,7 @@ fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
         "{v}"
     );
     let number = v["number"].as_str().unwrap().to_string();
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&v);
     assert_eq!(steps, ["identity", "request", "registry_check", "card_keys"], "{v}");
 
     // The CSRs made on the card (here by openssl: the station issue does it on a token).
@@ -588,12 +568,7 @@ fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
     );
     let v = json(&resp);
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&v);
     assert_eq!(
         steps,
         [
