@@ -3,5 +3,6 @@
 //! their steps and refusals follow.
 
 pub mod application;
+pub mod id_card;
 pub mod number;
 pub mod regulation;
