@@ -165,9 +165,10 @@ fn refused(v: &Value) -> Result<(), StationError> {
 
 /// The application `n` when it is the applicant's at this operator's centre.
 async fn application(server: &Server, n: &str, iin: &str) -> Result<Option<Value>, StationError> {
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(StationError::Mismatch(format!("{n:?} is not an application number")));
-    }
+    // Checked here, check character included: a number misread off a printed application
+    // fails before it reaches the service.
+    let n = crate::workflow::number::parse(n)
+        .ok_or_else(|| StationError::Mismatch(format!("{n:?} is not an application number")))?;
     if !iin.bytes().all(|b| b.is_ascii_digit()) {
         return Err(StationError::Mismatch(format!("{iin:?} is not an IIN")));
     }

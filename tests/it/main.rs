@@ -12,5 +12,6 @@ mod http_api;
 mod operators;
 mod registry;
 mod revocation;
+mod station;
 mod store;
 mod workflow;
