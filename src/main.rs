@@ -181,7 +181,11 @@ struct StationArgs {
     #[arg(long)]
     operator_token: String,
     /// CA certificates (PEM) the server's TLS certificate chains to (default: the system's).
-    #[arg(long, env = "NCA_STATION_CA_FILE", default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    #[arg(
+        long,
+        env = "NCA_STATION_CA_FILE",
+        default_value = "/etc/ssl/certs/ca-certificates.crt"
+    )]
     ca_file: PathBuf,
     /// PKCS#11 module of the tokens (default: NCA_PKCS11_MODULE, then the configuration's).
     #[arg(long, visible_alias = "pkcs11-module")]

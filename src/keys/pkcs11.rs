@@ -489,7 +489,10 @@ impl Signer for Pkcs11Key {
 
     fn sign_rsa_pss_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         if !self.alg.is_rsa() {
-            return Err(KeyStoreError::UnsupportedAlgorithm(format!("RSA-PSS with {}", self.alg)));
+            return Err(KeyStoreError::UnsupportedAlgorithm(format!(
+                "RSA-PSS with {}",
+                self.alg
+            )));
         }
         let params = PkcsPssParams {
             hash_alg: MechanismType::SHA256,

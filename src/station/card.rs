@@ -193,9 +193,7 @@ impl Card {
             Some(_) => Err(CardError::Mismatch(format!(
                 "the certificate read back from {label} differs from the one written"
             ))),
-            None => Err(CardError::Mismatch(format!(
-                "no certificate reads back beside {label}"
-            ))),
+            None => Err(CardError::Mismatch(format!("no certificate reads back beside {label}"))),
         }
     }
 }
@@ -278,7 +276,13 @@ mod tests {
     #[test]
     fn a_full_card_and_a_removed_card_are_named() {
         assert!(matches!(CardError::from(KeyStoreError::TokenFull), CardError::NoRoom));
-        assert!(matches!(CardError::from(KeyStoreError::TokenRemoved), CardError::Removed));
-        assert!(matches!(CardError::from(KeyStoreError::PinLocked), CardError::PinLocked));
+        assert!(matches!(
+            CardError::from(KeyStoreError::TokenRemoved),
+            CardError::Removed
+        ));
+        assert!(matches!(
+            CardError::from(KeyStoreError::PinLocked),
+            CardError::PinLocked
+        ));
     }
 }

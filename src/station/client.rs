@@ -88,7 +88,7 @@ impl Server {
     /// with `auth` (the key on the token) and its certificate.
     pub fn new(url: &str, ca_file: &Path, auth: Arc<dyn Signer>, auth_cert: Vec<u8>) -> Result<Self, ServerError> {
         let uri: Uri = url.parse().map_err(|_| ServerError::Url(url.to_string()))?;
-        if uri.scheme_str() != Some("https") || uri.path().trim_matches('/') != "" {
+        if uri.scheme_str() != Some("https") || !uri.path().trim_matches('/').is_empty() {
             return Err(ServerError::Url(url.to_string()));
         }
         let host = uri.host().ok_or_else(|| ServerError::Url(url.to_string()))?;
@@ -197,8 +197,12 @@ impl Server {
     }
 
     pub async fn post_json(&self, path: &str, json: &serde_json::Value) -> Result<Reply, ServerError> {
-        self.send(Method::POST, path, Some(("application/json", json.to_string().into_bytes())))
-            .await
+        self.send(
+            Method::POST,
+            path,
+            Some(("application/json", json.to_string().into_bytes())),
+        )
+        .await
     }
 }
 
@@ -257,8 +261,7 @@ impl rustls::sign::Signer for TokenSigner {
             SignatureScheme::RSA_PSS_SHA256 => self.key.sign_rsa_pss_blocking(message),
             _ => self.key.sign_blocking(message),
         };
-        super::blocking(sign)
-            .map_err(|e| rustls::Error::General(format!("signing with the operator's AUTH key: {e}")))
+        super::blocking(sign).map_err(|e| rustls::Error::General(format!("signing with the operator's AUTH key: {e}")))
     }
 
     fn scheme(&self) -> SignatureScheme {

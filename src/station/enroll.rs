@@ -240,10 +240,22 @@ async fn make_requests(
             };
             labels.push(label);
         }
-        tracing::info!("enrolment: keys on the card: made=[{}] reused=[{}]", made.len(), 2 - made.len());
+        tracing::info!(
+            "enrolment: keys on the card: made=[{}] reused=[{}]",
+            made.len(),
+            2 - made.len()
+        );
         stop_after("card_keys", number)?;
-        let auth = blocking(|| card.key(&labels[0]).map_err(StationError::from).and_then(|k| card::request(k.as_ref(), iin)))?;
-        let sign = blocking(|| card.key(&labels[1]).map_err(StationError::from).and_then(|k| card::request(k.as_ref(), iin)))?;
+        let auth = blocking(|| {
+            card.key(&labels[0])
+                .map_err(StationError::from)
+                .and_then(|k| card::request(k.as_ref(), iin))
+        })?;
+        let sign = blocking(|| {
+            card.key(&labels[1])
+                .map_err(StationError::from)
+                .and_then(|k| card::request(k.as_ref(), iin))
+        })?;
         Ok::<_, StationError>((auth, sign))
     }
     .await;
@@ -312,11 +324,7 @@ async fn confirm(
     let signed = blocking(|| sign_cms(operator.sign.as_ref(), &operator.sign_cert, &tbs))?;
     let path = format!("/api/v1/operator/applications/{number}/confirmation");
     let reply = server
-        .send(
-            hyper::Method::POST,
-            &path,
-            Some(("application/pkcs7-mime", signed)),
-        )
+        .send(hyper::Method::POST, &path, Some(("application/pkcs7-mime", signed)))
         .await?;
     match reply.status {
         200 | 422 => {
@@ -358,7 +366,9 @@ async fn write_pair(
     for (usage, serial) in [(Usage::Auth, &auth_serial), (Usage::Sign, &sign_serial)] {
         let cert = chain
             .iter()
-            .find(|c| normalise_serial(&hex::encode(c.tbs_certificate.serial_number.as_bytes())).as_ref() == Some(serial))
+            .find(|c| {
+                normalise_serial(&hex::encode(c.tbs_certificate.serial_number.as_bytes())).as_ref() == Some(serial)
+            })
             .ok_or_else(|| StationError::Mismatch(format!("certificate {serial} is not in the answer")))?;
         let shown = crate::pki::subject::display(&cert.tbs_certificate.subject);
         let holder = format!("SERIALNUMBER=IIN{iin}");
@@ -368,7 +378,8 @@ async fn write_pair(
             )));
         }
         let der = der::Encode::to_der(cert)?;
-        let label = blocking(|| card.key_of(usage, number))?.ok_or_else(|| CardError::KeysMissing(number.to_string()))?;
+        let label =
+            blocking(|| card.key_of(usage, number))?.ok_or_else(|| CardError::KeysMissing(number.to_string()))?;
         blocking(|| card.write_certificate(&label, &der))?;
         if usage == Usage::Auth {
             subject = shown;

@@ -62,7 +62,11 @@ pub enum StationError {
     Server(#[from] client::ServerError),
     /// The application was refused under the regulation (a result, recorded by the service).
     #[error("application {number} refused ({code}): {message}")]
-    Refused { number: String, code: String, message: String },
+    Refused {
+        number: String,
+        code: String,
+        message: String,
+    },
     /// What the service sent is not what this enrolment asked for (another application's
     /// document to sign, certificates for other keys or another person): nothing is signed or
     /// written.
@@ -70,7 +74,9 @@ pub enum StationError {
     Mismatch(String),
     /// The enrolment stopped where `NCA_STATION_STOP_AFTER` said (tests of interrupted
     /// enrolments); a rerun with `--application` resumes.
-    #[error("stopped after {step} as NCA_STATION_STOP_AFTER asks; application {number} resumes with --application {number}")]
+    #[error(
+        "stopped after {step} as NCA_STATION_STOP_AFTER asks; application {number} resumes with --application {number}"
+    )]
     Stopped { step: &'static str, number: String },
     #[error(transparent)]
     KeyStore(#[from] KeyStoreError),
@@ -185,7 +191,8 @@ fn der_seq(content: &[u8]) -> Result<Vec<u8>, der::Error> {
 /// it is the newest (a token keeps the keys of earlier certificates until they are deleted).
 pub fn sign_with_token(module: PathBuf, token: &str, pin: String, content: &[u8]) -> Result<Vec<u8>, StationError> {
     let store = open_token(module, token, pin)?;
-    let (label, cert) = newest_with_certificate(&store, SIGN_PREFIX)?.ok_or_else(|| StationError::NoSigningKey(token.to_string()))?;
+    let (label, cert) =
+        newest_with_certificate(&store, SIGN_PREFIX)?.ok_or_else(|| StationError::NoSigningKey(token.to_string()))?;
     let key = store.open(&label)?;
     sign_cms(key.as_ref(), &cert, content)
 }
@@ -204,8 +211,8 @@ impl OperatorToken {
         let store = open_token(module, token, operator_pin()?)?;
         let (auth_label, auth_cert) =
             newest_with_certificate(&store, AUTH_PREFIX)?.ok_or_else(|| StationError::NoAuthKey(token.to_string()))?;
-        let (sign_label, sign_cert) =
-            newest_with_certificate(&store, SIGN_PREFIX)?.ok_or_else(|| StationError::NoSigningKey(token.to_string()))?;
+        let (sign_label, sign_cert) = newest_with_certificate(&store, SIGN_PREFIX)?
+            .ok_or_else(|| StationError::NoSigningKey(token.to_string()))?;
         Ok(OperatorToken {
             auth: store.open(&auth_label)?,
             auth_cert,

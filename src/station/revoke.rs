@@ -36,10 +36,16 @@ pub struct Revoked {
 /// Runs P5 for the applicant: filing, identity, confirmation, revocation.
 pub async fn revoke(r: Revocation) -> Result<Revoked, StationError> {
     let operator = blocking(|| OperatorToken::open(r.module.clone(), &r.operator_token))?;
-    let server = Server::new(&r.server, &r.ca_file, Arc::clone(&operator.auth), operator.auth_cert.clone())?;
+    let server = Server::new(
+        &r.server,
+        &r.ca_file,
+        Arc::clone(&operator.auth),
+        operator.auth_cert.clone(),
+    )?;
 
     let path = "/api/v1/operator/applications";
-    let filing = json!({"service": "revoke", "applicant": {"iin": r.iin}, "certificates": r.serials, "reason": r.reason});
+    let filing =
+        json!({"service": "revoke", "applicant": {"iin": r.iin}, "certificates": r.serials, "reason": r.reason});
     let view = answer(&server.post_json(path, &filing).await?, path, &[201, 422])?;
     let number = view["number"].as_str().unwrap_or_default().to_string();
     tracing::info!("revocation: application=[{number}] filed");

@@ -219,7 +219,11 @@ fn set_token_flags(label: &str, flags: u64) {
         if !bytes.windows(32).any(|w| w == padded.as_slice()) {
             continue;
         }
-        let at = bytes.windows(16).position(|w| w == marker).expect("token flags attribute") + 16;
+        let at = bytes
+            .windows(16)
+            .position(|w| w == marker)
+            .expect("token flags attribute")
+            + 16;
         let old = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
         bytes[at..at + 8].copy_from_slice(&(old | flags).to_be_bytes());
         std::fs::write(&file, bytes).unwrap();
@@ -233,7 +237,15 @@ fn card_certificate(card: &str, id: &str, work: &Path) -> PathBuf {
     let der = work.join(format!("{id}.der"));
     run_ok(
         Command::new("pkcs11-tool")
-            .args(["--module", &module(), "--token-label", card, "--read-object", "--type", "cert"])
+            .args([
+                "--module",
+                &module(),
+                "--token-label",
+                card,
+                "--read-object",
+                "--type",
+                "cert",
+            ])
             .args(["--id", id, "--output-file"])
             .arg(&der),
     );
@@ -277,7 +289,11 @@ fn check_card(c: &Centre, card: &str, number: &str, auth: &str, sign: &str) {
         assert_eq!(attribute(cert, "label:"), label);
         let pem = card_certificate(card, &id, c.work.path());
         let verified = openssl_verify(&c.d, &pem);
-        assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
         assert_eq!(serial_of(&pem), serial);
         let subject = stdout(&run_ok(
             Command::new("openssl")
@@ -329,7 +345,16 @@ fn p4_writes_keys_and_certificates_onto_the_card_and_p5_revokes_them_at_the_cent
     // P5 at the centre: the operator revokes both; OCSP says so at once.
     let out = c.station(
         &[
-            "station", "revoke", "--iin", IIN, "--serial", &auth, "--serial", &sign, "--reason", "keyCompromise",
+            "station",
+            "revoke",
+            "--iin",
+            IIN,
+            "--serial",
+            &auth,
+            "--serial",
+            &sign,
+            "--reason",
+            "keyCompromise",
         ],
         "",
         &[],
@@ -448,12 +473,22 @@ fn an_interrupted_enrolment_resumes_with_the_keys_already_on_the_card() {
         "P-256 keys"
     );
     assert_eq!(c.sql(&status), "completed");
-    assert_eq!(c.sql("SELECT count(*) FROM certificates WHERE holder = 'IIN850315306048'"), "2");
+    assert_eq!(
+        c.sql("SELECT count(*) FROM certificates WHERE holder = 'IIN850315306048'"),
+        "2"
+    );
 
     // Another applicant's number does not resume on this applicant's card.
     let out = c.station(
         &[
-            "station", "enroll", "--card-token", &card, "--iin", "000101594515", "--application", &number,
+            "station",
+            "enroll",
+            "--card-token",
+            &card,
+            "--iin",
+            "000101594515",
+            "--application",
+            &number,
         ],
         &format!("{PIN}\n"),
         &[],
