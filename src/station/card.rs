@@ -218,9 +218,7 @@ pub fn same_key(cert_der: &[u8], spki_der: &[u8]) -> bool {
 /// A PKCS#10 request signed by the key on the card, PEM. The CA takes the subject from the
 /// application, not from here; the request carries the IIN so that it reads for what it is.
 pub fn request(key: &dyn Signer, iin: &str) -> Result<String, super::StationError> {
-    let subject = format!("CN=IIN{iin}")
-        .parse()
-        .map_err(|e: der::Error| super::StationError::Encoding(e))?;
+    let subject: x509_cert::name::Name = format!("CN=IIN{iin}").parse()?;
     let info = CertReqInfo {
         version: Version::V1,
         subject,
@@ -271,6 +269,18 @@ mod tests {
             })
             .contains("ONE try")
         );
+    }
+
+    #[test]
+    fn a_request_proves_possession_of_the_key_that_signed_it() {
+        for alg in [KeyAlgorithm::EcP256, KeyAlgorithm::Rsa2048] {
+            let pkcs8 = crate::keys::new_pkcs8(alg).unwrap();
+            let key = crate::keys::SoftwareKey::from_pkcs8("t", &pkcs8).unwrap();
+            let pem = request(&key, "850315306048").unwrap();
+            let parsed = crate::pki::csr::parse(pem.as_bytes()).unwrap();
+            parsed.check_possession().unwrap();
+            assert_eq!(parsed.spki_der, key.spki_der());
+        }
     }
 
     #[test]

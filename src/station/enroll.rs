@@ -89,11 +89,12 @@ pub async fn enroll(e: Enrolment, pin: AuthPin, announce: impl FnOnce(&str)) -> 
     let iin = e.applicant.iin.as_str();
 
     let mut view = match &e.application {
-        Some(n) => application(&server, n, iin).await?.ok_or_else(|| {
-            StationError::Mismatch(format!(
-                "no application {n} of the applicant IIN {iin} at this operator's centre"
-            ))
-        })?,
+        Some(n) => application(&server, n, iin)
+            .await?
+            .ok_or_else(|| StationError::NoApplication {
+                number: n.clone(),
+                iin: iin.to_string(),
+            })?,
         None => match resumable(&server, &card, iin).await? {
             Some(v) => v,
             None => file(&server, &e.applicant).await?,
@@ -168,9 +169,9 @@ async fn application(server: &Server, n: &str, iin: &str) -> Result<Option<Value
     // Checked here, check character included: a number misread off a printed application
     // fails before it reaches the service.
     let n = crate::workflow::number::parse(n)
-        .ok_or_else(|| StationError::Mismatch(format!("{n:?} is not an application number")))?;
+        .ok_or_else(|| StationError::Invalid(format!("{n:?} is not an application number")))?;
     if !iin.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(StationError::Mismatch(format!("{iin:?} is not an IIN")));
+        return Err(StationError::Invalid(format!("{iin:?} is not an IIN")));
     }
     let path = format!("/api/v1/operator/applications/{n}?iin={iin}");
     let reply = server.get(&path).await?;
@@ -185,6 +186,10 @@ async fn application(server: &Server, n: &str, iin: &str) -> Result<Option<Value
 /// enrolment that broke off.
 async fn resumable(server: &Server, card: &Card, iin: &str) -> Result<Option<Value>, StationError> {
     for n in blocking(|| card.applications())? {
+        // Keys labelled by something else than an application number are not ours to resume.
+        if crate::workflow::number::parse(&n).is_none() {
+            continue;
+        }
         if let Some(v) = application(server, &n, iin).await?
             && v["service"] == "issue"
             && v["channel"] == "service_centre"

@@ -67,6 +67,13 @@ pub enum StationError {
         code: String,
         message: String,
     },
+    /// An argument is malformed: an application number whose check character does not match,
+    /// an IIN that is not digits.
+    #[error("{0}")]
+    Invalid(String),
+    /// The operator's centre has no application with this number for this applicant.
+    #[error("no application {number} of the applicant IIN {iin} at this operator's centre")]
+    NoApplication { number: String, iin: String },
     /// What the service sent is not what this enrolment asked for (another application's
     /// document to sign, certificates for other keys or another person): nothing is signed or
     /// written.

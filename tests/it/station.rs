@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use crate::harness::*;
 
 const PIN: &str = "1234";
+/// The applicant's card PIN: distinctive, so that finding it in any output means a leak.
+const CARD_PIN: &str = "kP7-card-4417";
 const SO_PIN: &str = "5678";
 const OPERATOR_IIN: &str = "920708497088";
 
@@ -22,8 +24,8 @@ fn module() -> String {
     std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE: run through scripts/test.sh")
 }
 
-/// A fresh, empty token under the suite's SOFTHSM2_CONF; returns its label.
-fn fresh_token(kind: &str) -> String {
+/// A fresh, empty token under the suite's SOFTHSM2_CONF with this user PIN; returns its label.
+fn fresh_token(kind: &str, pin: &str) -> String {
     let label = format!("{kind}-{}", random_hex(6));
     run_ok(Command::new("softhsm2-util").args([
         "--init-token",
@@ -31,7 +33,7 @@ fn fresh_token(kind: &str) -> String {
         "--label",
         &label,
         "--pin",
-        PIN,
+        pin,
         "--so-pin",
         SO_PIN,
     ]));
@@ -55,7 +57,7 @@ impl Centre {
         d.init();
         d.start();
         let centre = d.first_centre();
-        let operator_token = fresh_token("op");
+        let operator_token = fresh_token("op", PIN);
         let mut add = d.nca(&[
             "operator",
             "add",
@@ -169,7 +171,7 @@ fn objects(card: &str) -> Vec<String> {
         card,
         "--login",
         "--pin",
-        PIN,
+        CARD_PIN,
         "--list-objects",
     ])));
     let mut blocks: Vec<String> = Vec::new();
@@ -307,8 +309,8 @@ fn check_card(c: &Centre, card: &str, number: &str, auth: &str, sign: &str) {
 #[test]
 fn p4_writes_keys_and_certificates_onto_the_card_and_p5_revokes_them_at_the_centre() {
     let c = Centre::new("rsa-2048");
-    let card = fresh_token("card");
-    let out = c.enroll(&card, &[], PIN, &[]);
+    let card = fresh_token("card", CARD_PIN);
+    let out = c.enroll(&card, &[], CARD_PIN, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let number = field(&out, "application").unwrap();
     let (auth, sign) = (field(&out, "auth").unwrap(), field(&out, "sign").unwrap());
@@ -321,7 +323,10 @@ fn p4_writes_keys_and_certificates_onto_the_card_and_p5_revokes_them_at_the_cent
     check_card(&c, &card, &number, &auth, &sign);
     c.assert_no_files_left();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains(PIN), "the PIN is in the output:\n{stderr}");
+    assert!(
+        !stderr.contains(CARD_PIN) && !stdout(&out).contains(CARD_PIN),
+        "the card PIN is in the output:\n{stderr}"
+    );
 
     // The application is complete only now that the card holds the pair: the last step of P4
     // is the write, recorded as done.
@@ -337,7 +342,7 @@ fn p4_writes_keys_and_certificates_onto_the_card_and_p5_revokes_them_at_the_cent
     assert!(!last["finished_at"].is_null());
 
     // Run again for the same application: nothing new is made, the same pair is reported.
-    let again = c.enroll(&card, &["--application", &number], PIN, &[]);
+    let again = c.enroll(&card, &["--application", &number], CARD_PIN, &[]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(field(&again, "auth").as_deref(), Some(auth.as_str()));
     check_card(&c, &card, &number, &auth, &sign);
@@ -394,7 +399,7 @@ fn p4_writes_keys_and_certificates_onto_the_card_and_p5_revokes_them_at_the_cent
 #[test]
 fn a_wrong_or_locked_pin_stops_before_anything_is_filed_or_made() {
     let c = Centre::new("rsa-2048");
-    let card = fresh_token("card");
+    let card = fresh_token("card", CARD_PIN);
 
     let out = c.enroll(&card, &[], "0000", &[]);
     // SoftHSM2 sets CKF_USER_PIN_COUNT_LOW after a wrong try.
@@ -409,17 +414,26 @@ fn a_wrong_or_locked_pin_stops_before_anything_is_filed_or_made() {
 
     // A locked card is not tried at all, even with the right PIN.
     set_token_flags(&card, CKF_USER_PIN_LOCKED);
-    let out = c.enroll(&card, &[], PIN, &[]);
+    let out = c.enroll(&card, &[], CARD_PIN, &[]);
     failed_with(&out, "the card's PIN is locked");
     assert_eq!(objects(&card).len(), 0);
     assert_eq!(c.sql("SELECT count(*) FROM applications"), "0");
 
     // No PIN at all is refused too; it is never taken from the command line.
-    let other = fresh_token("card");
+    let other = fresh_token("card", CARD_PIN);
     let out = c.station(&["station", "enroll", "--card-token", &other, "--iin", IIN], "", &[]);
     failed_with(&out, "no card PIN on standard input");
     let out = c.station(
-        &["station", "enroll", "--card-token", &other, "--iin", IIN, "--pin", PIN],
+        &[
+            "station",
+            "enroll",
+            "--card-token",
+            &other,
+            "--iin",
+            IIN,
+            "--pin",
+            CARD_PIN,
+        ],
         "",
         &[],
     );
@@ -431,12 +445,12 @@ fn a_wrong_or_locked_pin_stops_before_anything_is_filed_or_made() {
 fn an_interrupted_enrolment_resumes_with_the_keys_already_on_the_card() {
     // P-256 on both: the TLS client key signs ECDSA on the operator's token.
     let c = Centre::new("ec-p256");
-    let card = fresh_token("card");
+    let card = fresh_token("card", CARD_PIN);
     let p256 = ["--key-type", "p256"];
 
     // The card is pulled out once the keys are made: the application is filed, the keys are on
     // the card, nothing was sent.
-    let out = c.enroll(&card, &p256, PIN, &[("NCA_STATION_STOP_AFTER", "card_keys")]);
+    let out = c.enroll(&card, &p256, CARD_PIN, &[("NCA_STATION_STOP_AFTER", "card_keys")]);
     failed_with(&out, "stopped after card_keys");
     let number = field(&out, "application").unwrap();
     assert_eq!(of_kind(&objects(&card), "Private Key Object").len(), 2);
@@ -445,7 +459,7 @@ fn an_interrupted_enrolment_resumes_with_the_keys_already_on_the_card() {
 
     // Run again without the number: the application whose keys are on the card is found, the
     // keys are reused; this time it breaks off after the requests went in.
-    let out = c.enroll(&card, &p256, PIN, &[("NCA_STATION_STOP_AFTER", "requests")]);
+    let out = c.enroll(&card, &p256, CARD_PIN, &[("NCA_STATION_STOP_AFTER", "requests")]);
     failed_with(&out, "stopped after requests");
     assert_eq!(field(&out, "application").as_deref(), Some(number.as_str()));
     assert_eq!(of_kind(&objects(&card), "Private Key Object").len(), 2);
@@ -454,13 +468,13 @@ fn an_interrupted_enrolment_resumes_with_the_keys_already_on_the_card() {
 
     // Then after the operator's confirmation: issued, not yet on the card.
     let resume = ["--key-type", "p256", "--application", &number];
-    let out = c.enroll(&card, &resume, PIN, &[("NCA_STATION_STOP_AFTER", "confirmation")]);
+    let out = c.enroll(&card, &resume, CARD_PIN, &[("NCA_STATION_STOP_AFTER", "confirmation")]);
     failed_with(&out, "stopped after confirmation");
     assert_eq!(c.sql(&status), "issuing");
     assert_eq!(of_kind(&objects(&card), "Certificate Object").len(), 0);
 
     // The last run writes the pair and completes the application.
-    let out = c.enroll(&card, &resume, PIN, &[]);
+    let out = c.enroll(&card, &resume, CARD_PIN, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(field(&out, "application").as_deref(), Some(number.as_str()));
     let (auth, sign) = (field(&out, "auth").unwrap(), field(&out, "sign").unwrap());
@@ -490,7 +504,7 @@ fn an_interrupted_enrolment_resumes_with_the_keys_already_on_the_card() {
             "--application",
             &number,
         ],
-        &format!("{PIN}\n"),
+        &format!("{CARD_PIN}\n"),
         &[],
     );
     failed_with(&out, "no application");
