@@ -163,6 +163,80 @@ enum StationCommand {
         #[arg(long)]
         module: Option<PathBuf>,
     },
+    /// P4: keys made on the applicant's ID card, the operator's confirmation, the certificates
+    /// written onto the card. The card PIN is read from standard input; the operator's PIN from
+    /// NCA_OPERATOR_PIN.
+    Enroll(Box<EnrollArgs>),
+    /// P5: the applicant's certificates revoked at the centre, confirmed on the operator's token.
+    Revoke(RevokeArgs),
+}
+
+/// Where the workstation finds the service and the tokens.
+#[derive(Args)]
+struct StationArgs {
+    /// The operator listener, https://host:port.
+    #[arg(long)]
+    server: String,
+    /// The operator's token label; PIN from NCA_OPERATOR_PIN.
+    #[arg(long)]
+    operator_token: String,
+    /// CA certificates (PEM) the server's TLS certificate chains to (default: the system's).
+    #[arg(
+        long,
+        env = "NCA_STATION_CA_FILE",
+        default_value = "/etc/ssl/certs/ca-certificates.crt"
+    )]
+    ca_file: PathBuf,
+    /// PKCS#11 module of the tokens (default: NCA_PKCS11_MODULE, then the configuration's).
+    #[arg(long, visible_alias = "pkcs11-module")]
+    module: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EnrollArgs {
+    #[command(flatten)]
+    station: StationArgs,
+    /// The applicant's ID card (token label).
+    #[arg(long)]
+    card_token: String,
+    /// The applicant's IIN, from the ID card.
+    #[arg(long)]
+    iin: String,
+    /// Names as the operator reads them; left out, the state database's are used.
+    #[arg(long)]
+    surname: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    patronymic: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    /// Key pairs made on the card: rsa2048 or p256.
+    #[arg(long, default_value = "rsa2048")]
+    key_type: String,
+    /// Resume this application (an enrolment that broke off); without it, an open application
+    /// whose keys are on the card is resumed, or a new one filed.
+    #[arg(long)]
+    application: Option<String>,
+}
+
+#[derive(Args)]
+struct RevokeArgs {
+    #[command(flatten)]
+    station: StationArgs,
+    /// The applicant's IIN.
+    #[arg(long)]
+    iin: String,
+    /// A certificate to revoke (hex); repeat for several; none: all of the applicant's in force.
+    #[arg(long = "serial")]
+    serials: Vec<String>,
+    /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded,
+    /// cessationOfOperation, certificateHold, privilegeWithdrawn.
+    #[arg(long)]
+    reason: String,
+    /// A document the operator checked; repeat for several.
+    #[arg(long = "document", default_value = "identity card")]
+    documents: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -320,15 +394,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let content = std::fs::read(&input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-            let module = match module {
-                Some(m) => m,
-                None => Config::load(None)?.key_store.pkcs11_module,
-            };
+            let module = pkcs11_module(module)?;
             let pin = nca::station::operator_pin()?;
             let signed =
                 tokio::task::spawn_blocking(move || nca::station::sign_with_token(module, &token, pin, &content))
                     .await??;
             std::fs::write(&out, signed).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            Ok(())
+        }
+        Command::Station {
+            command: StationCommand::Enroll(a),
+        } => station_enroll(*a).await,
+        Command::Station {
+            command: StationCommand::Revoke(a),
+        } => {
+            let module = pkcs11_module(a.station.module)?;
+            let done = nca::station::revoke::revoke(nca::station::revoke::Revocation {
+                server: a.station.server,
+                ca_file: a.station.ca_file,
+                module,
+                operator_token: a.station.operator_token,
+                iin: a.iin,
+                serials: a.serials,
+                reason: a.reason,
+                documents: a.documents,
+            })
+            .await?;
+            println!("application: {}", done.application);
+            for s in done.serials {
+                println!("revoked: {s}");
+            }
             Ok(())
         }
         Command::Audit {
@@ -417,6 +512,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The PKCS#11 module a station command names, or NCA_PKCS11_MODULE, or the configuration's.
+fn pkcs11_module(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match given {
+        Some(m) => m,
+        None => Config::load(None)?.key_store.pkcs11_module,
+    })
+}
+
+async fn station_enroll(a: EnrollArgs) -> anyhow::Result<()> {
+    use nca::station::enroll::{Applicant, Enrolment, enroll};
+    let module = pkcs11_module(a.station.module)?;
+    let key_algorithm = a.key_type.parse()?;
+    // Read before anything else happens: the applicant types it while the operator waits.
+    let pin = tokio::task::spawn_blocking(nca::station::read_card_pin).await??;
+    let e = Enrolment {
+        server: a.station.server,
+        ca_file: a.station.ca_file,
+        module,
+        operator_token: a.station.operator_token,
+        card_token: a.card_token,
+        applicant: Applicant {
+            iin: a.iin,
+            surname: a.surname,
+            name: a.name,
+            patronymic: a.patronymic,
+            email: a.email,
+        },
+        key_algorithm,
+        application: a.application,
+    };
+    let done = enroll(e, pin, |number| {
+        use std::io::Write;
+        println!("application: {number}");
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
+    println!("auth: {}", done.auth_serial);
+    println!("sign: {}", done.sign_serial);
+    println!("subject: {}", done.subject);
+    Ok(())
 }
 
 /// Opens the CA on the service's database and key store, for the direct commands.

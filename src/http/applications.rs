@@ -12,6 +12,7 @@ use super::{AppState, JsonBody, OperatorClient};
 use crate::workflow::application::{
     ApplicationRequest, CentreIssue, CsrPair, IdentityRequest, SignedRequest, WorkflowError,
 };
+use crate::workflow::id_card::CardWritten;
 
 #[derive(Deserialize)]
 pub struct ByIin {
@@ -141,4 +142,37 @@ pub async fn card_requests(
     JsonBody(pair): JsonBody<CsrPair>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(s.workflow_for(&headers).card_requests(&op, &number, pair).await?))
+}
+
+/// `GET /api/v1/operator/applications/{n}?iin=…`: one application of the operator's centre, when
+/// it is that applicant's (the station resumes an interrupted enrolment from it).
+pub async fn operator_view(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+    Query(q): Query<ByIin>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.workflow().view_for_operator(&op, &number, &q.iin).await?))
+}
+
+/// `GET /api/v1/operator/applications/{n}/certificates`: the issued pair and the chain, PEM, to
+/// write onto the ID card.
+pub async fn operator_certificates(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let pem = s.workflow().certificates_for_operator(&op, &number).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pem-certificate-chain")], pem))
+}
+
+/// `POST /api/v1/operator/applications/{n}/card`: `{"auth", "sign"}`, the serials written onto
+/// the card and read back; P4 completes.
+pub async fn card_written(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+    JsonBody(written): JsonBody<CardWritten>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.workflow().card_written(&op, &number, written).await?))
 }

@@ -227,6 +227,18 @@ pub fn operator_router(state: AppState) -> Router {
             get(applications::queue).post(applications::create_at_centre),
         )
         .route(
+            "/api/v1/operator/applications/{number}",
+            get(applications::operator_view),
+        )
+        .route(
+            "/api/v1/operator/applications/{number}/certificates",
+            get(applications::operator_certificates),
+        )
+        .route(
+            "/api/v1/operator/applications/{number}/card",
+            post(applications::card_written),
+        )
+        .route(
             "/api/v1/operator/applications/{number}/identity",
             post(applications::identity),
         )

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use der::Encode;
 use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
-pub use pkcs11::{Pkcs11Config, Pkcs11Store};
+pub use pkcs11::{PinTries, Pkcs11Config, Pkcs11Store, Pkcs11Token};
 pub use software::{SoftwareKey, SoftwareStore, new_pkcs8};
 
 /// OIDs of the algorithms this module knows.
@@ -112,6 +112,21 @@ pub enum KeyStoreError {
     /// The PIN for the token is missing from the environment.
     #[error("the PKCS#11 PIN is not set (NCA_PKCS11_PIN or NCA_PKCS11_PIN_FILE)")]
     PinMissing,
+    /// The token refused the PIN (CKR_PIN_INCORRECT); how many tries are left is in the
+    /// token's flags, not in this error.
+    #[error("the token refused the PIN")]
+    PinIncorrect,
+    /// The token's PIN is blocked after too many wrong tries (CKR_PIN_LOCKED, or
+    /// CKF_USER_PIN_LOCKED before a try): only the PIN-unblocking procedure helps.
+    #[error("the token's PIN is locked")]
+    PinLocked,
+    /// The token has no room for another object (CKR_DEVICE_MEMORY), or says so in advance.
+    #[error("the token has no room left for the keys and certificates")]
+    TokenFull,
+    /// The token was taken out of its reader during an operation (CKR_DEVICE_REMOVED,
+    /// CKR_TOKEN_NOT_PRESENT).
+    #[error("the token was removed")]
+    TokenRemoved,
     /// The PKCS#11 module refused or failed an operation; the message is the module's code.
     #[error("PKCS#11: {0}")]
     Pkcs11(String),
@@ -125,7 +140,14 @@ pub enum KeyStoreError {
 
 impl From<cryptoki::error::Error> for KeyStoreError {
     fn from(e: cryptoki::error::Error) -> Self {
-        KeyStoreError::Pkcs11(e.to_string())
+        use cryptoki::error::{Error, RvError};
+        match e {
+            Error::Pkcs11(RvError::PinIncorrect, _) => KeyStoreError::PinIncorrect,
+            Error::Pkcs11(RvError::PinLocked, _) => KeyStoreError::PinLocked,
+            Error::Pkcs11(RvError::DeviceMemory, _) => KeyStoreError::TokenFull,
+            Error::Pkcs11(RvError::DeviceRemoved | RvError::TokenNotPresent, _) => KeyStoreError::TokenRemoved,
+            e => KeyStoreError::Pkcs11(e.to_string()),
+        }
     }
 }
 
@@ -141,6 +163,15 @@ pub trait Signer: Send + Sync + 'static {
     /// scheme; returns the signature as it goes into X.509: PKCS#1 v1.5 bytes for RSA, a DER
     /// `ECDSA-Sig-Value` for P-256.
     fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError>;
+    /// Signs `msg` with RSASSA-PSS, SHA-256, MGF1 with SHA-256 and a 32-byte salt: what TLS 1.3
+    /// asks of an RSA client key. Keys that cannot (P-256 keys, software keys) say so.
+    fn sign_rsa_pss_blocking(&self, _msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        Err(KeyStoreError::UnsupportedAlgorithm(format!(
+            "RSA-PSS with {} key {}",
+            self.algorithm(),
+            self.label()
+        )))
+    }
 }
 
 /// Signs on the blocking pool so that an HSM round trip never stalls the async runtime.

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -86,10 +87,35 @@ pub struct Pkcs11Store {
 
 impl Pkcs11Store {
     pub fn open(cfg: Pkcs11Config) -> Result<Self, KeyStoreError> {
-        let ctx = Pkcs11::new(&cfg.module)
-            .map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", cfg.module.display())))?;
+        let sessions = cfg.sessions;
+        Pkcs11Token::find(&cfg.module, &cfg.token)?.login(&AuthPin::from(cfg.pin), sessions)
+    }
+}
+
+/// What a token's flags say about its user PIN before a try: a token that counts wrong tries
+/// sets these (CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinTries {
+    pub count_low: bool,
+    pub final_try: bool,
+    pub locked: bool,
+}
+
+/// A token found in its slot and not logged into yet: its PIN state and free memory can be read
+/// before a PIN is tried (a wrong try costs one of the few an ID card allows).
+pub struct Pkcs11Token {
+    ctx: Pkcs11,
+    slot: Slot,
+}
+
+impl Pkcs11Token {
+    /// Loads the module and finds the token by label.
+    pub fn find(module: &std::path::Path, label: &str) -> Result<Self, KeyStoreError> {
+        let ctx =
+            Pkcs11::new(module).map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", module.display())))?;
         // One process may open several tokens of the same module (the CA's HSM and an operator's
-        // token at a workstation): the module is initialised once, and that is not an error.
+        // token, or an operator's token and an ID card at a workstation): the module is
+        // initialised once, and that is not an error.
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) => {}
             Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -99,7 +125,7 @@ impl Pkcs11Store {
         // list can fail with CKR_GENERAL_ERROR. A few tries ride it out; an absent token fails at once.
         let mut tries = 0;
         let slot = loop {
-            match find_token(&ctx, &cfg.token) {
+            match find_token(&ctx, label) {
                 Err(KeyStoreError::Pkcs11(e)) if tries < 5 => {
                     tries += 1;
                     tracing::warn!("PKCS#11 token list: {e}; retrying");
@@ -108,18 +134,37 @@ impl Pkcs11Store {
                 r => break r?,
             }
         };
-        let session = ctx.open_rw_session(slot)?;
-        let pin = AuthPin::from(cfg.pin);
-        match session.login(UserType::User, Some(&pin)) {
+        Ok(Pkcs11Token { ctx, slot })
+    }
+
+    /// The user PIN's state from the token's flags, read fresh.
+    pub fn pin_tries(&self) -> Result<PinTries, KeyStoreError> {
+        let info = self.ctx.get_token_info(self.slot)?;
+        Ok(PinTries {
+            count_low: info.user_pin_count_low(),
+            final_try: info.user_pin_final_try(),
+            locked: info.user_pin_locked(),
+        })
+    }
+
+    /// Free memory for private objects in bytes, when the token reports it (SoftHSM2 does not).
+    pub fn free_private_memory(&self) -> Result<Option<usize>, KeyStoreError> {
+        Ok(self.ctx.get_token_info(self.slot)?.free_private_memory())
+    }
+
+    /// Logs in as the user; `PinIncorrect` or `PinLocked` when the token refuses.
+    pub fn login(&self, pin: &AuthPin, sessions: usize) -> Result<Pkcs11Store, KeyStoreError> {
+        let session = self.ctx.open_rw_session(self.slot)?;
+        match session.login(UserType::User, Some(pin)) {
             Ok(()) => {}
             Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(e.into()),
         }
         let pool = SessionPool {
-            ctx,
-            slot,
+            ctx: self.ctx.clone(),
+            slot: self.slot,
             idle: Mutex::new(vec![session]),
-            max_idle: cfg.sessions.max(1),
+            max_idle: sessions.max(1),
         };
         Ok(Pkcs11Store { pool: Arc::new(pool) })
     }
@@ -158,6 +203,39 @@ impl Pkcs11Store {
                 Attribute::Value(cert_der.to_vec()),
             ])?;
             Ok(())
+        })
+    }
+
+    /// The certificate paired with the private key `label` by CKA_ID, as software that reads
+    /// the token pairs them (the label is only a name); `None` when there is none.
+    pub fn certificate_of_key(&self, key_label: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        self.pool.with(|s| {
+            let key = match s.find_objects(&private_key_template(key_label))?.as_slice() {
+                [k] => *k,
+                _ => return Err(KeyStoreError::KeyNotFound(key_label.to_string())),
+            };
+            let id = match s.get_attributes(key, &[AttributeType::Id])?.into_iter().next() {
+                Some(Attribute::Id(id)) => id,
+                _ => return Ok(None),
+            };
+            let found = s.find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE), Attribute::Id(id)])?;
+            let Some(obj) = found.first() else { return Ok(None) };
+            match s.get_attributes(*obj, &[AttributeType::Value])?.into_iter().next() {
+                Some(Attribute::Value(v)) => Ok(Some(v)),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    /// Destroys every object labelled `label`: the private and public key and a certificate
+    /// beside them. Returns how many there were.
+    pub fn destroy(&self, label: &str) -> Result<usize, KeyStoreError> {
+        self.pool.with(|s| {
+            let found = s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])?;
+            for o in &found {
+                s.destroy_object(*o)?;
+            }
+            Ok(found.len())
         })
     }
 
@@ -407,5 +485,21 @@ impl Signer for Pkcs11Key {
                 ecdsa_raw_to_der(&raw)
             }
         }
+    }
+
+    fn sign_rsa_pss_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        if !self.alg.is_rsa() {
+            return Err(KeyStoreError::UnsupportedAlgorithm(format!(
+                "RSA-PSS with {}",
+                self.alg
+            )));
+        }
+        let params = PkcsPssParams {
+            hash_alg: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            s_len: 32.into(),
+        };
+        self.pool
+            .with(|s| Ok(s.sign(&Mechanism::Sha256RsaPkcsPss(params), self.key, msg)?))
     }
 }

@@ -75,10 +75,25 @@ pub struct SignedApplicant {
 #[serde(deny_unknown_fields)]
 pub struct CentreIssue {
     pub service: String,
-    pub applicant: ApplicantData,
+    pub applicant: CentreApplicant,
     pub organization: Option<OrganizationData>,
     #[serde(default)]
     pub storage: Option<String>,
+}
+
+/// The applicant as the operator files them in P4. The IIN is read from the ID card the
+/// operator holds; names left out are filled from the state database (step 4 asks it anyway),
+/// names given are checked against it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreApplicant {
+    pub iin: String,
+    pub surname: Option<String>,
+    pub name: Option<String>,
+    pub patronymic: Option<String>,
+    pub email: Option<String>,
+    pub region: Option<String>,
+    pub locality: Option<String>,
 }
 
 /// What an operator states at the identity step (condition 2).
@@ -566,7 +581,7 @@ impl Workflow<'_> {
         self.view(&number).await
     }
 
-    fn process_of(&self, a: &ApplicationRecord) -> Result<&Process, WorkflowError> {
+    pub(super) fn process_of(&self, a: &ApplicationRecord) -> Result<&Process, WorkflowError> {
         self.regulation
             .processes
             .iter()
@@ -665,13 +680,20 @@ impl Workflow<'_> {
             .regulation
             .process(Service::Issue, Channel::ServiceCentre)
             .ok_or_else(|| WorkflowError::Invalid("no P4 in the regulation".into()))?;
-        let (iin, _) = check_applicant(self.ca, &req.applicant, req.organization.as_ref())?;
+        let applicant = self.complete_from_registry(req.applicant).await?;
+        let iin = if applicant.surname.is_empty() || applicant.name.is_empty() {
+            // Names neither given nor in the state database: nothing to build a subject from,
+            // and the registry check below refuses the applicant.
+            Iin::parse(&applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?
+        } else {
+            check_applicant(self.ca, &applicant, req.organization.as_ref())?.0
+        };
         let t = now();
         let mut steps = vec![
             step(process, StepKind::Identity, 1, t, Some("confirmed")),
             step(process, StepKind::Request, 2, t, Some("filled")),
         ];
-        let (refused, status) = match self.registry_check(&iin, &req.applicant).await {
+        let (refused, status) = match self.registry_check(&iin, &applicant).await {
             Ok((outcome, refused)) => {
                 steps.push(step(process, StepKind::RegistryCheck, 3, t, Some(outcome)));
                 if refused.is_none() {
@@ -699,7 +721,7 @@ impl Workflow<'_> {
             channel: "service_centre".into(),
             status: status.into(),
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"applicant": req.applicant, "organization": req.organization, "filed_by": op.record.iin, "lang": self.lang})
+            applicant: serde_json::json!({"applicant": applicant, "organization": req.organization, "filed_by": op.record.iin, "lang": self.lang})
                 .to_string(),
             centre: op.record.centre.clone(),
             storage: req.storage.unwrap_or_else(|| "id_card".into()),
@@ -821,6 +843,37 @@ impl Workflow<'_> {
         self.view(&number).await
     }
 
+    /// The P4 applicant with the names the operator left out taken from the state database.
+    /// A person the database does not know keeps empty names: the registry check that follows
+    /// refuses them with `registry_not_found`.
+    async fn complete_from_registry(&self, a: CentreApplicant) -> Result<ApplicantData, WorkflowError> {
+        let mut data = ApplicantData {
+            iin: a.iin,
+            surname: a.surname.unwrap_or_default(),
+            name: a.name.unwrap_or_default(),
+            patronymic: a.patronymic,
+            email: a.email,
+            region: a.region,
+            locality: a.locality,
+        };
+        if !data.surname.trim().is_empty() && !data.name.trim().is_empty() {
+            return Ok(data);
+        }
+        let iin = Iin::parse(&data.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+        if let Some(p) = self.registry.person(&iin).await? {
+            if data.surname.trim().is_empty() {
+                data.surname = p.surname;
+            }
+            if data.name.trim().is_empty() {
+                data.name = p.name;
+            }
+            if data.patronymic.as_deref().is_none_or(|g| g.trim().is_empty()) {
+                data.patronymic = p.patronymic;
+            }
+        }
+        Ok(data)
+    }
+
     /// Condition "the applicant's data exists": the person is in the state database, under the
     /// names given. `Ok(None)` when so, `Ok(Some(refusal))` when not; the step's outcome is
     /// `found` or `not_found`.
@@ -856,7 +909,7 @@ impl Workflow<'_> {
 
     /// Moves the application on from `from` and shows it; a conflict when it is no longer there
     /// (another request moved it first).
-    async fn advance(
+    pub(super) async fn advance(
         &self,
         a: &ApplicationRecord,
         from: &str,
@@ -1072,7 +1125,11 @@ impl Workflow<'_> {
 
     /// The issued pair and the chain, PEM, for the applicant.
     pub async fn certificates_for(&self, number: &str, iin: &str) -> Result<String, WorkflowError> {
-        let v = self.view_for(number, iin).await?;
+        self.pair_pem(self.view_for(number, iin).await?).await
+    }
+
+    /// The issued pair of an application and the chain, PEM; a conflict before issuance.
+    pub(super) async fn pair_pem(&self, v: ApplicationView) -> Result<String, WorkflowError> {
         let serials = v.certificates.ok_or_else(|| WorkflowError::Status {
             number: v.number.clone(),
             status: v.status,
@@ -1088,7 +1145,11 @@ impl Workflow<'_> {
         Ok(pem)
     }
 
-    async fn operators_application(&self, op: &Operator, number: &str) -> Result<ApplicationRecord, WorkflowError> {
+    pub(super) async fn operators_application(
+        &self,
+        op: &Operator,
+        number: &str,
+    ) -> Result<ApplicationRecord, WorkflowError> {
         let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
         let a = self
             .ca
@@ -1227,14 +1288,23 @@ impl Workflow<'_> {
             _ if process.steps.iter().any(|s| s.step == StepKind::Issue) => StepKind::Issue,
             _ => StepKind::WriteCard,
         };
+        // On an ID card the result step starts once there is something to write: after issuance.
+        let onto_card = result_step == StepKind::WriteCard;
+        let mut steps = vec![step(
+            process,
+            StepKind::OperatorSignatureCheck,
+            seq + 1,
+            t,
+            Some("valid"),
+        )];
+        if !onto_card {
+            steps.push(step(process, result_step, seq + 2, t, None));
+        }
         let issuing = Advance {
             to: "issuing".into(),
             outcome: "signed".into(),
             confirmed_by: Some(op.record.iin.clone()),
-            steps: vec![
-                step(process, StepKind::OperatorSignatureCheck, seq + 1, t, Some("valid")),
-                step(process, result_step, seq + 2, t, None),
-            ],
+            steps,
             ..Default::default()
         };
         if !self.move_on(&a, "awaiting_confirmation", issuing, "", None).await? {
@@ -1304,18 +1374,30 @@ impl Workflow<'_> {
             a.iin
         );
         let serials = [auth.serial.clone(), sign.serial.clone()];
-        let letter = self.letter(
-            &a,
-            Kind::Issued {
-                install_url: &install_url,
-                serials: &serials,
-            },
-        );
+        // On an ID card the certificates are already where they belong: no install link.
+        let letter = if onto_card {
+            None
+        } else {
+            self.letter(
+                &a,
+                Kind::Issued {
+                    install_url: &install_url,
+                    serials: &serials,
+                },
+            )
+        };
         let done = Advance {
-            to: "completed".into(),
+            // P4 is complete when the certificates are on the card: the station writes them and
+            // says so ([`Self::card_written`]); until then the application stays `issuing`.
+            to: if onto_card { "issuing" } else { "completed" }.into(),
             outcome: "issued".into(),
             auth_serial: Some(auth.serial),
             sign_serial: Some(sign.serial),
+            steps: if onto_card {
+                vec![step(process, StepKind::WriteCard, seq + 2, now(), None)]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         self.move_on(&a, "issuing", done, kind_name(result_step).as_str(), letter)

@@ -4,6 +4,7 @@
 //! SLA report ([`report`]).
 
 pub mod application;
+pub mod id_card;
 pub mod number;
 pub mod refusals;
 pub mod regulation;

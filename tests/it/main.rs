@@ -15,5 +15,6 @@ mod operators;
 mod receiver;
 mod registry;
 mod revocation;
+mod station;
 mod store;
 mod workflow;

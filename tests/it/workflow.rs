@@ -567,7 +567,8 @@ fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
         Some(("content-type: application/pkcs7-mime", &body)),
     );
     let v = json(&resp);
-    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    // Issued, and issuing until the certificates are on the card.
+    assert_eq!((status, v["status"].as_str()), (200, Some("issuing")), "{v}");
     let steps = step_names(&v);
     assert_eq!(
         steps,
@@ -583,6 +584,27 @@ fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
         ],
         "{v}"
     );
+    assert!(v["steps"][7]["finished_at"].is_null(), "{v}");
+    let serials = v["certificates"].clone();
+    let (status, pem) = as_operator(
+        &d,
+        &op,
+        &format!("/api/v1/operator/applications/{number}/certificates"),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 4);
+
+    // The station wrote them onto the card: only the application's own pair completes it.
+    let card = format!("/api/v1/operator/applications/{number}/card");
+    let wrong = serde_json::json!({"auth": serials[1], "sign": serials[0]}).to_string();
+    let (status, _) = as_operator(&d, &op, &card, Some(("content-type: application/json", &wrong)));
+    assert_eq!(status, 400);
+    let written = serde_json::json!({"auth": serials[0], "sign": serials[1]}).to_string();
+    let (status, body) = as_operator(&d, &op, &card, Some(("content-type: application/json", &written)));
+    let v = json(&body);
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    assert_eq!(v["steps"][7]["outcome"], "written", "{v}");
     let (status, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 4);
