@@ -62,7 +62,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     println!("RESULT outbox.raw_sign {raw:.0} sigs/s {ctx}");
     let cert = service.cert_der.clone();
     let cms = rate(threads, per, || {
-        nca::station::sign_cms_detached(signer.as_ref(), &cert, &body).expect("cms");
+        nca::pki::signed_data::sign(signer.as_ref(), &cert, &body, false).expect("cms");
     });
     println!("RESULT outbox.cms_sign {cms:.0} sigs/s {ctx}");
 

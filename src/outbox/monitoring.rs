@@ -64,10 +64,11 @@ impl Sender {
         let signer = Arc::clone(&self.signer);
         let cert = Arc::clone(&self.cert_der);
         let body = body.as_bytes().to_vec();
-        let der = tokio::task::spawn_blocking(move || crate::station::sign_cms_detached(signer.as_ref(), &cert, &body))
-            .await
-            .map_err(|e| DeliveryError::Prepare(e.to_string()))?
-            .map_err(|e| DeliveryError::Prepare(e.to_string()))?;
+        let der =
+            tokio::task::spawn_blocking(move || crate::pki::signed_data::sign(signer.as_ref(), &cert, &body, false))
+                .await
+                .map_err(|e| DeliveryError::Prepare(e.to_string()))?
+                .map_err(|e| DeliveryError::Prepare(e.to_string()))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 }

@@ -12,6 +12,7 @@ pub mod ocsp;
 pub mod policy;
 pub mod profile;
 pub mod revocation;
+pub mod signed_data;
 pub mod status;
 pub mod subject;
 
