@@ -72,6 +72,11 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where write transactions run. On SQLite a pool of one connection: writers queue for it
+    /// in order, instead of meeting SQLite's lock and sleeping in its busy handler (which
+    /// backs off up to 100 ms a time and made tail latencies of busy hours). On PostgreSQL the
+    /// same pool as reads.
+    write_pool: AnyPool,
     backend: Backend,
     writer: tokio::sync::mpsc::Sender<writer::Job>,
 }
@@ -91,25 +96,37 @@ impl Store {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
-        let max = if backend == Backend::Sqlite { 8 } else { 16 };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL: readers never wait for the writer. NORMAL: a commit survives a
-                        // process crash (the WAL is written before commit returns); only a power
-                        // loss can take the last commits, which the pending/issued order covers.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
+        let options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL: readers never wait for the writer. NORMAL: a commit survives a
+                            // process crash (the WAL is written before commit returns); only a
+                            // power loss can take the last commits, which the pending/issued
+                            // order covers.
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(url)
-            .await?;
-        let writer = writer::start(pool.clone(), backend);
-        let store = Store { pool, backend, writer };
+        };
+        let (pool, write_pool) = if backend == Backend::Sqlite {
+            let pool = options(8).connect(url).await?;
+            (pool, options(1).connect(url).await?)
+        } else {
+            let pool = options(16).connect(url).await?;
+            (pool.clone(), pool)
+        };
+        let writer = writer::start(write_pool.clone(), backend);
+        let store = Store {
+            pool,
+            write_pool,
+            backend,
+            writer,
+        };
         migrate::run(&store).await?;
         Ok(store)
     }
@@ -122,13 +139,18 @@ impl Store {
         &self.pool
     }
 
+    /// For a single write statement outside a transaction.
+    pub(crate) fn write_pool(&self) -> &AnyPool {
+        &self.write_pool
+    }
+
     /// A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE): a
     /// transaction that reads first and writes later could otherwise fail with a busy snapshot
     /// when another connection wrote in between, which no busy timeout waits out.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write_pool.begin().await?,
         })
     }
 
@@ -149,6 +171,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 }
 
