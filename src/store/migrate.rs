@@ -12,6 +12,8 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_operators.sql")),
     (4, include_str!("../../migrations/sqlite/0004_audit.sql")),
     (5, include_str!("../../migrations/sqlite/0005_applications.sql")),
+    // 6 is the outbox's (another branch); versions need not be contiguous: each runs once.
+    (7, include_str!("../../migrations/sqlite/0007_survey.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
@@ -19,6 +21,8 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/postgres/0003_operators.sql")),
     (4, include_str!("../../migrations/postgres/0004_audit.sql")),
     (5, include_str!("../../migrations/postgres/0005_applications.sql")),
+    // 6 is the outbox's (another branch); versions need not be contiguous: each runs once.
+    (7, include_str!("../../migrations/postgres/0007_survey.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.

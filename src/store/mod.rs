@@ -11,6 +11,7 @@ mod certificates;
 mod migrate;
 mod operators;
 mod revocations;
+mod surveys;
 mod writer;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use operators::OperatorRecord;
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
+pub use surveys::SurveyRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -3,5 +3,7 @@
 //! their steps and refusals follow.
 
 pub mod application;
+pub mod desk;
 pub mod number;
 pub mod regulation;
+pub mod survey;
