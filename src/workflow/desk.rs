@@ -15,6 +15,9 @@ pub struct DeskView {
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub organization: serde_json::Value,
     pub storage: String,
+    /// The registration centre with its names and address, for the receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centre: Option<crate::operators::centres::Centre>,
     pub created_at: String,
     pub confirmed_by: Option<String>,
 }
@@ -29,6 +32,7 @@ impl Workflow<'_> {
             applicant: data["applicant"].clone(),
             organization: data["organization"].clone(),
             storage: a.storage,
+            centre: self.centres.centre(&a.centre).cloned(),
             created_at: rfc3339(a.created_at),
             confirmed_by: a.confirmed_by,
         })

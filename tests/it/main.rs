@@ -10,6 +10,7 @@ mod cms;
 mod harness;
 mod http_api;
 mod operators;
+mod portal;
 mod registry;
 mod revocation;
 mod store;

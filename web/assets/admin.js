@@ -36,7 +36,7 @@ function value(v) {
 function chart(process) {
   const steps = process.steps || [];
   const width = 640;
-  const label = 190;
+  const label = 250;
   const row = 34;
   const height = steps.length * row + 30;
   const scaleMax = Math.max(1, ...steps.flatMap((s) => [s.max_seconds || 0, s.deadline_seconds || 0]));
@@ -120,7 +120,7 @@ async function operators() {
   const body = $('operators-body');
   if (!r.ok) { body.replaceChildren(unavailable(r)); return; }
   body.replaceChildren(table(t('admin.operators'),
-    [t('field.iin'), t('console.applicant'), t('field.centre'), t('admin.role'), t('status.state'), t('admin.last_activity')],
+    [t('field.iin'), t('console.applicant'), t('field.centre'), t('admin.role'), t('admin.status'), t('admin.last_activity')],
     r.body.operators.map((o) => [o.iin, [o.surname, o.name, o.patronymic].filter(Boolean).join(' '), o.centre,
       tOr(`role.${o.role}`, o.role), tOr(`operator.${o.status}`, o.status), when(o.last_activity_at)])));
 }

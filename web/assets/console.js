@@ -2,7 +2,7 @@
 // (condition 2) with the documents seen and the printable receipt, and the confirmation: the
 // to-be-signed bytes downloaded, signed with the operator's own tool, uploaded as CMS.
 
-import { $, t, el, show, api, errorText, markLanguage, when, downloadLink, stateName, refusalText, tOr } from './common.js';
+import { $, t, el, show, api, errorText, lang, markLanguage, when, downloadLink, stateName, refusalText, tOr } from './common.js';
 
 markLanguage();
 
@@ -56,7 +56,7 @@ function receipt(d) {
   $('r-name').textContent = fullName(d.applicant);
   $('r-iin').textContent = d.applicant?.iin || '';
   $('r-documents').textContent = documents;
-  $('r-centre').textContent = a.registration_centre;
+  $('r-centre').textContent = d.centre ? `${d.centre.names?.[lang] || d.centre.names?.en || d.centre.id}, ${d.centre.address}` : a.registration_centre;
   $('r-operator').textContent = me ? `${me.surname} ${me.name} (${me.iin})` : '';
   $('r-date').textContent = when(identity?.finished_at);
   show($('receipt'));
