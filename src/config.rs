@@ -289,7 +289,10 @@ impl Config {
             f.portal.pow_bits = parse_u32("NCA_POW_BITS", &v)?;
         }
         if f.portal.pow_bits > 32 {
-            return Err(invalid("portal.pow_bits", format!("{} (at most 32)", f.portal.pow_bits)));
+            return Err(invalid(
+                "portal.pow_bits",
+                format!("{} (at most 32)", f.portal.pow_bits),
+            ));
         }
 
         let data_dir = f.service.data_dir.clone();

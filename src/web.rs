@@ -99,8 +99,16 @@ const PAGES: &[(&str, &str)] = &[
 
 /// Static files under `/assets/`: name, content type, bytes.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("nca.css", "text/css; charset=utf-8", include_bytes!("../web/assets/nca.css")),
-    ("favicon.svg", "image/svg+xml", include_bytes!("../web/assets/favicon.svg")),
+    (
+        "nca.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/assets/nca.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../web/assets/favicon.svg"),
+    ),
     ("common.js", JS, include_bytes!("../web/assets/common.js")),
     ("der.js", JS, include_bytes!("../web/assets/der.js")),
     ("keys.js", JS, include_bytes!("../web/assets/keys.js")),
@@ -154,7 +162,11 @@ pub fn page(name: &str, lang: Lang, vars: &[(&str, String)]) -> Option<String> {
         } else if key == "lang" {
             out.push_str(lang.code());
         } else if let Some(name) = key.strip_prefix('=') {
-            let v = vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).unwrap_or("");
+            let v = vars
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
             out.push_str(&escape(v));
         } else {
             out.push_str(&escape(&text(lang, key)));

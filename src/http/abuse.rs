@@ -93,7 +93,13 @@ impl Abuse {
 
     /// Admits one submission from `peer`, naming `iin` (when the request names one in the clear),
     /// with the proof of work `proof` if the client sent one.
-    pub fn admit(&self, peer: Option<IpAddr>, iin: Option<&str>, proof: Option<&str>, now: i64) -> Result<(), AbuseError> {
+    pub fn admit(
+        &self,
+        peer: Option<IpAddr>,
+        iin: Option<&str>,
+        proof: Option<&str>,
+        now: i64,
+    ) -> Result<(), AbuseError> {
         let t = Instant::now();
         let proven = match (proof, iin) {
             (Some(p), Some(iin)) => {
@@ -103,13 +109,12 @@ impl Abuse {
             (Some(_), None) => return Err(AbuseError::ProofInvalid("this request names no IIN to bind it to")),
             (None, _) => false,
         };
-        if !proven
-            && let (Some(b), Some(ip)) = (&self.per_address, peer)
-        {
-            b.take(&ip.to_string(), t).map_err(|retry_after| AbuseError::RateLimited {
-                scope: "from this address",
-                retry_after,
-            })?;
+        if !proven && let (Some(b), Some(ip)) = (&self.per_address, peer) {
+            b.take(&ip.to_string(), t)
+                .map_err(|retry_after| AbuseError::RateLimited {
+                    scope: "from this address",
+                    retry_after,
+                })?;
         }
         if let (Some(b), Some(iin)) = (&self.per_iin, iin) {
             b.take(iin.trim(), t).map_err(|retry_after| AbuseError::RateLimited {
@@ -128,12 +133,16 @@ impl Abuse {
         }
         let parts: Vec<&str> = stamp.trim().split(':').collect();
         let [version, bits, at, stamp_iin, random, counter] = parts[..] else {
-            return Err(AbuseError::ProofInvalid("not a stamp nca-pow1:bits:time:iin:random:counter"));
+            return Err(AbuseError::ProofInvalid(
+                "not a stamp nca-pow1:bits:time:iin:random:counter",
+            ));
         };
         let bits: u32 = bits.parse().map_err(|_| AbuseError::ProofInvalid("bits"))?;
         let at: i64 = at.parse().map_err(|_| AbuseError::ProofInvalid("time"))?;
         if version != "nca-pow1" || random.len() < 8 || random.len() > 64 || counter.len() > 20 {
-            return Err(AbuseError::ProofInvalid("not a stamp nca-pow1:bits:time:iin:random:counter"));
+            return Err(AbuseError::ProofInvalid(
+                "not a stamp nca-pow1:bits:time:iin:random:counter",
+            ));
         }
         if bits < self.pow_bits {
             return Err(AbuseError::ProofInvalid("too few bits"));
@@ -207,9 +216,23 @@ mod tests {
             Err(AbuseError::ProofInvalid(_))
         ));
         // Another IIN's stamp, an old stamp, too few bits.
-        assert!(a.admit(IP, Some("920708497088"), Some(&mint(8, now, "850315306048")), now).is_err());
-        assert!(a.admit(IP, Some("850315306048"), Some(&mint(8, now - 3600, "850315306048")), now).is_err());
-        assert!(a.admit(IP, Some("850315306048"), Some(&mint(4, now, "850315306048")), now).is_err());
+        assert!(
+            a.admit(IP, Some("920708497088"), Some(&mint(8, now, "850315306048")), now)
+                .is_err()
+        );
+        assert!(
+            a.admit(
+                IP,
+                Some("850315306048"),
+                Some(&mint(8, now - 3600, "850315306048")),
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            a.admit(IP, Some("850315306048"), Some(&mint(4, now, "850315306048")), now)
+                .is_err()
+        );
         // Another address has its own bucket.
         let other = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
         assert!(a.admit(other, Some("850315306048"), None, now).is_ok());
@@ -219,10 +242,16 @@ mod tests {
     fn an_iin_is_limited_whatever_the_proof_and_zero_turns_limits_off() {
         let a = Abuse::new(&cfg(0, 1, 4));
         let now = 1_800_000_000;
-        assert!(a.admit(IP, Some("850315306048"), Some(&mint(4, now, "850315306048")), now).is_ok());
+        assert!(
+            a.admit(IP, Some("850315306048"), Some(&mint(4, now, "850315306048")), now)
+                .is_ok()
+        );
         assert!(matches!(
             a.admit(IP, Some("850315306048"), Some(&mint(5, now, "850315306048")), now),
-            Err(AbuseError::RateLimited { scope: "for this IIN", .. })
+            Err(AbuseError::RateLimited {
+                scope: "for this IIN",
+                ..
+            })
         ));
         let off = Abuse::new(&cfg(0, 0, 0));
         for _ in 0..100 {

@@ -157,8 +157,10 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
         if let ApiError::Abuse(AbuseError::RateLimited { retry_after, .. }) = self {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after),
+            );
         }
         resp
     }

@@ -33,7 +33,10 @@ fn render(name: &str, lang: Lang, vars: &[(&str, String)]) -> Result<Response, A
     let html = web::page(name, lang, vars).ok_or_else(|| ApiError::not_found("not_found", "no such page"))?;
     let mut resp = html.into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

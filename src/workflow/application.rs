@@ -789,7 +789,11 @@ impl Workflow<'_> {
         Ok(pem)
     }
 
-    pub(crate) async fn operators_application(&self, op: &Operator, number: &str) -> Result<ApplicationRecord, WorkflowError> {
+    pub(crate) async fn operators_application(
+        &self,
+        op: &Operator,
+        number: &str,
+    ) -> Result<ApplicationRecord, WorkflowError> {
         let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
         let a = self
             .ca

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::application::{WorkflowError, Workflow};
+use super::application::{Workflow, WorkflowError};
 use crate::store::{StoreError, SurveyRecord, now};
 
 /// An answer's level on one question.

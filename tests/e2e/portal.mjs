@@ -258,7 +258,8 @@ async function main() {
       const numberEl = page.locator('#order-number');
       await numberEl.waitFor({ state: 'visible', timeout: 120000 });
       const number = (await numberEl.textContent()).trim();
-      assert.match(number, /^[0-9A-Z-]{10,}$/);
+      // NNNN-NNNN-NNNC: Crockford base 32 and an ISO 7064 MOD 37-2 check character (src/workflow/number.rs).
+      assert.match(number, /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{3}[0-9A-Z*~$=]$/);
       await shot(page, `portal-${lang}-submitted`);
 
       confirmThroughApi(opDir, number);

@@ -95,7 +95,10 @@ fn pages_and_assets_are_served_with_their_types_languages_and_policy() {
     let html = String::from_utf8(body).unwrap();
     assert_eq!(status, 200);
     assert!(headers.contains("content-type: text/html; charset=utf-8"), "{headers}");
-    assert!(headers.contains("content-security-policy: default-src 'self'"), "{headers}");
+    assert!(
+        headers.contains("content-security-policy: default-src 'self'"),
+        "{headers}"
+    );
     assert!(headers.contains("content-language: en"), "{headers}");
     assert!(html.contains("<html lang=\"en\">"));
     for label in [
@@ -136,7 +139,10 @@ fn pages_and_assets_are_served_with_their_types_languages_and_policy() {
         assert!(!body.is_empty());
     }
     let (status, _, body) = fetch(&[&format!("{}/assets/nope.js", d.public)]);
-    assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
 
     // The console and the admin pages are on the operator listener only.
     assert_eq!(fetch(&[&format!("{}/console/", d.public)]).0, 404);
@@ -170,7 +176,11 @@ fn the_form_is_rate_limited_per_address_and_per_iin_and_a_proof_of_work_spares_t
     assert_eq!(submit(&d, &app, &[]).0, 201);
     assert_eq!(submit(&d, &other, &[]).0, 422, "a refusal counts too");
     let (status, headers, v) = submit(&d, &app, &[]);
-    assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
     assert!(headers.contains("retry-after: "), "{headers}");
 
     // The portal's proof of work spares the address's bucket, once per stamp.
@@ -183,11 +193,7 @@ fn the_form_is_rate_limited_per_address_and_per_iin_and_a_proof_of_work_spares_t
         "{v}"
     );
     // A stamp for another IIN, or with fewer bits than asked, proves nothing.
-    let (status, _, _) = submit(
-        &d,
-        &app,
-        &["-H", &format!("x-proof-of-work: {}", mint(8, other_iin))],
-    );
+    let (status, _, _) = submit(&d, &app, &["-H", &format!("x-proof-of-work: {}", mint(8, other_iin))]);
     assert_eq!(status, 400);
     let (status, _, _) = submit(&d, &app, &["-H", &format!("x-proof-of-work: {}", mint(4, IIN))]);
     assert_eq!(status, 400);
@@ -196,7 +202,11 @@ fn the_form_is_rate_limited_per_address_and_per_iin_and_a_proof_of_work_spares_t
     let (status, _, v) = submit(&d, &app, &["-H", &format!("x-proof-of-work: {}", mint(8, IIN))]);
     assert_eq!(status, 201, "{v}");
     let (status, _, v) = submit(&d, &app, &["-H", &format!("x-proof-of-work: {}", mint(8, IIN))]);
-    assert_eq!((status, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
     assert!(v["error"]["message"].as_str().unwrap().contains("IIN"), "{v}");
 }
 
@@ -223,16 +233,35 @@ fn the_survey_is_stored_once_after_the_end_and_reported_and_the_console_sees_the
         (status, json(&b))
     };
     let answer = r#"{"process":"partly","information":"satisfied"}"#;
-    assert_eq!(survey(&refused, IIN, None), (200, serde_json::json!({"answered": false})));
+    assert_eq!(
+        survey(&refused, IIN, None),
+        (200, serde_json::json!({"answered": false}))
+    );
     let (status, v) = survey(&open, IIN, Some(answer));
-    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("survey_not_open")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("survey_not_open")),
+        "{v}"
+    );
     let (status, v) = survey(&refused, "920708497088", Some(answer));
-    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("application_not_found")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("application_not_found")),
+        "{v}"
+    );
     let (status, v) = survey(&refused, IIN, Some(r#"{"process":"very","information":"satisfied"}"#));
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("request_invalid")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("request_invalid")),
+        "{v}"
+    );
     assert_eq!(survey(&refused, IIN, Some(answer)).0, 201);
     let (status, v) = survey(&refused, IIN, Some(answer));
-    assert_eq!((status, v["error"]["code"].as_str()), (409, Some("survey_answered")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("survey_answered")),
+        "{v}"
+    );
     assert_eq!(
         survey(&refused, IIN, None),
         (
