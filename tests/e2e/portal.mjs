@@ -231,9 +231,17 @@ async function main() {
     assert.equal(await page.locator('#iin-error').textContent(), texts.en['check.iin_digit']);
     assert.equal(await page.locator('#email-error').textContent(), texts.en['check.email']);
     assert.equal(await page.locator('#iin').getAttribute('aria-invalid'), 'true');
+    await shot(page, 'portal-en-checks');
+    // Keyboard: the first Tab reaches the skip link, which lands on the content; Tab moves
+    // field to field in reading order.
+    await page.reload();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    await page.getByLabel('IIN', { exact: true }).focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'surname');
     // Dependent lists: a locality only once a region is chosen.
     assert.ok(await page.locator('#locality').isDisabled());
-    await shot(page, 'portal-en-checks');
     // Accept-Language picks the language when ?lang does not.
     const ru = await citizen.newPage();
     await ru.setExtraHTTPHeaders({ 'accept-language': 'ru-RU,ru;q=0.9,en;q=0.5' });
