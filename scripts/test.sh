@@ -7,8 +7,10 @@
 # It installs what is missing (Debian packages, pkilint from PyPI), starts a
 # throwaway PostgreSQL, builds, runs the unit tests once, then runs the
 # integration binary `it` once per key store: `software`, then `pkcs11`
-# against fresh SoftHSM2 tokens. Every run goes ahead even when an earlier
-# one failed; the exit status is non-zero if any of them did.
+# against fresh SoftHSM2 tokens, then the end-to-end browser tests
+# (tests/e2e: Debian's Chromium driven by playwright-core from npm; screenshots
+# in target/e2e-artifacts). Every run goes ahead even when an earlier one
+# failed; the exit status is non-zero if any of them did.
 #
 # Environment the tests get:
 #   NCA_TEST_POSTGRES_URL     postgres://postgres@127.0.0.1:PORT/nca_test (recreated before each run)
@@ -21,7 +23,8 @@
 #   NCA_TEST_OPERATOR_PIN     its user PIN
 #
 # Knobs: NCA_TEST_KEY_STORES ("software pkcs11"), NCA_TEST_PG_PORT (a free
-# port), NCA_TEST_KEEP_TMP=1 (keep the temporary directory for a post-mortem).
+# port), NCA_TEST_KEEP_TMP=1 (keep the temporary directory for a post-mortem),
+# NCA_TEST_E2E=0 (skip the browser tests).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,6 +67,11 @@ need_cmd runuser util-linux
 need_cmd timeout coreutils
 need_cmd python3 python3
 need_cmd cc build-essential
+if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
+    need_cmd chromium chromium
+    need_cmd node nodejs
+    need_cmd npm npm
+fi
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then missing+=(postgresql); fi
 
 if ((${#missing[@]})); then
@@ -233,6 +241,26 @@ for store in ${NCA_TEST_KEY_STORES:-software pkcs11}; do
     set -e
     record "integration ($store)" "$rc" "$((SECONDS - start))"
 done
+
+# ---------------------------------------------------------------------------
+# The portal, the console and the admin pages in a browser, against the debug
+# binary the integration tests used; the test starts its own `nca serve`.
+if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
+    section "End-to-end browser tests (tests/e2e, headless Chromium)"
+    start=$SECONDS
+    set +e
+    (
+        set -e
+        cargo build "${cargo_flags[@]}" --bin nca
+        cd tests/e2e
+        npm ci --no-audit --no-fund
+        E2E_ARTIFACTS=$root/target/e2e-artifacts NCA_BIN=$root/target/debug/nca CHROMIUM=$(command -v chromium) \
+            node portal.mjs
+    )
+    rc=$?
+    set -e
+    record "e2e (browser)" "$rc" "$((SECONDS - start))"
+fi
 
 # ---------------------------------------------------------------------------
 section "Summary"

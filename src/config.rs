@@ -143,6 +143,29 @@ pub struct MailSection {
     pub retry_max_seconds: u64,
 }
 
+/// Abuse protection of the public application form (README, "Portal and console").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSection {
+    /// Applications one client address may submit per minute without a proof of work (a token
+    /// bucket of this size, refilled evenly over a minute); 0 turns the limit off.
+    pub rate_per_address_per_minute: u32,
+    /// Applications per IIN per hour, whatever the address or proof; 0 turns the limit off.
+    pub rate_per_iin_per_hour: u32,
+    /// Leading zero bits the portal's proof of work must have (SHA-256); 0 disables proofs.
+    pub pow_bits: u32,
+}
+
+impl Default for PortalSection {
+    fn default() -> Self {
+        PortalSection {
+            rate_per_address_per_minute: 10,
+            rate_per_iin_per_hour: 10,
+            pow_bits: 18,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -157,6 +180,9 @@ struct FileConfig {
     regulation: FileSection,
     monitoring: MonitoringSection,
     mail: MailSection,
+    /// Absent in a configuration written before the portal: the built-in defaults.
+    #[serde(default)]
+    portal: PortalSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -175,6 +201,7 @@ pub struct Config {
     pub regulation: FileSection,
     pub monitoring: MonitoringSection,
     pub mail: MailSection,
+    pub portal: PortalSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -278,6 +305,21 @@ impl Config {
             f.monitoring.retry_max_seconds = v;
             f.mail.retry_max_seconds = v;
         }
+        if let Some(v) = env("NCA_RATE_PER_ADDRESS") {
+            f.portal.rate_per_address_per_minute = parse_u32("NCA_RATE_PER_ADDRESS", &v)?;
+        }
+        if let Some(v) = env("NCA_RATE_PER_IIN") {
+            f.portal.rate_per_iin_per_hour = parse_u32("NCA_RATE_PER_IIN", &v)?;
+        }
+        if let Some(v) = env("NCA_POW_BITS") {
+            f.portal.pow_bits = parse_u32("NCA_POW_BITS", &v)?;
+        }
+        if f.portal.pow_bits > 32 {
+            return Err(invalid(
+                "portal.pow_bits",
+                format!("{} (at most 32)", f.portal.pow_bits),
+            ));
+        }
 
         let data_dir = f.service.data_dir.clone();
         let database_url = if f.service.database_url.is_empty() {
@@ -342,6 +384,7 @@ impl Config {
             regulation: f.regulation,
             monitoring: f.monitoring,
             mail: f.mail,
+            portal: f.portal,
             data_dir,
             database_url,
             listen,
@@ -406,6 +449,11 @@ fn parse_bool(field: &'static str, v: &str) -> Result<bool, ConfigError> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(invalid(field, format!("{v:?} is not a boolean"))),
     }
+}
+
+fn parse_u32(field: &'static str, v: &str) -> Result<u32, ConfigError> {
+    v.parse()
+        .map_err(|_| invalid(field, format!("{v:?} is not a whole number")))
 }
 
 fn parse_offset(s: &str) -> Result<time::UtcOffset, ConfigError> {

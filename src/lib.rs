@@ -21,4 +21,5 @@ pub mod registry;
 pub mod service;
 pub mod station;
 pub mod store;
+pub mod web;
 pub mod workflow;

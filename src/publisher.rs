@@ -121,3 +121,22 @@ pub async fn run(ca: Arc<Ca>, cache: Arc<CrlCache>, mut stop: tokio::sync::watch
         }
     }
 }
+
+/// What is published for each CA: the newest full and delta CRL, their numbers, thisUpdate and
+/// nextUpdate, for the administrators' page.
+pub async fn status(ca: &Ca) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    for issuer in [&ca.root.id, &ca.issuing.id] {
+        for kind in ["full", "delta"] {
+            if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
+                out.push(serde_json::json!({
+                    "issuer": c.issuer, "kind": c.kind, "number": c.number, "base_number": c.base_number,
+                    "entries": c.entries, "this_update": crate::pki::status::rfc3339(c.this_update),
+                    "next_update": crate::pki::status::rfc3339(c.next_update),
+                    "overdue": c.next_update < now(),
+                }));
+            }
+        }
+    }
+    Ok(out)
+}

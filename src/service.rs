@@ -92,6 +92,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         crls: Arc::clone(&crls),
         centres: Arc::new(Centres::load(&cfg)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
+        abuse: Arc::new(http::abuse::Abuse::new(&cfg.portal)),
     };
 
     let public = TcpListener::bind(cfg.listen).await?;
@@ -121,7 +122,9 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     ));
     let mut public_stop = stop_rx.clone();
     let pub_task = tokio::spawn(async move {
-        axum::serve(public, http::public_router(state))
+        // The client's address is kept for the application form's rate limits.
+        let app = http::public_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(public, app)
             .with_graceful_shutdown(async move {
                 let _ = public_stop.changed().await;
             })

@@ -196,3 +196,23 @@ pub async fn retry_parked(
         serde_json::json!({"message_id": message_id, "state": "pending"}),
     ))
 }
+/// `GET /api/v1/admin/crl`: the newest full and delta CRL of each CA, with thisUpdate and
+/// nextUpdate.
+pub async fn crl_status(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(
+        serde_json::json!({ "crls": crate::publisher::status(&s.ca).await? }),
+    ))
+}
+
+/// `GET /api/v1/admin/operators`: everyone on the operators' roll and their status.
+pub async fn operators(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(
+        serde_json::json!({ "operators": crate::operators::list(&s.ca).await? }),
+    ))
+}
+
+/// `GET /api/v1/admin/reports/survey`: the quality survey's answers counted per question and
+/// level.
+pub async fn survey_report(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(s.workflow().survey_report().await?))
+}

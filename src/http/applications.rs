@@ -7,12 +7,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::error::{ApiError, application_status};
-use super::{AppState, JsonBody, OperatorClient};
+use super::abuse::POW_HEADER;
+use super::error::{ApiError, CREATED, application_status};
+use super::{AppState, JsonBody, OperatorClient, PeerAddr};
 use crate::workflow::application::{
-    ApplicationRequest, CentreIssue, CsrPair, IdentityRequest, SignedRequest, WorkflowError,
+    ApplicationRequest, CentreIssue, CsrPair, FieldError, IdentityRequest, SignedRequest, WorkflowError,
 };
 use crate::workflow::id_card::CardWritten;
+use crate::workflow::survey::SurveyAnswer;
 
 #[derive(Deserialize)]
 pub struct ByIin {
@@ -26,17 +28,26 @@ pub struct ByStatus {
 
 /// `POST /api/v1/applications`: an issue request as JSON, or a signed request (revoke) as CMS
 /// SignedData (`application/pkcs7-mime`, DER or PEM). 201 with the application, or 422 with it
-/// and its refusal.
-pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, ApiError> {
+/// and its refusal; 429 past the rate limits (`abuse`).
+pub async fn submit(
+    State(s): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let proof = headers.get(POW_HEADER).and_then(|v| v.to_str().ok());
     let view = if ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature") {
+        s.abuse.admit(peer, None, proof, crate::store::now())?;
         s.workflow_for(&headers).submit_signed(&body).await?
     } else if ctype.starts_with("application/json") {
-        let req: ApplicationRequest = serde_json::from_slice(&body)
-            .map_err(|e| WorkflowError::Fields(vec![crate::workflow::application::FieldError::from_json(&e)]))?;
+        let req: ApplicationRequest =
+            serde_json::from_slice(&body).map_err(|e| WorkflowError::Fields(vec![FieldError::from_json(&e)]))?;
+        s.abuse
+            .admit(peer, Some(&req.applicant.iin), proof, crate::store::now())?;
         s.workflow_for(&headers).submit(req).await?
     } else {
         return Err(ApiError::bad_request(
@@ -175,4 +186,38 @@ pub async fn card_written(
     JsonBody(written): JsonBody<CardWritten>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(s.workflow().card_written(&op, &number, written).await?))
+}
+
+/// `GET /api/v1/applications/{n}/survey?iin=…`: `{"answered": false}`, or the answer.
+pub async fn survey(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    Query(q): Query<ByIin>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = match s.workflow().survey_of(&number, &q.iin).await? {
+        None => serde_json::json!({"answered": false}),
+        Some(a) => serde_json::json!({"answered": true, "process": a.process, "information": a.information}),
+    };
+    Ok(Json(body))
+}
+
+/// `POST /api/v1/applications/{n}/survey?iin=…`: `{"process", "information"}`, each
+/// `not_satisfied`, `partly` or `satisfied`; 201 once, 409 after.
+pub async fn answer_survey(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    Query(q): Query<ByIin>,
+    JsonBody(answer): JsonBody<SurveyAnswer>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.workflow().answer_survey(&number, &q.iin, answer).await?;
+    Ok((CREATED, Json(serde_json::json!({"answered": true}))))
+}
+
+/// `GET /api/v1/operator/applications/{n}`: the application and its applicant's data.
+pub async fn desk(
+    State(s): State<AppState>,
+    OperatorClient(op): OperatorClient,
+    Path(number): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.workflow().desk_view(&op, &number).await?))
 }

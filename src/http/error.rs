@@ -11,6 +11,9 @@ use crate::pki::IssueError;
 use crate::pki::crl::CrlError;
 use crate::pki::revocation::RevokeError;
 use crate::workflow::application::WorkflowError;
+use crate::workflow::survey::SurveyError;
+
+use super::abuse::AbuseError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,10 @@ pub enum ApiError {
     Operator(#[from] OperatorError),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    #[error(transparent)]
+    Abuse(#[from] AbuseError),
+    #[error(transparent)]
+    Survey(#[from] SurveyError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -85,6 +92,18 @@ impl ApiError {
         (status, e.code())
     }
 
+    fn workflow_status(e: &WorkflowError) -> (StatusCode, &'static str) {
+        let status = match e {
+            WorkflowError::Issue(i) => return ApiError::issue_status(i),
+            WorkflowError::Invalid(_) | WorkflowError::Fields(_) => StatusCode::BAD_REQUEST,
+            WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkflowError::Status { .. } => StatusCode::CONFLICT,
+            WorkflowError::Registry(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, e.code())
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Operator(OperatorError::Issue(e)) => ApiError::issue_status(e),
@@ -101,17 +120,10 @@ impl ApiError {
                 };
                 (status, e.code())
             }
-            ApiError::Workflow(WorkflowError::Issue(e)) => ApiError::issue_status(e),
-            ApiError::Workflow(e) => {
-                let status = match e {
-                    WorkflowError::Invalid(_) | WorkflowError::Fields(_) => StatusCode::BAD_REQUEST,
-                    WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
-                    WorkflowError::Status { .. } => StatusCode::CONFLICT,
-                    WorkflowError::Registry(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                (status, e.code())
-            }
+            ApiError::Survey(SurveyError::Workflow(e)) | ApiError::Workflow(e) => ApiError::workflow_status(e),
+            ApiError::Survey(e) => (StatusCode::CONFLICT, e.code()),
+            ApiError::Abuse(AbuseError::RateLimited { .. }) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Abuse(AbuseError::ProofInvalid(_)) => (StatusCode::BAD_REQUEST, "proof_of_work_invalid"),
             ApiError::Issue(e) => ApiError::issue_status(e),
             ApiError::Revoke(e) => ApiError::revoke_status(e),
             ApiError::Access(AccessError::NoCertificate) => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
@@ -147,7 +159,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Workflow(WorkflowError::Fields(fields)) = &self {
             body["error"]["fields"] = json!(fields);
         }
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let ApiError::Abuse(AbuseError::RateLimited { retry_after, .. }) = self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after),
+            );
+        }
+        resp
     }
 }
 

@@ -1,11 +1,13 @@
 //! HTTP: routing, extractors, TLS client identity, and (in `error.rs` only) status codes.
 //! Handlers extract, make one call into the core, and map the error.
 
+pub mod abuse;
 mod admin;
 mod applications;
 pub mod error;
 pub mod metrics;
 mod operators;
+mod pages;
 mod public;
 mod status;
 pub mod tls;
@@ -36,6 +38,8 @@ pub struct AppState {
     /// The state registry (condition 1 of the processes); the workflow asks it.
     pub registry: Arc<crate::registry::StateRegistry>,
     pub metrics: Arc<Metrics>,
+    /// Rate limits and proofs of work of the application form.
+    pub abuse: Arc<abuse::Abuse>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +154,19 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// The client's address, when the listener recorded it (the public listener does).
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let info = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(PeerAddr(info.map(|c| c.0.ip())))
+    }
+}
+
 /// An administrator, established from the connection's client certificate before the body is
 /// read: a request from anyone else is refused without looking at what it carries.
 pub struct Admin(pub crate::operators::Administrator);
@@ -183,6 +200,9 @@ async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response 
 pub fn public_router(state: AppState) -> Router {
     let max = state.ca.config.service.max_body_bytes;
     Router::new()
+        .route("/", get(pages::portal))
+        .route("/status", get(pages::status))
+        .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(public::healthz))
         .route("/readyz", get(public::readyz))
         .route("/metrics", get(public::metrics))
@@ -195,6 +215,10 @@ pub fn public_router(state: AppState) -> Router {
         .route(
             "/api/v1/applications/{number}/certificates",
             get(applications::certificates),
+        )
+        .route(
+            "/api/v1/applications/{number}/survey",
+            get(applications::survey).post(applications::answer_survey),
         )
         .route("/crl/{file}", get(status::crl))
         .route("/ocsp", post(status::ocsp_post))
@@ -209,15 +233,19 @@ pub fn public_router(state: AppState) -> Router {
 pub fn operator_router(state: AppState) -> Router {
     let max = state.ca.config.service.max_body_bytes;
     Router::new()
+        .route("/console/", get(pages::console))
+        .route("/admin/", get(pages::admin))
+        .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(public::healthz))
         .route("/api/v1/admin/certificates", post(admin::issue_certificate))
         .route("/api/v1/admin/revocations", post(admin::revoke))
-        .route("/api/v1/admin/crl", post(admin::publish_crl))
+        .route("/api/v1/admin/crl", post(admin::publish_crl).get(admin::crl_status))
+        .route("/api/v1/admin/reports/survey", get(admin::survey_report))
         .route("/api/v1/admin/audit/verify", get(admin::verify_audit))
         .route("/api/v1/admin/reports/sla", get(admin::sla_report))
         .route("/api/v1/admin/monitoring", get(admin::monitoring))
         .route("/api/v1/admin/monitoring/{message_id}/retry", post(admin::retry_parked))
-        .route("/api/v1/admin/operators", post(operators::add))
+        .route("/api/v1/admin/operators", post(operators::add).get(admin::operators))
         .route("/api/v1/admin/operators/{iin}/suspend", post(operators::suspend))
         .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))
         .route("/api/v1/admin/operators/{iin}/dismiss", post(operators::dismiss))
@@ -226,6 +254,7 @@ pub fn operator_router(state: AppState) -> Router {
             "/api/v1/operator/applications",
             get(applications::queue).post(applications::create_at_centre),
         )
+        .route("/api/v1/operator/applications/{number}", get(applications::desk))
         .route(
             "/api/v1/operator/applications/{number}",
             get(applications::operator_view),

@@ -159,6 +159,11 @@ pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator,
     })
 }
 
+/// Everyone on the operators' roll, as the administrators' page lists them.
+pub async fn list(ca: &Ca) -> Result<Vec<OperatorView>, crate::store::StoreError> {
+    Ok(ca.store.operators().await?.iter().map(OperatorView::from).collect())
+}
+
 /// An operator as the API shows it.
 #[derive(Debug, serde::Serialize)]
 pub struct OperatorView {
@@ -172,6 +177,7 @@ pub struct OperatorView {
     pub auth_serial: String,
     pub sign_serial: String,
     pub dismissed_at: Option<String>,
+    pub last_activity_at: String,
 }
 
 impl From<&OperatorRecord> for OperatorView {
@@ -187,6 +193,7 @@ impl From<&OperatorRecord> for OperatorView {
             auth_serial: o.auth_serial.clone(),
             sign_serial: o.sign_serial.clone(),
             dismissed_at: o.dismissed_at.map(crate::pki::status::rfc3339),
+            last_activity_at: crate::pki::status::rfc3339(o.last_activity_at),
         }
     }
 }

@@ -13,6 +13,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_audit.sql")),
     (5, include_str!("../../migrations/sqlite/0005_applications.sql")),
     (6, include_str!("../../migrations/sqlite/0006_outbox.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_survey.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
@@ -21,6 +22,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/postgres/0004_audit.sql")),
     (5, include_str!("../../migrations/postgres/0005_applications.sql")),
     (6, include_str!("../../migrations/postgres/0006_outbox.sql")),
+    (7, include_str!("../../migrations/postgres/0007_survey.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.

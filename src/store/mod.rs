@@ -12,6 +12,7 @@ mod migrate;
 mod operators;
 mod outbox;
 mod revocations;
+mod surveys;
 mod writer;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, Pendin
 pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
+pub use surveys::SurveyRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

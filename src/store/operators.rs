@@ -87,6 +87,13 @@ impl Store {
         Ok(r.as_ref().map(row).transpose()?)
     }
 
+    /// Every operator and administrator on the roll, by centre and surname.
+    pub async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        let q = format!("SELECT {COLUMNS} FROM operators ORDER BY centre, surname, iin");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(self.pool()).await?;
+        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+    }
+
     /// The operator whose AUTH or SIGN certificate has this serial.
     pub async fn operator_by_certificate(&self, serial: &str) -> Result<Option<OperatorRecord>, StoreError> {
         let q = format!("SELECT {COLUMNS} FROM operators WHERE auth_serial = $1 OR sign_serial = $1");

@@ -1145,7 +1145,7 @@ impl Workflow<'_> {
         Ok(pem)
     }
 
-    pub(super) async fn operators_application(
+    pub(crate) async fn operators_application(
         &self,
         op: &Operator,
         number: &str,

@@ -4,8 +4,10 @@
 //! SLA report ([`report`]).
 
 pub mod application;
+pub mod desk;
 pub mod id_card;
 pub mod number;
 pub mod refusals;
 pub mod regulation;
 pub mod report;
+pub mod survey;

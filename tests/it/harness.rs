@@ -84,6 +84,10 @@ impl Deployment {
             ("NCA_LISTEN".into(), "127.0.0.1:0".into()),
             ("NCA_OPERATOR_LISTEN".into(), "127.0.0.1:0".into()),
             ("NCA_LOG".into(), "info,sqlx=warn".into()),
+            // Tests submit many applications a second from 127.0.0.1, often for one IIN; the
+            // portal tests set their own limits.
+            ("NCA_RATE_PER_ADDRESS".into(), "0".into()),
+            ("NCA_RATE_PER_IIN".into(), "0".into()),
         ];
         if let Some(url) = database_url {
             env.push(("NCA_DATABASE_URL".into(), url));

@@ -12,6 +12,7 @@ mod http_api;
 mod monitoring;
 mod notices;
 mod operators;
+mod portal;
 mod receiver;
 mod registry;
 mod revocation;

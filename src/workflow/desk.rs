@@ -1,0 +1,40 @@
+//! What the operator's console shows of an application: the application as the applicant sees
+//! it, and the applicant's data as submitted, for the identity check and the receipt.
+
+use serde::Serialize;
+
+use super::application::{ApplicationView, Workflow, WorkflowError};
+use crate::operators::Operator;
+use crate::pki::status::rfc3339;
+
+#[derive(Debug, Serialize)]
+pub struct DeskView {
+    pub application: ApplicationView,
+    /// `{iin, surname, name, patronymic, email, region, locality}` as submitted.
+    pub applicant: serde_json::Value,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub organization: serde_json::Value,
+    pub storage: String,
+    /// The registration centre with its names and address, for the receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centre: Option<crate::operators::centres::Centre>,
+    pub created_at: String,
+    pub confirmed_by: Option<String>,
+}
+
+impl Workflow<'_> {
+    /// An application of the operator's centre, with its applicant's data.
+    pub async fn desk_view(&self, op: &Operator, number: &str) -> Result<DeskView, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        Ok(DeskView {
+            application: self.view(&a.number).await?,
+            applicant: data["applicant"].clone(),
+            organization: data["organization"].clone(),
+            storage: a.storage,
+            centre: self.centres.centre(&a.centre).cloned(),
+            created_at: rfc3339(a.created_at),
+            confirmed_by: a.confirmed_by,
+        })
+    }
+}
