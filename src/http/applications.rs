@@ -155,17 +155,6 @@ pub async fn card_requests(
     Ok(Json(s.workflow_for(&headers).card_requests(&op, &number, pair).await?))
 }
 
-/// `GET /api/v1/operator/applications/{n}?iin=…`: one application of the operator's centre, when
-/// it is that applicant's (the station resumes an interrupted enrolment from it).
-pub async fn operator_view(
-    State(s): State<AppState>,
-    OperatorClient(op): OperatorClient,
-    Path(number): Path<String>,
-    Query(q): Query<ByIin>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.workflow().view_for_operator(&op, &number, &q.iin).await?))
-}
-
 /// `GET /api/v1/operator/applications/{n}/certificates`: the issued pair and the chain, PEM, to
 /// write onto the ID card.
 pub async fn operator_certificates(
@@ -213,11 +202,19 @@ pub async fn answer_survey(
     Ok((CREATED, Json(serde_json::json!({"answered": true}))))
 }
 
-/// `GET /api/v1/operator/applications/{n}`: the application and its applicant's data.
+#[derive(Deserialize)]
+pub struct MaybeIin {
+    iin: Option<String>,
+}
+
+/// `GET /api/v1/operator/applications/{n}[?iin=…]`: an application of the operator's centre and
+/// its applicant's data, for the console; with `iin`, only if it is that applicant's (the
+/// station resumes an interrupted enrolment from it).
 pub async fn desk(
     State(s): State<AppState>,
     OperatorClient(op): OperatorClient,
     Path(number): Path<String>,
+    Query(q): Query<MaybeIin>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.workflow().desk_view(&op, &number).await?))
+    Ok(Json(s.workflow().desk_view(&op, &number, q.iin.as_deref()).await?))
 }

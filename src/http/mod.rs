@@ -256,10 +256,6 @@ pub fn operator_router(state: AppState) -> Router {
         )
         .route("/api/v1/operator/applications/{number}", get(applications::desk))
         .route(
-            "/api/v1/operator/applications/{number}",
-            get(applications::operator_view),
-        )
-        .route(
             "/api/v1/operator/applications/{number}/certificates",
             get(applications::operator_certificates),
         )

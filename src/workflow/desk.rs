@@ -7,8 +7,11 @@ use super::application::{ApplicationView, Workflow, WorkflowError};
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
 
+/// The application's fields at the top level (what the station reads to resume an enrolment),
+/// and the applicant's data beside them.
 #[derive(Debug, Serialize)]
 pub struct DeskView {
+    #[serde(flatten)]
     pub application: ApplicationView,
     /// `{iin, surname, name, patronymic, email, region, locality}` as submitted.
     pub applicant: serde_json::Value,
@@ -23,9 +26,13 @@ pub struct DeskView {
 }
 
 impl Workflow<'_> {
-    /// An application of the operator's centre, with its applicant's data.
-    pub async fn desk_view(&self, op: &Operator, number: &str) -> Result<DeskView, WorkflowError> {
+    /// An application of the operator's centre, with its applicant's data; with `iin`, only if
+    /// it is that applicant's (a number mistyped into another person's application is not found).
+    pub async fn desk_view(&self, op: &Operator, number: &str, iin: Option<&str>) -> Result<DeskView, WorkflowError> {
         let a = self.operators_application(op, number).await?;
+        if iin.is_some_and(|i| i != a.iin) {
+            return Err(WorkflowError::NotFound(number.into()));
+        }
         let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
         Ok(DeskView {
             application: self.view(&a.number).await?,

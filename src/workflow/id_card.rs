@@ -19,21 +19,6 @@ pub struct CardWritten {
 }
 
 impl Workflow<'_> {
-    /// An application of the operator's centre, when it is the applicant's with this IIN: a
-    /// number mistyped into another person's application is not found.
-    pub async fn view_for_operator(
-        &self,
-        op: &Operator,
-        number: &str,
-        iin: &str,
-    ) -> Result<ApplicationView, WorkflowError> {
-        let a = self.operators_application(op, number).await?;
-        if a.iin != iin {
-            return Err(WorkflowError::NotFound(number.into()));
-        }
-        self.view(&a.number).await
-    }
-
     /// The issued pair of an application of the operator's centre and the chain, PEM: what the
     /// station writes onto the card.
     pub async fn certificates_for_operator(&self, op: &Operator, number: &str) -> Result<String, WorkflowError> {

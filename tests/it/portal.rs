@@ -322,7 +322,7 @@ fn the_survey_is_stored_once_after_the_end_and_reported_and_the_console_sees_the
     let (status, _, body) = fetch(&["--cacert", &cacert, "--cert", &cert, "--key", &key, &url]);
     let v = json(&body);
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["application"]["status"], "awaiting_documents");
+    assert_eq!(v["status"], "awaiting_documents");
     assert_eq!(v["applicant"]["surname"], "Құнанбай");
     assert_eq!(v["centre"]["id"], centre.as_str());
     // The administrator is not an operator of a centre.

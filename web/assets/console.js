@@ -47,7 +47,7 @@ async function queue() {
 }
 
 function receipt(d) {
-  const a = d.application;
+  const a = d;
   if (!a.receipt) { show($('receipt'), false); return; }
   const identity = a.steps.find((s) => s.step === 'identity');
   const documents = (identity?.outcome || '').split('documents: ')[1] || '';
@@ -70,7 +70,7 @@ async function tbs(number) {
 
 function render(d) {
   current = d;
-  const a = d.application;
+  const a = d;
   $('d-number').textContent = a.number;
   $('d-status').textContent = stateName(a.status);
   $('d-status').dataset.status = a.status;
@@ -116,7 +116,7 @@ $('identity-form').addEventListener('submit', async (ev) => {
   if (confirmed && documents.length === 0) { result(t('console.need_documents')); return; }
   const body = { confirmed, documents };
   if (!confirmed) body.reason = $('id-reason').value.trim() || undefined;
-  const number = current.application.number;
+  const number = current.number;
   const r = await api(`/api/v1/operator/applications/${encodeURIComponent(number)}/identity`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
@@ -135,7 +135,7 @@ $('confirm-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const file = $('cms-file').files[0];
   if (!file) { result(t('console.need_file')); $('cms-file').focus(); return; }
-  const number = current.application.number;
+  const number = current.number;
   $('confirm-button').disabled = true;
   try {
     const r = await api(`/api/v1/operator/applications/${encodeURIComponent(number)}/confirmation`, {
