@@ -20,7 +20,8 @@ CREATE TABLE outbox (
     last_error      TEXT,
     UNIQUE (channel, application, seq)
 );
-CREATE INDEX outbox_due ON outbox (channel, state, next_attempt_at);
+-- Pending messages in the order they are claimed.
+CREATE INDEX outbox_due ON outbox (channel, state, id);
 
 -- Every delivery attempt: when, the receiver's HTTP status (none when it could not be reached),
 -- how long it took, and the error.

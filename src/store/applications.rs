@@ -93,22 +93,44 @@ fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
 }
 
 async fn insert_steps(conn: &mut sqlx::AnyConnection, number: &str, steps: &[StepRecord]) -> Result<(), StoreError> {
-    for s in steps {
-        sqlx::query(
-            "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, deadline_seconds, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(number)
-        .bind(s.seq)
-        .bind(&s.step)
-        .bind(&s.actor)
-        .bind(s.started_at)
-        .bind(s.finished_at)
-        .bind(s.deadline_seconds)
-        .bind(&s.outcome)
-        .execute(&mut *conn)
-        .await?;
+    if steps.is_empty() {
+        return Ok(());
     }
+    // One statement for all of them: each statement is a round trip to the database.
+    let rows: Vec<String> = (0..steps.len())
+        .map(|i| {
+            let p = i * 8;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8
+            )
+        })
+        .collect();
+    let q = format!(
+        "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, deadline_seconds, outcome) \
+         VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
+    for s in steps {
+        query = query
+            .bind(number)
+            .bind(s.seq)
+            .bind(&s.step)
+            .bind(&s.actor)
+            .bind(s.started_at)
+            .bind(s.finished_at)
+            .bind(s.deadline_seconds)
+            .bind(&s.outcome);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 

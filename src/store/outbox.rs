@@ -87,21 +87,15 @@ pub struct OutboxRow {
 pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage]) -> Result<(), StoreError> {
     let t = now();
     for m in messages {
-        let seq: i64 =
-            sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE channel = $1 AND application = $2")
-                .bind(m.channel)
-                .bind(&m.application)
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get(0)?;
+        // Numbered in the same statement: the caller's transaction holds the write lock.
         sqlx::query(
             "INSERT INTO outbox (channel, message_id, application, seq, body, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+             SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, 'pending', 0, $5, $5 FROM outbox \
+             WHERE channel = $1 AND application = $3",
         )
         .bind(m.channel)
         .bind(&m.message_id)
         .bind(&m.application)
-        .bind(seq)
         .bind(&m.body)
         .bind(t)
         .execute(&mut *conn)

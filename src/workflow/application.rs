@@ -1354,8 +1354,12 @@ impl Workflow<'_> {
             subject: subject.clone(),
             application: Some(a.number.clone()),
         };
-        let auth = self.ca.issue(issue(auth_profile, &a.auth_csr)).await?;
-        let sign = self.ca.issue(issue(sign_profile, &a.sign_csr)).await?;
+        // Both at once: their writes share the group commit's transactions.
+        let (auth, sign) = tokio::join!(
+            self.ca.issue(issue(auth_profile, &a.auth_csr)),
+            self.ca.issue(issue(sign_profile, &a.sign_csr))
+        );
+        let (auth, sign) = (auth?, sign?);
         // A reissue supersedes the pair whose SIGN key signed the request, once the new one exists.
         let superseded: Vec<&str> = data["supersedes"]
             .as_array()
