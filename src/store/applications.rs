@@ -174,8 +174,9 @@ impl Store {
             &a.number,
             serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre, "refusal": a.refusal_code}),
         );
-        append(&mut tx, self.backend(), &[e]).await?;
         outbox::append(&mut tx, messages).await?;
+        // The audit chain's head is every writer's one shared row: taken last, held shortest.
+        append(&mut tx, self.backend(), &[e]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -299,8 +300,9 @@ impl Store {
             number,
             serde_json::json!({"from": from, "outcome": a.outcome, "by": a.confirmed_by, "refusal": a.refusal.as_ref().map(|r| &r.0)}),
         );
-        append(&mut tx, self.backend(), &[e]).await?;
         outbox::append(&mut tx, &a.messages).await?;
+        // The audit chain's head is every writer's one shared row: taken last, held shortest.
+        append(&mut tx, self.backend(), &[e]).await?;
         tx.commit().await?;
         Ok(true)
     }
