@@ -111,30 +111,31 @@ pub struct Pkcs11Token {
 impl Pkcs11Token {
     /// Loads the module and finds the token by label.
     pub fn find(module: &std::path::Path, label: &str) -> Result<Self, KeyStoreError> {
-        let ctx =
-            Pkcs11::new(module).map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", module.display())))?;
-        // One process may open several tokens of the same module (the CA's HSM and an operator's
-        // token, or an operator's token and an ID card at a workstation): the module is
-        // initialised once, and that is not an error.
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) => {}
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        // SoftHSM2 keeps tokens in files; while another process rewrites them, reading the token
-        // list can fail with CKR_GENERAL_ERROR. A few tries ride it out; an absent token fails at once.
-        let mut tries = 0;
-        let slot = loop {
-            match find_token(&ctx, label) {
-                Err(KeyStoreError::Pkcs11(e)) if tries < 5 => {
-                    tries += 1;
-                    tracing::warn!("PKCS#11 token list: {e}; retrying");
-                    std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+        let mut reloads = 0;
+        loop {
+            let ctx =
+                Pkcs11::new(module).map_err(|e| KeyStoreError::Pkcs11(format!("loading {}: {e}", module.display())))?;
+            // One process may open several tokens of the same module (the CA's HSM and an
+            // operator's token, or an operator's token and an ID card at a workstation): the
+            // module is initialised once, and that is not an error.
+            let fresh = match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                Ok(()) => true,
+                Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            match find_slot(&ctx, label) {
+                // SoftHSM2 reads its token files when the module is initialised and passes over
+                // one that another process is rewriting at that moment: the token seems absent.
+                // Initialising again reads them again. Only a context this call initialised is
+                // finalised: another token of the process may be open on a shared one.
+                Err(KeyStoreError::TokenNotFound(_)) if fresh && reloads < 3 => {
+                    reloads += 1;
+                    let _ = ctx.finalize();
+                    std::thread::sleep(std::time::Duration::from_millis(150 * reloads));
                 }
-                r => break r?,
+                r => return r.map(|slot| Pkcs11Token { ctx, slot }),
             }
-        };
-        Ok(Pkcs11Token { ctx, slot })
+        }
     }
 
     /// The user PIN's state from the token's flags, read fresh.
@@ -273,6 +274,22 @@ impl Pkcs11Store {
 }
 
 /// Finds the slot holding the token with this label (labels are blank-padded on the token).
+/// The token's slot, riding out CKR_GENERAL_ERROR: SoftHSM2 keeps tokens in files, and while
+/// another process rewrites them reading the token list can fail. An absent token fails at once.
+fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyStoreError> {
+    let mut tries = 0;
+    loop {
+        match find_token(ctx, label) {
+            Err(KeyStoreError::Pkcs11(e)) if tries < 5 => {
+                tries += 1;
+                tracing::warn!("PKCS#11 token list: {e}; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+            }
+            r => return r,
+        }
+    }
+}
+
 pub fn find_token(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyStoreError> {
     for slot in ctx.get_slots_with_token()? {
         if ctx.get_token_info(slot)?.label().trim_end() == label {

@@ -228,7 +228,10 @@ fn set_token_flags(label: &str, flags: u64) {
             + 16;
         let old = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
         bytes[at..at + 8].copy_from_slice(&(old | flags).to_be_bytes());
-        std::fs::write(&file, bytes).unwrap();
+        // Whole or not at all: every SoftHSM2 process reads each token's file when it starts.
+        let tmp = file.with_extension("object.tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
         return;
     }
     panic!("no token {label} in {dir}");
