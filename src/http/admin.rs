@@ -144,38 +144,15 @@ pub async fn verify_audit(State(s): State<AppState>, Admin(_): Admin) -> Result<
 /// `GET /api/v1/admin/reports/sla`: per process and step, count, p50, p95, max and the number
 /// over the regulation's deadline.
 pub async fn sla_report(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
-    let timings = s.ca.store.step_timings().await?;
-    Ok(axum::Json(crate::workflow::report::sla(&s.regulation, &timings)))
+    Ok(axum::Json(s.workflow().sla_report().await?))
 }
 
 /// `GET /api/v1/admin/monitoring`: the monitoring queue (pending, delivered, parked, the oldest
 /// pending message's age, the parked messages), and the mail queue's counts beside it.
 pub async fn monitoring(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
-    let store = &s.ca.store;
-    let m = store.outbox_counts(crate::outbox::MONITORING).await?;
-    let mail = store.outbox_counts(crate::outbox::MAIL).await?;
-    let parked = store.parked_messages(crate::outbox::MONITORING, 100).await?;
-    let t = crate::store::now();
-    Ok(axum::Json(serde_json::json!({
-        "url": s.ca.config.monitoring.url,
-        "pending": m.pending,
-        "delivered": m.delivered,
-        "parked": m.parked,
-        "oldest_pending_age_seconds": m.oldest_pending_created_at.map(|c| t - c),
-        "parked_messages": parked.iter().map(|p| serde_json::json!({
-            "message_id": p.message_id,
-            "application": p.application,
-            "attempts": p.attempts,
-            "last_http_status": p.last_status,
-            "last_error": p.last_error,
-        })).collect::<Vec<_>>(),
-        "mail": {
-            "pending": mail.pending,
-            "delivered": mail.delivered,
-            "parked": mail.parked,
-            "oldest_pending_age_seconds": mail.oldest_pending_created_at.map(|c| t - c),
-        },
-    })))
+    Ok(axum::Json(
+        crate::outbox::monitoring_view(&s.ca.store, &s.ca.config.monitoring.url).await?,
+    ))
 }
 
 /// `POST /api/v1/admin/monitoring/{message_id}/retry`: a parked message goes back in the queue

@@ -183,14 +183,8 @@ impl Pkcs11Store {
         let issuer = enc(der::Encode::to_der(&cert.tbs_certificate.issuer))?;
         let serial = enc(der::Encode::to_der(&cert.tbs_certificate.serial_number))?;
         self.pool.with(|s| {
-            let key = match s.find_objects(&private_key_template(key_label))?.as_slice() {
-                [k] => *k,
-                _ => return Err(KeyStoreError::KeyNotFound(key_label.to_string())),
-            };
-            let id = match s.get_attributes(key, &[AttributeType::Id])?.into_iter().next() {
-                Some(Attribute::Id(id)) => id,
-                _ => return Err(KeyStoreError::Pkcs11(format!("{key_label} has no CKA_ID"))),
-            };
+            let id =
+                key_id(s, key_label)?.ok_or_else(|| KeyStoreError::Pkcs11(format!("{key_label} has no CKA_ID")))?;
             s.create_object(&[
                 Attribute::Class(ObjectClass::CERTIFICATE),
                 Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
@@ -211,13 +205,8 @@ impl Pkcs11Store {
     /// the token pairs them (the label is only a name); `None` when there is none.
     pub fn certificate_of_key(&self, key_label: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
         self.pool.with(|s| {
-            let key = match s.find_objects(&private_key_template(key_label))?.as_slice() {
-                [k] => *k,
-                _ => return Err(KeyStoreError::KeyNotFound(key_label.to_string())),
-            };
-            let id = match s.get_attributes(key, &[AttributeType::Id])?.into_iter().next() {
-                Some(Attribute::Id(id)) => id,
-                _ => return Ok(None),
+            let Some(id) = key_id(s, key_label)? else {
+                return Ok(None);
             };
             let found = s.find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE), Attribute::Id(id)])?;
             let Some(obj) = found.first() else { return Ok(None) };
@@ -274,6 +263,18 @@ impl Pkcs11Store {
 }
 
 /// Finds the slot holding the token with this label (labels are blank-padded on the token).
+/// The CKA_ID of the one private key labelled `label` (what pairs it with its certificate).
+fn key_id(s: &Session, label: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
+    let key = match s.find_objects(&private_key_template(label))?.as_slice() {
+        [k] => *k,
+        _ => return Err(KeyStoreError::KeyNotFound(label.to_string())),
+    };
+    Ok(match s.get_attributes(key, &[AttributeType::Id])?.into_iter().next() {
+        Some(Attribute::Id(id)) => Some(id),
+        _ => None,
+    })
+}
+
 /// The token's slot, riding out CKR_GENERAL_ERROR: SoftHSM2 keeps tokens in files, and while
 /// another process rewrites them reading the token list can fail. An absent token fails at once.
 fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, KeyStoreError> {

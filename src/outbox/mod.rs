@@ -140,6 +140,66 @@ pub fn backoff(attempts: i64, initial_ms: u64, max_seconds: u64) -> i64 {
     (ms.div_ceil(1000)).clamp(1, max_seconds.max(1)) as i64
 }
 
+/// A channel's queue as the admin view shows it.
+#[derive(Debug, Serialize)]
+pub struct QueueView {
+    pub pending: i64,
+    pub delivered: i64,
+    pub parked: i64,
+    pub oldest_pending_age_seconds: Option<i64>,
+}
+
+impl QueueView {
+    fn of(c: &crate::store::OutboxCounts, now: i64) -> QueueView {
+        QueueView {
+            pending: c.pending,
+            delivered: c.delivered,
+            parked: c.parked,
+            oldest_pending_age_seconds: c.oldest_pending_created_at.map(|t| now - t),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParkedView {
+    pub message_id: String,
+    pub application: String,
+    pub attempts: i64,
+    pub last_http_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// `GET /api/v1/admin/monitoring`: the monitoring queue with its parked messages, and the mail
+/// queue beside it.
+#[derive(Debug, Serialize)]
+pub struct MonitoringView {
+    pub url: String,
+    #[serde(flatten)]
+    pub queue: QueueView,
+    pub parked_messages: Vec<ParkedView>,
+    pub mail: QueueView,
+}
+
+pub async fn monitoring_view(store: &Store, url: &str) -> Result<MonitoringView, crate::store::StoreError> {
+    let t = now();
+    let parked = store.parked_messages(MONITORING, 100).await?;
+    Ok(MonitoringView {
+        url: url.to_string(),
+        queue: QueueView::of(&store.outbox_counts(MONITORING).await?, t),
+        parked_messages: parked
+            .into_iter()
+            .map(|p| ParkedView {
+                message_id: p.message_id,
+                application: p.application,
+                attempts: p.attempts,
+                last_http_status: p.last_status,
+                last_error: p.last_error,
+            })
+            .collect(),
+        mail: QueueView::of(&store.outbox_counts(MAIL).await?, t),
+    })
+}
+
 /// How a channel delivers one message.
 pub trait Deliver: Send + Sync + 'static {
     fn deliver(&self, m: &DueMessage) -> impl std::future::Future<Output = Result<Option<u16>, DeliveryError>> + Send;

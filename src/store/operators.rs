@@ -167,15 +167,11 @@ impl Store {
         self.operator(iin).await
     }
 
-    /// Records that an operator acted (for the suspension after a long absence). At most once a
-    /// minute per operator: the record is for absences of days, and a write on every request
-    /// would queue each of them behind the writers.
+    /// Records that an operator acted (for the suspension after a long absence).
     pub async fn touch_operator(&self, iin: &str) -> Result<(), StoreError> {
-        let t = now();
-        sqlx::query("UPDATE operators SET last_activity_at = $1 WHERE iin = $2 AND last_activity_at < $3")
-            .bind(t)
+        sqlx::query("UPDATE operators SET last_activity_at = $1 WHERE iin = $2")
+            .bind(now())
             .bind(iin)
-            .bind(t - 60)
             .execute(self.write_pool())
             .await?;
         Ok(())

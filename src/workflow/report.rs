@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::application::{Workflow, WorkflowError};
 use super::regulation::Regulation;
 use crate::store::{StepTiming, now};
 
@@ -102,6 +103,13 @@ pub fn sla(regulation: &Regulation, timings: &[StepTiming]) -> SlaReport {
     SlaReport {
         generated_at: crate::pki::status::rfc3339(t),
         processes,
+    }
+}
+
+impl Workflow<'_> {
+    /// The SLA report over every step recorded.
+    pub async fn sla_report(&self) -> Result<SlaReport, WorkflowError> {
+        Ok(sla(self.regulation, &self.ca.store.step_timings().await?))
     }
 }
 

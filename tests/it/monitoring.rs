@@ -12,7 +12,7 @@ use base64::Engine;
 
 use crate::harness::*;
 use crate::receiver::{Received, Receiver, free_port};
-use crate::workflow::{add_operator, application, as_operator, confirmation, json, submit};
+use crate::workflow::{add_operator, application, confirm_completed, json, post_identity, submit};
 
 fn monitored(d: &mut Deployment, port: u16) {
     d.env
@@ -32,30 +32,9 @@ fn identified(d: &Deployment, op: &Path, centre: &str, work: &Path, tag: &str) -
     let (status, v) = submit(d, &application(IIN, "Құнанбай", "Абай", "", centre, work, tag));
     assert_eq!(status, 201, "{v}");
     let number = v["number"].as_str().unwrap().to_string();
-    let (status, body) = as_operator(
-        d,
-        op,
-        &format!("/api/v1/operator/applications/{number}/identity"),
-        Some((
-            "content-type: application/json",
-            r#"{"confirmed": true, "documents": ["id_card"]}"#,
-        )),
-    );
+    let (status, body) = post_identity(d, op, &number, r#"{"confirmed": true, "documents": ["id_card"]}"#);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     number
-}
-
-fn confirm(d: &Deployment, op: &Path, number: &str, work: &Path) {
-    let cms = confirmation(d, op, number, work);
-    let data = format!("@{}", cms.display());
-    let (status, body) = as_operator(
-        d,
-        op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &data)),
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(json(&body)["status"], "completed");
 }
 
 /// The received messages, one per messageId (the first arrival), grouped per application in
@@ -120,7 +99,7 @@ fn every_status_change_arrives_once_in_order_and_signed_after_an_outage_and_a_cr
 
     // The link is down (nothing listens) while applications go through their steps.
     let a = identified(&d, &op, &centre, work.path(), "a");
-    confirm(&d, &op, &a, work.path());
+    confirm_completed(&d, &op, &a, work.path());
     let (status, v) = submit(&d, &application(IIN, "Басқа", "Абай", "", &centre, work.path(), "b"));
     assert_eq!(status, 422, "{v}");
     let b = v["number"].as_str().unwrap().to_string();
@@ -133,7 +112,7 @@ fn every_status_change_arrives_once_in_order_and_signed_after_an_outage_and_a_cr
     assert!(before["oldest_pending_age_seconds"].as_i64().is_some(), "{before}");
     d.kill();
     d.start();
-    confirm(&d, &op, &c, work.path());
+    confirm_completed(&d, &op, &c, work.path());
 
     // The link comes back; the receiver refuses b's message (a 4xx: parked, not retried).
     let receiver = Receiver::start(port);
@@ -222,7 +201,7 @@ fn two_instances_on_one_postgresql_deliver_each_message_once() {
     for i in 0..6 {
         let n = identified(&first, &op, &centre, work.path(), &format!("n{i}"));
         if i % 2 == 0 {
-            confirm(&first, &op, &n, work.path());
+            confirm_completed(&first, &op, &n, work.path());
         }
         numbers.push(n);
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 
 use crate::harness::*;
-use crate::workflow::{add_operator, application, as_operator, confirmation, json};
+use crate::workflow::{add_operator, application, confirm_completed, json, post_identity};
 
 /// Submits with an `Accept-Language`.
 fn submit_in(d: &Deployment, lang: &str, body: &str) -> (u16, serde_json::Value) {
@@ -163,24 +163,9 @@ fn letters_go_out_in_the_applicants_language_and_refusals_speak_it_too() {
         "{text}"
     );
 
-    let (status, _) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/identity"),
-        Some((
-            "content-type: application/json",
-            r#"{"confirmed": true, "documents": ["id_card"]}"#,
-        )),
-    );
+    let (status, _) = post_identity(&d, &op, &number, r#"{"confirmed": true, "documents": ["id_card"]}"#);
     assert_eq!(status, 200);
-    let cms = confirmation(&d, &op, &number, work.path());
-    let (status, body) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &format!("@{}", cms.display()))),
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    confirm_completed(&d, &op, &number, work.path());
     let both = letters(&mail, 2);
     let notice = both
         .iter()

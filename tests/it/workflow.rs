@@ -92,6 +92,35 @@ pub(crate) fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap_or(serde_json::Value::Null)
 }
 
+/// Sends the CMS in the file `cms` as the operator's confirmation of `number`.
+pub(crate) fn post_confirmation(d: &Deployment, op: &Path, number: &str, cms: &Path) -> (u16, Vec<u8>) {
+    let body = format!("@{}", cms.display());
+    as_operator(
+        d,
+        op,
+        &format!("/api/v1/operator/applications/{number}/confirmation"),
+        Some(("content-type: application/pkcs7-mime", &body)),
+    )
+}
+
+/// Signs and sends the confirmation of `number`, which completes it.
+pub(crate) fn confirm_completed(d: &Deployment, op: &Path, number: &str, work: &Path) {
+    let cms = confirmation(d, op, number, work);
+    let (status, body) = post_confirmation(d, op, number, &cms);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["status"], "completed");
+}
+
+/// The operator's identity step on `number` with this JSON body.
+pub(crate) fn post_identity(d: &Deployment, op: &Path, number: &str, body: &str) -> (u16, Vec<u8>) {
+    as_operator(
+        d,
+        op,
+        &format!("/api/v1/operator/applications/{number}/identity"),
+        Some(("content-type: application/json", body)),
+    )
+}
+
 /// Signs the to-be-signed document of `number` with the operator in `op`; returns the CMS file.
 pub(crate) fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path) -> PathBuf {
     let (status, tbs) = as_operator(
@@ -148,15 +177,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     let (status, body) = as_operator(&d, &op, "/api/v1/operator/applications?status=awaiting_documents", None);
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains(&number));
-    let (status, body) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/identity"),
-        Some((
-            "content-type: application/json",
-            r#"{"confirmed":true,"documents":["identity card"]}"#,
-        )),
-    );
+    let (status, body) = post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
     let v = json(&body);
     assert_eq!(
         (status, v["status"].as_str()),
@@ -167,25 +188,14 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
 
     // The operator signs the to-be-signed bytes; the pair is issued.
     let cms = confirmation(&d, &op, &number, work.path());
-    let body = format!("@{}", cms.display());
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
     let v = json(&resp);
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
     assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
     let issued = d.certificate_count("issued");
 
     // A replayed confirmation issues nothing.
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&resp));
     assert_eq!(d.certificate_count("issued"), issued);
 
@@ -237,12 +247,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     let other = add_operator(&d, "000101594515", "Ким", &centre, work.path());
     let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "d"));
     let number = app["number"].as_str().unwrap().to_string();
-    as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/identity"),
-        Some(("content-type: application/json", r#"{"confirmed":true}"#)),
-    );
+    post_identity(&d, &op, &number, r#"{"confirmed":true}"#);
     let (_, tbs) = as_operator(
         &d,
         &op,
@@ -263,13 +268,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
             .arg("-out")
             .arg(&forged),
     );
-    let body = format!("@{}", forged.display());
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &number, &forged);
     let v = json(&resp);
     assert_eq!(
         (status, v["refusal"]["code"].as_str()),
@@ -320,13 +319,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
     );
     let re_number = v["number"].as_str().unwrap().to_string();
     let cms = confirmation(&d, &op, &re_number, work.path());
-    let body = format!("@{}", cms.display());
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{re_number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &re_number, &cms);
     let v = json(&resp);
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
     assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
@@ -445,15 +438,7 @@ fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation(
     );
     let number = v["number"].as_str().unwrap().to_string();
 
-    let (status, body) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/identity"),
-        Some((
-            "content-type: application/json",
-            r#"{"confirmed":true,"documents":["identity card"]}"#,
-        )),
-    );
+    let (status, body) = post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
     assert_eq!(
         (status, json(&body)["status"].as_str()),
         (200, Some("awaiting_confirmation"))
@@ -470,13 +455,7 @@ fn p5_revokes_at_a_service_centre_after_identity_and_the_operators_confirmation(
         String::from_utf8_lossy(&tbs)
     );
     let cms = confirmation(&d, &op, &number, work.path());
-    let body = format!("@{}", cms.display());
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
     let v = json(&resp);
     assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
     let steps = step_names(&v);
@@ -559,13 +538,7 @@ fn p4_issues_onto_an_id_card_from_the_csrs_made_on_it() {
     );
 
     let cms = confirmation(&d, &op, &number, work.path());
-    let body = format!("@{}", cms.display());
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
     let v = json(&resp);
     // Issued, and issuing until the certificates are on the card.
     assert_eq!((status, v["status"].as_str()), (200, Some("issuing")), "{v}");
@@ -628,23 +601,14 @@ fn a_legal_entitys_employee_gets_the_legal_profiles_with_organisation_and_role()
     let (status, app) = submit(&d, &request.to_string());
     assert_eq!(status, 201, "{app}");
     let number = app["number"].as_str().unwrap().to_string();
-    as_operator(
+    post_identity(
         &d,
         &op,
-        &format!("/api/v1/operator/applications/{number}/identity"),
-        Some((
-            "content-type: application/json",
-            r#"{"confirmed":true,"documents":["identity card","power of attorney"]}"#,
-        )),
+        &number,
+        r#"{"confirmed":true,"documents":["identity card","power of attorney"]}"#,
     );
     let cms = confirmation(&d, &op, &number, work.path());
-    let body = format!("@{}", cms.display());
-    let (status, resp) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/confirmation"),
-        Some(("content-type: application/pkcs7-mime", &body)),
-    );
+    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
     assert_eq!((status, json(&resp)["status"].as_str()), (200, Some("completed")));
     let (_, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
     let text = String::from_utf8(pem).unwrap();
