@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cabinet;
 pub mod config;
 pub mod http;
 pub mod keys;

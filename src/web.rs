@@ -95,6 +95,7 @@ const PAGES: &[(&str, &str)] = &[
     ("status", include_str!("../web/pages/status.html")),
     ("console", include_str!("../web/pages/console.html")),
     ("admin", include_str!("../web/pages/admin.html")),
+    ("cabinet", include_str!("../web/pages/cabinet.html")),
 ];
 
 /// Static files under `/assets/`: name, content type, bytes.

@@ -27,6 +27,12 @@ pub enum Kind<'a> {
     },
     /// Certificates are revoked.
     Revoked { serials: &'a [String], reason: &'a str },
+    /// The pair expires in `days` days: reissue it in the cabinet.
+    ExpiryReminder {
+        days: i64,
+        expires: &'a str,
+        cabinet_url: &'a str,
+    },
 }
 
 /// The language of a letter: the applicant's choice when it is one we write, Kazakh otherwise
@@ -106,6 +112,27 @@ pub fn compose(to: &str, lang: &str, number: &str, kind: &Kind) -> Letter {
             format!(
                 "Сериялық нөмірлері {} тіркеу куәліктері кері қайтарылды (себебі: {reason}).\n",
                 serials.join(", ")
+            ),
+        ),
+        ("en", Kind::ExpiryReminder { days, expires, cabinet_url }) => (
+            format!("Your certificates expire in {days} days: application {number}"),
+            format!(
+                "The registration certificates issued under application {number} expire on {expires}, in {days} days.\n\n\
+                 Reissue them in your personal cabinet, signed with your current key, before then: {cabinet_url}\n"
+            ),
+        ),
+        ("ru", Kind::ExpiryReminder { days, expires, cabinet_url }) => (
+            format!("Срок действия ваших свидетельств истекает через {days} дн.: заявка {number}"),
+            format!(
+                "Срок действия регистрационных свидетельств, выданных по заявке {number}, истекает {expires}, через {days} дн.\n\n\
+                 Перевыпустите их до этого в личном кабинете, подписав запрос действующим ключом: {cabinet_url}\n"
+            ),
+        ),
+        (_, Kind::ExpiryReminder { days, expires, cabinet_url }) => (
+            format!("Куәліктеріңіздің мерзімі {days} күннен кейін аяқталады: {number} өтінім"),
+            format!(
+                "{number} өтінім бойынша берілген тіркеу куәліктерінің мерзімі {expires} күні, {days} күннен кейін аяқталады.\n\n\
+                 Оған дейін оларды жеке кабинетте қолданыстағы кілтпен қол қойып қайта шығарыңыз: {cabinet_url}\n"
             ),
         ),
     };
