@@ -5,6 +5,7 @@
 //! PostgreSQL server that store tests also run against.
 
 mod audit;
+mod cabinet;
 mod ca_core;
 mod cms;
 mod harness;
