@@ -119,6 +119,10 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("status.js", JS, include_bytes!("../web/assets/status.js")),
     ("console.js", JS, include_bytes!("../web/assets/console.js")),
     ("admin.js", JS, include_bytes!("../web/assets/admin.js")),
+    ("cabinet.js", JS, include_bytes!("../web/assets/cabinet.js")),
+    ("p12read.js", JS, include_bytes!("../web/assets/p12read.js")),
+    ("legacy-ciphers.js", JS, include_bytes!("../web/assets/legacy-ciphers.js")),
+    ("sign.js", JS, include_bytes!("../web/assets/sign.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
