@@ -271,6 +271,19 @@ if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
     rc=$?
     set -e
     record "e2e (browser)" "$rc" "$((SECONDS - start))"
+
+    section "End-to-end browser tests of the personal cabinet (tests/e2e/cabinet.mjs)"
+    start=$SECONDS
+    set +e
+    (
+        set -e
+        cd tests/e2e
+        E2E_ARTIFACTS=$root/target/e2e-artifacts NCA_BIN=$root/target/debug/nca CHROMIUM=$(command -v chromium) \
+            node cabinet.mjs
+    )
+    rc=$?
+    set -e
+    record "e2e (cabinet)" "$rc" "$((SECONDS - start))"
 fi
 
 # ---------------------------------------------------------------------------

@@ -136,13 +136,13 @@ async function loadLists() {
 }
 
 /** Shows the cabinet of the signed-in holder, or the sign-in form when there is no session. */
-async function enter(quiet = false) {
+async function enter() {
   const s = await api('/api/v1/cabinet/session');
-  if (s.status !== 200) { leave(quiet ? null : errorText(s)); return; }
+  if (s.status !== 200) { leave(errorText(s)); return; }
   profile = s.body;
   try { sessionStorage.setItem('nca-cabinet-iin', profile.holder.iin); } catch { /* private mode */ }
   $('holder-line').textContent = t('cabinet.signed_in_as', { iin: profile.holder.iin, until: when(profile.holder.expires_at) });
-  if (!(await loadLists())) { leave(quiet ? null : t('cabinet.signed_out')); return; }
+  if (!(await loadLists())) { leave(t('cabinet.signed_out')); return; }
   show($('signin'), false);
   show($('cabinet'));
 }
@@ -314,5 +314,5 @@ $('reissue-form').addEventListener('submit', async (ev) => {
   }
 });
 
-// A session may already be open (a reload): the lists show, but signing needs the key file again.
-enter(true).catch(() => {});
+// The keys live in this page's memory only, so a new page starts at the sign-in form even when
+// an earlier page's session is still open: signing needs the key file opened again anyway.
