@@ -121,7 +121,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("admin.js", JS, include_bytes!("../web/assets/admin.js")),
     ("cabinet.js", JS, include_bytes!("../web/assets/cabinet.js")),
     ("p12read.js", JS, include_bytes!("../web/assets/p12read.js")),
-    ("legacy-ciphers.js", JS, include_bytes!("../web/assets/legacy-ciphers.js")),
+    (
+        "legacy-ciphers.js",
+        JS,
+        include_bytes!("../web/assets/legacy-ciphers.js"),
+    ),
     ("sign.js", JS, include_bytes!("../web/assets/sign.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";

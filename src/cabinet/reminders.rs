@@ -41,7 +41,11 @@ pub async fn run_once(ca: &Ca, now: i64) -> Result<Vec<(String, i64)>, StoreErro
         // A pair without an address is marked too: the reminder is "sent" to nobody, once.
         let letter = email.map(|to| {
             let expires = crate::pki::status::rfc3339(pair.not_after);
-            let url = format!("{}/cabinet/?lang={}#reissue", ca.config.base_url, letters::language(Some(lang)));
+            let url = format!(
+                "{}/cabinet/?lang={}#reissue",
+                ca.config.base_url,
+                letters::language(Some(lang))
+            );
             let l = letters::compose(
                 to,
                 lang,

@@ -114,21 +114,42 @@ pub fn compose(to: &str, lang: &str, number: &str, kind: &Kind) -> Letter {
                 serials.join(", ")
             ),
         ),
-        ("en", Kind::ExpiryReminder { days, expires, cabinet_url }) => (
+        (
+            "en",
+            Kind::ExpiryReminder {
+                days,
+                expires,
+                cabinet_url,
+            },
+        ) => (
             format!("Your certificates expire in {days} days: application {number}"),
             format!(
                 "The registration certificates issued under application {number} expire on {expires}, in {days} days.\n\n\
                  Reissue them in your personal cabinet, signed with your current key, before then: {cabinet_url}\n"
             ),
         ),
-        ("ru", Kind::ExpiryReminder { days, expires, cabinet_url }) => (
+        (
+            "ru",
+            Kind::ExpiryReminder {
+                days,
+                expires,
+                cabinet_url,
+            },
+        ) => (
             format!("Срок действия ваших свидетельств истекает через {days} дн.: заявка {number}"),
             format!(
                 "Срок действия регистрационных свидетельств, выданных по заявке {number}, истекает {expires}, через {days} дн.\n\n\
                  Перевыпустите их до этого в личном кабинете, подписав запрос действующим ключом: {cabinet_url}\n"
             ),
         ),
-        (_, Kind::ExpiryReminder { days, expires, cabinet_url }) => (
+        (
+            _,
+            Kind::ExpiryReminder {
+                days,
+                expires,
+                cabinet_url,
+            },
+        ) => (
             format!("Куәліктеріңіздің мерзімі {days} күннен кейін аяқталады: {number} өтінім"),
             format!(
                 "{number} өтінім бойынша берілген тіркеу куәліктерінің мерзімі {expires} күні, {days} күннен кейін аяқталады.\n\n\

@@ -111,7 +111,11 @@ fn sign_in(d: &Deployment, body: &str) -> (u16, serde_json::Value, Option<String
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .map(|l| l["set-cookie:".len()..].trim().to_string())
         .unwrap_or_default();
-    let cookie = set_cookie.split(';').next().filter(|c| !c.is_empty()).map(str::to_string);
+    let cookie = set_cookie
+        .split(';')
+        .next()
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
     (status, json(&body), cookie, set_cookie)
 }
 
@@ -187,11 +191,19 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     let body = signed(w, &challenge, &p.auth_crt, &p.auth_key);
     assert_eq!(sign_in(&d, &body).0, 201);
     let (status, v, cookie2, _) = sign_in(&d, &body);
-    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("challenge_used")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("challenge_used")),
+        "{v}"
+    );
     assert!(cookie2.is_none());
     // One the service never gave.
     let (status, v, _, _) = sign_in(&d, &signed(w, "bm90LWdpdmVu", &p.auth_crt, &p.auth_key));
-    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("challenge_unknown")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("challenge_unknown")),
+        "{v}"
+    );
     // The AUTH certificate with a signature by another key (the SIGN key of the same pair).
     let (status, v, _, _) = sign_in(&d, &signed(w, &new_challenge(&d), &p.auth_crt, &p.sign_key));
     assert_eq!(
@@ -223,7 +235,11 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     );
     // Malformed: refused, no session.
     let (status, v, cookie3, _) = sign_in(&d, r#"{"challenge":"x"}"#);
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("request_invalid")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("request_invalid")),
+        "{v}"
+    );
     assert!(cookie3.is_none());
 
     // Sessions: none, forged, signed out.
@@ -266,7 +282,13 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     let (_, _, theirs, _) = sign_in(&d, &signed(w, &new_challenge(&d), &other.auth_crt, &other.auth_key));
     let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", theirs.as_deref());
     assert_eq!(status, 200);
-    assert!(json(&body)["certificates"].as_array().unwrap().iter().all(|c| c["status"] == "valid"));
+    assert!(
+        json(&body)["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "valid")
+    );
 }
 
 #[test]
@@ -289,7 +311,11 @@ fn challenges_and_sessions_run_out() {
     assert_eq!(cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie)).0, 200);
     std::thread::sleep(std::time::Duration::from_millis(3500));
     let (status, v, _, _) = sign_in(&d, &signed(w, &stale, &p.auth_crt, &p.auth_key));
-    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("challenge_expired")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("challenge_expired")),
+        "{v}"
+    );
     let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
     assert_eq!((status, code(&body)), (401, "session_expired".into()));
 }
@@ -411,7 +437,13 @@ fn reminders_go_out_30_and_7_days_before_expiry_once_and_never_for_revoked_or_re
     assert_eq!(remind_at(&d, ends - 31 * day), []);
     // 30 days: the renewed pair only; not the pair it superseded, not the revoked one.
     let sent = remind_at(&d, ends - 30 * day + 60);
-    assert_eq!(sent, [(renewed.clone(), 30)], "reissued {} revoked {}", a.number, b.number);
+    assert_eq!(
+        sent,
+        [(renewed.clone(), 30)],
+        "reissued {} revoked {}",
+        a.number,
+        b.number
+    );
     // Once: the same time again, and a day later, send nothing.
     assert_eq!(remind_at(&d, ends - 30 * day + 60), []);
     assert_eq!(remind_at(&d, ends - 29 * day), []);
@@ -427,8 +459,16 @@ fn reminders_go_out_30_and_7_days_before_expiry_once_and_never_for_revoked_or_re
     });
     let reminders: Vec<_> = texts.iter().filter(|t| t.contains("expire on")).collect();
     assert_eq!(reminders.len(), 2, "{texts:?}");
-    assert!(reminders.iter().any(|t| t.contains("in 30 days") && t.contains("/cabinet/")));
-    assert!(reminders.iter().any(|t| t.contains("in 7 days") && t.contains(&renewed)));
+    assert!(
+        reminders
+            .iter()
+            .any(|t| t.contains("in 30 days") && t.contains("/cabinet/"))
+    );
+    assert!(
+        reminders
+            .iter()
+            .any(|t| t.contains("in 7 days") && t.contains(&renewed))
+    );
 }
 
 fn letter_count(dir: &Path) -> usize {

@@ -5,8 +5,8 @@
 //! PostgreSQL server that store tests also run against.
 
 mod audit;
-mod cabinet;
 mod ca_core;
+mod cabinet;
 mod cms;
 mod harness;
 mod http_api;
