@@ -101,6 +101,7 @@ impl CabinetError {
             CabinetError::SessionEnded => "session_ended",
             CabinetError::SessionCertificateRevoked => "session_certificate_revoked",
             CabinetError::NotFound(_) => "certificate_not_found",
+            CabinetError::Store(StoreError::Unavailable(_)) => "unavailable",
             CabinetError::Store(_) => "internal",
         }
     }

@@ -249,6 +249,14 @@ async function main() {
     await page.locator('#status-link').click();
     firstFile = await downloadPkcs12(page, 'en', PASSWORD, 'first');
 
+    // The keys the portal kept in this browser sign in too, with the form's password.
+    await page.goto(`${pub}/cabinet/?lang=en`);
+    await page.getByLabel('Password of the kept keys', { exact: true }).fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in with these keys', exact: true }).click();
+    await page.getByRole('heading', { name: 'My certificates', exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await page.getByLabel('Key file', { exact: true }).waitFor();
+
     await signIn(page, 'en', firstFile, 'not the password');
     assert.equal(await page.locator('#signin-error').textContent(), texts.en['cabinet.error.password']);
     await shot(page, 'signin-wrong-password');
@@ -267,6 +275,8 @@ async function main() {
     watch(page, errors, refusalsExpected);
     await signIn(page, 'en', firstFile, PASSWORD);
     await page.getByRole('button', { name: 'Reissue', exact: true }).click();
+    // The form shows once it is filled from the certificate's data.
+    await page.locator('#reissue:not([hidden])').waitFor();
     assert.equal(await page.getByLabel('E-mail', { exact: true }).inputValue(), 'abai@example.kz');
     assert.notEqual(await page.getByLabel('Registration centre', { exact: true }).inputValue(), '');
     await page.getByLabel('New key password', { exact: true }).fill(NEW_PASSWORD);

@@ -344,7 +344,9 @@ fn unix(rfc3339: &str) -> i64 {
 
 #[test]
 fn reminders_go_out_30_and_7_days_before_expiry_once_and_never_for_revoked_or_reissued_pairs() {
-    let mut d = Deployment::new();
+    // On PostgreSQL: the sign-in test runs the cabinet's SQL on SQLite, this one on the other
+    // backend (challenge, session, lists, the expiring pairs and the reminder rows).
+    let mut d = Deployment::with_database(Some(fresh_postgres_database()));
     let mail = d.dir.path().join("mail");
     d.env.push(("NCA_MAIL".into(), format!("file:{}", mail.display())));
     // A production run (the SoftHSM2 suite's) may not move the clock.

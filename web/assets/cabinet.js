@@ -6,8 +6,8 @@
 import { $, t, tOr, el, show, fieldError, api, errorText, emailOk, lang, markLanguage, when, stateName, downloadLink } from './common.js';
 import { readPkcs12 } from './p12read.js';
 import { signer, certifies, signedData } from './sign.js';
-import { certificateParts } from './der.js';
-import { newKeyPair, certificationRequest, keep } from './keys.js';
+import { certificateParts, unpem, certificateSpki, equal } from './der.js';
+import { newKeyPair, certificationRequest, keep, list as keptKeys, open as openKept } from './keys.js';
 
 markLanguage();
 // Signed requests carry the service's time, whatever this computer's clock says.
@@ -55,6 +55,27 @@ function actionError(message) {
 
 const b64 = (bytes) => { let s = ''; for (const x of bytes) s += String.fromCharCode(x); return btoa(s); };
 
+/** Signs a fresh challenge with the AUTH key and opens the session; false (and says why) if refused. */
+async function signInWith(pairs) {
+  if (!pairs.auth) {
+    signinError(t('cabinet.error.no_auth'));
+    return false;
+  }
+  $('signin-progress').textContent = t('cabinet.signing_in');
+  const c = await api('/api/v1/cabinet/challenge', { method: 'POST' });
+  if (c.status !== 201) { signinError(errorText(c)); return false; }
+  const signature = await pairs.auth.signer.sign(new TextEncoder().encode(c.body.to_sign));
+  const r = await api('/api/v1/cabinet/session', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ challenge: c.body.challenge, certificate: b64(pairs.auth.cert), signature: b64(signature) }),
+  });
+  if (r.status !== 201) { signinError(errorText(r)); return false; }
+  held = pairs;
+  await enter();
+  return true;
+}
+
 $('signin-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   signinError('');
@@ -76,24 +97,7 @@ $('signin-form').addEventListener('submit', async (ev) => {
       (code === 'password' ? $('key-password') : $('key-file')).focus();
       return;
     }
-    const pairs = await pairsOf(opened);
-    if (!pairs.auth) {
-      signinError(t('cabinet.error.no_auth'));
-      return;
-    }
-    $('signin-progress').textContent = t('cabinet.signing_in');
-    const c = await api('/api/v1/cabinet/challenge', { method: 'POST' });
-    if (c.status !== 201) { signinError(errorText(c)); return; }
-    const signature = await pairs.auth.signer.sign(new TextEncoder().encode(c.body.to_sign));
-    const r = await api('/api/v1/cabinet/session', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ challenge: c.body.challenge, certificate: b64(pairs.auth.cert), signature: b64(signature) }),
-    });
-    if (r.status !== 201) { signinError(errorText(r)); return; }
-    held = pairs;
-    $('key-password').value = '';
-    await enter();
+    if (await signInWith(await pairsOf(opened))) $('key-password').value = '';
   } catch (e) {
     signinError(t('error.browser', { message: e?.message || String(e) }));
   } finally {
@@ -101,6 +105,47 @@ $('signin-form').addEventListener('submit', async (ev) => {
     $('signin-button').disabled = false;
   }
 });
+
+// Keys the portal kept in this browser (IndexedDB, under the form's password), with their
+// certificates once issued.
+async function showKept() {
+  const kept = await keptKeys();
+  $('kept').replaceChildren(...kept.map((k) => el('option', { value: k.number, 'data-iin': k.iin }, `${k.number} (${t('field.iin')} ${k.iin})`)));
+  show($('kept-form'), kept.length > 0);
+}
+
+$('kept-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  signinError('');
+  const option = $('kept').selectedOptions[0];
+  if (!option) return;
+  $('kept-button').disabled = true;
+  try {
+    let keys;
+    try {
+      keys = await openKept(option.value, $('kept-password').value);
+    } catch {
+      signinError(t('cabinet.error.password'));
+      $('kept-password').focus();
+      return;
+    }
+    const r = await api(`/api/v1/applications/${encodeURIComponent(option.value)}/certificates?iin=${encodeURIComponent(option.dataset.iin)}`);
+    if (!r.ok) { signinError(t('cabinet.error.not_issued')); return; }
+    const certs = unpem(r.body, 'CERTIFICATE');
+    const pairs = {};
+    for (const which of ['auth', 'sign']) {
+      const cert = certs.find((c) => equal(certificateSpki(c), keys[which].spki));
+      if (cert) pairs[which] = { signer: await signer(keys[which].pkcs8), cert };
+    }
+    if (await signInWith(pairs)) $('kept-password').value = '';
+  } catch (e) {
+    signinError(t('error.browser', { message: e?.message || String(e) }));
+  } finally {
+    $('signin-progress').textContent = '';
+    $('kept-button').disabled = false;
+  }
+});
+showKept();
 
 function statusText(c) {
   if (c.status === 'revoked') {
