@@ -250,8 +250,9 @@ impl Ca {
     }
 
     /// Checks a signed challenge and opens a session. The challenge is spent first, whatever
-    /// follows: a refused sign-in cannot be tried again with it.
-    pub async fn cabinet_sign_in(&self, req: &SignIn) -> Result<Opened, CabinetError> {
+    /// follows: a refused sign-in cannot be tried again with it. A session the browser still
+    /// had (`previous`, its cookie) is ended once the new one is open.
+    pub async fn cabinet_sign_in(&self, req: &SignIn, previous: Option<&str>) -> Result<Opened, CabinetError> {
         let t = crate::store::now();
         if req.challenge.is_empty() || req.challenge.len() > 128 {
             return Err(CabinetError::ChallengeUnknown);
@@ -310,6 +311,9 @@ impl Ca {
         self.store
             .add_session(&sha256_hex(token.as_bytes()), &iin, &serial, t, expires)
             .await?;
+        if let Some(old) = previous {
+            self.store.end_session(&sha256_hex(old.as_bytes()), t).await?;
+        }
         tracing::info!(target: "audit", "cabinet sign-in: certificate=[{serial}]");
         Ok(Opened {
             token,

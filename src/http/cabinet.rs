@@ -29,17 +29,17 @@ fn token(headers: &HeaderMap) -> Option<String> {
 /// `Set-Cookie` for a token that lives `max_age` seconds: HttpOnly (no script reads it),
 /// SameSite=Strict (no other site's page sends it), Secure when the service is reached over
 /// HTTPS (its base URL says so; the public listener itself is plain HTTP behind a proxy).
-fn cookie(s: &AppState, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
-    let secure = if s.ca.config.base_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+fn cookie(secure: bool, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         max_age.max(0)
     ))
     .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn https(s: &AppState) -> bool {
+    s.ca.config.base_url.starts_with("https://")
 }
 
 /// The signed-in holder, from the session cookie, before anything else is read.
@@ -60,10 +60,15 @@ pub async fn challenge(State(s): State<AppState>) -> Result<impl IntoResponse, A
 
 /// `POST /api/v1/cabinet/session` `{"challenge", "certificate", "signature"}`: 201 with the
 /// holder and the session cookie.
-pub async fn sign_in(State(s): State<AppState>, JsonBody(req): JsonBody<SignIn>) -> Result<Response, ApiError> {
-    let opened = s.ca.cabinet_sign_in(&req).await?;
+/// A session the same browser still had is ended: one cookie, one session.
+pub async fn sign_in(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<SignIn>,
+) -> Result<Response, ApiError> {
+    let opened = s.ca.cabinet_sign_in(&req, token(&headers).as_deref()).await?;
     let max_age = opened.holder.expires_at_unix - crate::store::now();
-    let set = cookie(&s, &opened.token, max_age)?;
+    let set = cookie(https(&s), &opened.token, max_age)?;
     let mut resp = (CREATED, Json(opened.holder)).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, set);
     Ok(resp)
@@ -78,7 +83,7 @@ pub async fn session(State(s): State<AppState>, SignedIn(h): SignedIn) -> Result
 pub async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     s.ca.cabinet_sign_out(token(&headers).as_deref()).await?;
     let mut resp = NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie(&s, "", 0)?);
+    resp.headers_mut().insert(header::SET_COOKIE, cookie(https(&s), "", 0)?);
     Ok(resp)
 }
 
@@ -102,4 +107,29 @@ pub async fn certificate(
 pub async fn applications(State(s): State<AppState>, SignedIn(h): SignedIn) -> Result<impl IntoResponse, ApiError> {
     let list = s.ca.cabinet_applications(&h).await?;
     Ok(Json(serde_json::json!({ "applications": list })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_http_only_strict_and_secure_only_over_https() {
+        let plain = cookie(false, "t0k", 900).unwrap();
+        assert_eq!(
+            plain.to_str().unwrap(),
+            "nca_cabinet=t0k; Path=/; HttpOnly; SameSite=Strict; Max-Age=900"
+        );
+        let tls = cookie(true, "", -5).unwrap();
+        assert!(tls.to_str().unwrap().ends_with("Max-Age=0; Secure"));
+    }
+
+    #[test]
+    fn the_token_is_found_among_other_cookies_and_headers() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; nca_cabinetx=no"));
+        assert_eq!(token(&h), None);
+        h.append(header::COOKIE, HeaderValue::from_static("b=2;  nca_cabinet=yes ; c=3"));
+        assert_eq!(token(&h).as_deref(), Some("yes"));
+    }
 }

@@ -193,4 +193,26 @@ mod tests {
         assert_eq!(kk.lang, "kk");
         assert!(kk.text.contains("нөмірімен тіркелді"));
     }
+
+    #[test]
+    fn the_expiry_reminder_names_the_days_the_date_and_the_cabinet_in_each_language() {
+        let k = Kind::ExpiryReminder {
+            days: 7,
+            expires: "2027-12-01T10:00:00Z",
+            cabinet_url: "http://x/cabinet/#reissue",
+        };
+        for lang in ["en", "ru", "kk"] {
+            let l = compose("a@b.kz", lang, "ABCD-EFGH-JKLM", &k);
+            assert_eq!(l.lang, lang);
+            for part in [
+                "7",
+                "2027-12-01T10:00:00Z",
+                "http://x/cabinet/#reissue",
+                "ABCD-EFGH-JKLM",
+            ] {
+                assert!(l.text.contains(part), "{lang}: {part} in {}", l.text);
+            }
+            assert!(l.subject.contains('7'), "{}", l.subject);
+        }
+    }
 }

@@ -119,6 +119,8 @@ impl Store {
         })
     }
 
+    /// Records a session; drops those a day past their end (a cookie that old is told it is
+    /// unknown rather than expired).
     pub async fn add_session(
         &self,
         token_sha256: &str,
@@ -127,6 +129,11 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM cabinet_sessions WHERE expires_at < $1")
+            .bind(now - 86_400)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO cabinet_sessions (token_sha256, iin, certificate, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -135,8 +142,9 @@ impl Store {
         .bind(certificate)
         .bind(now)
         .bind(expires_at)
-        .execute(self.write_pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -98,10 +98,13 @@ fn signed(work: &Path, challenge: &str, cert: &Path, key: &Path) -> String {
 }
 
 /// POST the sign-in: (status, JSON, the session cookie's `name=value` when one was set).
-fn sign_in(d: &Deployment, body: &str) -> (u16, serde_json::Value, Option<String>, String) {
+fn sign_in(d: &Deployment, cookie: Option<&str>, body: &str) -> (u16, serde_json::Value, Option<String>, String) {
+    let cookie = format!("cookie: {}", cookie.unwrap_or(""));
     let (status, headers, body) = curl_with_headers(&[
         "-H",
         "content-type: application/json",
+        "-H",
+        &cookie,
         "--data-binary",
         body,
         &format!("{}/api/v1/cabinet/session", d.public),
@@ -141,7 +144,7 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
 
     // Signed with the AUTH key: a session, in an HttpOnly, SameSite=Strict cookie (not Secure:
     // this service's base URL is plain HTTP).
-    let (status, v, cookie, set_cookie) = sign_in(&d, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+    let (status, v, cookie, set_cookie) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["iin"], IIN);
     assert_eq!(v["certificate"], p.auth_serial.as_str());
@@ -177,6 +180,18 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 3);
 
+    // Signing in again from the same browser ends the session it had: one cookie, one session.
+    let (status, _, renewed, _) = sign_in(
+        &d,
+        Some(&cookie),
+        &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
+    assert_eq!((status, code(&body)), (401, "session_ended".into()));
+    let cookie = renewed.unwrap();
+    assert_eq!(cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie)).0, 200);
+
     // Someone else's certificate is not shown to this holder.
     let other = issued_pair(&d, &op, &centre, w, OTHER, "o");
     let (status, body) = cabinet_get(
@@ -189,8 +204,8 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     // A challenge is spent once: the same signed answer again is a replay.
     let challenge = new_challenge(&d);
     let body = signed(w, &challenge, &p.auth_crt, &p.auth_key);
-    assert_eq!(sign_in(&d, &body).0, 201);
-    let (status, v, cookie2, _) = sign_in(&d, &body);
+    assert_eq!(sign_in(&d, None, &body).0, 201);
+    let (status, v, cookie2, _) = sign_in(&d, None, &body);
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (401, Some("challenge_used")),
@@ -198,21 +213,21 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     );
     assert!(cookie2.is_none());
     // One the service never gave.
-    let (status, v, _, _) = sign_in(&d, &signed(w, "bm90LWdpdmVu", &p.auth_crt, &p.auth_key));
+    let (status, v, _, _) = sign_in(&d, None, &signed(w, "bm90LWdpdmVu", &p.auth_crt, &p.auth_key));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (401, Some("challenge_unknown")),
         "{v}"
     );
     // The AUTH certificate with a signature by another key (the SIGN key of the same pair).
-    let (status, v, _, _) = sign_in(&d, &signed(w, &new_challenge(&d), &p.auth_crt, &p.sign_key));
+    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.sign_key));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (401, Some("sign_in_signature_invalid")),
         "{v}"
     );
     // The SIGN certificate with its own key: not for signing in.
-    let (status, v, _, _) = sign_in(&d, &signed(w, &new_challenge(&d), &p.sign_crt, &p.sign_key));
+    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.sign_crt, &p.sign_key));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (403, Some("sign_in_not_auth_certificate")),
@@ -227,14 +242,14 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
             .arg("-out")
             .arg(&stranger),
     );
-    let (status, v, _, _) = sign_in(&d, &signed(w, &new_challenge(&d), &stranger, &p.auth_key));
+    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &stranger, &p.auth_key));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (401, Some("sign_in_certificate_unknown")),
         "{v}"
     );
     // Malformed: refused, no session.
-    let (status, v, cookie3, _) = sign_in(&d, r#"{"challenge":"x"}"#);
+    let (status, v, cookie3, _) = sign_in(&d, None, r#"{"challenge":"x"}"#);
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (400, Some("request_invalid")),
@@ -263,14 +278,14 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     assert_eq!((status, code(&body)), (401, "session_ended".into()));
 
     // A revoked AUTH certificate: no new session, and the open one ends.
-    let (_, _, live, _) = sign_in(&d, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+    let (_, _, live, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
     let live = live.unwrap();
     let (status, body) = d.admin_post(
         "/api/v1/admin/revocations",
         &format!(r#"{{"serial":"{}","reason":"keyCompromise"}}"#, p.auth_serial),
     );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let (status, v, _, _) = sign_in(&d, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (403, Some("sign_in_certificate_revoked")),
@@ -279,7 +294,11 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&live));
     assert_eq!((status, code(&body)), (401, "session_certificate_revoked".into()));
     // The other holder's session shows the revocation of nothing of theirs; theirs is valid.
-    let (_, _, theirs, _) = sign_in(&d, &signed(w, &new_challenge(&d), &other.auth_crt, &other.auth_key));
+    let (_, _, theirs, _) = sign_in(
+        &d,
+        None,
+        &signed(w, &new_challenge(&d), &other.auth_crt, &other.auth_key),
+    );
     let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", theirs.as_deref());
     assert_eq!(status, 200);
     assert!(
@@ -305,12 +324,12 @@ fn challenges_and_sessions_run_out() {
     let p = issued_pair(&d, &op, &centre, w, (IIN, "Құнанбай", "Абай"), "a");
 
     let stale = new_challenge(&d);
-    let (status, _, cookie, _) = sign_in(&d, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+    let (status, _, cookie, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
     assert_eq!(status, 201);
     let cookie = cookie.unwrap();
     assert_eq!(cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie)).0, 200);
     std::thread::sleep(std::time::Duration::from_millis(3500));
-    let (status, v, _, _) = sign_in(&d, &signed(w, &stale, &p.auth_crt, &p.auth_key));
+    let (status, v, _, _) = sign_in(&d, None, &signed(w, &stale, &p.auth_crt, &p.auth_key));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (401, Some("challenge_expired")),
@@ -413,7 +432,7 @@ fn reminders_go_out_30_and_7_days_before_expiry_once_and_never_for_revoked_or_re
 
     // When the new pair ends, from the cabinet.
     let a2 = pair_of(&d, w, &renewed, IIN, "a2");
-    let (_, _, cookie, _) = sign_in(&d, &signed(w, &new_challenge(&d), &a2.auth_crt, &a2.auth_key));
+    let (_, _, cookie, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &a2.auth_crt, &a2.auth_key));
     let (_, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", cookie.as_deref());
     let list = json(&body);
     let new_sign = list["certificates"]
