@@ -383,6 +383,17 @@ async function main() {
     const subject = run('openssl', ['x509', '-noout', '-subject', '-nameopt', 'utf8'], { input: pem }).toString();
     assert.ok(subject.includes(ORGANISATION.name) && subject.includes(ORGANISATION.bin), subject);
     await shot(page, 'legal-entity-submitted');
+
+    // In Kazakh, with the keys the portal kept in this browser: the legal pair is listed.
+    await page.goto(`${pub}/cabinet/?lang=kk`);
+    assert.equal(await page.locator('#kept').inputValue(), number, 'the newest kept keys first');
+    await page.getByLabel(texts.kk['cabinet.kept_password'], { exact: true }).fill(PASSWORD);
+    await page.getByRole('button', { name: texts.kk['cabinet.kept_sign_in'], exact: true }).click();
+    await page.getByRole('heading', { name: texts.kk['cabinet.my_certificates'], exact: true }).waitFor();
+    for (const serial of v.certificates) {
+      assert.equal(await page.locator(`#certs tr[data-serial="${serial}"]`).getAttribute('data-status'), 'valid');
+    }
+    await shot(page, 'cabinet-kk-legal');
     assert.deepEqual(errors, []);
     await page.close();
   });
