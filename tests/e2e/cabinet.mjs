@@ -353,6 +353,8 @@ async function main() {
     // The AUTH certificate is revoked: the session has ended, and a new sign-in is refused in words.
     await page.locator('#signin-error:not([hidden])').waitFor();
     assert.equal(await page.locator('#signin-error').textContent(), texts.en['cabinet.signed_out_revoked']);
+    assert.ok(await page.locator('#cabinet').isHidden(), 'the lists of an ended session are gone');
+    assert.match(await page.locator('#revoke-result').textContent(), /Revoked \(application/, 'the result stays');
     await signIn(page, 'en', secondFile, NEW_PASSWORD);
     assert.equal(await page.locator('#signin-error').textContent(), texts.en['error.sign_in_certificate_revoked']);
     await shot(page, 'signin-revoked');

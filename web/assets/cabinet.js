@@ -72,6 +72,7 @@ async function signInWith(pairs) {
   });
   if (r.status !== 201) { signinError(errorText(r)); return false; }
   held = pairs;
+  $('revoke-result').replaceChildren();
   await enter();
   return true;
 }
@@ -253,10 +254,11 @@ $('revoke-form').addEventListener('submit', async (ev) => {
       box.replaceChildren(el('p', {}, errorText(r)));
     }
     box.focus();
-    // The lists as they now stand; a session whose AUTH certificate was revoked has ended.
+    // The lists as they now stand; a session whose AUTH certificate was revoked has ended (the
+    // result stays shown above the sign-in form).
     if (!(await loadLists())) {
-      show($('signin'));
-      signinError(t('cabinet.signed_out_revoked'));
+      leave(t('cabinet.signed_out_revoked'));
+      show($('revoke'), false);
     }
   } catch (e) {
     actionError(t('error.browser', { message: e?.message || String(e) }));
