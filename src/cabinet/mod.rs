@@ -78,6 +78,9 @@ pub enum CabinetError {
     /// A serial that is not one of the holder's certificates.
     #[error("no such certificate of yours")]
     NotFound(String),
+    /// The system's random number generator failed (no token or challenge can be made).
+    #[error("no randomness for a token")]
+    Randomness,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +104,7 @@ impl CabinetError {
             CabinetError::SessionEnded => "session_ended",
             CabinetError::SessionCertificateRevoked => "session_certificate_revoked",
             CabinetError::NotFound(_) => "certificate_not_found",
+            CabinetError::Randomness => "internal",
             CabinetError::Store(StoreError::Unavailable(_)) => "unavailable",
             CabinetError::Store(_) => "internal",
         }
@@ -196,8 +200,7 @@ fn sha256_hex(b: &[u8]) -> String {
 
 fn random_token() -> Result<String, CabinetError> {
     let mut b = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .map_err(|_| CabinetError::Store(StoreError::Unavailable("no randomness".into())))?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| CabinetError::Randomness)?;
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 

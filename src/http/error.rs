@@ -125,7 +125,7 @@ impl ApiError {
             }
             CabinetError::NotFound(_) => StatusCode::NOT_FOUND,
             CabinetError::Store(crate::store::StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            CabinetError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CabinetError::Randomness | CabinetError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
