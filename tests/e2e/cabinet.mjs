@@ -280,6 +280,12 @@ async function main() {
     assert.equal(await page.getByLabel('E-mail', { exact: true }).inputValue(), 'abai@example.kz');
     assert.notEqual(await page.getByLabel('Registration centre', { exact: true }).inputValue(), '');
     await page.getByLabel('New key password', { exact: true }).fill(NEW_PASSWORD);
+    // A mistyped repetition is caught before anything is made or sent.
+    await page.getByLabel('Repeat the new key password', { exact: true }).fill(`${NEW_PASSWORD}!`);
+    await page.getByRole('button', { name: 'Sign and submit', exact: true }).click();
+    await page.locator('#new-password2-error').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#new-password2-error').textContent(), texts.en['check.password2']);
+    await page.getByLabel('Repeat the new key password', { exact: true }).fill(NEW_PASSWORD);
     await page.getByRole('button', { name: 'Sign and submit', exact: true }).click();
     await page.locator('#order-number').waitFor({ state: 'visible', timeout: 120000 });
     const number = (await page.locator('#order-number').textContent()).trim();

@@ -311,6 +311,7 @@ $('reissue-form').addEventListener('submit', async (ev) => {
     locality: (v) => (v ? null : t('check.choose')),
     centre: (v) => (v ? null : t('check.choose')),
     'new-password': (v) => (v.length >= 8 ? null : t('check.password')),
+    'new-password2': (v) => (v === $('new-password').value ? null : t('check.password2')),
   };
   const wrong = Object.keys(checks).filter((id) => { const m = checks[id]($(id).value); fieldError($(id), m); return m; });
   if (wrong.length) { $(wrong[0]).focus(); return; }
@@ -342,6 +343,7 @@ $('reissue-form').addEventListener('submit', async (ev) => {
       await keep(r.body.number, iin, $('new-password').value, pairs);
       try { sessionStorage.setItem(`nca-iin:${r.body.number}`, iin); } catch { /* private mode */ }
       $('new-password').value = '';
+      $('new-password2').value = '';
       $('order-number').textContent = r.body.number;
       $('reissue-status').href = `/status?lang=${lang}&number=${encodeURIComponent(r.body.number)}`;
       show($('reissue-form'), false);
