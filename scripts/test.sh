@@ -22,6 +22,9 @@
 #   NCA_TEST_OPERATOR_TOKEN   an empty operator token, nca-test-operator (both runs)
 #   NCA_TEST_OPERATOR_PIN     its user PIN
 #
+# Before the integration runs, `node --test tests/web/*.test.mjs` tests the
+# pages' DER, PKCS#12, cipher and CMS code (web/assets/) on its own.
+#
 # Knobs: NCA_TEST_KEY_STORES ("software pkcs11"), NCA_TEST_PG_PORT (a free
 # port), NCA_TEST_KEEP_TMP=1 (keep the temporary directory for a post-mortem),
 # NCA_TEST_E2E=0 (skip the browser tests).
@@ -67,6 +70,7 @@ need_cmd runuser util-linux
 need_cmd timeout coreutils
 need_cmd python3 python3
 need_cmd cc build-essential
+need_cmd node nodejs
 if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
     need_cmd chromium chromium
     need_cmd node nodejs
@@ -202,6 +206,13 @@ rc=0
 cargo test "${cargo_flags[@]}" --lib --bins || rc=$?
 record "unit" "$rc" "$((SECONDS - start))"
 
+# The pages' hand-written DER, PKCS#12, cipher and CMS code, which reads untrusted files.
+section "Browser code unit tests (node --test tests/web)"
+start=$SECONDS
+rc=0
+node --test tests/web/*.test.mjs || rc=$?
+record "web (node:test)" "$rc" "$((SECONDS - start))"
+
 it_args=("$@")
 case " $* " in
 *" --test-threads"*) ;;
@@ -260,6 +271,19 @@ if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
     rc=$?
     set -e
     record "e2e (browser)" "$rc" "$((SECONDS - start))"
+
+    section "End-to-end browser tests of the personal cabinet (tests/e2e/cabinet.mjs)"
+    start=$SECONDS
+    set +e
+    (
+        set -e
+        cd tests/e2e
+        E2E_ARTIFACTS=$root/target/e2e-artifacts NCA_BIN=$root/target/debug/nca CHROMIUM=$(command -v chromium) \
+            node cabinet.mjs
+    )
+    rc=$?
+    set -e
+    record "e2e (cabinet)" "$rc" "$((SECONDS - start))"
 fi
 
 # ---------------------------------------------------------------------------

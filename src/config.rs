@@ -166,6 +166,31 @@ impl Default for PortalSection {
     }
 }
 
+/// The citizen's personal cabinet (README, "Personal cabinet").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CabinetSection {
+    /// How long a sign-in challenge may be answered.
+    pub challenge_seconds: i64,
+    /// How long a session lasts (never past its certificate's end).
+    pub session_seconds: i64,
+    /// Days before a pair's end that a reminder letter goes out.
+    pub reminder_days: Vec<i64>,
+    /// How often the reminder duty looks.
+    pub reminder_every_seconds: u64,
+}
+
+impl Default for CabinetSection {
+    fn default() -> Self {
+        CabinetSection {
+            challenge_seconds: 120,
+            session_seconds: 900,
+            reminder_days: vec![30, 7],
+            reminder_every_seconds: 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -183,6 +208,9 @@ struct FileConfig {
     /// Absent in a configuration written before the portal: the built-in defaults.
     #[serde(default)]
     portal: PortalSection,
+    /// Absent in a configuration written before the cabinet: the built-in defaults.
+    #[serde(default)]
+    cabinet: CabinetSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -202,6 +230,7 @@ pub struct Config {
     pub monitoring: MonitoringSection,
     pub mail: MailSection,
     pub portal: PortalSection,
+    pub cabinet: CabinetSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -314,6 +343,16 @@ impl Config {
         if let Some(v) = env("NCA_POW_BITS") {
             f.portal.pow_bits = parse_u32("NCA_POW_BITS", &v)?;
         }
+        // Not part of the contract: tests shorten the cabinet's times to see them run out.
+        if let Some(v) = env("NCA_CABINET_CHALLENGE_SECONDS") {
+            f.cabinet.challenge_seconds = i64::from(parse_u32("NCA_CABINET_CHALLENGE_SECONDS", &v)?);
+        }
+        if let Some(v) = env("NCA_CABINET_SESSION_SECONDS") {
+            f.cabinet.session_seconds = i64::from(parse_u32("NCA_CABINET_SESSION_SECONDS", &v)?);
+        }
+        if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
+            return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
+        }
         if f.portal.pow_bits > 32 {
             return Err(invalid(
                 "portal.pow_bits",
@@ -385,6 +424,7 @@ impl Config {
             monitoring: f.monitoring,
             mail: f.mail,
             portal: f.portal,
+            cabinet: f.cabinet,
             data_dir,
             database_url,
             listen,

@@ -5,11 +5,13 @@
 //!
 //! Roles, after Boulder: `pki` is the CA (builds, lints, signs) with `pki::policy` as the policy
 //! authority, `store` the storage authority (the only SQL), `keys` the key stores, `operators`
-//! the people who confirm requests, `registry` the state databases, `http` the wire.
+//! the people who confirm requests, `registry` the state databases, `cabinet` the citizens'
+//! sign-in with their own AUTH key, `http` the wire.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cabinet;
 pub mod config;
 pub mod http;
 pub mod keys;

@@ -63,6 +63,23 @@ enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
+    /// The citizens' personal cabinet.
+    Cabinet {
+        #[command(subcommand)]
+        command: CabinetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CabinetCommand {
+    /// One pass of the expiry-reminder duty (the service runs it hourly); prints what it sent.
+    Remind {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Run as of this time (RFC 3339) instead of now: a development run only, for tests.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -451,6 +468,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ca.store.close().await;
             let v = verified.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
             println!("{}", serde_json::to_string(&v)?);
+            Ok(())
+        }
+        Command::Cabinet {
+            command: CabinetCommand::Remind { config, at },
+        } => {
+            let ca = open_ca(config.config.as_deref()).await?;
+            let now = match at {
+                None => nca::store::now(),
+                Some(_) if !ca.config.service.development => {
+                    anyhow::bail!("--at moves the clock: allowed only in a development run (development = true)")
+                }
+                Some(t) => time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| anyhow::anyhow!("--at {t:?}: {e}"))?
+                    .unix_timestamp(),
+            };
+            let sent = nca::cabinet::reminders::run_once(&ca, now).await;
+            ca.store.close().await;
+            for (application, days) in sent? {
+                println!("reminded: application={application} days={days}");
+            }
             Ok(())
         }
         Command::Crl {

@@ -95,6 +95,7 @@ const PAGES: &[(&str, &str)] = &[
     ("status", include_str!("../web/pages/status.html")),
     ("console", include_str!("../web/pages/console.html")),
     ("admin", include_str!("../web/pages/admin.html")),
+    ("cabinet", include_str!("../web/pages/cabinet.html")),
 ];
 
 /// Static files under `/assets/`: name, content type, bytes.
@@ -118,6 +119,14 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("status.js", JS, include_bytes!("../web/assets/status.js")),
     ("console.js", JS, include_bytes!("../web/assets/console.js")),
     ("admin.js", JS, include_bytes!("../web/assets/admin.js")),
+    ("cabinet.js", JS, include_bytes!("../web/assets/cabinet.js")),
+    ("p12read.js", JS, include_bytes!("../web/assets/p12read.js")),
+    (
+        "legacy-ciphers.js",
+        JS,
+        include_bytes!("../web/assets/legacy-ciphers.js"),
+    ),
+    ("sign.js", JS, include_bytes!("../web/assets/sign.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 

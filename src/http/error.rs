@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::cabinet::CabinetError;
 use crate::operators::{AccessError, OperatorError};
 use crate::pki::IssueError;
 use crate::pki::crl::CrlError;
@@ -34,6 +35,8 @@ pub enum ApiError {
     Abuse(#[from] AbuseError),
     #[error(transparent)]
     Survey(#[from] SurveyError),
+    #[error(transparent)]
+    Cabinet(#[from] CabinetError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -104,8 +107,31 @@ impl ApiError {
         (status, e.code())
     }
 
+    fn cabinet_status(e: &CabinetError) -> StatusCode {
+        match e {
+            CabinetError::Invalid(_) => StatusCode::BAD_REQUEST,
+            CabinetError::ChallengeUnknown
+            | CabinetError::ChallengeUsed
+            | CabinetError::ChallengeExpired
+            | CabinetError::CertificateUnknown
+            | CabinetError::SignatureInvalid
+            | CabinetError::SessionRequired
+            | CabinetError::SessionInvalid
+            | CabinetError::SessionExpired
+            | CabinetError::SessionEnded
+            | CabinetError::SessionCertificateRevoked => StatusCode::UNAUTHORIZED,
+            CabinetError::NotAuthCertificate | CabinetError::CertificateExpired | CabinetError::CertificateRevoked => {
+                StatusCode::FORBIDDEN
+            }
+            CabinetError::NotFound(_) => StatusCode::NOT_FOUND,
+            CabinetError::Store(crate::store::StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            CabinetError::Randomness | CabinetError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
+            ApiError::Cabinet(e) => (ApiError::cabinet_status(e), e.code()),
             ApiError::Operator(OperatorError::Issue(e)) => ApiError::issue_status(e),
             ApiError::Operator(OperatorError::Revoke(e)) => ApiError::revoke_status(e),
             ApiError::Operator(e) => {
@@ -181,6 +207,9 @@ pub fn readiness(ready: bool) -> StatusCode {
 
 /// Status for a resource made by a POST.
 pub const CREATED: StatusCode = StatusCode::CREATED;
+
+/// Status for a change with nothing to say (the cabinet's sign-out).
+pub const NO_CONTENT: StatusCode = StatusCode::NO_CONTENT;
 
 /// An application's answer: a refusal under the regulation is a result, answered 422 with the
 /// application; anything else gets `otherwise`.

@@ -4,6 +4,7 @@
 pub mod abuse;
 mod admin;
 mod applications;
+mod cabinet;
 pub mod error;
 pub mod metrics;
 mod operators;
@@ -202,6 +203,15 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::portal))
         .route("/status", get(pages::status))
+        .route("/cabinet/", get(pages::cabinet))
+        .route("/api/v1/cabinet/challenge", post(cabinet::challenge))
+        .route(
+            "/api/v1/cabinet/session",
+            post(cabinet::sign_in).get(cabinet::session).delete(cabinet::sign_out),
+        )
+        .route("/api/v1/cabinet/certificates", get(cabinet::certificates))
+        .route("/api/v1/cabinet/certificates/{serial}", get(cabinet::certificate))
+        .route("/api/v1/cabinet/applications", get(cabinet::applications))
         .route("/assets/{file}", get(pages::asset))
         .route("/healthz", get(public::healthz))
         .route("/readyz", get(public::readyz))

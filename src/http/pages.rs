@@ -65,6 +65,15 @@ pub async fn status(Query(q): Query<LangQuery>, headers: HeaderMap) -> Result<Re
     render("status", lang(&q, &headers), &[])
 }
 
+/// `GET /cabinet/`: the citizen's personal cabinet (sign-in with the key file, P2, P3).
+pub async fn cabinet(Query(q): Query<LangQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+    render(
+        "cabinet",
+        lang(&q, &headers),
+        &[("server_time", crate::store::now().to_string())],
+    )
+}
+
 /// `GET /console/`: the operator's console.
 pub async fn console(Query(q): Query<LangQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
     render("console", lang(&q, &headers), &[])

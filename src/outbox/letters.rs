@@ -27,6 +27,12 @@ pub enum Kind<'a> {
     },
     /// Certificates are revoked.
     Revoked { serials: &'a [String], reason: &'a str },
+    /// The pair expires in `days` days: reissue it in the cabinet.
+    ExpiryReminder {
+        days: i64,
+        expires: &'a str,
+        cabinet_url: &'a str,
+    },
 }
 
 /// The language of a letter: the applicant's choice when it is one we write, Kazakh otherwise
@@ -108,6 +114,48 @@ pub fn compose(to: &str, lang: &str, number: &str, kind: &Kind) -> Letter {
                 serials.join(", ")
             ),
         ),
+        (
+            "en",
+            Kind::ExpiryReminder {
+                days,
+                expires,
+                cabinet_url,
+            },
+        ) => (
+            format!("Your certificates expire in {days} days: application {number}"),
+            format!(
+                "The registration certificates issued under application {number} expire on {expires}, in {days} days.\n\n\
+                 Reissue them in your personal cabinet, signed with your current key, before then: {cabinet_url}\n"
+            ),
+        ),
+        (
+            "ru",
+            Kind::ExpiryReminder {
+                days,
+                expires,
+                cabinet_url,
+            },
+        ) => (
+            format!("Срок действия ваших свидетельств истекает через {days} дн.: заявка {number}"),
+            format!(
+                "Срок действия регистрационных свидетельств, выданных по заявке {number}, истекает {expires}, через {days} дн.\n\n\
+                 Перевыпустите их до этого в личном кабинете, подписав запрос действующим ключом: {cabinet_url}\n"
+            ),
+        ),
+        (
+            _,
+            Kind::ExpiryReminder {
+                days,
+                expires,
+                cabinet_url,
+            },
+        ) => (
+            format!("Куәліктеріңіздің мерзімі {days} күннен кейін аяқталады: {number} өтінім"),
+            format!(
+                "{number} өтінім бойынша берілген тіркеу куәліктерінің мерзімі {expires} күні, {days} күннен кейін аяқталады.\n\n\
+                 Оған дейін оларды жеке кабинетте қолданыстағы кілтпен қол қойып қайта шығарыңыз: {cabinet_url}\n"
+            ),
+        ),
     };
     Letter {
         to: to.to_string(),
@@ -144,5 +192,27 @@ mod tests {
         assert!(ru.text.contains("зарегистрирована под номером ABCD-EFGH-JKLM"));
         assert_eq!(kk.lang, "kk");
         assert!(kk.text.contains("нөмірімен тіркелді"));
+    }
+
+    #[test]
+    fn the_expiry_reminder_names_the_days_the_date_and_the_cabinet_in_each_language() {
+        let k = Kind::ExpiryReminder {
+            days: 7,
+            expires: "2027-12-01T10:00:00Z",
+            cabinet_url: "http://x/cabinet/#reissue",
+        };
+        for lang in ["en", "ru", "kk"] {
+            let l = compose("a@b.kz", lang, "ABCD-EFGH-JKLM", &k);
+            assert_eq!(l.lang, lang);
+            for part in [
+                "7",
+                "2027-12-01T10:00:00Z",
+                "http://x/cabinet/#reissue",
+                "ABCD-EFGH-JKLM",
+            ] {
+                assert!(l.text.contains(part), "{lang}: {part} in {}", l.text);
+            }
+            assert!(l.subject.contains('7'), "{}", l.subject);
+        }
     }
 }

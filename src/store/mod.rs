@@ -7,6 +7,7 @@
 
 mod applications;
 mod audit;
+mod cabinet;
 mod certificates;
 mod migrate;
 mod operators;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use applications::{Advance, ApplicationRecord, StepRecord, StepTiming};
 pub use audit::{AuditEvent, AuditRecord, chain_hash};
+pub use cabinet::{ChallengeTaken, Expiring, HeldApplication, HeldCertificate, SessionRecord};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};

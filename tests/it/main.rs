@@ -6,6 +6,7 @@
 
 mod audit;
 mod ca_core;
+mod cabinet;
 mod cms;
 mod harness;
 mod http_api;

@@ -26,7 +26,7 @@ fn submit_in(d: &Deployment, lang: &str, body: &str) -> (u16, serde_json::Value)
 }
 
 /// A letter's text: the body after the headers, decoded from base64 when so encoded.
-fn letter_text(raw: &str) -> String {
+pub(crate) fn letter_text(raw: &str) -> String {
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
     if head.to_ascii_lowercase().contains("content-transfer-encoding: base64") {
         let joined: String = body.split_whitespace().collect();

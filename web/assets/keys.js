@@ -81,6 +81,16 @@ export async function has(number) {
   }
 }
 
+/** The applications whose keys this browser keeps: [{number, iin, created}], newest first. */
+export async function list() {
+  try {
+    const all = (await tx('readonly', (s) => s.getAll())) || [];
+    return all.map((r) => ({ number: r.number, iin: r.iin, created: r.created })).sort((a, b) => b.created - a.created);
+  } catch {
+    return [];
+  }
+}
+
 /** The kept keys of `number`, decrypted: {auth: {pkcs8, spki}, sign: …}; throws on a wrong password. */
 export async function open(number, password) {
   const record = await tx('readonly', (s) => s.get(number));

@@ -1,7 +1,9 @@
 // The application form (regulation appendix 2): checks, dependent lists of centres, keys and
 // requests made in the browser for storage "file", the proof of work, submission.
 
-import { $, t, el, show, fieldError, api, errorText, iinProblem, emailOk, lang, markLanguage, refusalText } from './common.js';
+import {
+  $, t, el, show, fieldError, api, errorText, iinProblem, emailOk, lang, markLanguage, refusalText, checkDigitOk,
+} from './common.js';
 import { newKeyPair, certificationRequest, keep } from './keys.js';
 
 const form = $('application-form');
@@ -68,6 +70,20 @@ function storageChanged() {
 $('storage').addEventListener('change', storageChanged);
 storageChanged();
 
+// A legal entity's employee names the entity and their role in it (the legal profiles).
+const employee = () => $('applicant-type').value === 'employee';
+function applicantTypeChanged() {
+  show($('organisation-fields'), employee());
+  for (const id of ['bin', 'organisation', 'role']) $(id).required = employee();
+}
+$('applicant-type').addEventListener('change', applicantTypeChanged);
+applicantTypeChanged();
+
+function binProblem(v) {
+  if (!/^\d{12}$/.test(v)) return 'check.bin_format';
+  return checkDigitOk(v) ? null : 'check.bin_digit';
+}
+
 /** Field checks: each returns a message or null. */
 const checks = {
   iin: (v) => (iinProblem(v) ? t(iinProblem(v)) : null),
@@ -81,6 +97,9 @@ const checks = {
   password2: (v) => ($('storage').value !== 'file' || v === $('password').value ? null : t('check.password2')),
   'auth-csr': (v) => ($('storage').value === 'file' || v.includes('CERTIFICATE REQUEST') ? null : t('check.csr')),
   'sign-csr': (v) => ($('storage').value === 'file' || v.includes('CERTIFICATE REQUEST') ? null : t('check.csr')),
+  bin: (v) => (!employee() || !binProblem(v.trim()) ? null : t(binProblem(v.trim()))),
+  organisation: (v) => (!employee() || v.trim() ? null : t('check.required')),
+  role: (v) => (!employee() || v ? null : t('check.choose')),
 };
 
 function check(id) {
@@ -145,7 +164,7 @@ function showResult(app, storage) {
 form.addEventListener('reset', () => {
   for (const id of Object.keys(checks)) fieldError($(id), null);
   formError('');
-  setTimeout(() => { fill($('locality'), []); fill($('centre'), []); storageChanged(); }, 0);
+  setTimeout(() => { fill($('locality'), []); fill($('centre'), []); storageChanged(); applicantTypeChanged(); }, 0);
 });
 
 form.addEventListener('submit', async (ev) => {
@@ -196,6 +215,9 @@ form.addEventListener('submit', async (ev) => {
       storage,
       requests,
     };
+    if (employee()) {
+      body.organization = { bin: $('bin').value.trim(), name: $('organisation').value.trim(), role: $('role').value };
+    }
     const headers = { 'content-type': 'application/json' };
     if (stamp) headers['x-proof-of-work'] = stamp;
     const r = await api('/api/v1/applications', { method: 'POST', headers, body: JSON.stringify(body) });
