@@ -21,13 +21,21 @@ pub const POW_HEADER: &str = "x-proof-of-work";
 const POW_WINDOW_SECONDS: i64 = 600;
 /// Buckets and spent stamps kept before the full ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
+/// Cabinet sign-ins an address may start for each application it may file: a sign-in costs the
+/// citizen nothing but still writes a challenge row, and an office's citizens share an address.
+const SIGN_INS_PER_APPLICATION: u32 = 6;
 
 /// Why a submission is not admitted. Nothing is recorded for either.
 #[derive(Debug, thiserror::Error)]
 pub enum AbuseError {
-    /// Too many applications from this address, or naming this IIN, in the window.
-    #[error("too many applications {scope}; try again in {retry_after} s")]
-    RateLimited { scope: &'static str, retry_after: u64 },
+    /// Too many applications from this address, or naming this IIN, or too many cabinet sign-ins
+    /// from this address, in the window.
+    #[error("too many {what} {scope}; try again in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        scope: &'static str,
+        retry_after: u64,
+    },
     /// An `X-Proof-Of-Work` header that does not hold a valid, unspent stamp for this request.
     #[error("proof of work: {0}")]
     ProofInvalid(&'static str),
@@ -71,6 +79,8 @@ impl Buckets {
 /// The limits and the spent proofs of one instance.
 pub struct Abuse {
     per_address: Option<Buckets>,
+    /// Cabinet sign-in challenges per address (`POST /api/v1/cabinet/challenge`).
+    sign_ins_per_address: Option<Buckets>,
     per_iin: Option<Buckets>,
     pow_bits: u32,
     spent: Mutex<HashMap<String, i64>>,
@@ -80,6 +90,10 @@ impl Abuse {
     pub fn new(cfg: &PortalSection) -> Abuse {
         Abuse {
             per_address: Buckets::new(cfg.rate_per_address_per_minute, Duration::from_secs(60)),
+            sign_ins_per_address: Buckets::new(
+                cfg.rate_per_address_per_minute.saturating_mul(SIGN_INS_PER_APPLICATION),
+                Duration::from_secs(60),
+            ),
             per_iin: Buckets::new(cfg.rate_per_iin_per_hour, Duration::from_secs(3600)),
             pow_bits: cfg.pow_bits,
             spent: Mutex::new(HashMap::new()),
@@ -112,15 +126,31 @@ impl Abuse {
         if !proven && let (Some(b), Some(ip)) = (&self.per_address, peer) {
             b.take(&ip.to_string(), t)
                 .map_err(|retry_after| AbuseError::RateLimited {
+                    what: "applications",
                     scope: "from this address",
                     retry_after,
                 })?;
         }
         if let (Some(b), Some(iin)) = (&self.per_iin, iin) {
             b.take(iin.trim(), t).map_err(|retry_after| AbuseError::RateLimited {
+                what: "applications",
                 scope: "for this IIN",
                 retry_after,
             })?;
+        }
+        Ok(())
+    }
+
+    /// Admits one cabinet sign-in challenge from `peer`. Zero applications per address turns this
+    /// limit off too.
+    pub fn admit_sign_in(&self, peer: Option<IpAddr>) -> Result<(), AbuseError> {
+        if let (Some(b), Some(ip)) = (&self.sign_ins_per_address, peer) {
+            b.take(&ip.to_string(), Instant::now())
+                .map_err(|retry_after| AbuseError::RateLimited {
+                    what: "sign-ins",
+                    scope: "from this address",
+                    retry_after,
+                })?;
         }
         Ok(())
     }
@@ -233,6 +263,14 @@ mod tests {
             a.admit(IP, Some("850315306048"), Some(&mint(4, now, "850315306048")), now)
                 .is_err()
         );
+        // Sign-ins have a bucket of their own, six times the applications'.
+        for _ in 0..12 {
+            assert!(a.admit_sign_in(IP).is_ok());
+        }
+        assert!(matches!(
+            a.admit_sign_in(IP),
+            Err(AbuseError::RateLimited { what: "sign-ins", .. })
+        ));
         // Another address has its own bucket.
         let other = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
         assert!(a.admit(other, Some("850315306048"), None, now).is_ok());
@@ -254,6 +292,9 @@ mod tests {
             })
         ));
         let off = Abuse::new(&cfg(0, 0, 0));
+        for _ in 0..100 {
+            assert!(off.admit_sign_in(IP).is_ok());
+        }
         for _ in 0..100 {
             assert!(off.admit(IP, Some("850315306048"), None, now).is_ok());
         }

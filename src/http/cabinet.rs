@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, CREATED, NO_CONTENT};
-use super::{AppState, JsonBody};
+use super::{AppState, JsonBody, PeerAddr};
 use crate::cabinet::{Holder, SignIn};
 
 /// The session cookie's name.
@@ -53,8 +53,10 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
-/// `POST /api/v1/cabinet/challenge`: 201 `{"challenge", "to_sign", "expires_at"}`.
-pub async fn challenge(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// `POST /api/v1/cabinet/challenge`: 201 `{"challenge", "to_sign", "expires_at"}`; 429 past the
+/// address's sign-in limit (`abuse`), since each challenge is a row written.
+pub async fn challenge(State(s): State<AppState>, PeerAddr(peer): PeerAddr) -> Result<impl IntoResponse, ApiError> {
+    s.abuse.admit_sign_in(peer)?;
     Ok((CREATED, Json(s.ca.cabinet_challenge().await?)))
 }
 
