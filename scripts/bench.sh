@@ -87,7 +87,8 @@ serve() {
     local envs; envs=$(store_env "$store")
     # The application form's rate limits (README, "Portal and console") would throttle a load
     # from one address: off for benchmarks.
-    (cd "$d" && env $envs NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
+    # `exec`, so that $! is `nca serve` itself: killing a subshell left the server running.
+    (cd "$d" && exec env $envs NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
         NCA_RATE_PER_ADDRESS=0 NCA_RATE_PER_IIN=0 \
         NCA_OPERATOR_LISTEN=127.0.0.1:0 NCA_LOG=warn "$NCA" serve > "$d/serve.out" 2> "$d/serve.log") &
     pid=$!
