@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod fuzz_entry;
 pub mod http;
 pub mod keys;
 pub mod operators;

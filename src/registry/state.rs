@@ -143,6 +143,18 @@ impl EmbeddedRegistry {
     }
 }
 
+/// What a gateway's answer means: 200 with the record, 404 for none; anything else (another
+/// status, a body that is not the record) leaves the registry unavailable, never "not found".
+pub fn read_answer<T: serde::de::DeserializeOwned>(status: u16, body: &[u8]) -> Result<Option<T>, RegistryError> {
+    match status {
+        200 => serde_json::from_slice(body)
+            .map(Some)
+            .map_err(|e| RegistryError::Unavailable(format!("answer: {e}"))),
+        404 => Ok(None),
+        s => Err(RegistryError::Unavailable(format!("the gateway answered {s}"))),
+    }
+}
+
 /// Asks the e-gov gateway: `GET {base}/persons/{iin}`, `GET {base}/organizations/{bin}`.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -193,13 +205,7 @@ impl Gateway {
                 .await
                 .map_err(|e| unavailable(&e))?
                 .to_bytes();
-            match status.as_u16() {
-                200 => serde_json::from_slice(&body)
-                    .map(Some)
-                    .map_err(|e| unavailable(&format!("answer: {e}"))),
-                404 => Ok(None),
-                s => Err(RegistryError::Unavailable(format!("the gateway answered {s}"))),
-            }
+            read_answer(status.as_u16(), &body)
         };
         tokio::time::timeout(self.timeout, work)
             .await
