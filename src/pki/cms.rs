@@ -208,10 +208,14 @@ impl Signed {
     /// The certificates the message carries (the verifier trusts none of them: the signer's
     /// comes from the CA's records).
     pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
-        self.data.certificates.iter().flat_map(|c| c.0.iter()).filter_map(|c| match c {
-            cms::cert::CertificateChoices::Certificate(cert) => Some(cert),
-            _ => None,
-        })
+        self.data
+            .certificates
+            .iter()
+            .flat_map(|c| c.0.iter())
+            .filter_map(|c| match c {
+                cms::cert::CertificateChoices::Certificate(cert) => Some(cert),
+                _ => None,
+            })
     }
 }
 

@@ -145,7 +145,8 @@ fn entry(
     };
     // Extensions: reasonCode (absent for unspecified, RFC 5280 §5.3.1) and invalidityDate.
     let reason_len = if reason != 0 { 12 } else { 0 }; // 30 0a 06 03 55 1d 15 04 03 0a 01 rr
-    let inv_len = if invalidity.is_some() { 24 } else { 0 }; // 30 16 06 03 55 1d 18 04 11 18 0f …
+    // 30 18 06 03 55 1d 18 04 11 18 0f + 15 digits: the extension's SEQUENCE holds 24 octets.
+    let inv_len = if invalidity.is_some() { 26 } else { 0 };
     let exts_len = reason_len + inv_len;
     let body_len = 2 + serial.len() + date_len + if exts_len > 0 { 2 + exts_len } else { 0 };
     out.reserve(2 + body_len);
@@ -160,7 +161,7 @@ fn entry(
             out.extend_from_slice(&[0x04, 0x03, 0x0a, 0x01, reason]);
         }
         if let Some(inv) = invalidity {
-            out.extend_from_slice(&[0x30, 0x16, 0x06, 0x03]);
+            out.extend_from_slice(&[0x30, 0x18, 0x06, 0x03]);
             out.extend_from_slice(&INVALIDITY_DATE);
             out.extend_from_slice(&[0x04, 0x11]);
             out.extend_from_slice(&generalized_time_der(inv));
@@ -422,5 +423,28 @@ impl Ca {
         tracing::info!(target: "audit", "crl published: issuer=[{}] kind=[{}] number=[{number}] entries=[{count}]",
             issuer.id, kind.as_str());
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 5280 §5.1.2.5: a CRL's successor is out before its nextUpdate, with room for the
+    /// publisher's polling tick, for every kind of CRL; so a relying party never holds only an
+    /// expired one.
+    #[test]
+    fn every_crl_is_outlived_by_its_successor() {
+        let tick = crate::publisher::TICK.as_secs() as i64;
+        for (kind, valid, every) in [
+            ("full", FULL_VALID, FULL_EVERY),
+            ("delta", DELTA_VALID, DELTA_EVERY),
+            ("root", ROOT_VALID, ROOT_VALID - ROOT_RENEW_BEFORE),
+        ] {
+            assert!(
+                valid > every + tick,
+                "{kind}: valid {valid} s, published every {every} s"
+            );
+        }
     }
 }

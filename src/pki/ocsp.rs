@@ -383,3 +383,50 @@ impl Ca {
         Ok(answer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openssl ocsp -issuer … -serial 0x1234 -reqout`, with a 16-octet nonce.
+    const WITH_NONCE: &[u8] = include_bytes!("../../fuzz/corpus/ocsp_request/sha1-nonce.der");
+
+    fn with_nonce_of(octets: usize) -> Vec<u8> {
+        let mut req = OcspRequest::from_der(WITH_NONCE).unwrap();
+        let exts = req.tbs_request.request_extensions.as_mut().unwrap();
+        let value = OctetString::new(vec![0x5a; octets]).unwrap().to_der().unwrap();
+        exts[0].extn_value = OctetString::new(value).unwrap();
+        req.to_der().unwrap()
+    }
+
+    #[test]
+    fn nonces_of_one_to_32_octets_are_taken_and_others_refused() {
+        assert!(read_request(WITH_NONCE).unwrap().nonce.is_some());
+        for ok in [1, 16, 32] {
+            assert!(read_request(&with_nonce_of(ok)).is_ok(), "{ok} octets");
+        }
+        for bad in [0, 33, 10_000] {
+            let r = read_request(&with_nonce_of(bad));
+            assert!(
+                matches!(r, Err(RequestError::Nonce | RequestError::TooLarge)),
+                "{bad} octets: {r:?}"
+            );
+        }
+        // A nonce that is not an OCTET STRING inside the extension.
+        let mut req = OcspRequest::from_der(WITH_NONCE).unwrap();
+        req.tbs_request.request_extensions.as_mut().unwrap()[0].extn_value =
+            OctetString::new(vec![0x02, 0x01, 0x05]).unwrap();
+        assert_eq!(read_request(&req.to_der().unwrap()).unwrap_err(), RequestError::Nonce);
+        // Two nonces.
+        let mut req = OcspRequest::from_der(WITH_NONCE).unwrap();
+        let exts = req.tbs_request.request_extensions.as_mut().unwrap();
+        exts.push(exts[0].clone());
+        assert_eq!(read_request(&req.to_der().unwrap()).unwrap_err(), RequestError::Nonce);
+    }
+
+    #[test]
+    fn a_request_over_the_bound_is_refused_unread() {
+        let big = vec![0x30; MAX_REQUEST_BYTES + 1];
+        assert_eq!(read_request(&big).unwrap_err(), RequestError::TooLarge);
+    }
+}

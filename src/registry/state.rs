@@ -305,3 +305,23 @@ mod tests {
         assert!(!names_match("Кунанбай", "Құнанбай"));
     }
 }
+
+#[cfg(test)]
+mod answers {
+    use super::*;
+
+    #[test]
+    fn only_a_404_is_not_found_and_a_bad_200_is_unavailable() {
+        let p = br#"{"id":"850315306048","surname":"A","name":"B"}"#;
+        assert!(matches!(read_answer::<Person>(200, p), Ok(Some(_))));
+        assert!(matches!(read_answer::<Person>(404, b"whatever"), Ok(None)));
+        assert!(matches!(
+            read_answer::<Person>(200, b"<html>"),
+            Err(RegistryError::Unavailable(_))
+        ));
+        assert!(matches!(
+            read_answer::<Person>(503, p),
+            Err(RegistryError::Unavailable(_))
+        ));
+    }
+}
