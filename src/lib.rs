@@ -22,5 +22,6 @@ pub mod registry;
 pub mod service;
 pub mod station;
 pub mod store;
+pub mod tls_client;
 pub mod web;
 pub mod workflow;
