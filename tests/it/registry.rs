@@ -234,7 +234,7 @@ struct Seen {
 }
 
 /// A CA and a server certificate for 127.0.0.1, made by openssl; returns (CA PEM, chain, key).
-fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let p = |n: &str| dir.join(n);
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     run_ok(
