@@ -249,8 +249,11 @@ pub fn crl_round_trip(data: &[u8]) {
     );
 }
 
+/// A fuzz target: any bytes in, a panic only for a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `fuzz/fuzz_targets/` and the corpus directories call them.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("csr", csr),
     ("cms", cms),
     ("ocsp_request", ocsp_request),

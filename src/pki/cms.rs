@@ -250,7 +250,7 @@ pub fn check(signed: &Signed, cert: &Certificate, skew: i64, t: i64) -> Result<i
         .ok_or_else(|| CmsError::Incomplete("no messageDigest attribute".into()))?
         .decode_as()
         .map_err(malformed)?;
-    if md.as_bytes() != digest_of(si.digest_alg.oid, &content)? {
+    if md.as_bytes() != digest_of(si.digest_alg.oid, content)? {
         return Err(CmsError::ContentMismatch);
     }
     let signing_time =
