@@ -126,6 +126,13 @@ if ! command -v lint_pkix_cert >/dev/null; then
     fi
     hash -r
 fi
+# The independent path validator of tests/it/relying.rs (CRL, delta and OCSP checks), into the
+# same interpreter that runs pkilint.
+if ! python3 -c 'import pyhanko_certvalidator' 2>/dev/null; then
+    export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+    python3 -m pip install -q pyhanko-certvalidator
+fi
+python3 -c 'import pyhanko_certvalidator' || die "pyhanko-certvalidator does not import"
 lint_pkix_cert --help >/dev/null || die "lint_pkix_cert does not run"
 echo "lint_pkix_cert: $(command -v lint_pkix_cert)"
 export PATH

@@ -112,6 +112,23 @@ pub struct RegistrySection {
     pub timeout_ms: u64,
     /// How often applications the gateway did not answer for are asked about again.
     pub retry_seconds: u64,
+    /// PEM certificates to trust for an https:// gateway instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: PathBuf,
+    /// Requests in flight to the gateway at most, and so connections open to it.
+    #[serde(default = "default_registry_connections")]
+    pub max_connections: usize,
+    /// An idle kept-alive connection to the gateway is closed after this long.
+    #[serde(default = "default_idle_seconds")]
+    pub idle_seconds: u64,
+}
+
+fn default_registry_connections() -> usize {
+    16
+}
+
+fn default_idle_seconds() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +149,9 @@ pub struct MonitoringSection {
     pub concurrency: usize,
     pub retry_initial_ms: u64,
     pub retry_max_seconds: u64,
+    /// PEM certificates to trust for an https:// monitoring URL instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -315,8 +335,14 @@ impl Config {
         if let Some(v) = env("NCA_REGISTRY_URL") {
             f.registry.url = v;
         }
+        if let Some(v) = env("NCA_REGISTRY_CA_FILE") {
+            f.registry.ca_file = v.into();
+        }
         if let Some(v) = env("NCA_MONITORING_URL") {
             f.monitoring.url = v;
+        }
+        if let Some(v) = env("NCA_MONITORING_CA_FILE") {
+            f.monitoring.ca_file = v.into();
         }
         if let Some(v) = env("NCA_MAIL") {
             f.mail.transport = v;

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod cabinet;
 pub mod config;
+pub mod fuzz_entry;
 pub mod http;
 pub mod keys;
 pub mod operators;
@@ -23,5 +24,6 @@ pub mod registry;
 pub mod service;
 pub mod station;
 pub mod store;
+pub mod tls_client;
 pub mod web;
 pub mod workflow;

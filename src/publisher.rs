@@ -15,9 +15,6 @@ use crate::store::{CrlRecord, now};
 
 /// How often the schedule is checked.
 pub const TICK: Duration = Duration::from_secs(5);
-/// The root's CRL is signed rarely (the root is for offline use); it is renewed when this much
-/// of its validity is left.
-const ROOT_RENEW_BEFORE: i64 = 7 * 86_400;
 
 /// A CRL as served: the DER and what HTTP caching needs.
 #[derive(Debug, Clone)]
@@ -92,7 +89,7 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
 
     let root = ca.root.id.clone();
     let root_crl = match ca.store.latest_crl(&root, "full").await? {
-        Some(r) if r.next_update - ROOT_RENEW_BEFORE > t => r,
+        Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => r,
         _ => ca.publish_crl(&root, CrlKind::Full).await?,
     };
     cache.put(&root_crl);

@@ -72,11 +72,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     let regulation = crate::workflow::regulation::Regulation::load(&cfg.regulation.file)?;
     tracing::info!(processes = regulation.processes.len(), "regulation loaded");
-    let registry = crate::registry::StateRegistry::open(
-        &cfg.registry.file,
-        &cfg.registry.url,
-        std::time::Duration::from_millis(cfg.registry.timeout_ms),
-    )?;
+    let registry = crate::registry::StateRegistry::open(&cfg.registry)?;
     tracing::info!(
         registry = if cfg.registry.url.is_empty() {
             "embedded"

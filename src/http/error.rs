@@ -162,6 +162,7 @@ impl ApiError {
             ApiError::Access(AccessError::OperatorDismissed) => (StatusCode::FORBIDDEN, "operator_dismissed"),
             ApiError::Access(AccessError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Crl(CrlError::UnknownIssuer(_)) => (StatusCode::NOT_FOUND, "ca_not_found"),
+            ApiError::Crl(CrlError::NoRootDelta) => (StatusCode::BAD_REQUEST, "crl_kind_invalid"),
             ApiError::Crl(CrlError::KeyStore(_)) => (StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable"),
             ApiError::Crl(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -225,3 +226,6 @@ pub fn application_status(status: &str, otherwise: StatusCode) -> StatusCode {
 pub fn created_or_ok(changed: bool) -> StatusCode {
     if changed { StatusCode::CREATED } else { StatusCode::OK }
 }
+
+/// Status for a conditional GET whose validator matches what would be sent (RFC 9110 §15.4.5).
+pub const NOT_MODIFIED: StatusCode = StatusCode::NOT_MODIFIED;

@@ -200,7 +200,14 @@ async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response 
 /// The public listener's routes.
 pub fn public_router(state: AppState) -> Router {
     let max = state.ca.config.service.max_body_bytes;
-    Router::new()
+    // The CPS URI is served here when it is this service's (relative in the configuration).
+    let cps = state.ca.config.ca.cps_uri.clone();
+    let router = if cps.starts_with('/') && cps != "/" {
+        Router::new().route(&cps, get(public::policy_document))
+    } else {
+        Router::new()
+    };
+    router
         .route("/", get(pages::portal))
         .route("/status", get(pages::status))
         .route("/cabinet/", get(pages::cabinet))
@@ -231,7 +238,10 @@ pub fn public_router(state: AppState) -> Router {
             get(applications::survey).post(applications::answer_survey),
         )
         .route("/crl/{file}", get(status::crl))
-        .route("/ocsp", post(status::ocsp_post))
+        .route(
+            "/ocsp",
+            post(status::ocsp_post).layer(DefaultBodyLimit::max(crate::pki::ocsp::MAX_REQUEST_BYTES)),
+        )
         .route("/ocsp/{*request}", get(status::ocsp_get))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))

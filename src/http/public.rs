@@ -38,6 +38,14 @@ pub async fn ca_certificate(
     ))
 }
 
+/// The policy document, at the CPS URI written into every certificate.
+pub async fn policy_document() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        crate::pki::POLICY_DOCUMENT,
+    )
+}
+
 pub async fn cas(State(s): State<AppState>) -> impl IntoResponse {
     Json(json!({ "cas": s.ca.ca_views() }))
 }

@@ -1,13 +1,15 @@
 //! Relying systems' endpoints: CRLs and OCSP.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, NOT_MODIFIED};
+use crate::pki::ocsp::{Answer, MAX_REQUEST_BYTES};
 use crate::store::now;
 
 fn http_date(unix: i64) -> String {
@@ -44,10 +46,7 @@ pub async fn crl(
         (header::CACHE_CONTROL, format!("public, max-age={max_age}")),
         (header::EXPIRES, http_date(p.next_update)),
     ];
-    let etag_match = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == p.etag || t.trim() == "*"));
+    let etag_match = if_none_match(&headers, &p.etag);
     let not_modified = etag_match
         || (!headers.contains_key(header::IF_NONE_MATCH)
             && headers
@@ -56,7 +55,7 @@ pub async fn crl(
                 .and_then(parse_http_date)
                 .is_some_and(|since| since >= p.this_update));
     let mut resp = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
+        NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, "application/pkix-crl")], p.der.as_ref().clone()).into_response()
     };
@@ -68,25 +67,81 @@ pub async fn crl(
     Ok(resp)
 }
 
-fn ocsp_response(der: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/ocsp-response")], der).into_response()
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
 }
 
-/// `POST /ocsp`, body DER.
-pub async fn ocsp_post(State(s): State<AppState>, body: Bytes) -> Response {
-    ocsp_response(s.ca.ocsp(&body).await)
+fn ocsp_response(answer: Answer) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/ocsp-response")],
+        answer.der.as_ref().clone(),
+    )
+        .into_response()
+}
+
+/// `POST /ocsp`, body DER. A body over [`MAX_REQUEST_BYTES`] is not read: it is answered
+/// `malformedRequest`, as OCSP answers every request it cannot take.
+pub async fn ocsp_post(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    match body {
+        Ok(body) => ocsp_response(s.ca.ocsp_answer(&body).await),
+        Err(_) => ocsp_response(Answer {
+            der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
+            freshness: None,
+        }),
+    }
 }
 
 /// `GET /ocsp/{base64}` (RFC 6960 appendix A.1): the request DER, base64, URL-encoded; the
-/// URL-safe alphabet is accepted too.
-pub async fn ocsp_get(State(s): State<AppState>, Path(encoded): Path<String>) -> Response {
+/// URL-safe alphabet is accepted too. A cacheable answer carries RFC 5019 §6.2's headers, so
+/// that a CDN or proxy in front can carry relying traffic, and a matching `If-None-Match` gets
+/// 304 without the body.
+pub async fn ocsp_get(State(s): State<AppState>, Path(encoded): Path<String>, headers: HeaderMap) -> Response {
+    // Base64 of the largest request taken, and a little slack for padding and URL escapes.
+    if encoded.len() > MAX_REQUEST_BYTES / 3 * 4 + 8 {
+        return ocsp_response(Answer {
+            der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
+            freshness: None,
+        });
+    }
     // No trimming: '/' is a base64 character, and a request may end in one.
     let der = base64::engine::general_purpose::STANDARD
         .decode(&encoded)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&encoded))
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&encoded));
-    match der {
-        Ok(der) => ocsp_response(s.ca.ocsp(&der).await),
-        Err(_) => ocsp_response(crate::pki::ocsp::malformed()),
+    let answer = match der {
+        Ok(der) => s.ca.ocsp_answer(&der).await,
+        Err(_) => Answer {
+            der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
+            freshness: None,
+        },
+    };
+    let Some(f) = answer.freshness.clone() else {
+        return ocsp_response(answer);
+    };
+    let t = now();
+    let max_age = (f.next_update - t).max(0);
+    let cache: [(HeaderName, String); 5] = [
+        (header::ETAG, f.etag.clone()),
+        (header::LAST_MODIFIED, http_date(f.produced_at)),
+        (header::EXPIRES, http_date(f.next_update)),
+        (header::DATE, http_date(t)),
+        (
+            header::CACHE_CONTROL,
+            format!("max-age={max_age}, public, no-transform, must-revalidate"),
+        ),
+    ];
+    let mut resp = if if_none_match(&headers, &f.etag) {
+        NOT_MODIFIED.into_response()
+    } else {
+        ocsp_response(answer)
+    };
+    for (k, v) in cache {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
     }
+    resp
 }

@@ -1,24 +1,20 @@
 //! Delivery to the state-service monitoring system: POST of the message with its detached CMS
 //! signature (base64 DER, by the service certificate) in `X-Signature`, over kept-alive
-//! connections.
+//! connections, https:// (the system's roots or `monitoring.ca_file`) or plain http:// (to a
+//! local proxy: the body is signed either way).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::{Deliver, DeliveryError};
 use crate::keys::Signer;
 use crate::store::DueMessage;
 
 pub struct Sender {
-    url: hyper::Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    url: reqwest::Url,
+    client: reqwest::Client,
     signer: Arc<dyn Signer>,
     cert_der: Arc<Vec<u8>>,
     timeout: Duration,
@@ -28,28 +24,23 @@ impl Sender {
     /// The monitoring link of `ca`'s configuration, signing with its service key.
     pub fn new(ca: &crate::pki::Ca) -> anyhow::Result<Sender> {
         let cfg = &ca.config.monitoring;
-        let url: hyper::Uri = cfg
-            .url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("NCA_MONITORING_URL {:?}: {e}", cfg.url))?;
-        // TLS to the monitoring system is a proxy's job here (as for the portal): the body is
-        // signed, so a plain hop on the host's own network carries nothing forgeable.
-        if url.scheme_str() != Some("http") {
-            anyhow::bail!(
-                "NCA_MONITORING_URL {:?}: only http:// (put a TLS-originating proxy in front for https)",
-                cfg.url
-            );
+        let url =
+            reqwest::Url::parse(&cfg.url).map_err(|e| anyhow::anyhow!("NCA_MONITORING_URL {:?}: {e}", cfg.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            anyhow::bail!("NCA_MONITORING_URL {:?}: https:// or http://", cfg.url);
         }
         let service = ca
             .service
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no service key: the monitoring messages cannot be signed"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
+        let tls = crate::tls_client::client_config(&cfg.ca_file, url.scheme() == "https")?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .pool_max_idle_per_host(cfg.concurrency.max(1))
-            .build(connector);
+            .connect_timeout(Duration::from_millis(cfg.timeout_ms))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(Sender {
             url,
             client,
@@ -76,21 +67,21 @@ impl Sender {
 impl Deliver for Sender {
     async fn deliver(&self, m: &DueMessage) -> Result<Option<u16>, DeliveryError> {
         let signature = self.signature(&m.body).await?;
-        let req = hyper::Request::post(self.url.clone())
+        let req = self
+            .client
+            .post(self.url.clone())
             .header("content-type", "application/json")
             .header("x-signature", signature)
             .header("x-message-id", &m.message_id)
-            .body(Full::new(Bytes::from(m.body.clone())))
-            .map_err(|e| DeliveryError::Prepare(e.to_string()))?;
+            .body(m.body.clone());
         let work = async {
-            let resp = self
-                .client
-                .request(req)
+            let resp = req
+                .send()
                 .await
-                .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+                .map_err(|e| DeliveryError::Unreachable(e.without_url().to_string()))?;
             let status = resp.status().as_u16();
             // The answer is read to the end, so the connection can carry the next message.
-            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            let _ = resp.bytes().await;
             Ok::<u16, DeliveryError>(status)
         };
         let status = tokio::time::timeout(self.timeout, work)

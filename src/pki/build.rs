@@ -230,7 +230,7 @@ pub fn leaf_extensions(
 pub fn ca_extensions(
     spki: &SubjectPublicKeyInfoOwned,
     issuer: Option<(&[u8], &IssuerUrls)>,
-    policy: Option<ObjectIdentifier>,
+    policies: &[ObjectIdentifier],
     path_len: Option<u8>,
 ) -> Result<Vec<Extension>, BuildError> {
     let ski = key_identifier(spki);
@@ -258,17 +258,23 @@ pub fn ca_extensions(
         )?,
     ];
     if let Some((_, urls)) = issuer {
-        if let Some(policy) = policy {
+        if !policies.is_empty() {
             let cps =
                 der::Any::encode_from(&Ia5String::new(&urls.cps).map_err(enc_err("CPS"))?).map_err(enc_err("CPS"))?;
+            let qualifiers = Some(vec![PolicyQualifierInfo {
+                policy_qualifier_id: QT_CPS,
+                qualifier: Some(cps),
+            }]);
             exts.push(ext(
-                &CertificatePolicies(vec![PolicyInformation {
-                    policy_identifier: policy,
-                    policy_qualifiers: Some(vec![PolicyQualifierInfo {
-                        policy_qualifier_id: QT_CPS,
-                        qualifier: Some(cps),
-                    }]),
-                }]),
+                &CertificatePolicies(
+                    policies
+                        .iter()
+                        .map(|p| PolicyInformation {
+                            policy_identifier: *p,
+                            policy_qualifiers: qualifiers.clone(),
+                        })
+                        .collect(),
+                ),
                 false,
             )?);
         }

@@ -97,6 +97,27 @@ fn label(role: &str) -> String {
     format!("nca-{role}-{date}-{}", hex::encode(r))
 }
 
+/// The policies the issuing CA asserts: the centre's own and every policy an end-entity
+/// profile writes. A relying party that requires an end-entity policy (`openssl verify -policy
+/// 1.2.398.3.3.2.3 -explicit_policy`) accepts a path only if every CA in it asserts that policy
+/// or anyPolicy; naming them keeps the CA's certificate saying which policies it issues under
+/// (anyPolicy would vouch for any). A profile with a new policy needs a new issuing CA
+/// certificate.
+pub fn issuing_policies(
+    centre: Option<const_oid::ObjectIdentifier>,
+    profiles: &Profiles,
+) -> Vec<const_oid::ObjectIdentifier> {
+    let mut out: Vec<_> = centre.into_iter().collect();
+    for p in profiles.names().filter_map(|n| profiles.get(n)) {
+        for oid in &p.policy_oids {
+            if !out.contains(oid) {
+                out.push(*oid);
+            }
+        }
+    }
+    out
+}
+
 /// Makes, lints, records and signs one CA certificate.
 #[allow(clippy::too_many_arguments)]
 async fn ca_certificate(
@@ -237,7 +258,7 @@ pub async fn init(
         root_name.clone(),
         &root_key,
         root_validity,
-        build::ca_extensions(&root_spki, None, None, None)?,
+        build::ca_extensions(&root_spki, None, &[], None)?,
     )
     .await?;
     let root = Issuer::new(&cfg.ca.root_id, root_der, Arc::clone(&root_key), cfg)?;
@@ -250,7 +271,8 @@ pub async fn init(
             what: "SPKI",
             message: e.to_string(),
         })?;
-    let policy = cfg.ca.issuing_policy.parse().ok();
+    let profiles = Profiles::load(&cfg.ca.profiles_dir)?;
+    let policies = issuing_policies(cfg.ca.issuing_policy.parse().ok(), &profiles);
     let issuing_validity = (
         start,
         (start + i64::from(cfg.ca.issuing_validity_days) * 86_400).min(root.not_after),
@@ -267,7 +289,7 @@ pub async fn init(
         build::ca_extensions(
             &issuing_spki,
             Some((&root.ski, &issuer_urls(cfg, &root.id))),
-            policy,
+            &policies,
             Some(0),
         )?,
     )
@@ -275,7 +297,7 @@ pub async fn init(
     let issuing = Issuer::new(&cfg.ca.issuing_id, issuing_der, Arc::clone(&issuing_key), cfg)?;
 
     let mut ca = Ca {
-        profiles: Profiles::load(&cfg.ca.profiles_dir)?,
+        profiles,
         config: Arc::clone(&config),
         store: store.clone(),
         key_store: Arc::clone(&key_store),

@@ -146,51 +146,159 @@ pub fn content_of(input: &[u8]) -> Result<Vec<u8>, CmsError> {
     Ok(any.decode_as::<OctetString>().map_err(malformed)?.as_bytes().to_vec())
 }
 
+/// A SignedData as read, before the signer is looked up: its one signer, who they say they
+/// are, and the content signed.
+pub struct Signed {
+    data: SignedData,
+    /// The DER of the issuer name when the signer is named by issuer and serial.
+    pub issuer_der: Option<Vec<u8>>,
+    /// The signer's serial, hex, as the store keeps serials.
+    pub serial: String,
+    pub content: Vec<u8>,
+}
+
+/// Reads a CMS SignedData (DER, or PEM labelled CMS or PKCS7); `detached` is the content when
+/// the message does not carry it. Nothing is verified yet: see [`check`].
+pub fn read(input: &[u8], detached: Option<&[u8]>) -> Result<Signed, CmsError> {
+    let sd = signed_data(input)?;
+    let content = match (&sd.encap_content_info.econtent, detached) {
+        (Some(any), _) => any.decode_as::<OctetString>().map_err(malformed)?.as_bytes().to_vec(),
+        (None, Some(c)) => c.to_vec(),
+        (None, None) => return Err(CmsError::Incomplete("a detached signature needs its content".into())),
+    };
+    let si = match sd.signer_infos.0.as_slice() {
+        [si] => si,
+        other => {
+            return Err(CmsError::Malformed(format!(
+                "{} signers; exactly one is accepted",
+                other.len()
+            )));
+        }
+    };
+    let (issuer_der, serial) = match &si.sid {
+        SignerIdentifier::IssuerAndSerialNumber(ias) => (
+            Some(ias.issuer.to_der().map_err(malformed)?),
+            hex::encode(ias.serial_number.as_bytes()),
+        ),
+        SignerIdentifier::SubjectKeyIdentifier(ski) => {
+            let certs = sd
+                .certificates
+                .as_ref()
+                .map(|c| c.0.iter().collect::<Vec<_>>())
+                .unwrap_or_default();
+            let found = certs.into_iter().find_map(|c| match c {
+                cms::cert::CertificateChoices::Certificate(cert) => {
+                    (super::build::key_identifier(&cert.tbs_certificate.subject_public_key_info) == ski.0.as_bytes())
+                        .then(|| hex::encode(cert.tbs_certificate.serial_number.as_bytes()))
+                }
+                _ => None,
+            });
+            (None, found.ok_or(CmsError::UnknownSigner)?)
+        }
+    };
+    Ok(Signed {
+        data: sd,
+        issuer_der,
+        serial,
+        content,
+    })
+}
+
+impl Signed {
+    /// The certificates the message carries (the verifier trusts none of them: the signer's
+    /// comes from the CA's records).
+    pub fn certificates(&self) -> impl Iterator<Item = &Certificate> {
+        self.data
+            .certificates
+            .iter()
+            .flat_map(|c| c.0.iter())
+            .filter_map(|c| match c {
+                cms::cert::CertificateChoices::Certificate(cert) => Some(cert),
+                _ => None,
+            })
+    }
+}
+
+/// Checks a read SignedData against the signer's certificate: signed attributes contentType,
+/// messageDigest (over the content) and signingTime (within `skew` of `t`), and the signature.
+/// Returns the signing time.
+pub fn check(signed: &Signed, cert: &Certificate, skew: i64, t: i64) -> Result<i64, CmsError> {
+    let sd = &signed.data;
+    let content = &signed.content;
+    let si = sd
+        .signer_infos
+        .0
+        .as_slice()
+        .first()
+        .ok_or_else(|| CmsError::Malformed("no signer".into()))?;
+
+    // Signed attributes: contentType, messageDigest, signingTime.
+    let attrs = si
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| CmsError::Incomplete("no signed attributes".into()))?;
+    let content_type: ObjectIdentifier = attribute(attrs, ID_CONTENT_TYPE)
+        .ok_or_else(|| CmsError::Incomplete("no contentType attribute".into()))?
+        .decode_as()
+        .map_err(malformed)?;
+    if content_type != sd.encap_content_info.econtent_type {
+        return Err(CmsError::Malformed(
+            "contentType attribute differs from the content's type".into(),
+        ));
+    }
+    let md: OctetString = attribute(attrs, ID_MESSAGE_DIGEST)
+        .ok_or_else(|| CmsError::Incomplete("no messageDigest attribute".into()))?
+        .decode_as()
+        .map_err(malformed)?;
+    if md.as_bytes() != digest_of(si.digest_alg.oid, content)? {
+        return Err(CmsError::ContentMismatch);
+    }
+    let signing_time =
+        attribute(attrs, ID_SIGNING_TIME).ok_or_else(|| CmsError::Incomplete("no signingTime attribute".into()))?;
+    // A CHOICE (UTCTime or GeneralizedTime): decoded from the value's own DER.
+    let signing_time = Time::from_der(&signing_time.to_der().map_err(malformed)?).map_err(malformed)?;
+    let signing_time = signing_time.to_unix_duration().as_secs() as i64;
+    if (signing_time - t).abs() > skew {
+        return Err(CmsError::SigningTime(skew));
+    }
+
+    // The signature over the DER of the signed attributes as a SET OF (RFC 5652 §5.4).
+    let signed = attrs.to_der().map_err(malformed)?;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let key = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| malformed("signer key with unused bits"))?;
+    let sig_alg = si.signature_algorithm.oid;
+    let verifier: &dyn signature::VerificationAlgorithm = match (spki.algorithm.oid, sig_alg, si.digest_alg.oid) {
+        // OpenSSL writes rsaEncryption and leaves the hash to digestAlgorithm.
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA256_WITH_RSA, SHA256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA384_WITH_RSA, SHA384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA512_WITH_RSA, SHA512) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        (EC_PUBLIC_KEY, ECDSA_WITH_SHA256, _) => &signature::ECDSA_P256_SHA256_ASN1,
+        (EC_PUBLIC_KEY, ECDSA_WITH_SHA384, _) => &signature::ECDSA_P256_SHA384_ASN1,
+        (_, other, _) => return Err(CmsError::UnsupportedAlgorithm(other.to_string())),
+    };
+    UnparsedPublicKey::new(verifier, key)
+        .verify(&signed, si.signature.as_bytes())
+        .map_err(|_| CmsError::BadSignature)?;
+    Ok(signing_time)
+}
+
 impl Ca {
     /// Verifies a CMS SignedData (DER, or PEM labelled CMS or PKCS7). `detached` is the content
     /// when the message does not carry it. Returns the signer and the content.
     pub async fn verify_cms(&self, input: &[u8], detached: Option<&[u8]>) -> Result<Verified, CmsError> {
-        let sd = signed_data(input)?;
-        let content = match (&sd.encap_content_info.econtent, detached) {
-            (Some(any), _) => any.decode_as::<OctetString>().map_err(malformed)?.as_bytes().to_vec(),
-            (None, Some(c)) => c.to_vec(),
-            (None, None) => return Err(CmsError::Incomplete("a detached signature needs its content".into())),
-        };
-        let si = match sd.signer_infos.0.as_slice() {
-            [si] => si,
-            other => {
-                return Err(CmsError::Malformed(format!(
-                    "{} signers; exactly one is accepted",
-                    other.len()
-                )));
-            }
-        };
-
+        let signed = read(input, detached)?;
+        if signed
+            .issuer_der
+            .as_ref()
+            .is_some_and(|issuer| *issuer != self.issuing.subject_der)
+        {
+            return Err(CmsError::UnknownSigner);
+        }
         // The signer, from this CA's records.
-        let serial = match &si.sid {
-            SignerIdentifier::IssuerAndSerialNumber(ias) => {
-                if ias.issuer.to_der().map_err(malformed)? != self.issuing.subject_der {
-                    return Err(CmsError::UnknownSigner);
-                }
-                hex::encode(ias.serial_number.as_bytes())
-            }
-            SignerIdentifier::SubjectKeyIdentifier(ski) => {
-                let certs = sd
-                    .certificates
-                    .as_ref()
-                    .map(|c| c.0.iter().collect::<Vec<_>>())
-                    .unwrap_or_default();
-                let found = certs.into_iter().find_map(|c| match c {
-                    cms::cert::CertificateChoices::Certificate(cert) => {
-                        (super::build::key_identifier(&cert.tbs_certificate.subject_public_key_info)
-                            == ski.0.as_bytes())
-                        .then(|| hex::encode(cert.tbs_certificate.serial_number.as_bytes()))
-                    }
-                    _ => None,
-                });
-                found.ok_or(CmsError::UnknownSigner)?
-            }
-        };
+        let serial = signed.serial.clone();
         let record = self.store.certificate(&serial).await?.ok_or(CmsError::UnknownSigner)?;
         let (CertificateStatus::Issued, Some(cert_der)) = (record.status, record.der.as_ref()) else {
             return Err(CmsError::UnknownSigner);
@@ -199,58 +307,8 @@ impl Ca {
             return Err(CmsError::UnknownSigner);
         }
         let cert = Certificate::from_der(cert_der).map_err(malformed)?;
-
-        // Signed attributes: contentType, messageDigest, signingTime.
-        let attrs = si
-            .signed_attrs
-            .as_ref()
-            .ok_or_else(|| CmsError::Incomplete("no signed attributes".into()))?;
-        let content_type: ObjectIdentifier = attribute(attrs, ID_CONTENT_TYPE)
-            .ok_or_else(|| CmsError::Incomplete("no contentType attribute".into()))?
-            .decode_as()
-            .map_err(malformed)?;
-        if content_type != sd.encap_content_info.econtent_type {
-            return Err(CmsError::Malformed(
-                "contentType attribute differs from the content's type".into(),
-            ));
-        }
-        let md: OctetString = attribute(attrs, ID_MESSAGE_DIGEST)
-            .ok_or_else(|| CmsError::Incomplete("no messageDigest attribute".into()))?
-            .decode_as()
-            .map_err(malformed)?;
-        if md.as_bytes() != digest_of(si.digest_alg.oid, &content)? {
-            return Err(CmsError::ContentMismatch);
-        }
-        let signing_time =
-            attribute(attrs, ID_SIGNING_TIME).ok_or_else(|| CmsError::Incomplete("no signingTime attribute".into()))?;
-        // A CHOICE (UTCTime or GeneralizedTime): decoded from the value's own DER.
-        let signing_time = Time::from_der(&signing_time.to_der().map_err(malformed)?).map_err(malformed)?;
-        let signing_time = signing_time.to_unix_duration().as_secs() as i64;
-        let skew = self.config.cms.signing_time_skew_seconds;
-        if (signing_time - now()).abs() > skew {
-            return Err(CmsError::SigningTime(skew));
-        }
-
-        // The signature over the DER of the signed attributes as a SET OF (RFC 5652 §5.4).
-        let signed = attrs.to_der().map_err(malformed)?;
-        let spki = &cert.tbs_certificate.subject_public_key_info;
-        let key = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or_else(|| malformed("signer key with unused bits"))?;
-        let sig_alg = si.signature_algorithm.oid;
-        let verifier: &dyn signature::VerificationAlgorithm = match (spki.algorithm.oid, sig_alg, si.digest_alg.oid) {
-            // OpenSSL writes rsaEncryption and leaves the hash to digestAlgorithm.
-            (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA256_WITH_RSA, SHA256) => &signature::RSA_PKCS1_2048_8192_SHA256,
-            (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA384_WITH_RSA, SHA384) => &signature::RSA_PKCS1_2048_8192_SHA384,
-            (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA512_WITH_RSA, SHA512) => &signature::RSA_PKCS1_2048_8192_SHA512,
-            (EC_PUBLIC_KEY, ECDSA_WITH_SHA256, _) => &signature::ECDSA_P256_SHA256_ASN1,
-            (EC_PUBLIC_KEY, ECDSA_WITH_SHA384, _) => &signature::ECDSA_P256_SHA384_ASN1,
-            (_, other, _) => return Err(CmsError::UnsupportedAlgorithm(other.to_string())),
-        };
-        UnparsedPublicKey::new(verifier, key)
-            .verify(&signed, si.signature.as_bytes())
-            .map_err(|_| CmsError::BadSignature)?;
+        let signing_time = check(&signed, &cert, self.config.cms.signing_time_skew_seconds, now())?;
+        let content = signed.content;
 
         // The certificate, as of the signing time.
         if signing_time < record.not_before || signing_time > record.not_after {

@@ -23,13 +23,16 @@ const REASON_CODE: [u8; 3] = [0x55, 0x1d, 0x15];
 const INVALIDITY_DATE: [u8; 3] = [0x55, 0x1d, 0x18];
 
 /// Full CRL lifetime: published every 24 h, valid 48 h (a missed run does not break relying
-/// parties). Delta: published at least hourly, valid 1 h.
+/// parties). Delta: published at least hourly, valid 90 min. Each CRL's successor is out well
+/// before its nextUpdate (RFC 5280 §5.1.2.5): a relying party never holds only an expired one.
+/// `every_crl_is_outlived_by_its_successor` below keeps that true when these change.
 pub const FULL_EVERY: i64 = 24 * 3600;
 pub const FULL_VALID: i64 = 48 * 3600;
 pub const DELTA_EVERY: i64 = 3600;
-pub const DELTA_VALID: i64 = 3600;
-/// The root signs rarely: its CRL is valid 30 days.
+pub const DELTA_VALID: i64 = 5400;
+/// The root signs rarely: its CRL is valid 30 days, renewed when a week of that is left.
 pub const ROOT_VALID: i64 = 30 * 86_400;
+pub const ROOT_RENEW_BEFORE: i64 = 7 * 86_400;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrlKind {
@@ -58,6 +61,10 @@ pub enum CrlError {
     /// No CA of that id.
     #[error("no CA {0:?}")]
     UnknownIssuer(String),
+    /// A delta CRL of the root was asked for: the root publishes full CRLs only (it signs
+    /// rarely, and its CRL names no delta).
+    #[error("the root CA publishes no delta CRLs")]
+    NoRootDelta,
 }
 
 /// DER tag-length-value.
@@ -138,7 +145,8 @@ fn entry(
     };
     // Extensions: reasonCode (absent for unspecified, RFC 5280 §5.3.1) and invalidityDate.
     let reason_len = if reason != 0 { 12 } else { 0 }; // 30 0a 06 03 55 1d 15 04 03 0a 01 rr
-    let inv_len = if invalidity.is_some() { 24 } else { 0 }; // 30 16 06 03 55 1d 18 04 11 18 0f …
+    // 30 18 06 03 55 1d 18 04 11 18 0f + 15 digits: the extension's SEQUENCE holds 24 octets.
+    let inv_len = if invalidity.is_some() { 26 } else { 0 };
     let exts_len = reason_len + inv_len;
     let body_len = 2 + serial.len() + date_len + if exts_len > 0 { 2 + exts_len } else { 0 };
     out.reserve(2 + body_len);
@@ -153,7 +161,7 @@ fn entry(
             out.extend_from_slice(&[0x04, 0x03, 0x0a, 0x01, reason]);
         }
         if let Some(inv) = invalidity {
-            out.extend_from_slice(&[0x30, 0x16, 0x06, 0x03]);
+            out.extend_from_slice(&[0x30, 0x18, 0x06, 0x03]);
             out.extend_from_slice(&INVALIDITY_DATE);
             out.extend_from_slice(&[0x04, 0x11]);
             out.extend_from_slice(&generalized_time_der(inv));
@@ -184,10 +192,52 @@ fn uri_dp(url: &str) -> Result<DistributionPointName, BuildError> {
     ]))
 }
 
-/// Builds the TBSCertList DER for `issuer`.
-fn tbs(
-    issuer: &Issuer,
-    is_root: bool,
+/// What a CRL says about who issued it and what it covers.
+pub struct Scope<'a> {
+    pub algorithm: crate::keys::KeyAlgorithm,
+    pub issuer_der: &'a [u8],
+    pub ski: &'a [u8],
+    /// The issuing distribution point: the full CRL's URL, named by full and delta alike.
+    /// `None` for the root's CRL, which covers every certificate the root signed, itself
+    /// included: the root certificate has no distribution point to match (OpenSSL refuses a CRL
+    /// whose scope a certificate does not fall in).
+    pub distribution_point: Option<&'a str>,
+    /// Where the deltas are (freshestCRL, on full CRLs only). `None` for the root, which
+    /// publishes none: a relying party told of a delta it cannot fetch fails every path.
+    pub freshest: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    fn of(issuer: &Issuer, is_root: bool) -> Scope<'_> {
+        Scope {
+            algorithm: issuer.algorithm(),
+            issuer_der: &issuer.subject_der,
+            ski: &issuer.ski,
+            distribution_point: (!is_root).then_some(issuer.urls.crl.as_str()),
+            freshest: (!is_root).then_some(issuer.urls.delta_crl.as_str()),
+        }
+    }
+}
+
+/// One revoked certificate as the CRL lists it: what [`encode_entry`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub serial_hex: &'a str,
+    pub date: i64,
+    pub reason: u8,
+    pub invalidity: Option<i64>,
+}
+
+/// Appends one revokedCertificates entry to `list` (exposed for the encode → parse round trip
+/// the fuzzer and the tests run).
+pub fn encode_entry(e: &Entry<'_>, list: &mut Vec<u8>) -> Result<(), BuildError> {
+    entry(e.serial_hex, e.date, e.reason, e.invalidity, list)
+}
+
+/// Builds the TBSCertList DER: `list` is the revokedCertificates content, `base` the base CRL
+/// number of a delta.
+pub fn tbs(
+    scope: &Scope<'_>,
     number: i64,
     this_update: i64,
     next_update: i64,
@@ -200,12 +250,12 @@ fn tbs(
     };
     let mut body = Vec::with_capacity(list.len() + 1024);
     tlv(0x02, &[1], &mut body); // version v2
-    issuer
-        .algorithm()
+    scope
+        .algorithm
         .signature_algorithm()
         .encode_to_vec(&mut body)
         .map_err(err)?;
-    body.extend_from_slice(&issuer.subject_der);
+    body.extend_from_slice(scope.issuer_der);
     time_der(this_update, &mut body)?;
     time_der(next_update, &mut body)?;
     if !list.is_empty() {
@@ -216,7 +266,7 @@ fn tbs(
     let mut exts = vec![
         ext(
             &AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(issuer.ski.clone()).map_err(err)?),
+                key_identifier: Some(OctetString::new(scope.ski.to_vec()).map_err(err)?),
                 authority_cert_issuer: None,
                 authority_cert_serial_number: None,
             },
@@ -227,10 +277,7 @@ fn tbs(
             false,
         )?,
     ];
-    // The root's CRL covers every certificate the root signed, itself included, and names no
-    // distribution point: the root certificate has none to match (OpenSSL refuses a CRL whose
-    // scope a certificate does not fall in).
-    if !is_root {
+    if let Some(idp) = scope.distribution_point {
         exts.push(
             // Built by hand: x509-cert 0.2.5 gives IssuingDistributionPoint the OID of
             // subjectInfoAccess.
@@ -239,7 +286,7 @@ fn tbs(
                 critical: true,
                 extn_value: OctetString::new(
                     IssuingDistributionPoint {
-                        distribution_point: Some(uri_dp(&issuer.urls.crl)?),
+                        distribution_point: Some(uri_dp(idp)?),
                         only_contains_user_certs: false,
                         only_contains_ca_certs: false,
                         only_some_reasons: None,
@@ -253,8 +300,8 @@ fn tbs(
             },
         );
     }
-    match base {
-        Some(b) => exts.push(Extension {
+    match (base, scope.freshest) {
+        (Some(b), _) => exts.push(Extension {
             extn_id: DELTA_CRL_INDICATOR,
             critical: true,
             extn_value: OctetString::new(
@@ -265,14 +312,15 @@ fn tbs(
             )
             .map_err(err)?,
         }),
-        None => exts.push(ext(
+        (None, Some(freshest)) => exts.push(ext(
             &FreshestCrl(vec![DistributionPoint {
-                distribution_point: Some(uri_dp(&issuer.urls.delta_crl)?),
+                distribution_point: Some(uri_dp(freshest)?),
                 reasons: None,
                 crl_issuer: None,
             }]),
             false,
         )?),
+        (None, None) => {}
     }
     let mut ext_seq = Vec::new();
     for e in &exts {
@@ -293,6 +341,10 @@ impl Ca {
         let issuer = self
             .issuer(issuer_id)
             .ok_or_else(|| CrlError::UnknownIssuer(issuer_id.to_string()))?;
+        let is_root = issuer.id == self.root.id;
+        if is_root && kind == CrlKind::Delta {
+            return Err(CrlError::NoRootDelta);
+        }
         let t = now();
         let mut list = Vec::new();
         let (count, base) = match kind {
@@ -341,13 +393,19 @@ impl Ca {
             }
         };
         let number = self.store.next_crl_number(&issuer.id).await?;
-        let next = t + match (&base, issuer.id == self.root.id) {
+        let next = t + match (&base, is_root) {
             (Some(_), _) => DELTA_VALID,
             (None, true) => ROOT_VALID,
             (None, false) => FULL_VALID,
         };
-        let is_root = issuer.id == self.root.id;
-        let tbs = tbs(issuer, is_root, number, t, next, &list, base.as_ref().map(|b| b.number))?;
+        let tbs = tbs(
+            &Scope::of(issuer, is_root),
+            number,
+            t,
+            next,
+            &list,
+            base.as_ref().map(|b| b.number),
+        )?;
         drop(list);
         let sig = keys::sign(&issuer.signer, tbs.clone()).await?;
         let der = build::assemble(&tbs, issuer.algorithm(), &sig)?;
@@ -365,5 +423,28 @@ impl Ca {
         tracing::info!(target: "audit", "crl published: issuer=[{}] kind=[{}] number=[{number}] entries=[{count}]",
             issuer.id, kind.as_str());
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 5280 §5.1.2.5: a CRL's successor is out before its nextUpdate, with room for the
+    /// publisher's polling tick, for every kind of CRL; so a relying party never holds only an
+    /// expired one.
+    #[test]
+    fn every_crl_is_outlived_by_its_successor() {
+        let tick = crate::publisher::TICK.as_secs() as i64;
+        for (kind, valid, every) in [
+            ("full", FULL_VALID, FULL_EVERY),
+            ("delta", DELTA_VALID, DELTA_EVERY),
+            ("root", ROOT_VALID, ROOT_VALID - ROOT_RENEW_BEFORE),
+        ] {
+            assert!(
+                valid > every + tick,
+                "{kind}: valid {valid} s, published every {every} s"
+            );
+        }
     }
 }

@@ -191,6 +191,10 @@ pub fn issuer_urls(cfg: &Config, id: &str) -> IssuerUrls {
     }
 }
 
+/// The policy document served at the CPS URI the certificates name (`ca-config/cps.html`): the
+/// centre's policy OIDs and practices, for relying parties and holders.
+pub const POLICY_DOCUMENT: &str = include_str!("../../ca-config/cps.html");
+
 pub fn pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
 }

@@ -39,6 +39,64 @@ const MAX_KEPT: usize = 1_000_000;
 /// certificates is a few kilobytes.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
+/// RFC 8954 §2.1: `Nonce ::= OCTET STRING (SIZE(1..32))`.
+pub const MAX_NONCE_BYTES: usize = 32;
+
+/// Why a request is answered `malformedRequest`. The client learns only that; the reason is
+/// for tests and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Larger than [`MAX_REQUEST_BYTES`].
+    #[error("the request is larger than {MAX_REQUEST_BYTES} bytes")]
+    TooLarge,
+    /// Not the DER of an OCSPRequest.
+    #[error("the request does not decode")]
+    Malformed,
+    /// A request that names no certificate.
+    #[error("the request names no certificate")]
+    Empty,
+    /// A nonce that is not an OCTET STRING of 1 to 32 octets (RFC 8954), or more than one.
+    #[error("the nonce is not an OCTET STRING of 1 to {MAX_NONCE_BYTES} octets")]
+    Nonce,
+}
+
+/// A request as the responder takes it: decoded, and its nonce (the extension, echoed as
+/// received) checked.
+#[derive(Debug)]
+pub struct Request {
+    pub request: OcspRequest,
+    pub nonce: Option<x509_cert::ext::Extension>,
+}
+
+/// Decodes and checks a DER OCSP request: everything the outside controls is judged here,
+/// before a database or a key is touched.
+pub fn read_request(der: &[u8]) -> Result<Request, RequestError> {
+    if der.len() > MAX_REQUEST_BYTES {
+        return Err(RequestError::TooLarge);
+    }
+    let request = OcspRequest::from_der(der).map_err(|_| RequestError::Malformed)?;
+    if request.tbs_request.request_list.is_empty() {
+        return Err(RequestError::Empty);
+    }
+    let mut nonces = request
+        .tbs_request
+        .request_extensions
+        .iter()
+        .flatten()
+        .filter(|e| e.extn_id == NONCE);
+    let nonce = nonces.next().cloned();
+    if nonces.next().is_some() {
+        return Err(RequestError::Nonce);
+    }
+    if let Some(n) = &nonce {
+        let value = OctetString::from_der(n.extn_value.as_bytes()).map_err(|_| RequestError::Nonce)?;
+        if value.as_bytes().is_empty() || value.as_bytes().len() > MAX_NONCE_BYTES {
+            return Err(RequestError::Nonce);
+        }
+    }
+    Ok(Request { request, nonce })
+}
+
 /// A status as OCSP states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -50,7 +108,33 @@ enum Status {
 struct Kept {
     status: Status,
     expires: i64,
-    der: Arc<Vec<u8>>,
+    answer: Answer,
+}
+
+/// When an answer was made and until when it holds, for HTTP caches in front of the responder
+/// (RFC 5019 §6.2). Only answers without a nonce have one: a nonce makes an answer unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    pub produced_at: i64,
+    pub next_update: i64,
+    /// A strong validator: the answer's SHA-256, shortened, quoted.
+    pub etag: String,
+}
+
+/// A complete OCSPResponse, DER, and its freshness when it may be cached.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub der: Arc<Vec<u8>>,
+    pub freshness: Option<Freshness>,
+}
+
+impl Answer {
+    fn uncacheable(der: Vec<u8>) -> Answer {
+        Answer {
+            der: Arc::new(der),
+            freshness: None,
+        }
+    }
 }
 
 /// The issuer hashes a CertID may carry, for each hash algorithm.
@@ -176,17 +260,16 @@ fn status_of(issued: bool, revocation: Option<&RevocationRecord>, t: i64) -> Sta
 impl Ca {
     /// Answers a DER OCSP request. Always returns a complete OCSPResponse (errors included).
     pub async fn ocsp(&self, request: &[u8]) -> Vec<u8> {
-        if request.len() > MAX_REQUEST_BYTES {
-            return malformed();
-        }
-        let Ok(req) = OcspRequest::from_der(request) else {
-            return malformed();
+        self.ocsp_answer(request).await.der.as_ref().clone()
+    }
+
+    /// Answers a DER OCSP request, with what an HTTP cache needs when the answer may be cached.
+    pub async fn ocsp_answer(&self, request: &[u8]) -> Answer {
+        let Ok(Request { request: req, nonce }) = read_request(request) else {
+            return Answer::uncacheable(malformed());
         };
-        if req.tbs_request.request_list.is_empty() {
-            return malformed();
-        }
         let (Some(responder), Some(delegated)) = (&self.responder, &self.ocsp) else {
-            return encode(OcspResponse::unauthorized());
+            return Answer::uncacheable(encode(OcspResponse::unauthorized()));
         };
         if !req
             .tbs_request
@@ -194,13 +277,13 @@ impl Ca {
             .iter()
             .all(|r| responder.is_ours(&r.req_cert))
         {
-            return encode(OcspResponse::unauthorized());
+            return Answer::uncacheable(encode(OcspResponse::unauthorized()));
         }
-        match self.answer(&req, responder, delegated).await {
-            Ok(der) => der,
+        match self.answer(&req, nonce, responder, delegated).await {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::error!("OCSP: {e}");
-                encode(OcspResponse::try_later())
+                Answer::uncacheable(encode(OcspResponse::try_later()))
             }
         }
     }
@@ -208,16 +291,11 @@ impl Ca {
     async fn answer(
         &self,
         req: &OcspRequest,
+        nonce: Option<x509_cert::ext::Extension>,
         responder: &Responder,
         delegated: &super::Delegated,
-    ) -> Result<Vec<u8>, OcspError> {
+    ) -> Result<Answer, OcspError> {
         let t = now();
-        let nonce = req
-            .tbs_request
-            .request_extensions
-            .as_ref()
-            .and_then(|exts| exts.iter().find(|e| e.extn_id == NONCE))
-            .cloned();
         let mut statuses = Vec::with_capacity(req.tbs_request.request_list.len());
         for r in &req.tbs_request.request_list {
             let serial = hex::encode(r.req_cert.serial_number.as_bytes());
@@ -241,7 +319,7 @@ impl Ca {
             && hit.status == statuses[0]
             && hit.expires - REFRESH_BEFORE > t
         {
-            return Ok(hit.der.as_ref().clone());
+            return Ok(hit.answer.clone());
         }
 
         let mut responses = Vec::with_capacity(statuses.len());
@@ -267,7 +345,7 @@ impl Ca {
             responder_id: ResponderId::ByKey(OctetString::new(responder.responder_key_hash.clone())?),
             produced_at: gtime(t)?,
             responses,
-            response_extensions: nonce.map(|n| vec![n]),
+            response_extensions: nonce.clone().map(|n| vec![n]),
         };
         let tbs = data.to_der()?;
         let sig = keys::sign(&delegated.signer, tbs).await?;
@@ -278,6 +356,15 @@ impl Ca {
             certs: Some(vec![Certificate::from_der(&delegated.cert_der)?]),
         };
         let der = OcspResponse::successful(basic)?.to_der()?;
+        let freshness = nonce.is_none().then(|| Freshness {
+            produced_at: t,
+            next_update: t + VALIDITY,
+            etag: format!("\"{}\"", hex::encode(&digest(&ring::digest::SHA256, &der)[..16])),
+        });
+        let answer = Answer {
+            der: Arc::new(der),
+            freshness,
+        };
         if let Some(k) = key
             && let Ok(mut kept) = responder.kept.write()
         {
@@ -289,10 +376,57 @@ impl Ca {
                 Kept {
                     status: statuses[0],
                     expires: t + VALIDITY,
-                    der: Arc::new(der.clone()),
+                    answer: answer.clone(),
                 },
             );
         }
-        Ok(der)
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openssl ocsp -issuer … -serial 0x1234 -reqout`, with a 16-octet nonce.
+    const WITH_NONCE: &[u8] = include_bytes!("../../fuzz/corpus/ocsp_request/sha1-nonce.der");
+
+    fn with_nonce_of(octets: usize) -> Vec<u8> {
+        let mut req = OcspRequest::from_der(WITH_NONCE).unwrap();
+        let exts = req.tbs_request.request_extensions.as_mut().unwrap();
+        let value = OctetString::new(vec![0x5a; octets]).unwrap().to_der().unwrap();
+        exts[0].extn_value = OctetString::new(value).unwrap();
+        req.to_der().unwrap()
+    }
+
+    #[test]
+    fn nonces_of_one_to_32_octets_are_taken_and_others_refused() {
+        assert!(read_request(WITH_NONCE).unwrap().nonce.is_some());
+        for ok in [1, 16, 32] {
+            assert!(read_request(&with_nonce_of(ok)).is_ok(), "{ok} octets");
+        }
+        for bad in [0, 33, 10_000] {
+            let r = read_request(&with_nonce_of(bad));
+            assert!(
+                matches!(r, Err(RequestError::Nonce | RequestError::TooLarge)),
+                "{bad} octets: {r:?}"
+            );
+        }
+        // A nonce that is not an OCTET STRING inside the extension.
+        let mut req = OcspRequest::from_der(WITH_NONCE).unwrap();
+        req.tbs_request.request_extensions.as_mut().unwrap()[0].extn_value =
+            OctetString::new(vec![0x02, 0x01, 0x05]).unwrap();
+        assert_eq!(read_request(&req.to_der().unwrap()).unwrap_err(), RequestError::Nonce);
+        // Two nonces.
+        let mut req = OcspRequest::from_der(WITH_NONCE).unwrap();
+        let exts = req.tbs_request.request_extensions.as_mut().unwrap();
+        exts.push(exts[0].clone());
+        assert_eq!(read_request(&req.to_der().unwrap()).unwrap_err(), RequestError::Nonce);
+    }
+
+    #[test]
+    fn a_request_over_the_bound_is_refused_unread() {
+        let big = vec![0x30; MAX_REQUEST_BYTES + 1];
+        assert_eq!(read_request(&big).unwrap_err(), RequestError::TooLarge);
     }
 }

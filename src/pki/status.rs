@@ -14,8 +14,11 @@ pub struct CaView {
     pub subject: String,
     pub certificate: String,
     pub crl_url: String,
-    pub delta_crl_url: String,
-    pub ocsp_url: String,
+    /// `null` for the root: it publishes full CRLs only.
+    pub delta_crl_url: Option<String>,
+    /// `null` for the root: the responder answers for the issuing CA's certificates, and the
+    /// one certificate the root signs (the issuing CA's) names its CRL, not OCSP.
+    pub ocsp_url: Option<String>,
 }
 
 /// `GET /api/v1/certificates/{serial}`.
@@ -46,14 +49,17 @@ impl Ca {
         self.issuers()
             .into_iter()
             .zip(["root", "issuing"])
-            .map(|(i, role)| CaView {
-                id: i.id.clone(),
-                role,
-                subject: i.subject.clone(),
-                certificate: pem("CERTIFICATE", &i.cert_der),
-                crl_url: self.config.url(&format!("/crl/{}.crl", i.id)),
-                delta_crl_url: self.config.url(&format!("/crl/{}-delta.crl", i.id)),
-                ocsp_url: self.config.url("/ocsp"),
+            .map(|(i, role)| {
+                let issuing = role == "issuing";
+                CaView {
+                    id: i.id.clone(),
+                    role,
+                    subject: i.subject.clone(),
+                    certificate: pem("CERTIFICATE", &i.cert_der),
+                    crl_url: i.urls.crl.clone(),
+                    delta_crl_url: issuing.then(|| i.urls.delta_crl.clone()),
+                    ocsp_url: issuing.then(|| i.urls.ocsp.clone()),
+                }
             })
             .collect()
     }

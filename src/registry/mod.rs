@@ -5,7 +5,9 @@
 
 mod state;
 
-pub use state::{EmbeddedRegistry, Gateway, Organization, Person, RegistryError, StateRegistry, names_match};
+pub use state::{
+    EmbeddedRegistry, Gateway, Organization, Person, RegistryError, StateRegistry, names_match, read_answer,
+};
 
 use std::fmt;
 

@@ -4,7 +4,6 @@
 //! application waiting to be retried; it is never a refusal.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use super::{Bin, Iin};
@@ -143,63 +142,100 @@ impl EmbeddedRegistry {
     }
 }
 
-/// Asks the e-gov gateway: `GET {base}/persons/{iin}`, `GET {base}/organizations/{bin}`.
+/// What a gateway's answer means: 200 with the record, 404 for none; anything else (another
+/// status, a body that is not the record) leaves the registry unavailable, never "not found".
+pub fn read_answer<T: serde::de::DeserializeOwned>(status: u16, body: &[u8]) -> Result<Option<T>, RegistryError> {
+    match status {
+        200 => serde_json::from_slice(body)
+            .map(Some)
+            .map_err(|e| RegistryError::Unavailable(format!("answer: {e}"))),
+        404 => Ok(None),
+        s => Err(RegistryError::Unavailable(format!("the gateway answered {s}"))),
+    }
+}
+
+/// The largest answer read from the gateway: a person or an organisation is a few hundred
+/// bytes; past this the gateway is taken to be broken (unavailable).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Asks the e-gov gateway: `GET {base}/persons/{iin}`, `GET {base}/organizations/{bin}`, over
+/// HTTPS (or plain HTTP to a stand-in or a local TLS-originating proxy), on kept-alive
+/// connections of which at most `max_connections` are in use at once.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    /// host:port of a plain-HTTP base URL.
-    authority: String,
-    prefix: String,
+    /// The base URL without a trailing slash.
+    base: String,
+    client: reqwest::Client,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
     timeout: Duration,
 }
 
 impl Gateway {
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Gateway, RegistryError> {
-        let rest = base_url.strip_prefix("http://").ok_or_else(|| RegistryError::File {
-            line: 0,
-            message: format!("{base_url:?}: the gateway adapter speaks http:// (terminate TLS in front of it)"),
-        })?;
-        let (authority, prefix) = match rest.split_once('/') {
-            Some((a, p)) => (a.to_string(), format!("/{}", p.trim_end_matches('/'))),
-            None => (rest.to_string(), String::new()),
-        };
-        let prefix = if prefix == "/" { String::new() } else { prefix };
+    pub fn new(cfg: &crate::config::RegistrySection) -> Result<Gateway, RegistryError> {
+        let bad = |message: String| RegistryError::File { line: 0, message };
+        let url = reqwest::Url::parse(&cfg.url).map_err(|e| bad(format!("NCA_REGISTRY_URL {:?}: {e}", cfg.url)))?;
+        match url.scheme() {
+            "https" => {}
+            "http" => tracing::warn!(
+                "NCA_REGISTRY_URL is plain http://: personal data crosses that hop unencrypted (a stand-in, or a local TLS-originating proxy)"
+            ),
+            other => {
+                return Err(bad(format!(
+                    "NCA_REGISTRY_URL {:?}: scheme {other}: https:// or http://",
+                    cfg.url
+                )));
+            }
+        }
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let tls =
+            crate::tls_client::client_config(&cfg.ca_file, url.scheme() == "https").map_err(|e| bad(e.to_string()))?;
+        let connections = cfg.max_connections.max(1);
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .pool_max_idle_per_host(connections)
+            .pool_idle_timeout(Duration::from_secs(cfg.idle_seconds))
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            // An answer is the gateway's own: a redirect elsewhere is not followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| bad(format!("registry client: {e}")))?;
         Ok(Gateway {
-            authority,
-            prefix,
+            base: cfg.url.trim_end_matches('/').to_string(),
+            client,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(connections)),
             timeout,
         })
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, RegistryError> {
-        let unavailable = |e: &dyn std::fmt::Display| RegistryError::Unavailable(e.to_string());
+        // Errors name no URL: the path carries an IIN, which the log must not.
+        let unavailable = |e: reqwest::Error| RegistryError::Unavailable(e.without_url().to_string());
         let work = async {
-            let tcp = tokio::net::TcpStream::connect(&self.authority)
+            let _permit = self
+                .permits
+                .acquire()
                 .await
-                .map_err(|e| unavailable(&e))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(
-                hyper_util::rt::TokioIo::new(tcp),
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
-            tokio::spawn(conn);
-            let req = hyper::Request::get(format!("{}{path}", self.prefix))
-                .header("host", &self.authority)
-                .header("accept", "application/json")
-                .body(http_body_util::Empty::new())
-                .map_err(|e| unavailable(&e))?;
-            let resp = sender.send_request(req).await.map_err(|e| unavailable(&e))?;
-            let status = resp.status();
-            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+            let mut resp = self
+                .client
+                .get(format!("{}{path}", self.base))
+                .header(reqwest::header::ACCEPT, "application/json")
+                .send()
                 .await
-                .map_err(|e| unavailable(&e))?
-                .to_bytes();
-            match status.as_u16() {
-                200 => serde_json::from_slice(&body)
-                    .map(Some)
-                    .map_err(|e| unavailable(&format!("answer: {e}"))),
-                404 => Ok(None),
-                s => Err(RegistryError::Unavailable(format!("the gateway answered {s}"))),
+                .map_err(unavailable)?;
+            let status = resp.status().as_u16();
+            let mut body = Vec::new();
+            // Read to the end (so the connection can carry the next request), up to the bound.
+            while let Some(chunk) = resp.chunk().await.map_err(unavailable)? {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(RegistryError::Unavailable(format!(
+                        "an answer over {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
             }
+            read_answer(status, &body)
         };
         tokio::time::timeout(self.timeout, work)
             .await
@@ -216,11 +252,11 @@ pub enum StateRegistry {
 
 impl StateRegistry {
     /// The gateway when `NCA_REGISTRY_URL` is set, otherwise the CSV (or the demo one built in).
-    pub fn open(file: &Path, url: &str, timeout: Duration) -> Result<StateRegistry, RegistryError> {
-        if !url.is_empty() {
-            return Ok(StateRegistry::Gateway(Gateway::new(url, timeout)?));
+    pub fn open(cfg: &crate::config::RegistrySection) -> Result<StateRegistry, RegistryError> {
+        if !cfg.url.is_empty() {
+            return Ok(StateRegistry::Gateway(Gateway::new(cfg)?));
         }
-        let text = crate::config::read_data_file(file, EMBEDDED_CSV).map_err(|e| RegistryError::File {
+        let text = crate::config::read_data_file(&cfg.file, EMBEDDED_CSV).map_err(|e| RegistryError::File {
             line: 0,
             message: e.to_string(),
         })?;
@@ -297,5 +333,25 @@ mod tests {
         assert!(names_match("  Әбілқасымова ", "ӘБІЛҚАСЫМОВА"));
         assert!(names_match("Мұхамед-Әли", "МҰХАМЕД ӘЛИ"));
         assert!(!names_match("Кунанбай", "Құнанбай"));
+    }
+}
+
+#[cfg(test)]
+mod answers {
+    use super::*;
+
+    #[test]
+    fn only_a_404_is_not_found_and_a_bad_200_is_unavailable() {
+        let p = br#"{"id":"850315306048","surname":"A","name":"B"}"#;
+        assert!(matches!(read_answer::<Person>(200, p), Ok(Some(_))));
+        assert!(matches!(read_answer::<Person>(404, b"whatever"), Ok(None)));
+        assert!(matches!(
+            read_answer::<Person>(200, b"<html>"),
+            Err(RegistryError::Unavailable(_))
+        ));
+        assert!(matches!(
+            read_answer::<Person>(503, p),
+            Err(RegistryError::Unavailable(_))
+        ));
     }
 }

@@ -35,6 +35,9 @@ fn public_endpoints_answer_in_the_contract_shapes() {
     assert_eq!(cas[1]["crl_url"], "http://127.0.0.1:8080/crl/nca.crl");
     assert_eq!(cas[1]["delta_crl_url"], "http://127.0.0.1:8080/crl/nca-delta.crl");
     assert_eq!(cas[1]["ocsp_url"], "http://127.0.0.1:8080/ocsp");
+    // The root publishes no delta and has no responder: nothing is named that would not answer.
+    assert_eq!(cas[0]["crl_url"], "http://127.0.0.1:8080/crl/root.crl");
+    assert!(cas[0]["delta_crl_url"].is_null() && cas[0]["ocsp_url"].is_null());
     assert!(
         cas[0]["certificate"]
             .as_str()

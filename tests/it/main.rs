@@ -16,6 +16,7 @@ mod operators;
 mod portal;
 mod receiver;
 mod registry;
+mod relying;
 mod revocation;
 mod station;
 mod store;

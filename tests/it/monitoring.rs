@@ -235,3 +235,67 @@ fn two_instances_on_one_postgresql_deliver_each_message_once() {
     }
     assert_eq!(queue(&second)["delivered"], total as i64);
 }
+
+/// A TLS hop in front of the plain receiver, with the certificate `tls_files` made.
+fn tls_relay(chain: &Path, key: &Path, to: u16) -> (u16, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let certs = rustls_pemfile::certs(&mut std::fs::read(chain).unwrap().as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let cfg =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, rt)
+}
+
+#[test]
+fn messages_go_out_over_https_to_a_receiver_the_ca_file_trusts() {
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let work = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = crate::registry::tls_files(work.path());
+    let (tls_port, _relay) = tls_relay(&chain, &key, port);
+    let mut d = Deployment::new();
+    d.env.push((
+        "NCA_MONITORING_URL".into(),
+        format!("https://127.0.0.1:{tls_port}/messages"),
+    ));
+    d.env.push(("NCA_MONITORING_CA_FILE".into(), ca.display().to_string()));
+    d.env.push(("NCA_OUTBOX_RETRY_MAX_SECONDS".into(), "1".into()));
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let (status, v) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "t"));
+    assert_eq!(status, 201, "{v}");
+    let number = v["number"].as_str().unwrap().to_string();
+    assert!(
+        receiver.wait_for(30, |r| r.iter().any(|m| m.application() == number)),
+        "nothing arrived over TLS: {}",
+        queue(&d)
+    );
+    verify_signatures(&d, &receiver.received(), work.path());
+}

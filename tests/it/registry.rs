@@ -1,5 +1,6 @@
 //! The state registry adapters: the embedded CSV and the e-gov gateway, against a small real
-//! HTTP stand-in for the gateway (the real one cannot run here).
+//! HTTP (and HTTPS, with a certificate the test makes) stand-in for the gateway (the real one
+//! cannot run here).
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use nca::config::RegistrySection;
 use nca::registry::{Bin, Iin, RegistryError, StateRegistry};
 
 use crate::harness::*;
@@ -60,6 +62,19 @@ async fn silent() -> String {
     format!("http://{addr}")
 }
 
+/// The registry section of a configuration: the file, or the gateway at `url`.
+fn section(file: &std::path::Path, url: &str, timeout: Duration) -> RegistrySection {
+    RegistrySection {
+        file: file.to_path_buf(),
+        url: url.to_string(),
+        timeout_ms: timeout.as_millis() as u64,
+        retry_seconds: 30,
+        ca_file: Default::default(),
+        max_connections: 16,
+        idle_seconds: 60,
+    }
+}
+
 fn iin(s: &str) -> Iin {
     Iin::parse(s).unwrap()
 }
@@ -73,7 +88,12 @@ fn the_gateway_answers_found_absent_or_unavailable_never_a_refusal() {
         .unwrap()
         .block_on(async {
             let timeout = Duration::from_millis(500);
-            let gw = StateRegistry::open(std::path::Path::new("/nonexistent"), &stand_in().await, timeout).unwrap();
+            let gw = StateRegistry::open(&section(
+                std::path::Path::new("/nonexistent"),
+                &stand_in().await,
+                timeout,
+            ))
+            .unwrap();
             let p = gw.person(&iin(IIN)).await.unwrap().expect("a known person");
             assert_eq!((p.surname.as_str(), p.name.as_str()), ("Құнанбай", "Абай"));
             assert_eq!(gw.person(&iin("000101594515")).await.unwrap(), None);
@@ -90,7 +110,8 @@ fn the_gateway_answers_found_absent_or_unavailable_never_a_refusal() {
             ));
 
             // A gateway that does not answer: unavailable, and within the timeout.
-            let quiet = StateRegistry::open(std::path::Path::new("/nonexistent"), &silent().await, timeout).unwrap();
+            let quiet =
+                StateRegistry::open(&section(std::path::Path::new("/nonexistent"), &silent().await, timeout)).unwrap();
             let start = Instant::now();
             assert!(matches!(
                 quiet.person(&iin(IIN)).await,
@@ -104,11 +125,11 @@ fn the_gateway_answers_found_absent_or_unavailable_never_a_refusal() {
                 .local_addr()
                 .unwrap()
                 .port();
-            let gone = StateRegistry::open(
+            let gone = StateRegistry::open(&section(
                 std::path::Path::new("/nonexistent"),
                 &format!("http://127.0.0.1:{port}"),
                 timeout,
-            )
+            ))
             .unwrap();
             assert!(matches!(
                 gone.person(&iin(IIN)).await,
@@ -120,16 +141,16 @@ fn the_gateway_answers_found_absent_or_unavailable_never_a_refusal() {
 #[test]
 fn the_embedded_registry_reads_the_file_named_or_the_demo_one() {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let demo = StateRegistry::open(std::path::Path::new("/nonexistent.csv"), "", Duration::from_secs(1)).unwrap();
+        let demo = StateRegistry::open(&section(std::path::Path::new("/nonexistent.csv"), "", Duration::from_secs(1))).unwrap();
         assert!(demo.person(&iin(IIN)).await.unwrap().is_some());
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("r.csv");
         write(&f, "kind,id,surname,name,patronymic,birth_date,org_name\nperson,000101594515,\"Ким\",Виктория,,2000-01-01,\n".as_bytes());
-        let own = StateRegistry::open(&f, "", Duration::from_secs(1)).unwrap();
+        let own = StateRegistry::open(&section(&f, "", Duration::from_secs(1))).unwrap();
         assert_eq!(own.person(&iin("000101594515")).await.unwrap().unwrap().surname, "Ким");
         assert!(own.person(&iin(IIN)).await.unwrap().is_none());
         write(&f, b"kind,id,surname,name,patronymic,birth_date,org_name\nperson,000101594516,A,B,,,\n");
-        assert!(matches!(StateRegistry::open(&f, "", Duration::from_secs(1)), Err(RegistryError::File { line: 2, .. })));
+        assert!(matches!(StateRegistry::open(&section(&f, "", Duration::from_secs(1))), Err(RegistryError::File { line: 2, .. })));
     });
 }
 
@@ -202,4 +223,165 @@ fn an_application_the_gateway_did_not_answer_for_waits_and_goes_on_when_it_does(
     });
     assert_eq!(m["status"], "refused", "{m}");
     assert_eq!(m["refusal"]["code"], "registry_mismatch");
+}
+
+/// What the HTTPS stand-in saw: connections accepted, and the most requests in progress at once.
+#[derive(Default)]
+struct Seen {
+    connections: std::sync::atomic::AtomicUsize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// A CA and a server certificate for 127.0.0.1, made by openssl; returns (CA PEM, chain, key).
+pub fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    run_ok(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-subj", "/CN=gateway test CA", "-days", "2"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem")),
+    );
+    run_ok(
+        std::process::Command::new("openssl")
+            .args(["req", "-new", "-subj", "/CN=127.0.0.1"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(p("gw.key"))
+            .arg("-out")
+            .arg(p("gw.csr")),
+    );
+    write(&p("ext"), b"subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    run_ok(
+        std::process::Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(p("gw.csr"))
+            .arg("-CA")
+            .arg(p("ca.pem"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-extfile")
+            .arg(p("ext"))
+            .arg("-out")
+            .arg(p("gw.pem")),
+    );
+    (p("ca.pem"), p("gw.pem"), p("gw.key"))
+}
+
+/// The stand-in over TLS; every request takes 50 ms, so that concurrent ones overlap.
+async fn https_stand_in(chain: &std::path::Path, key: &std::path::Path, seen: std::sync::Arc<Seen>) -> String {
+    use std::sync::atomic::Ordering::SeqCst;
+    let certs = rustls_pemfile::certs(&mut std::fs::read(chain).unwrap().as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let cfg =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let counting = seen.clone();
+    let app = Router::new()
+        .route("/gw/persons/{iin}", get(person))
+        .route("/gw/organizations/{bin}", get(organization))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let seen = counting.clone();
+                async move {
+                    let now = seen.in_flight.fetch_add(1, SeqCst) + 1;
+                    seen.most_in_flight.fetch_max(now, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let resp = next.run(req).await;
+                    seen.in_flight.fetch_sub(1, SeqCst);
+                    resp
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            seen.connections.fetch_add(1, SeqCst);
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    format!("https://127.0.0.1:{}/gw", addr.port())
+}
+
+#[test]
+fn the_gateway_is_asked_over_https_on_kept_alive_bounded_connections() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = tls_files(dir.path());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let seen = std::sync::Arc::new(Seen::default());
+            let url = https_stand_in(&chain, &key, seen.clone()).await;
+            let mut cfg = section(std::path::Path::new("/nonexistent"), &url, Duration::from_secs(5));
+            cfg.ca_file = ca.clone();
+            cfg.max_connections = 2;
+            let gw = StateRegistry::open(&cfg).unwrap();
+
+            // One after another: one connection carries them all. (The pause lets the client
+            // take the connection back into its pool: a request made at the very moment it is
+            // put back may race it with a new connection.)
+            for _ in 0..5 {
+                let p = gw.person(&iin(IIN)).await.unwrap().expect("a known person");
+                assert_eq!(p.surname, "Құнанбай");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(gw.person(&iin("000101594515")).await.unwrap(), None);
+            assert_eq!(seen.connections.load(SeqCst), 1);
+
+            // Twenty at once: never more than two in flight, nor more than two connections.
+            let gw = std::sync::Arc::new(gw);
+            let all: Vec<_> = (0..20)
+                .map(|_| {
+                    let gw = gw.clone();
+                    tokio::spawn(async move { gw.person(&iin(IIN)).await })
+                })
+                .collect();
+            for t in all {
+                assert!(t.await.unwrap().unwrap().is_some());
+            }
+            assert_eq!(seen.most_in_flight.load(SeqCst), 2);
+            assert!(
+                seen.connections.load(SeqCst) <= 2,
+                "{} connections",
+                seen.connections.load(SeqCst)
+            );
+
+            // Not trusted (the system's roots do not know the test CA): unavailable, not absent.
+            cfg.ca_file = Default::default();
+            let untrusting = StateRegistry::open(&cfg).unwrap();
+            assert!(matches!(
+                untrusting.person(&iin(IIN)).await,
+                Err(RegistryError::Unavailable(_))
+            ));
+            // A CA file that is not one stops the start.
+            let junk = dir.path().join("junk.pem");
+            write(&junk, b"not a certificate");
+            cfg.ca_file = junk;
+            assert!(matches!(StateRegistry::open(&cfg), Err(RegistryError::File { .. })));
+        });
 }
