@@ -132,6 +132,10 @@ pub struct MonitoringSection {
     pub concurrency: usize,
     pub retry_initial_ms: u64,
     pub retry_max_seconds: u64,
+    /// Whether each message's signature carries a time-stamp token of this service's TSA
+    /// (CAdES-T: id-aa-signatureTimeStampToken in the unsigned attributes).
+    #[serde(default)]
+    pub timestamp: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +158,43 @@ pub struct PortalSection {
     pub rate_per_iin_per_hour: u32,
     /// Leading zero bits the portal's proof of work must have (SHA-256); 0 disables proofs.
     pub pow_bits: u32,
+}
+
+/// How the time-stamping authority learns whether the host's clock may be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockCheck {
+    /// Ask the kernel (adjtimex): unsynchronised refuses tokens; a host that cannot tell is trusted.
+    Host,
+    /// Trust the clock without asking (a host whose time discipline is outside the kernel).
+    Trust,
+    /// Treat the clock as unsynchronised: every request is refused with timeNotAvailable (drills).
+    Unsynchronised,
+}
+
+/// The RFC 3161 time-stamping authority (README, "Time-stamping").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsaSection {
+    /// The policy a token names when the request asks for none.
+    pub policy: String,
+    /// Further policies a request may ask for.
+    pub accepted_policies: Vec<String>,
+    /// The accuracy each token declares, in seconds.
+    pub accuracy_seconds: u64,
+    /// `host`, `trust` or `unsynchronised` (NCA_TSA_CLOCK).
+    pub clock: ClockCheck,
+}
+
+impl Default for TsaSection {
+    fn default() -> Self {
+        TsaSection {
+            policy: "1.2.398.3.3.2.6.1".into(),
+            accepted_policies: Vec::new(),
+            accuracy_seconds: 1,
+            clock: ClockCheck::Host,
+        }
+    }
 }
 
 impl Default for PortalSection {
@@ -183,6 +224,9 @@ struct FileConfig {
     /// Absent in a configuration written before the portal: the built-in defaults.
     #[serde(default)]
     portal: PortalSection,
+    /// Absent in a configuration written before the TSA: the built-in defaults.
+    #[serde(default)]
+    tsa: TsaSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -202,6 +246,7 @@ pub struct Config {
     pub monitoring: MonitoringSection,
     pub mail: MailSection,
     pub portal: PortalSection,
+    pub tsa: TsaSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -314,6 +359,23 @@ impl Config {
         if let Some(v) = env("NCA_POW_BITS") {
             f.portal.pow_bits = parse_u32("NCA_POW_BITS", &v)?;
         }
+        if let Some(v) = env("NCA_TSA_CLOCK") {
+            f.tsa.clock = match v.as_str() {
+                "host" => ClockCheck::Host,
+                "trust" => ClockCheck::Trust,
+                "unsynchronised" => ClockCheck::Unsynchronised,
+                _ => {
+                    return Err(invalid(
+                        "NCA_TSA_CLOCK",
+                        format!("{v:?} (host, trust or unsynchronised)"),
+                    ));
+                }
+            };
+        }
+        for p in std::iter::once(&f.tsa.policy).chain(&f.tsa.accepted_policies) {
+            p.parse::<const_oid::ObjectIdentifier>()
+                .map_err(|e| invalid("tsa.policy", format!("{p:?}: {e}")))?;
+        }
         if f.portal.pow_bits > 32 {
             return Err(invalid(
                 "portal.pow_bits",
@@ -385,6 +447,7 @@ impl Config {
             monitoring: f.monitoring,
             mail: f.mail,
             portal: f.portal,
+            tsa: f.tsa,
             data_dir,
             database_url,
             listen,

@@ -13,6 +13,7 @@ mod operators;
 mod outbox;
 mod revocations;
 mod surveys;
+mod timestamps;
 mod writer;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 pub use surveys::SurveyRecord;
+pub use timestamps::TimestampRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

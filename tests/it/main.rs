@@ -18,4 +18,5 @@ mod registry;
 mod revocation;
 mod station;
 mod store;
+mod tsa;
 mod workflow;
