@@ -231,6 +231,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/ocsp/{*request}", get(status::ocsp_get))
         .route("/tsp", post(tsa::tsp))
         .route("/cert/tsa.cer", get(tsa::certificate))
+        .route("/api/v1/verify", post(tsa::verify))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::error::ApiError;
 
 /// `POST /tsp`, body a DER TimeStampReq: always a TimeStampResp (a refusal is a `rejection`
 /// inside it, never an HTTP error), whatever the content type said.
@@ -38,4 +39,42 @@ pub async fn record(
     s.ca.store.timestamp(&serial).await?.map(axum::Json).ok_or_else(|| {
         super::error::ApiError::not_found("timestamp_not_found", format!("no time-stamp token with serial {serial}"))
     })
+}
+
+/// The JSON form of `POST /api/v1/verify`: a detached (or attached) CMS and its content, base64.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    cms: String,
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// `POST /api/v1/verify`: `application/pkcs7-mime` (DER or PEM, attached), or JSON
+/// `{"cms": base64, "content": base64}` for a detached signature. Answers the report (200),
+/// valid or not; 400 for a body that is not a signed document.
+pub async fn verify(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<crate::pki::verify::Report>, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    let (cms, content) = if json {
+        let req: VerifyRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("request_invalid", format!("body: {e}")))?;
+        let b64 = |field: &str, v: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .map_err(|e| ApiError::bad_request("request_invalid", format!("{field} is not base64: {e}")))
+        };
+        let content = req.content.as_deref().map(|c| b64("content", c)).transpose()?;
+        (b64("cms", &req.cms)?, content)
+    } else {
+        (body.to_vec(), None)
+    };
+    Ok(axum::Json(s.ca.verify_document(&cms, content.as_deref()).await?))
 }

@@ -104,7 +104,7 @@ fn malformed(e: impl std::fmt::Display) -> CmsError {
     CmsError::Malformed(e.to_string())
 }
 
-fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
+pub(super) fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
     let a = match alg {
         SHA256 => &ring::digest::SHA256,
         SHA384 => &ring::digest::SHA384,
@@ -115,12 +115,12 @@ fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
 }
 
 /// The one value of a signed attribute.
-fn attribute(attrs: &cms::signed_data::SignedAttributes, oid: ObjectIdentifier) -> Option<&der::Any> {
+pub(super) fn attribute(attrs: &cms::signed_data::SignedAttributes, oid: ObjectIdentifier) -> Option<&der::Any> {
     attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.iter().next())
 }
 
 /// The SignedData in a DER or PEM ContentInfo.
-fn signed_data(input: &[u8]) -> Result<SignedData, CmsError> {
+pub(super) fn signed_data(input: &[u8]) -> Result<SignedData, CmsError> {
     let der = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
         der::pem::decode_vec(input.trim_ascii()).map_err(malformed)?.1
     } else {
@@ -144,6 +144,33 @@ pub fn content_of(input: &[u8]) -> Result<Vec<u8>, CmsError> {
         .econtent
         .ok_or_else(|| CmsError::Incomplete("a signed request must carry its content".into()))?;
     Ok(any.decode_as::<OctetString>().map_err(malformed)?.as_bytes().to_vec())
+}
+
+/// Checks a signer's signature over its signed attributes (their DER as a SET OF, RFC 5652
+/// §5.4) with the certificate's key.
+pub(super) fn check_signature(
+    si: &cms::signed_data::SignerInfo,
+    attrs: &cms::signed_data::SignedAttributes,
+    spki: &spki::SubjectPublicKeyInfoOwned,
+) -> Result<(), CmsError> {
+    let signed = attrs.to_der().map_err(malformed)?;
+    let key = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| malformed("signer key with unused bits"))?;
+    let sig_alg = si.signature_algorithm.oid;
+    let verifier: &dyn signature::VerificationAlgorithm = match (spki.algorithm.oid, sig_alg, si.digest_alg.oid) {
+        // OpenSSL writes rsaEncryption and leaves the hash to digestAlgorithm.
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA256_WITH_RSA, SHA256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA384_WITH_RSA, SHA384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA512_WITH_RSA, SHA512) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        (EC_PUBLIC_KEY, ECDSA_WITH_SHA256, _) => &signature::ECDSA_P256_SHA256_ASN1,
+        (EC_PUBLIC_KEY, ECDSA_WITH_SHA384, _) => &signature::ECDSA_P256_SHA384_ASN1,
+        (_, other, _) => return Err(CmsError::UnsupportedAlgorithm(other.to_string())),
+    };
+    UnparsedPublicKey::new(verifier, key)
+        .verify(&signed, si.signature.as_bytes())
+        .map_err(|_| CmsError::BadSignature)
 }
 
 impl Ca {
@@ -232,25 +259,7 @@ impl Ca {
         }
 
         // The signature over the DER of the signed attributes as a SET OF (RFC 5652 §5.4).
-        let signed = attrs.to_der().map_err(malformed)?;
-        let spki = &cert.tbs_certificate.subject_public_key_info;
-        let key = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or_else(|| malformed("signer key with unused bits"))?;
-        let sig_alg = si.signature_algorithm.oid;
-        let verifier: &dyn signature::VerificationAlgorithm = match (spki.algorithm.oid, sig_alg, si.digest_alg.oid) {
-            // OpenSSL writes rsaEncryption and leaves the hash to digestAlgorithm.
-            (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA256_WITH_RSA, SHA256) => &signature::RSA_PKCS1_2048_8192_SHA256,
-            (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA384_WITH_RSA, SHA384) => &signature::RSA_PKCS1_2048_8192_SHA384,
-            (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA512_WITH_RSA, SHA512) => &signature::RSA_PKCS1_2048_8192_SHA512,
-            (EC_PUBLIC_KEY, ECDSA_WITH_SHA256, _) => &signature::ECDSA_P256_SHA256_ASN1,
-            (EC_PUBLIC_KEY, ECDSA_WITH_SHA384, _) => &signature::ECDSA_P256_SHA384_ASN1,
-            (_, other, _) => return Err(CmsError::UnsupportedAlgorithm(other.to_string())),
-        };
-        UnparsedPublicKey::new(verifier, key)
-            .verify(&signed, si.signature.as_bytes())
-            .map_err(|_| CmsError::BadSignature)?;
+        check_signature(si, attrs, &cert.tbs_certificate.subject_public_key_info)?;
 
         // The certificate, as of the signing time.
         if signing_time < record.not_before || signing_time > record.not_after {

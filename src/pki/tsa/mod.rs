@@ -9,6 +9,7 @@
 //! writer), sign, answer; a token is handed out only after its row is committed.
 
 pub mod clock;
+pub mod token;
 
 use std::sync::Arc;
 
