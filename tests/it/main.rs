@@ -19,4 +19,5 @@ mod revocation;
 mod station;
 mod store;
 mod tsa;
+mod verify;
 mod workflow;
