@@ -391,3 +391,55 @@ fn the_tsa_key_lives_in_the_key_store_and_an_older_deployment_gets_one_on_start(
         .arg(d.path("ca/chain.pem")));
     assert!(stdout(&verify).contains("Verification: OK"), "{}", reply_text(&reply));
 }
+
+#[test]
+fn the_audit_checkpoint_carries_a_time_stamp_of_the_chain_head() {
+    let d = tsa_deployment();
+    // The publisher writes a checkpoint as it starts.
+    let detail = eventually(60, "a checkpoint with a time-stamp", || {
+        let out = run(Command::new("python3").args([
+            "-c",
+            "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(\"SELECT detail FROM audit WHERE kind = 'audit.checkpoint' ORDER BY seq DESC LIMIT 1\").fetchone(); print(r[0] if r else '')",
+            &d.path("nca.db").display().to_string(),
+        ]));
+        let text = stdout(&out);
+        text.contains("\"timestamp\"").then(|| text.trim().to_string())
+    });
+    let v: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let msg = work.path().join("head.txt");
+    write(
+        &msg,
+        format!(
+            "nca-audit-checkpoint {} {}",
+            v["covers"].as_i64().unwrap(),
+            v["hash"].as_str().unwrap()
+        )
+        .as_bytes(),
+    );
+    let token = work.path().join("token.der");
+    use base64::Engine;
+    write(
+        &token,
+        &base64::engine::general_purpose::STANDARD
+            .decode(v["timestamp"].as_str().unwrap())
+            .unwrap(),
+    );
+    // openssl, independently: the token is over the chain's head as the checkpoint names it.
+    let out = run(Command::new("openssl")
+        .args(["ts", "-verify", "-token_in", "-data"])
+        .arg(&msg)
+        .arg("-in")
+        .arg(&token)
+        .arg("-CAfile")
+        .arg(d.path("ca/chain.pem")));
+    assert!(
+        stdout(&out).contains("Verification: OK"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the chain's own verification checks it.
+    let out = run_ok(&mut d.nca(&["audit", "verify"]));
+    assert!(stdout(&out).contains("audit chain intact"), "{}", stdout(&out));
+}

@@ -355,3 +355,44 @@ fn a_time_stamp_of_another_tsa_is_refused() {
     assert_eq!((&v["valid"], &v["code"]), (&serde_json::json!(false), &serde_json::json!("timestamp_invalid")), "{v}");
     assert!(signer(&v)["message"].as_str().unwrap().contains("TSA"), "{v}");
 }
+
+#[test]
+fn monitoring_signatures_carry_a_time_stamp_when_configured() {
+    use crate::receiver::{Receiver, free_port};
+    let port = free_port();
+    let receiver = Receiver::start(port);
+    let mut d = Deployment::new();
+    let config = d.dir.path().join("nca.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ca-config/nca.toml"))
+        .unwrap()
+        .replace("timestamp = false", "timestamp = true");
+    assert!(text.contains("timestamp = true"));
+    write(&config, text.as_bytes());
+    d.env.extend([
+        ("NCA_CONFIG".to_string(), config.display().to_string()),
+        ("NCA_TSA_CLOCK".into(), "trust".into()),
+        ("NCA_MONITORING_URL".into(), format!("http://127.0.0.1:{port}/messages")),
+        // The repository's profiles and data files are not beside the temporary directory: the
+        // embedded copies are used, as for every other test.
+    ]);
+    d.init();
+    d.start();
+    let work = tempfile::tempdir().unwrap();
+    let centre = d.first_centre();
+    let (status, v) = crate::workflow::submit(
+        &d,
+        &crate::workflow::application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "m"),
+    );
+    assert_eq!(status, 201, "{v}");
+    assert!(receiver.wait_for(60, |r| !r.is_empty()), "no message arrived");
+    let m = &receiver.received()[0];
+    let (body, sig) = (work.path().join("m.json"), work.path().join("m.p7s"));
+    write(&body, &m.body);
+    use base64::Engine;
+    write(&sig, &base64::engine::general_purpose::STANDARD.decode(&m.signature).unwrap());
+    let (_, v) = verify_json(&d, &sig, Some(&body));
+    assert_eq!(v["valid"], true, "{v}");
+    let s = signer(&v);
+    assert_eq!(s["signing_time_source"], "timestamp", "{v}");
+    assert_eq!(s["certificate"]["profile"], "service", "{v}");
+}
