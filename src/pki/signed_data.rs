@@ -197,7 +197,12 @@ pub const ID_AA_SIGNATURE_TIME_STAMP_TOKEN: ObjectIdentifier =
 /// The signature value of a SignedData's one signer: what a CAdES-T time-stamp covers.
 pub fn signature_value(cms_der: &[u8]) -> Result<Vec<u8>, SignError> {
     let sd = decode_signed_data(cms_der)?;
-    let si = sd.signer_infos.0.iter().next().ok_or(der::Error::from(der::ErrorKind::Failed))?;
+    let si = sd
+        .signer_infos
+        .0
+        .iter()
+        .next()
+        .ok_or(der::Error::from(der::ErrorKind::Failed))?;
     Ok(si.signature.as_bytes().to_vec())
 }
 

@@ -246,7 +246,10 @@ impl Ca {
             ));
         };
         let Some(cert) = record.der.as_deref().and_then(|d| Certificate::from_der(d).ok()) else {
-            return Ok(refused(Refusal::UnknownIssuer, "the signer's certificate is not on record"));
+            return Ok(refused(
+                Refusal::UnknownIssuer,
+                "the signer's certificate is not on record",
+            ));
         };
         let signer = Some(signatory(&cert));
         let mut report = SignerReport {
@@ -260,17 +263,31 @@ impl Ca {
         };
         let content_type = attribute(attrs, ID_CONTENT_TYPE).and_then(|a| a.decode_as::<ObjectIdentifier>().ok());
         if content_type != Some(sd.encap_content_info.econtent_type) {
-            return Ok(fail(report, Refusal::AttributesInvalid, "contentType missing or not the content's"));
+            return Ok(fail(
+                report,
+                Refusal::AttributesInvalid,
+                "contentType missing or not the content's",
+            ));
         }
         let Some(md) = attribute(attrs, ID_MESSAGE_DIGEST).and_then(|a| a.decode_as::<OctetString>().ok()) else {
             return Ok(fail(report, Refusal::AttributesInvalid, "no messageDigest attribute"));
         };
         let Some(content) = content else {
-            return Ok(fail(report, Refusal::ContentMissing, "a detached signature needs its content"));
+            return Ok(fail(
+                report,
+                Refusal::ContentMissing,
+                "a detached signature needs its content",
+            ));
         };
         match digest_of(si.digest_alg.oid, content) {
             Ok(d) if d == md.as_bytes() => {}
-            Ok(_) => return Ok(fail(report, Refusal::ContentMismatch, "the signature is over other content")),
+            Ok(_) => {
+                return Ok(fail(
+                    report,
+                    Refusal::ContentMismatch,
+                    "the signature is over other content",
+                ));
+            }
             Err(e) => return Ok(fail(report, Refusal::AlgorithmUnsupported, e.to_string())),
         }
         match check_signature(si, attrs, &cert.tbs_certificate.subject_public_key_info) {
@@ -379,10 +396,11 @@ impl Ca {
             }
             SignerIdentifier::SubjectKeyIdentifier(ski) => {
                 let found = sd.certificates.iter().flat_map(|c| c.0.iter()).find_map(|c| match c {
-                    cms::cert::CertificateChoices::Certificate(cert) => (super::build::key_identifier(
-                        &cert.tbs_certificate.subject_public_key_info,
-                    ) == ski.0.as_bytes())
-                    .then(|| hex::encode(cert.tbs_certificate.serial_number.as_bytes())),
+                    cms::cert::CertificateChoices::Certificate(cert) => {
+                        (super::build::key_identifier(&cert.tbs_certificate.subject_public_key_info)
+                            == ski.0.as_bytes())
+                        .then(|| hex::encode(cert.tbs_certificate.serial_number.as_bytes()))
+                    }
                     _ => None,
                 });
                 match found {
@@ -472,7 +490,9 @@ fn signatory(cert: &Certificate) -> Signatory {
     use const_oid::db::rfc4519;
     let mut s = Signatory::default();
     for atv in cert.tbs_certificate.subject.0.iter().flat_map(|r| r.0.iter()) {
-        let Some(value) = string_value(&atv.value) else { continue };
+        let Some(value) = string_value(&atv.value) else {
+            continue;
+        };
         match atv.oid {
             o if o == rfc4519::SERIAL_NUMBER => s.iin = value.strip_prefix("IIN").map(str::to_string),
             o if o == rfc4519::OU => s.bin = value.strip_prefix("BIN").map(str::to_string),

@@ -35,7 +35,13 @@ pub fn post_tsp(d: &Deployment, work: &Path, name: &str, body: &Path) -> (u16, S
     let r = work.join(format!("{name}.tsr"));
     let out = run_ok(
         Command::new("curl")
-            .args(["-s", "--max-time", "60", "-H", "content-type: application/timestamp-query"])
+            .args([
+                "-s",
+                "--max-time",
+                "60",
+                "-H",
+                "content-type: application/timestamp-query",
+            ])
             .arg("--data-binary")
             .arg(format!("@{}", body.display()))
             .arg("-o")
@@ -51,7 +57,9 @@ pub fn post_tsp(d: &Deployment, work: &Path, name: &str, body: &Path) -> (u16, S
 /// `openssl ts -reply -text` of a reply.
 pub fn reply_text(reply: &Path) -> String {
     stdout(&run_ok(
-        Command::new("openssl").args(["ts", "-reply", "-text", "-in"]).arg(reply),
+        Command::new("openssl")
+            .args(["ts", "-reply", "-text", "-in"])
+            .arg(reply),
     ))
 }
 
@@ -136,12 +144,7 @@ fn without_cert_req_the_certificate_is_left_out_and_the_request_policy_is_honour
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("d.txt");
     write(&data, b"signed by the provider's head\n");
-    let q = ts_query(
-        work.path(),
-        "q",
-        &data,
-        &["-sha256", "-tspolicy", "1.2.398.3.3.2.6.1"],
-    );
+    let q = ts_query(work.path(), "q", &data, &["-sha256", "-tspolicy", "1.2.398.3.3.2.6.1"]);
     let (status, _, reply) = post_tsp(&d, work.path(), "q", &q);
     assert_eq!(status, 200);
     assert_eq!(field(&reply_text(&reply), "Policy OID:"), "1.2.398.3.3.2.6.1");
@@ -188,7 +191,9 @@ fn without_cert_req_the_certificate_is_left_out_and_the_request_policy_is_honour
 
     // The TSA certificate: critical EKU timeStamping alone, digitalSignature + nonRepudiation.
     let text = stdout(&run_ok(
-        Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(&tsa_pem),
+        Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&tsa_pem),
     ));
     assert!(
         text.contains("X509v3 Extended Key Usage: critical\n                Time Stamping\n"),
@@ -201,7 +206,10 @@ fn without_cert_req_the_certificate_is_left_out_and_the_request_policy_is_honour
     let lint = run(Command::new("lint_pkix_cert")
         .args(["lint", "-s", "ERROR"])
         .arg(&tsa_pem));
-    assert!(lint.status.success() || lint.status.code() == Some(1), "pkilint did not run");
+    assert!(
+        lint.status.success() || lint.status.code() == Some(1),
+        "pkilint did not run"
+    );
     assert!(stdout(&lint).trim().is_empty(), "pkilint: {}", stdout(&lint));
 }
 
@@ -353,7 +361,10 @@ fn the_tsa_key_lives_in_the_key_store_and_an_older_deployment_gets_one_on_start(
             .split("Private Key Object")
             .find(|b| b.contains(&label))
             .unwrap_or_else(|| panic!("{label} not on the token:\n{text}"));
-        assert!(block.contains("sensitive") && block.contains("never extractable"), "{block}");
+        assert!(
+            block.contains("sensitive") && block.contains("never extractable"),
+            "{block}"
+        );
         let usage = block.lines().find(|l| l.trim_start().starts_with("Usage:")).unwrap();
         assert_eq!(usage.trim(), "Usage:      sign", "{block}");
     } else {

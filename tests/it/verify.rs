@@ -159,7 +159,11 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
 
     // Tampered: other content, a changed signature, no content at all.
     let (_, v) = verify_json(&d, &detached, Some(&other));
-    assert_eq!((&v["valid"], &v["code"]), (&serde_json::json!(false), &serde_json::json!("content_mismatch")), "{v}");
+    assert_eq!(
+        (&v["valid"], &v["code"]),
+        (&serde_json::json!(false), &serde_json::json!("content_mismatch")),
+        "{v}"
+    );
     assert_eq!(signer(&v)["signer"]["iin"], IIN, "the signer is still named: {v}");
     let (_, v) = verify_json(&d, &detached, None);
     assert_eq!(v["code"], "content_missing", "{v}");
@@ -170,13 +174,21 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
     let flipped = w.join("flipped.p7m");
     write(&flipped, &bytes);
     let (status, v) = verify_mime(&d, &flipped);
-    assert_eq!((status, &v["code"]), (200, &serde_json::json!("signature_invalid")), "{v}");
+    assert_eq!(
+        (status, &v["code"]),
+        (200, &serde_json::json!("signature_invalid")),
+        "{v}"
+    );
 
     // Not a signed document at all: 400, with a code.
     let garbage = w.join("garbage");
     write(&garbage, b"not a signature");
     let (status, v) = verify_mime(&d, &garbage);
-    assert_eq!((status, &v["error"]["code"]), (400, &serde_json::json!("cms_malformed")), "{v}");
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (400, &serde_json::json!("cms_malformed")),
+        "{v}"
+    );
     let (status, body) = curl(&[
         "-H",
         "content-type: application/json",
@@ -217,7 +229,11 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
     let stranger = w.join("stranger.p7m");
     cms_sign(&doc, &leaf, &leaf_key, &stranger, true, false);
     let (_, v) = verify_mime(&d, &stranger);
-    assert_eq!((&v["valid"], &v["code"]), (&serde_json::json!(false), &serde_json::json!("unknown_issuer")), "{v}");
+    assert_eq!(
+        (&v["valid"], &v["code"]),
+        (&serde_json::json!(false), &serde_json::json!("unknown_issuer")),
+        "{v}"
+    );
 }
 
 /// A fresh SoftHSM2 token (under the suite's SOFTHSM2_CONF) with an operator's keys on it.
@@ -316,7 +332,11 @@ fn a_time_stamp_fixes_the_time_of_signing_across_a_revocation() {
     ));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&rec));
     let (_, v) = verify_mime(&d, &plain);
-    assert_eq!((&v["valid"], &signer(&v)["signing_time_source"]), (&serde_json::json!(true), &serde_json::json!("claimed")), "{v}");
+    assert_eq!(
+        (&v["valid"], &signer(&v)["signing_time_source"]),
+        (&serde_json::json!(true), &serde_json::json!("claimed")),
+        "{v}"
+    );
 
     // The SIGN certificate is revoked a little after both signatures.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -326,17 +346,29 @@ fn a_time_stamp_fixes_the_time_of_signing_across_a_revocation() {
     let (_, v) = verify_mime(&d, &stamped);
     assert_eq!(v["valid"], true, "{v}");
     let c = &signer(&v)["certificate"];
-    assert_eq!((&c["status_now"], &c["status_at_signing"]), (&serde_json::json!("revoked"), &serde_json::json!("valid")), "{v}");
+    assert_eq!(
+        (&c["status_now"], &c["status_at_signing"]),
+        (&serde_json::json!("revoked"), &serde_json::json!("valid")),
+        "{v}"
+    );
     assert_eq!(c["revocation_reason"], "keyCompromise", "{v}");
     assert!(c["revoked_at"].is_string(), "{v}");
     // Only claimed: the time of signing is not proven, so the revocation decides.
     let (_, v) = verify_mime(&d, &plain);
-    assert_eq!((&v["valid"], &v["code"]), (&serde_json::json!(false), &serde_json::json!("certificate_revoked")), "{v}");
+    assert_eq!(
+        (&v["valid"], &v["code"]),
+        (&serde_json::json!(false), &serde_json::json!("certificate_revoked")),
+        "{v}"
+    );
     // Signed after the revocation, time-stamped or not: revoked before signing.
     let late = w.join("late.p7m");
     station_sign(&d, &token, &doc, &late, Some(&tsp));
     let (_, v) = verify_mime(&d, &late);
-    assert_eq!((&v["valid"], &v["code"]), (&serde_json::json!(false), &serde_json::json!("revoked_before_signing")), "{v}");
+    assert_eq!(
+        (&v["valid"], &v["code"]),
+        (&serde_json::json!(false), &serde_json::json!("revoked_before_signing")),
+        "{v}"
+    );
     assert_eq!(signer(&v)["signing_time_source"], "timestamp", "{v}");
 }
 
@@ -352,7 +384,11 @@ fn a_time_stamp_of_another_tsa_is_refused() {
     // A time-stamp from another centre's TSA (a TSA of another CA, not this one).
     station_sign(&d, &token, &doc, &signed, Some(&format!("{}/tsp", stranger.public)));
     let (_, v) = verify_mime(&d, &signed);
-    assert_eq!((&v["valid"], &v["code"]), (&serde_json::json!(false), &serde_json::json!("timestamp_invalid")), "{v}");
+    assert_eq!(
+        (&v["valid"], &v["code"]),
+        (&serde_json::json!(false), &serde_json::json!("timestamp_invalid")),
+        "{v}"
+    );
     assert!(signer(&v)["message"].as_str().unwrap().contains("TSA"), "{v}");
 }
 
@@ -389,7 +425,10 @@ fn monitoring_signatures_carry_a_time_stamp_when_configured() {
     let (body, sig) = (work.path().join("m.json"), work.path().join("m.p7s"));
     write(&body, &m.body);
     use base64::Engine;
-    write(&sig, &base64::engine::general_purpose::STANDARD.decode(&m.signature).unwrap());
+    write(
+        &sig,
+        &base64::engine::general_purpose::STANDARD.decode(&m.signature).unwrap(),
+    );
     let (_, v) = verify_json(&d, &sig, Some(&body));
     assert_eq!(v["valid"], true, "{v}");
     let s = signer(&v);

@@ -390,9 +390,15 @@ mod tests {
         // badAlg: bit 0, the top bit of one octet, seven unused.
         assert_eq!(failure_bits(0).unwrap().to_der().unwrap(), [0x03, 0x02, 0x07, 0x80]);
         // timeNotAvailable: bit 14.
-        assert_eq!(failure_bits(14).unwrap().to_der().unwrap(), [0x03, 0x03, 0x01, 0x00, 0x02]);
+        assert_eq!(
+            failure_bits(14).unwrap().to_der().unwrap(),
+            [0x03, 0x03, 0x01, 0x00, 0x02]
+        );
         // unacceptedPolicy: bit 15, no unused bits.
-        assert_eq!(failure_bits(15).unwrap().to_der().unwrap(), [0x03, 0x03, 0x00, 0x00, 0x01]);
+        assert_eq!(
+            failure_bits(15).unwrap().to_der().unwrap(),
+            [0x03, 0x03, 0x00, 0x00, 0x01]
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier};
-use der::asn1::OctetString;
 use der::Decode;
+use der::asn1::OctetString;
 use x509_cert::Certificate;
 use x509_tsp::TstInfo;
 
@@ -16,8 +16,7 @@ use crate::pki::cms::{CmsError, attribute, check_signature, digest_of};
 use crate::store::CertificateStatus;
 
 const ID_CONTENT_TYPE: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
-const ID_MESSAGE_DIGEST: const_oid::ObjectIdentifier =
-    const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const ID_MESSAGE_DIGEST: const_oid::ObjectIdentifier = const_oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 
 /// A token that verified.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -90,10 +89,11 @@ impl Ca {
                 .iter()
                 .flat_map(|c| c.0.iter())
                 .find_map(|c| match c {
-                    CertificateChoices::Certificate(cert) => (crate::pki::build::key_identifier(
-                        &cert.tbs_certificate.subject_public_key_info,
-                    ) == ski.0.as_bytes())
-                    .then(|| hex::encode(cert.tbs_certificate.serial_number.as_bytes())),
+                    CertificateChoices::Certificate(cert) => {
+                        (crate::pki::build::key_identifier(&cert.tbs_certificate.subject_public_key_info)
+                            == ski.0.as_bytes())
+                        .then(|| hex::encode(cert.tbs_certificate.serial_number.as_bytes()))
+                    }
                     _ => None,
                 })
                 .ok_or_else(|| bad("the token's signer is not named"))?,
