@@ -62,7 +62,7 @@ pub async fn add_timestamp(url: &str, cms_der: &[u8]) -> Result<Vec<u8>, Timesta
     let body = tokio::time::timeout(std::time::Duration::from_secs(30), work)
         .await
         .map_err(|_| unreachable("no answer within 30 s".into()))??;
-    let token = tsa::token_of_response(&body).map_err(|e| TimestampError::Refused(e.to_string()))?;
+    let token = tsa::token_of_response(&body).map_err(TimestampError::Refused)?;
     check_imprint(&token, &signature)?;
     Ok(signed_data::add_signature_timestamp(cms_der, &token)?)
 }

@@ -454,3 +454,31 @@ fn the_audit_checkpoint_carries_a_time_stamp_of_the_chain_head() {
     let out = run_ok(&mut d.nca(&["audit", "verify"]));
     assert!(stdout(&out).contains("audit chain intact"), "{}", stdout(&out));
 }
+
+#[test]
+fn tokens_are_recorded_on_postgresql_too() {
+    let mut d = Deployment::with_database(Some(fresh_postgres_database()));
+    d.env.push(("NCA_TSA_CLOCK".into(), "trust".into()));
+    d.init();
+    d.start();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("d.txt");
+    write(&data, b"on PostgreSQL\n");
+    let q = ts_query(work.path(), "q", &data, &["-sha512", "-cert"]);
+    let (_, _, reply) = post_tsp(&d, work.path(), "q", &q);
+    let text = reply_text(&reply);
+    assert!(text.contains("Status: Granted."), "{text}");
+    let serial = field(&text, "Serial number:").trim_start_matches("0x").to_lowercase();
+    let (status, body) = d.admin_get(&format!("/api/v1/admin/timestamps/{serial}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((&v["hash_alg"], &v["status"]), (&serde_json::json!("sha512"), &serde_json::json!("issued")));
+    let verify = run(Command::new("openssl")
+        .args(["ts", "-verify", "-data"])
+        .arg(&data)
+        .arg("-in")
+        .arg(&reply)
+        .arg("-CAfile")
+        .arg(d.path("ca/chain.pem")));
+    assert!(stdout(&verify).contains("Verification: OK"), "{}", stdout(&verify));
+}

@@ -62,10 +62,8 @@ pub enum TspFailure {
     /// The message imprint's hash algorithm is not SHA-256, SHA-384 or SHA-512.
     #[error("unsupported hash algorithm {0}")]
     BadAlg(String),
-    /// A well-formed request the TSA will not answer as asked.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The body is not a DER TimeStampReq, or the imprint's length does not fit its algorithm.
+    /// The body is not a DER TimeStampReq (version 1 is the only one that decodes), or the
+    /// imprint's length does not fit its algorithm.
     #[error("not a well-formed TimeStampReq: {0}")]
     BadDataFormat(String),
     /// The request asks for a policy the TSA does not offer.
@@ -87,7 +85,6 @@ impl TspFailure {
     fn bit(&self) -> usize {
         match self {
             TspFailure::BadAlg(_) => 0,
-            TspFailure::BadRequest(_) => 2,
             TspFailure::BadDataFormat(_) => 5,
             TspFailure::TimeNotAvailable(_) => 14,
             TspFailure::UnacceptedPolicy(_) => 15,
@@ -100,7 +97,6 @@ impl TspFailure {
     pub fn code(&self) -> &'static str {
         match self {
             TspFailure::BadAlg(_) => "badAlg",
-            TspFailure::BadRequest(_) => "badRequest",
             TspFailure::BadDataFormat(_) => "badDataFormat",
             TspFailure::TimeNotAvailable(_) => "timeNotAvailable",
             TspFailure::UnacceptedPolicy(_) => "unacceptedPolicy",
@@ -181,11 +177,24 @@ impl Ca {
 
     /// Answers a TimeStampReq (DER) with a TimeStampResp (DER): a token, or a rejection.
     pub async fn timestamp(&self, request: &[u8]) -> Vec<u8> {
-        match self.stamp(request).await {
-            Ok((serial, der)) => {
-                tracing::debug!(serial = %serial, "time-stamp token issued");
-                der
-            }
+        let granted = match self.stamp(request).await {
+            Ok(token) => ContentInfo::from_der(&token)
+                .and_then(|t| {
+                    TimeStampResp {
+                        status: PkiStatusInfo {
+                            status: GRANTED,
+                            status_string: None,
+                            fail_info: None,
+                        },
+                        time_stamp_token: Some(t),
+                    }
+                    .to_der()
+                })
+                .map_err(|e| TspFailure::SystemFailure(e.to_string())),
+            Err(f) => Err(f),
+        };
+        match granted {
+            Ok(der) => der,
             Err(f) => {
                 if let TspFailure::SystemFailure(_) = f {
                     tracing::error!("time-stamp refused: {f}");
@@ -199,9 +208,6 @@ impl Ca {
 
     fn judge(&self, request: &[u8]) -> Result<Judged, TspFailure> {
         let req = TimeStampReq::from_der(request).map_err(|e| TspFailure::BadDataFormat(e.to_string()))?;
-        if req.version != TspVersion::V1 {
-            return Err(TspFailure::BadRequest("version must be 1".into()));
-        }
         let alg = req.message_imprint.hash_algorithm.oid;
         let (hash_name, _, len) = HASHES
             .iter()
@@ -239,7 +245,8 @@ impl Ca {
         })
     }
 
-    async fn stamp(&self, request: &[u8]) -> Result<(String, Vec<u8>), TspFailure> {
+    /// Judges, records and signs: the token (ContentInfo, DER).
+    async fn stamp(&self, request: &[u8]) -> Result<Vec<u8>, TspFailure> {
         let judged = self.judge(request)?;
         let clock = self.clock();
         if !clock.usable() {
@@ -326,23 +333,15 @@ impl Ca {
                 return Err(e);
             }
         };
-        let resp = TimeStampResp {
-            status: PkiStatusInfo {
-                status: GRANTED,
-                status_string: None,
-                fail_info: None,
-            },
-            time_stamp_token: Some(ContentInfo::from_der(&token).map_err(|e| system(&e))?),
-        };
-        Ok((serial, resp.to_der().map_err(|e| system(&e))?))
+        tracing::debug!(serial = %serial, "time-stamp token issued");
+        Ok(token)
     }
 
     /// A time-stamp token (ContentInfo, DER) over `data`'s SHA-256, for the service's own use
     /// (CAdES-T on its messages, the audit checkpoint): the same path as `POST /tsp`.
     pub async fn timestamp_token(&self, data: &[u8]) -> Result<Vec<u8>, TspFailure> {
         let req = request_for(data, true).map_err(|e| TspFailure::SystemFailure(e.to_string()))?;
-        let resp = self.timestamp(&req).await;
-        token_of_response(&resp)
+        self.stamp(&req).await
     }
 }
 
@@ -369,15 +368,16 @@ pub fn request_for(data: &[u8], cert_req: bool) -> Result<Vec<u8>, der::Error> {
     .to_der()
 }
 
-/// The token of a granted TimeStampResp, or the rejection's failure.
-pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, TspFailure> {
-    let r = TimeStampResp::from_der(resp).map_err(|e| TspFailure::BadDataFormat(e.to_string()))?;
+/// The token of a granted TimeStampResp (a client's view of the answer), or why there is none:
+/// the answer does not decode, or the TSA's statusString.
+pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, String> {
+    let r = TimeStampResp::from_der(resp).map_err(|e| format!("not a TimeStampResp: {e}"))?;
     match (r.status.status, r.time_stamp_token) {
-        (0 | 1, Some(t)) => t.to_der().map_err(|e| TspFailure::BadDataFormat(e.to_string())),
-        _ => Err(TspFailure::BadRequest(format!(
-            "the TSA refused: {}",
+        (0 | 1, Some(t)) => t.to_der().map_err(|e| e.to_string()),
+        (status, _) => Err(format!(
+            "status {status}: {}",
             r.status.status_string.unwrap_or_default().join("; ")
-        ))),
+        )),
     }
 }
 
@@ -407,6 +407,6 @@ mod tests {
         let r = TimeStampResp::from_der(&der).unwrap();
         assert_eq!(r.status.status, REJECTION);
         assert!(r.time_stamp_token.is_none());
-        assert!(matches!(token_of_response(&der), Err(TspFailure::BadRequest(_))));
+        assert!(token_of_response(&der).unwrap_err().contains("not offered"));
     }
 }
