@@ -472,7 +472,10 @@ fn tokens_are_recorded_on_postgresql_too() {
     let (status, body) = d.admin_get(&format!("/api/v1/admin/timestamps/{serial}"));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!((&v["hash_alg"], &v["status"]), (&serde_json::json!("sha512"), &serde_json::json!("issued")));
+    assert_eq!(
+        (&v["hash_alg"], &v["status"]),
+        (&serde_json::json!("sha512"), &serde_json::json!("issued"))
+    );
     let verify = run(Command::new("openssl")
         .args(["ts", "-verify", "-data"])
         .arg(&data)
