@@ -199,6 +199,14 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("request_invalid"));
 
+    // An AUTH certificate of this CA (no nonRepudiation) is not for signatures.
+    let (auth_cert, auth_key, _) = d.issue_individual(w, "auth", IIN, "rsa:2048");
+    let by_auth = w.join("by-auth.p7m");
+    cms_sign(&doc, &auth_cert, &auth_key, &by_auth, true, false);
+    let (_, v) = verify_mime(&d, &by_auth);
+    assert_eq!(v["code"], "not_signing_certificate", "{v}");
+    assert_eq!(signer(&v)["certificate"]["profile"], "individual-auth", "{v}");
+
     // A certificate of another CA (openssl's own, self-made) signs: unknown_issuer.
     let ca_key = w.join("other-ca.key");
     let ca_cert = w.join("other-ca.pem");
