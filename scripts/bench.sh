@@ -224,12 +224,29 @@ has tsa && export NCA_TSA_CLOCK=trust && for store in $STORES; do
     echo data > "$d/data.txt"
     openssl ts -query -data "$d/data.txt" -sha256 -cert -out "$d/q.tsq" 2>/dev/null
     log "tsa: $store POST /tsp (wrk -t2 -c64 ${DURATION}s)"
+    # The server's CPU time over the run (utime + stime, USER_HZ 100), for tokens per CPU-second.
+    spid=$(ss -Hltnp "sport = :${url##*:}" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+    cpu() { awk '{ sub(/.*\) /, ""); print ($12 + $13) / 100 }' "/proc/$spid/stat"; }
+    c0=$(cpu)
     w=$(TSP_REQ="$d/q.tsq" timeout $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" --timeout 10s \
         -s scripts/bench/tsp.lua "$url/tsp" | grep '^WRK')
+    c1=$(cpu)
     ok=$(sed -n 's/.*ok_per_s=\([^ ]*\).*/\1/p' <<<"$w")
+    # The raw rate again, right after the load: on a shared machine one reading can fall in a
+    # busy moment; the higher of the two is the limit the HTTP figure is judged against.
+    again=$(cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" \
+        NCA_LOG=warn timeout 600 "$BENCH" tsa --n 4000 --raw-only 2>/dev/null | grep '^RESULT' | sed 's/tsa.raw_sign/tsa.raw_sign_after/')
+    echo "$again"; results+=("$again")
+    raw2=$(sed -n 's/^RESULT tsa.raw_sign_after \([0-9.]*\).*/\1/p' <<<"$again")
+    raw=$(awk -v a="$raw" -v b="$raw2" 'BEGIN{print (b > a) ? b : a}')
     line="RESULT tsa.http $ok tokens/s key_store=$store p50_ms=$(sed -n 's/.*p50_ms=\([^ ]*\).*/\1/p' <<<"$w") p99_ms=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$w") errors=$(sed -n 's/.*errors=\([^ ]*\).*/\1/p' <<<"$w") (wrk -t2 -c64, keep-alive, RSA-2048 TSA key, certReq)"
     echo "$line"; results+=("$line")
-    line="RESULT tsa.http_vs_raw $(awk -v a="$ok" -v b="$raw" 'BEGIN{printf "%.0f", 100*a/b}') % key_store=$store (goal >= 70)"
+    reqs=$(sed -n 's/.*requests=\([^ ]*\).*/\1/p' <<<"$w")
+    per_cpu=$(awk -v n="$reqs" -v a="$c0" -v b="$c1" 'BEGIN{ if (b > a) printf "%.0f", n/(b-a); else print 0 }')
+    rawcpu=$(sed -n 's/^RESULT tsa.raw_sign_per_cpu_s \([0-9.]*\).*/\1/p' <<<"$out")
+    line="RESULT tsa.http_per_cpu_s $per_cpu tokens/cpu-s key_store=$store (server CPU $(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.1f", b-a}') s for $reqs tokens; raw $rawcpu signs/cpu-s: $(awk -v a="$per_cpu" -v b="$rawcpu" 'BEGIN{ if (b > 0) printf "%.0f", 100*a/b; else print "?" }') %)"
+    echo "$line"; results+=("$line")
+    line="RESULT tsa.http_vs_raw $(awk -v a="$ok" -v b="$raw" 'BEGIN{printf "%.0f", 100*a/b}') % key_store=$store (of the higher raw reading, $raw /s; goal >= 70)"
     echo "$line"; results+=("$line")
     kill "$pid" 2>/dev/null || true
 done
