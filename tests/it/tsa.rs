@@ -485,3 +485,37 @@ fn tokens_are_recorded_on_postgresql_too() {
         .arg(d.path("ca/chain.pem")));
     assert!(stdout(&verify).contains("Verification: OK"), "{}", stdout(&verify));
 }
+
+#[test]
+fn a_policy_of_tsa_accepted_policies_is_honoured_and_others_refused() {
+    let mut d = Deployment::new();
+    let config = d.dir.path().join("nca.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ca-config/nca.toml"))
+        .unwrap()
+        .replace("accepted_policies = []", "accepted_policies = [\"1.2.398.3.3.2.6.2\"]");
+    assert!(text.contains("1.2.398.3.3.2.6.2"));
+    write(&config, text.as_bytes());
+    d.env.extend([
+        ("NCA_CONFIG".to_string(), config.display().to_string()),
+        ("NCA_TSA_CLOCK".into(), "trust".into()),
+    ]);
+    d.init();
+    d.start();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("d.txt");
+    write(&data, b"x\n");
+    for (policy, granted) in [("1.2.398.3.3.2.6.2", true), ("1.2.398.3.3.2.6.3", false)] {
+        let q = ts_query(work.path(), policy, &data, &["-sha256", "-tspolicy", policy]);
+        let (_, _, reply) = post_tsp(&d, work.path(), policy, &q);
+        let text = reply_text(&reply);
+        if granted {
+            assert_eq!(field(&text, "Policy OID:"), policy, "{text}");
+        } else {
+            assert!(text.contains("Status: Rejected."), "{text}");
+        }
+    }
+    // No policy asked: the default.
+    let q = ts_query(work.path(), "none", &data, &["-sha256"]);
+    let (_, _, reply) = post_tsp(&d, work.path(), "none", &q);
+    assert_eq!(field(&reply_text(&reply), "Policy OID:"), "1.2.398.3.3.2.6.1");
+}
