@@ -252,8 +252,8 @@ fn malformed_and_unoffered_requests_are_rejections_never_errors() {
     assert_eq!(count_tokens(&d), before);
 }
 
-/// Tokens recorded, read from the service's own log of the writer (the admin record endpoint
-/// answers per serial), through the database: SQLite in these deployments.
+/// How many tokens the database holds (SQLite in these deployments): the admin endpoint only
+/// answers per serial.
 fn count_tokens(d: &Deployment) -> i64 {
     let out = run_ok(Command::new("python3").args([
         "-c",
