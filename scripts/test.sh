@@ -136,6 +136,12 @@ python3 -c 'import pyhanko_certvalidator' || die "pyhanko-certvalidator does not
 lint_pkix_cert --help >/dev/null || die "lint_pkix_cert does not run"
 echo "lint_pkix_cert: $(command -v lint_pkix_cert)"
 export PATH
+# The second RFC 3161 client of the TSA tests (tests/it/tsa.rs), beside openssl ts. `python3`
+# is the interpreter pkilint went into (its venv comes first on PATH when one was needed).
+if ! python3 -c 'import rfc3161ng' 2>/dev/null; then
+    PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install -q rfc3161ng
+fi
+python3 -c 'import rfc3161ng' || die "rfc3161ng does not import"
 
 # ---------------------------------------------------------------------------
 section "Scratch directory and PostgreSQL"

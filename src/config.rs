@@ -152,6 +152,10 @@ pub struct MonitoringSection {
     /// PEM certificates to trust for an https:// monitoring URL instead of the system's roots.
     #[serde(default)]
     pub ca_file: PathBuf,
+    /// Whether each message's signature carries a time-stamp token of this service's TSA
+    /// (CAdES-T: id-aa-signatureTimeStampToken in the unsigned attributes).
+    #[serde(default)]
+    pub timestamp: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +178,43 @@ pub struct PortalSection {
     pub rate_per_iin_per_hour: u32,
     /// Leading zero bits the portal's proof of work must have (SHA-256); 0 disables proofs.
     pub pow_bits: u32,
+}
+
+/// How the time-stamping authority learns whether the host's clock may be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockCheck {
+    /// Ask the kernel (adjtimex): unsynchronised refuses tokens; a host that cannot tell is trusted.
+    Host,
+    /// Trust the clock without asking (a host whose time discipline is outside the kernel).
+    Trust,
+    /// Treat the clock as unsynchronised: every request is refused with timeNotAvailable (drills).
+    Unsynchronised,
+}
+
+/// The RFC 3161 time-stamping authority (README, "Time-stamping").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsaSection {
+    /// The policy a token names when the request asks for none.
+    pub policy: String,
+    /// Further policies a request may ask for.
+    pub accepted_policies: Vec<String>,
+    /// The accuracy each token declares, in seconds.
+    pub accuracy_seconds: u64,
+    /// `host`, `trust` or `unsynchronised` (NCA_TSA_CLOCK).
+    pub clock: ClockCheck,
+}
+
+impl Default for TsaSection {
+    fn default() -> Self {
+        TsaSection {
+            policy: "1.2.398.3.3.2.6.1".into(),
+            accepted_policies: Vec::new(),
+            accuracy_seconds: 1,
+            clock: ClockCheck::Host,
+        }
+    }
 }
 
 impl Default for PortalSection {
@@ -231,6 +272,9 @@ struct FileConfig {
     /// Absent in a configuration written before the cabinet: the built-in defaults.
     #[serde(default)]
     cabinet: CabinetSection,
+    /// Absent in a configuration written before the TSA: the built-in defaults.
+    #[serde(default)]
+    tsa: TsaSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -251,6 +295,7 @@ pub struct Config {
     pub mail: MailSection,
     pub portal: PortalSection,
     pub cabinet: CabinetSection,
+    pub tsa: TsaSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -379,6 +424,23 @@ impl Config {
         if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
             return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
         }
+        if let Some(v) = env("NCA_TSA_CLOCK") {
+            f.tsa.clock = match v.as_str() {
+                "host" => ClockCheck::Host,
+                "trust" => ClockCheck::Trust,
+                "unsynchronised" => ClockCheck::Unsynchronised,
+                _ => {
+                    return Err(invalid(
+                        "NCA_TSA_CLOCK",
+                        format!("{v:?} (host, trust or unsynchronised)"),
+                    ));
+                }
+            };
+        }
+        for p in std::iter::once(&f.tsa.policy).chain(&f.tsa.accepted_policies) {
+            p.parse::<const_oid::ObjectIdentifier>()
+                .map_err(|e| invalid("tsa.policy", format!("{p:?}: {e}")))?;
+        }
         if f.portal.pow_bits > 32 {
             return Err(invalid(
                 "portal.pow_bits",
@@ -451,6 +513,7 @@ impl Config {
             mail: f.mail,
             portal: f.portal,
             cabinet: f.cabinet,
+            tsa: f.tsa,
             data_dir,
             database_url,
             listen,

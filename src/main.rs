@@ -179,6 +179,10 @@ enum StationCommand {
         /// PKCS#11 module (default: NCA_PKCS11_MODULE, then the configuration's).
         #[arg(long)]
         module: Option<PathBuf>,
+        /// Adds a signature time-stamp token (CAdES-T) from the TSA at this URL
+        /// (http://…/tsp of the centre's public listener).
+        #[arg(long, value_name = "URL")]
+        timestamp: Option<String>,
     },
     /// P4: keys made on the applicant's ID card, the operator's confirmation, the certificates
     /// written onto the card. The card PIN is read from standard input; the operator's PIN from
@@ -408,14 +412,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     input,
                     out,
                     module,
+                    timestamp,
                 },
         } => {
             let content = std::fs::read(&input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
             let module = pkcs11_module(module)?;
             let pin = nca::station::operator_pin()?;
-            let signed =
+            let mut signed =
                 tokio::task::spawn_blocking(move || nca::station::sign_with_token(module, &token, pin, &content))
                     .await??;
+            if let Some(url) = timestamp {
+                signed = nca::station::timestamp::add_timestamp(&url, &signed).await?;
+            }
             std::fs::write(&out, signed).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             Ok(())
         }

@@ -49,6 +49,11 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         }
     }
     let mut ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
+    // A deployment made before the time-stamping authority gets its key on this start.
+    if let Some(line) = ceremony::ensure_tsa(&ca).await? {
+        tracing::info!(target: "audit", "ceremony: {line}");
+        ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
+    }
     let renewed = ceremony::renew_delegated(&ca).await?;
     for line in &renewed {
         tracing::info!(target: "audit", "{line}");
@@ -56,6 +61,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     if !renewed.is_empty() {
         ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
     }
+    ceremony::write_tsa_certificate(&ca)?;
 
     let stale = store
         .abandon_stale_pending(now() - cfg.ca.pending_abandon_after_seconds)

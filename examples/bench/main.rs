@@ -18,10 +18,14 @@
 //! with a real CMS signature, issuance of the pair), beside half the issuing key's raw signing
 //! rate (two CA signatures per application).
 //!
+//! `bench tsa --n N --concurrency C`: the TSA key's raw signing rate and the TSA engine in
+//! process, on the deployment of a running `nca serve` (see `tsa.rs`).
+//!
 //! Every figure is printed as `RESULT <name> <value> <unit> [context]`.
 
 mod applications;
 mod outbox;
+mod tsa;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +99,8 @@ fn main() -> anyhow::Result<()> {
         Some("http") => rt.block_on(http(&args)),
         Some("outbox") => rt.block_on(outbox::run(&args)),
         Some("applications") => rt.block_on(applications::run(&args)),
-        _ => anyhow::bail!("usage: bench engine|http|outbox|applications …"),
+        Some("tsa") => rt.block_on(tsa::run(&args)),
+        _ => anyhow::bail!("usage: bench engine|http|outbox|applications|tsa …"),
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
             }
             if r.kind == "audit.checkpoint" {
                 check_checkpoint(ca, r.seq, &r.detail)?;
+                check_checkpoint_token(ca, r.seq, &r.detail).await?;
                 checkpoints += 1;
             }
             seq = r.seq;
@@ -110,15 +111,52 @@ fn check_checkpoint(ca: &Ca, seq: i64, detail: &str) -> Result<(), AuditError> {
         .map_err(|_| bad("signature does not verify"))
 }
 
-/// Appends a checkpoint signed by the service key over the current head.
+/// A checkpoint's time-stamp token, when it has one: this centre's TSA over the same message
+/// the service key signed, recorded as issued (`Ca::verify_token`).
+async fn check_checkpoint_token(ca: &Ca, seq: i64, detail: &str) -> Result<(), AuditError> {
+    let bad = |why: String| AuditError::Broken {
+        seq,
+        why: format!("checkpoint: {why}"),
+    };
+    let v: serde_json::Value = serde_json::from_str(detail).map_err(|_| bad("detail is not JSON".into()))?;
+    let Some(token) = v["timestamp"].as_str() else {
+        return Ok(());
+    };
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad("time-stamp is not base64".into()))?;
+    let msg = format!(
+        "nca-audit-checkpoint {} {}",
+        v["covers"].as_i64().unwrap_or(-1),
+        v["hash"].as_str().unwrap_or("")
+    );
+    ca.verify_token(&token, msg.as_bytes())
+        .await
+        .map(|_| ())
+        .map_err(|e| bad(format!("time-stamp: {e}")))
+}
+
+/// Appends a checkpoint signed by the service key over the current head, with a time-stamp
+/// token of the same message from this centre's TSA when it can give one (a clock it cannot
+/// trust leaves the checkpoint without, and says so in the log).
 pub async fn checkpoint(ca: &Ca) -> Result<(), AuditError> {
     let Some(service) = &ca.service else { return Ok(()) };
     let (seq, hash) = ca.store.audit_head().await?;
     let msg = format!("nca-audit-checkpoint {seq} {hash}");
+    let token = match ca.timestamp_token(msg.as_bytes()).await {
+        Ok(t) => Some(base64::engine::general_purpose::STANDARD.encode(t)),
+        Err(e) => {
+            tracing::warn!("audit checkpoint {seq} without a time-stamp: {e}");
+            None
+        }
+    };
     let sig = keys::sign(&service.signer, msg.into_bytes()).await?;
-    let detail = serde_json::json!({
+    let mut detail = serde_json::json!({
         "covers": seq, "hash": hash, "signature": base64::engine::general_purpose::STANDARD.encode(sig),
     });
+    if let Some(t) = token {
+        detail["timestamp"] = serde_json::json!(t);
+    }
     ca.store
         .audit(&[AuditEvent::new("audit.checkpoint", &seq.to_string(), detail)])
         .await?;

@@ -11,6 +11,7 @@ use crate::operators::{AccessError, OperatorError};
 use crate::pki::IssueError;
 use crate::pki::crl::CrlError;
 use crate::pki::revocation::RevokeError;
+use crate::pki::verify::VerifyError;
 use crate::workflow::application::WorkflowError;
 use crate::workflow::survey::SurveyError;
 
@@ -37,6 +38,8 @@ pub enum ApiError {
     Survey(#[from] SurveyError),
     #[error(transparent)]
     Cabinet(#[from] CabinetError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -165,6 +168,8 @@ impl ApiError {
             ApiError::Crl(CrlError::NoRootDelta) => (StatusCode::BAD_REQUEST, "crl_kind_invalid"),
             ApiError::Crl(CrlError::KeyStore(_)) => (StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable"),
             ApiError::Crl(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Verify(VerifyError::Malformed(_)) => (StatusCode::BAD_REQUEST, "cms_malformed"),
+            ApiError::Verify(VerifyError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -12,6 +12,7 @@ mod pages;
 mod public;
 mod status;
 pub mod tls;
+mod tsa;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,6 +49,10 @@ pub struct Readiness {
     pub ready: bool,
     pub database: String,
     pub key_store: String,
+    /// The time-stamping authority's view of the clock: `synchronised`, `unsynchronised: …`
+    /// (tokens are refused with timeNotAvailable) or `unknown: …`. It does not change `ready`:
+    /// CRLs, OCSP and the portal do not need a synchronised clock to the second.
+    pub clock: String,
 }
 
 impl AppState {
@@ -68,6 +73,7 @@ impl AppState {
                 key_store.is_ok(),
                 key_store.err().map(|e| e.to_string()).unwrap_or_default(),
             ),
+            clock: self.ca.clock().describe(),
         }
     }
 
@@ -243,6 +249,9 @@ pub fn public_router(state: AppState) -> Router {
             post(status::ocsp_post).layer(DefaultBodyLimit::max(crate::pki::ocsp::MAX_REQUEST_BYTES)),
         )
         .route("/ocsp/{*request}", get(status::ocsp_get))
+        .route("/tsp", post(tsa::tsp))
+        .route("/cert/tsa.cer", get(tsa::certificate))
+        .route("/api/v1/verify", post(tsa::verify))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))
@@ -264,6 +273,7 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/api/v1/admin/audit/verify", get(admin::verify_audit))
         .route("/api/v1/admin/reports/sla", get(admin::sla_report))
         .route("/api/v1/admin/monitoring", get(admin::monitoring))
+        .route("/api/v1/admin/timestamps/{serial}", get(tsa::record))
         .route("/api/v1/admin/monitoring/{message_id}/retry", post(admin::retry_parked))
         .route("/api/v1/admin/operators", post(operators::add).get(admin::operators))
         .route("/api/v1/admin/operators/{iin}/suspend", post(operators::suspend))

@@ -18,11 +18,13 @@ pub struct Sender {
     signer: Arc<dyn Signer>,
     cert_der: Arc<Vec<u8>>,
     timeout: Duration,
+    /// With `[monitoring] timestamp = true`: the CA whose TSA stamps each signature (CAdES-T).
+    timestamps: Option<Arc<crate::pki::Ca>>,
 }
 
 impl Sender {
     /// The monitoring link of `ca`'s configuration, signing with its service key.
-    pub fn new(ca: &crate::pki::Ca) -> anyhow::Result<Sender> {
+    pub fn new(ca: &Arc<crate::pki::Ca>) -> anyhow::Result<Sender> {
         let cfg = &ca.config.monitoring;
         let url =
             reqwest::Url::parse(&cfg.url).map_err(|e| anyhow::anyhow!("NCA_MONITORING_URL {:?}: {e}", cfg.url))?;
@@ -47,6 +49,7 @@ impl Sender {
             signer: Arc::clone(&service.signer),
             cert_der: Arc::new(service.cert_der.clone()),
             timeout: Duration::from_millis(cfg.timeout_ms),
+            timestamps: cfg.timestamp.then(|| Arc::clone(ca)),
         })
     }
 
@@ -60,7 +63,29 @@ impl Sender {
                 .await
                 .map_err(|e| DeliveryError::Prepare(e.to_string()))?
                 .map_err(|e| DeliveryError::Prepare(e.to_string()))?;
+        let der = match &self.timestamps {
+            Some(ca) => timestamped(ca, der).await,
+            None => der,
+        };
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
+    }
+}
+
+/// The signature with a time-stamp token of its value added (CAdES-T). A TSA that cannot give
+/// one (its clock untrusted) leaves the signature as it is: the message still goes, signed, and
+/// the log says why it has no token.
+async fn timestamped(ca: &crate::pki::Ca, der: Vec<u8>) -> Vec<u8> {
+    let stamped = async {
+        let sig = crate::pki::signed_data::signature_value(&der).map_err(|e| e.to_string())?;
+        let token = ca.timestamp_token(&sig).await.map_err(|e| e.to_string())?;
+        crate::pki::signed_data::add_signature_timestamp(&der, &token).map_err(|e| e.to_string())
+    };
+    match stamped.await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("monitoring message signed without a time-stamp: {e}");
+            der
+        }
     }
 }
 

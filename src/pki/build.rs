@@ -154,7 +154,7 @@ pub fn leaf_extensions(
     let mut eku = profile.eku_oids.clone();
     eku.extend(subject.role);
     if !eku.is_empty() {
-        exts.push(ext(&ExtendedKeyUsage(eku), false)?);
+        exts.push(ext(&ExtendedKeyUsage(eku), profile.extended_key_usage_critical)?);
     }
     if !profile.policy_oids.is_empty() {
         let qualifiers = if profile.cps {

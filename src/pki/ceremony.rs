@@ -305,6 +305,7 @@ pub async fn init(
         issuing,
         ocsp: None,
         service: None,
+        tsa: None,
         responder: None,
     };
     let org = (!cfg.ca.organization.is_empty()).then(|| cfg.ca.organization.clone());
@@ -329,6 +330,11 @@ pub async fn init(
     let service_key = key_store.generate(&service_label, delegated_alg)?;
     let service = ca
         .issue_for_own_key("service", service_key.spki_der(), &entity("NCA SERVICE"))
+        .await?;
+    let tsa_label = label("tsa");
+    let tsa_key = key_store.generate(&tsa_label, delegated_alg)?;
+    let tsa = ca
+        .issue_for_own_key("tsa", tsa_key.spki_der(), &entity(TSA_COMMON_NAME))
         .await?;
 
     // The operator listener's TLS key lives in a file the service reads (rustls needs the key).
@@ -360,6 +366,7 @@ pub async fn init(
     write_file(&data.join("ca/root.pem"), ca.root.cert_pem().as_bytes(), false)?;
     write_file(&data.join("ca/issuing.pem"), ca.issuing.cert_pem().as_bytes(), false)?;
     write_file(&data.join("ca/chain.pem"), chain.as_bytes(), false)?;
+    write_file(&data.join("ca/tsa.pem"), tsa.pem().as_bytes(), false)?;
     write_file(&data.join("admin/auth.key"), admin_key_pem.as_bytes(), true)?;
     write_file(&data.join("admin/auth.crt"), admin.pem().as_bytes(), false)?;
     write_file(&data.join("admin/chain.pem"), chain.as_bytes(), false)?;
@@ -406,6 +413,14 @@ pub async fn init(
             &service,
         ),
         record(
+            &format!("{}-tsa", ca.issuing.id),
+            "tsa",
+            kind,
+            &tsa_label,
+            delegated_alg,
+            &tsa,
+        ),
+        record(
             &format!("{}-tls", ca.issuing.id),
             "tls",
             "file",
@@ -449,6 +464,13 @@ pub async fn init(
             Some(service_label),
         ),
         (
+            "time-stamping authority",
+            tsa.subject.clone(),
+            tsa.serial.clone(),
+            tsa.der.clone(),
+            Some(tsa_label),
+        ),
+        (
             "TLS server",
             tls.subject.clone(),
             tls.serial.clone(),
@@ -485,6 +507,64 @@ pub async fn init(
     Ok(report)
 }
 
+/// Writes the TSA's current certificate to `ca/tsa.pem` in the data directory, beside the CA
+/// certificates, for clients that verify tokens requested without certReq.
+pub fn write_tsa_certificate(ca: &Ca) -> Result<(), CeremonyError> {
+    match &ca.tsa {
+        Some(t) => write_file(
+            &ca.config.data_dir.join("ca/tsa.pem"),
+            pem("CERTIFICATE", &t.cert_der).as_bytes(),
+            false,
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The TSA certificate's common name.
+pub const TSA_COMMON_NAME: &str = "NCA TIME-STAMPING AUTHORITY";
+
+/// Gives a deployment made before the TSA existed its TSA key (in the configured key store, of
+/// the issuing CA's family) and certificate. Returns the report line, or `None` when the
+/// deployment has one; the caller reopens the CA to use it.
+pub async fn ensure_tsa(ca: &Ca) -> Result<Option<String>, CeremonyError> {
+    if ca.tsa.is_some() {
+        return Ok(None);
+    }
+    let alg = if ca.issuing.algorithm() == KeyAlgorithm::EcP256 {
+        KeyAlgorithm::EcP256
+    } else {
+        KeyAlgorithm::Rsa2048
+    };
+    let tsa_label = label("tsa");
+    let key = ca.key_store.generate(&tsa_label, alg)?;
+    let org = (!ca.config.ca.organization.is_empty()).then(|| ca.config.ca.organization.clone());
+    let subject = SubjectInput {
+        common_name: Some(TSA_COMMON_NAME.into()),
+        org,
+        ..Default::default()
+    };
+    let issued = ca.issue_for_own_key("tsa", key.spki_der(), &subject).await?;
+    ca.store
+        .add_ca_key(&CaKeyRecord {
+            id: format!("{}-tsa", ca.issuing.id),
+            role: "tsa".into(),
+            key_store: ca.key_store.kind().into(),
+            key_label: tsa_label.clone(),
+            algorithm: alg.name().into(),
+            serial: issued.serial.clone(),
+            certificate: issued.der.clone(),
+            created_at: now(),
+        })
+        .await?;
+    Ok(Some(format!(
+        "time-stamping authority: subject=[{}] serial=[{}] sha256=[{}] key=[{}:{tsa_label}]",
+        issued.subject,
+        issued.serial,
+        fingerprint(&issued.der),
+        ca.key_store.kind()
+    )))
+}
+
 fn serial_of(cert_der: &[u8]) -> String {
     <x509_cert::Certificate as der::Decode>::from_der(cert_der)
         .map(|c| hex::encode(c.tbs_certificate.serial_number.as_bytes()))
@@ -499,7 +579,15 @@ pub const RENEW_DELEGATED_BEFORE: i64 = 30 * 86_400;
 /// already have. Returns a line per renewal; the caller reopens the CA to use them.
 pub async fn renew_delegated(ca: &Ca) -> Result<Vec<String>, CeremonyError> {
     let mut done = Vec::new();
-    for (role, profile, current) in [("ocsp", "ocsp", &ca.ocsp), ("service", "service", &ca.service)] {
+    let tsa = ca.tsa.as_ref().map(|t| super::Delegated {
+        signer: std::sync::Arc::clone(&t.signer),
+        cert_der: t.cert_der.clone(),
+    });
+    for (role, profile, current) in [
+        ("ocsp", "ocsp", &ca.ocsp),
+        ("service", "service", &ca.service),
+        ("tsa", "tsa", &tsa),
+    ] {
         let Some(d) = current else { continue };
         let cert: x509_cert::Certificate = der::Decode::from_der(&d.cert_der).map_err(|e| BuildError {
             what: "delegated certificate",

@@ -104,7 +104,7 @@ fn malformed(e: impl std::fmt::Display) -> CmsError {
     CmsError::Malformed(e.to_string())
 }
 
-fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
+pub(super) fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
     let a = match alg {
         SHA256 => &ring::digest::SHA256,
         SHA384 => &ring::digest::SHA384,
@@ -115,12 +115,12 @@ fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
 }
 
 /// The one value of a signed attribute.
-fn attribute(attrs: &cms::signed_data::SignedAttributes, oid: ObjectIdentifier) -> Option<&der::Any> {
+pub(super) fn attribute(attrs: &cms::signed_data::SignedAttributes, oid: ObjectIdentifier) -> Option<&der::Any> {
     attrs.iter().find(|a| a.oid == oid).and_then(|a| a.values.iter().next())
 }
 
 /// The SignedData in a DER or PEM ContentInfo.
-fn signed_data(input: &[u8]) -> Result<SignedData, CmsError> {
+pub(super) fn signed_data(input: &[u8]) -> Result<SignedData, CmsError> {
     let der = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
         der::pem::decode_vec(input.trim_ascii()).map_err(malformed)?.1
     } else {
@@ -263,8 +263,18 @@ pub fn check(signed: &Signed, cert: &Certificate, skew: i64, t: i64) -> Result<i
     }
 
     // The signature over the DER of the signed attributes as a SET OF (RFC 5652 §5.4).
+    check_signature(si, attrs, &cert.tbs_certificate.subject_public_key_info)?;
+    Ok(signing_time)
+}
+
+/// Checks a signer's signature over its signed attributes (their DER as a SET OF, RFC 5652
+/// §5.4) with the certificate's key.
+pub(super) fn check_signature(
+    si: &cms::signed_data::SignerInfo,
+    attrs: &cms::signed_data::SignedAttributes,
+    spki: &spki::SubjectPublicKeyInfoOwned,
+) -> Result<(), CmsError> {
     let signed = attrs.to_der().map_err(malformed)?;
-    let spki = &cert.tbs_certificate.subject_public_key_info;
     let key = spki
         .subject_public_key
         .as_bytes()
@@ -281,8 +291,7 @@ pub fn check(signed: &Signed, cert: &Certificate, skew: i64, t: i64) -> Result<i
     };
     UnparsedPublicKey::new(verifier, key)
         .verify(&signed, si.signature.as_bytes())
-        .map_err(|_| CmsError::BadSignature)?;
-    Ok(signing_time)
+        .map_err(|_| CmsError::BadSignature)
 }
 
 impl Ca {

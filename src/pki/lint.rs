@@ -160,6 +160,9 @@ pub fn leaf(tbs_der: &[u8], profile: &Profile, issuer: &IssuerFacts<'_>) -> Resu
         }
         None => f.push("keyUsage missing".into()),
     }
+    if find(ExtendedKeyUsage::OID).is_some_and(|e| e.critical != profile.extended_key_usage_critical) {
+        f.push("extendedKeyUsage criticality differs from the profile".into());
+    }
     match find(ExtendedKeyUsage::OID).map(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes())) {
         Some(Ok(eku)) => {
             if !profile.eku_oids.iter().all(|o| eku.0.contains(o)) {

@@ -15,6 +15,8 @@ pub mod revocation;
 pub mod signed_data;
 pub mod status;
 pub mod subject;
+pub mod tsa;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -215,6 +217,9 @@ pub struct Ca {
     pub issuing: Issuer,
     pub ocsp: Option<Delegated>,
     pub service: Option<Delegated>,
+    /// The time-stamping authority's key and certificate; absent only between the migration of
+    /// a deployment made before the TSA and its first start (which makes them).
+    pub tsa: Option<tsa::Tsa>,
     /// Answers OCSP for the issuing CA's certificates, with the delegated key above.
     pub responder: Option<ocsp::Responder>,
 }
@@ -276,7 +281,19 @@ impl Ca {
                 what: "OCSP responder",
                 message: e.to_string(),
             })?;
+        let tsa = find("tsa")
+            .map(|r| -> Result<tsa::Tsa, OpenError> {
+                tsa::Tsa::new(load(r)?, r.certificate.clone()).map_err(|e| {
+                    build::BuildError {
+                        what: "TSA certificate",
+                        message: e.to_string(),
+                    }
+                    .into()
+                })
+            })
+            .transpose()?;
         Ok(Ca {
+            tsa,
             root: Issuer::new(&root.id, root.certificate.clone(), load(root)?, &config)?,
             issuing,
             ocsp,

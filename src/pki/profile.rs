@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::keys::KeyAlgorithm;
 
 /// The profiles nca knows by name, with their embedded copies.
-pub const EMBEDDED: [(&str, &str); 10] = [
+pub const EMBEDDED: [(&str, &str); 11] = [
     (
         "individual-auth",
         include_str!("../../ca-config/profiles/individual-auth.toml"),
@@ -34,6 +34,7 @@ pub const EMBEDDED: [(&str, &str); 10] = [
     ("ocsp", include_str!("../../ca-config/profiles/ocsp.toml")),
     ("tls-server", include_str!("../../ca-config/profiles/tls-server.toml")),
     ("service", include_str!("../../ca-config/profiles/service.toml")),
+    ("tsa", include_str!("../../ca-config/profiles/tsa.toml")),
 ];
 
 /// Who the subject is: a person identified by IIN, or an entity named by a common name
@@ -107,6 +108,9 @@ pub struct Profile {
     /// Marked critical, always. keyEncipherment is dropped for EC keys, which cannot encipher.
     pub key_usage: Vec<KeyUsageBit>,
     pub extended_key_usage: Vec<String>,
+    /// extendedKeyUsage marked critical (RFC 3161 §2.3 asks it of a TSA's certificate).
+    #[serde(default)]
+    pub extended_key_usage_critical: bool,
     #[serde(default)]
     pub policies: Vec<String>,
     #[serde(default)]

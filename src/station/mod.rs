@@ -9,6 +9,7 @@ pub mod card;
 pub mod client;
 pub mod enroll;
 pub mod revoke;
+pub mod timestamp;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -219,7 +219,7 @@ impl Store {
     pub async fn replace_delegated_certificate(&self, role: &str, serial: &str, der: &[u8]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
-            "UPDATE ca_keys SET serial = $1, certificate = $2 WHERE role = $3 AND role IN ('ocsp', 'service')",
+            "UPDATE ca_keys SET serial = $1, certificate = $2 WHERE role = $3 AND role IN ('ocsp', 'service', 'tsa')",
         )
         .bind(serial)
         .bind(der)

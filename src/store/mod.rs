@@ -14,6 +14,7 @@ mod operators;
 mod outbox;
 mod revocations;
 mod surveys;
+mod timestamps;
 mod writer;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 pub use surveys::SurveyRecord;
+pub use timestamps::TimestampRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

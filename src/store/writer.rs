@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{AuditEvent, append};
 use super::certificates::{PendingCertificate, insert_pending, update_issued};
+use super::timestamps::{self, TimestampRecord};
 use super::{Backend, StoreError};
 
 /// The most operations one transaction takes.
@@ -27,6 +28,9 @@ pub(super) enum WriteOp {
         serial: String,
         der: Vec<u8>,
     },
+    /// A time-stamp token about to be signed; no audit record (the table is the record, and a
+    /// token a second would flood the chain).
+    Timestamp(TimestampRecord),
 }
 
 pub(super) struct Job {
@@ -94,6 +98,7 @@ async fn execute(pool: &AnyPool, backend: Backend, batch: &[Job]) -> Result<Vec<
                 }
                 r
             }
+            WriteOp::Timestamp(t) => timestamps::insert(&mut tx, t).await,
         };
         if let Err(StoreError::Database(e)) = r {
             return Err(e.into());

@@ -20,6 +20,7 @@ fn ceremony_makes_a_hierarchy_that_openssl_accepts_and_refuses_to_run_twice() {
         "issuing CA",
         "OCSP responder",
         "service signer",
+        "time-stamping authority",
         "TLS server",
         "administrator",
     ] {
@@ -83,7 +84,8 @@ fn ceremony_makes_a_hierarchy_that_openssl_accepts_and_refuses_to_run_twice() {
     if !is_pkcs11() {
         assert_eq!(
             std::fs::read_dir(d.path("keys")).unwrap().count(),
-            4,
+            // root, issuing, OCSP responder, service, time-stamping authority
+            5,
             "a refused ceremony made keys"
         );
     }

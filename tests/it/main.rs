@@ -20,4 +20,6 @@ mod relying;
 mod revocation;
 mod station;
 mod store;
+mod tsa;
+mod verify;
 mod workflow;
