@@ -166,6 +166,27 @@ impl Default for PortalSection {
     }
 }
 
+/// The registration authority's background driver (README, "Applications that always reach an
+/// end").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSection {
+    /// How often each instance looks for result steps recorded but not done.
+    pub driver_seconds: u64,
+    /// How long a worker holds an application's result step; past it, a driver may take it up.
+    /// Longer than an issuance ever takes, short enough that a crash is recovered soon.
+    pub lease_seconds: i64,
+}
+
+impl Default for WorkflowSection {
+    fn default() -> Self {
+        WorkflowSection {
+            driver_seconds: 5,
+            lease_seconds: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -183,6 +204,9 @@ struct FileConfig {
     /// Absent in a configuration written before the portal: the built-in defaults.
     #[serde(default)]
     portal: PortalSection,
+    /// Absent in a configuration written before the driver: the built-in defaults.
+    #[serde(default)]
+    workflow: WorkflowSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -202,6 +226,7 @@ pub struct Config {
     pub monitoring: MonitoringSection,
     pub mail: MailSection,
     pub portal: PortalSection,
+    pub workflow: WorkflowSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -298,6 +323,16 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("NCA_REGISTRY_RETRY_SECONDS", format!("{v:?} is not a number")))?;
         }
+        if let Some(v) = env("NCA_WORKFLOW_DRIVER_SECONDS") {
+            f.workflow.driver_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_WORKFLOW_DRIVER_SECONDS", format!("{v:?} is not a number")))?;
+        }
+        if let Some(v) = env("NCA_WORKFLOW_LEASE_SECONDS") {
+            f.workflow.lease_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_WORKFLOW_LEASE_SECONDS", format!("{v:?} is not a number")))?;
+        }
         if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
             let v = v
                 .parse()
@@ -385,6 +420,7 @@ impl Config {
             monitoring: f.monitoring,
             mail: f.mail,
             portal: f.portal,
+            workflow: f.workflow,
             data_dir,
             database_url,
             listen,

@@ -113,6 +113,13 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let outbox = crate::outbox::spawn_workers(&ca, &stop_rx)?;
     let retries = tokio::spawn(registry_retries(state.clone(), stop_rx.clone()));
+    let driver = crate::workflow::driver::Driver {
+        ca: Arc::clone(&state.ca),
+        regulation: Arc::clone(&state.regulation),
+        registry: Arc::clone(&state.registry),
+        centres: Arc::clone(&state.centres),
+    };
+    let driver = tokio::spawn(driver.run(stop_rx.clone()));
     let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
     let op = tokio::spawn(http::tls::serve(
         operator,
@@ -139,6 +146,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         let _ = w.await;
     }
     let _ = retries.await;
+    let _ = driver.await;
     pub_task.await??;
     store.close().await;
     Ok(())

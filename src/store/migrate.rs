@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_applications.sql")),
     (6, include_str!("../../migrations/sqlite/0006_outbox.sql")),
     (7, include_str!("../../migrations/sqlite/0007_survey.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_intents.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
@@ -23,6 +24,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/postgres/0005_applications.sql")),
     (6, include_str!("../../migrations/postgres/0006_outbox.sql")),
     (7, include_str!("../../migrations/postgres/0007_survey.sql")),
+    (8, include_str!("../../migrations/postgres/0008_intents.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::model::{Actor, Intent};
 use super::number;
 use super::regulation::{Channel, Condition, Process, Regulation, Service, StepKind};
 use crate::operators::centres::Centres;
@@ -12,7 +13,7 @@ use crate::operators::{ConfirmError, Operator, may_confirm};
 use crate::outbox::letters::{self, Kind, Letter};
 use crate::pki::cms::CmsError;
 use crate::pki::subject::SubjectInput;
-use crate::pki::{Ca, IssueError, IssueRequest, csr, policy, status::rfc3339};
+use crate::pki::{Ca, csr, policy, status::rfc3339};
 use crate::registry::{Bin, Iin, RegistryError, StateRegistry, names_match};
 use crate::store::{Advance, ApplicationRecord, OutboxMessage, StepRecord, StoreError, now};
 
@@ -139,28 +140,34 @@ impl FieldError {
     }
 }
 
-/// Bad requests: nothing is recorded for these.
+/// Why a step of the workflow did not happen, by whose fault. A refusal under the regulation is
+/// not among them: it is a result, recorded and answered with the application.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
-    /// The request is not what the endpoint takes.
+    /// The client's mistake: the request is not what the endpoint takes. Nothing is recorded.
     #[error("{0}")]
     Invalid(String),
-    /// Fields of the request are wrong: each is named with its reason.
+    /// The client's mistake: fields of the request are wrong, each named with its reason.
     #[error("{}", .0.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))]
     Fields(Vec<FieldError>),
-    /// No application with this number (or not the caller's).
+    /// Nothing to act on: no application with this number (or not the caller's).
     #[error("no application {0}")]
     NotFound(String),
-    /// The application is not in the status this step needs.
+    /// A conflict: the application is not in the status this step needs (another request moved
+    /// it first, or the step is not due yet).
     #[error("application {number} is {status}")]
     Status { number: String, status: String },
-    /// The state registry did not answer; the request can be sent again.
+    /// Another system's fault: the state registry did not answer; the request can be sent again.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The service's fault: the database failed. What was recorded before it stays, and the
+    /// driver finishes a recorded result step; the client is told nothing of the cause.
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Issue(#[from] IssueError),
+    /// The service's fault: its configuration or its own data is not what the code relies on (a
+    /// process missing from the regulation, a profile missing, an application's data unreadable).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl WorkflowError {
@@ -170,8 +177,7 @@ impl WorkflowError {
             WorkflowError::NotFound(_) => "application_not_found",
             WorkflowError::Status { .. } => "application_status_conflict",
             WorkflowError::Registry(_) => "registry_unavailable",
-            WorkflowError::Store(_) => "internal",
-            WorkflowError::Issue(e) => e.code(),
+            WorkflowError::Store(_) | WorkflowError::Internal(_) => "internal",
         }
     }
 }
@@ -191,6 +197,9 @@ pub struct ApplicationView {
     pub receipt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificates: Option<Vec<String>>,
+    /// Why the application waits, while it does (`key_store_unavailable` in `awaiting_key_store`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -210,7 +219,7 @@ pub struct RefusalView {
     pub message: String,
 }
 
-fn kind_name(k: StepKind) -> String {
+pub(super) fn kind_name(k: StepKind) -> String {
     serde_json::to_value(k)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -218,7 +227,7 @@ fn kind_name(k: StepKind) -> String {
 }
 
 /// A step of `process` as a record: its actor and deadline from the regulation.
-fn step(process: &Process, kind: StepKind, seq: i64, started: i64, done: Option<&str>) -> StepRecord {
+pub(super) fn step(process: &Process, kind: StepKind, seq: i64, started: i64, done: Option<&str>) -> StepRecord {
     let s = process.steps.iter().find(|s| s.step == kind);
     let actor = s.map(|s| {
         serde_json::to_value(s.actor)
@@ -306,7 +315,7 @@ fn auth_profile(ca: &Ca, legal: bool) -> Result<&crate::pki::profile::Profile, W
     let name = if legal { "legal-auth" } else { "individual-auth" };
     ca.profiles
         .get(name)
-        .ok_or_else(|| WorkflowError::Invalid(format!("no profile {name}")))
+        .ok_or_else(|| WorkflowError::Internal(format!("no profile {name}")))
 }
 
 /// Checks an applicant as stated (IIN and BIN check digits, the subject the certificates would
@@ -356,7 +365,8 @@ impl Workflow<'_> {
                 req.service
             )));
         }
-        self.register(req, Service::Issue, Ok(()), Vec::new()).await
+        let actor = Actor::applicant(&req.applicant.iin, None);
+        self.register(req, Service::Issue, Ok(()), Vec::new(), actor).await
     }
 
     /// P1 and P2 up to the operator: the request (P2: signed, condition 1 of P2 being the
@@ -369,11 +379,12 @@ impl Workflow<'_> {
         service: Service,
         signature: Result<(), String>,
         supersedes: Vec<String>,
+        actor: Actor,
     ) -> Result<ApplicationView, WorkflowError> {
         let process = self
             .regulation
             .process(service, Channel::Portal)
-            .ok_or_else(|| WorkflowError::Invalid(format!("no {service:?} process in the regulation")))?;
+            .ok_or_else(|| WorkflowError::Internal(format!("no {service:?} process in the regulation")))?;
         // Every wrong field is named at once, so a form can mark them all.
         let mut wrong = Vec::new();
         let checked = check_applicant(self.ca, &req.applicant, req.organization.as_ref());
@@ -500,7 +511,7 @@ impl Workflow<'_> {
         } else {
             self.number_letter(&record)
         };
-        self.record(&record, &steps, letter).await?;
+        self.record(&mut record, &steps, letter, &actor).await?;
         self.view(&number).await
     }
 
@@ -516,68 +527,82 @@ impl Workflow<'_> {
         if value["service"] == "reissue" {
             let req: ApplicationRequest =
                 serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
-            let (signature, supersedes) = match self.applicant_signature(cms, &req.applicant.iin).await? {
+            let (signature, supersedes, actor) = match self.applicant_signature(cms, &req.applicant.iin).await? {
                 Ok(signer_serial) => {
                     // The pair the signing certificate belongs to is the one superseded.
                     let pair = match self.ca.store.application_of_certificate(&signer_serial).await? {
                         Some(a) => a.auth_serial.into_iter().chain(a.sign_serial).collect(),
-                        None => vec![signer_serial],
+                        None => vec![signer_serial.clone()],
                     };
-                    (Ok(()), pair)
+                    (Ok(()), pair, Actor::applicant(&req.applicant.iin, Some(&signer_serial)))
                 }
-                Err(why) => (Err(why), Vec::new()),
+                Err(why) => (Err(why), Vec::new(), Actor::applicant(&req.applicant.iin, None)),
             };
-            return self.register(req, Service::Reissue, signature, supersedes).await;
+            return self
+                .register(req, Service::Reissue, signature, supersedes, actor)
+                .await;
         }
         let req: SignedRequest =
             serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
-        let (process, iin, serials, reason) = self.revocation_request(&req, Channel::Portal).await?;
+        let (process, iin) = self.revocation_process(&req, Channel::Portal)?;
         let t = now();
-        let verdict = self.applicant_signature(cms, iin.as_str()).await?;
         let number = number::new_number();
+        // Condition 1 before anything of the applicant's is looked at: a request not signed by
+        // them gets the same refusal whatever their IIN holds.
+        let signer = match self.applicant_signature(cms, iin.as_str()).await? {
+            Ok(signer) => signer,
+            Err(why) => {
+                let (code, failed_step, message) =
+                    refusal(Condition::ApplicantSignatureValid, StepKind::SignedRequest, why);
+                let mut record = ApplicationRecord {
+                    number: number.clone(),
+                    process: process.id.clone(),
+                    service: "revoke".into(),
+                    channel: "portal".into(),
+                    status: "refused".into(),
+                    iin: iin.as_str().to_string(),
+                    applicant: serde_json::json!({"certificates": [], "lang": self.lang}).to_string(),
+                    refusal_code: Some(code),
+                    refusal_step: Some(failed_step),
+                    refusal_message: Some(message),
+                    created_at: t,
+                    updated_at: t,
+                    ..Default::default()
+                };
+                let steps = [step(process, StepKind::SignedRequest, 1, t, Some("invalid"))];
+                self.record(&mut record, &steps, None, &Actor::applicant(iin.as_str(), None))
+                    .await?;
+                return self.view(&number).await;
+            }
+        };
+        let (serials, reason) = self
+            .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
+            .await?;
         let (email, lang) = self.holder_contact(&serials).await?;
+        // The revocation is recorded before it is done: a crash after this leaves an intent the
+        // driver finishes, never a revocation without its application.
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
             service: "revoke".into(),
             channel: "portal".into(),
-            status: "completed".into(),
+            status: "issuing".into(),
             iin: iin.as_str().to_string(),
             applicant: serde_json::json!({"certificates": serials, "reason": reason, "email": email, "lang": lang})
                 .to_string(),
             created_at: t,
             updated_at: t,
+            intent: Some(Intent::Revoke.as_str().into()),
+            intent_until: Some(t + self.ca.config.workflow.lease_seconds),
             ..Default::default()
         };
-        if let Err(why) = verdict.map(|_| ()) {
-            let (code, failed_step, message) =
-                refusal(Condition::ApplicantSignatureValid, StepKind::SignedRequest, why);
-            record.status = "refused".into();
-            record.refusal_code = Some(code);
-            record.refusal_step = Some(failed_step);
-            record.refusal_message = Some(message);
-            self.record(
-                &record,
-                &[step(process, StepKind::SignedRequest, 1, t, Some("invalid"))],
-                None,
-            )
-            .await?;
-            return self.view(&number).await;
-        }
-        self.revoke_listed(&serde_json::json!({"certificates": serials, "reason": reason}))
-            .await?;
         let steps = [
             step(process, StepKind::SignedRequest, 1, t, Some("valid")),
-            step(process, StepKind::Revoke, 2, t, Some("revoked")),
+            step(process, StepKind::Revoke, 2, t, None),
         ];
-        let letter = self.letter(
-            &record,
-            Kind::Revoked {
-                serials: &serials,
-                reason: &reason,
-            },
-        );
-        self.record(&record, &steps, letter).await?;
+        self.record(&mut record, &steps, None, &Actor::applicant(iin.as_str(), Some(&signer)))
+            .await?;
+        self.finish(&record, false).await?;
         self.view(&number).await
     }
 
@@ -586,30 +611,7 @@ impl Workflow<'_> {
             .processes
             .iter()
             .find(|p| p.id == a.process)
-            .ok_or_else(|| WorkflowError::Invalid(format!("process {} is not in the regulation", a.process)))
-    }
-
-    /// Revokes the certificates an application names (`{"certificates": [...], "reason"}`).
-    async fn revoke_listed(&self, data: &serde_json::Value) -> Result<(), WorkflowError> {
-        let reason = data["reason"].as_str().unwrap_or("unspecified").to_string();
-        for serial in data["certificates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str())
-        {
-            let r = crate::pki::revocation::RevokeRequest {
-                serial: serial.to_string(),
-                reason: reason.clone(),
-                at: None,
-                invalidity_date: None,
-            };
-            self.ca
-                .revoke(r)
-                .await
-                .map_err(|e| WorkflowError::Invalid(e.to_string()))?;
-        }
-        Ok(())
+            .ok_or_else(|| WorkflowError::Internal(format!("process {} is not in the regulation", a.process)))
     }
 
     /// The certificates a request names, checked to be the applicant's; and the reason.
@@ -679,7 +681,7 @@ impl Workflow<'_> {
         let process = self
             .regulation
             .process(Service::Issue, Channel::ServiceCentre)
-            .ok_or_else(|| WorkflowError::Invalid("no P4 in the regulation".into()))?;
+            .ok_or_else(|| WorkflowError::Internal("no P4 in the regulation".into()))?;
         let applicant = self.complete_from_registry(req.applicant).await?;
         let iin = if applicant.surname.is_empty() || applicant.name.is_empty() {
             // Names neither given nor in the state database: nothing to build a subject from,
@@ -714,7 +716,7 @@ impl Workflow<'_> {
             Err(e) => return Err(e),
         };
         let number = number::new_number();
-        let record = ApplicationRecord {
+        let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
             service: "issue".into(),
@@ -732,7 +734,7 @@ impl Workflow<'_> {
             updated_at: t,
             ..Default::default()
         };
-        self.record(&record, &steps, None).await?;
+        self.record(&mut record, &steps, None, &Actor::operator(op)).await?;
         self.view(&number).await
     }
 
@@ -779,7 +781,8 @@ impl Workflow<'_> {
             sign_csr: Some(pair.sign),
             ..Default::default()
         };
-        self.advance(&a, "awaiting_documents", advance, "confirmation").await
+        self.advance(&a, "awaiting_documents", advance, "confirmation", Actor::operator(op))
+            .await
     }
 
     /// Condition 1 of P2 and P3: the request is signed, validly, with the applicant's own SIGN
@@ -793,13 +796,9 @@ impl Workflow<'_> {
         })
     }
 
-    /// A revocation request (P3 at the portal, P5 at a centre): its process, the applicant, the
-    /// applicant's certificates it names (or all in force) and the reason.
-    async fn revocation_request(
-        &self,
-        req: &SignedRequest,
-        channel: Channel,
-    ) -> Result<(&Process, Iin, Vec<String>, String), WorkflowError> {
+    /// A revocation request's process (P3 at the portal, P5 at a centre) and applicant, from
+    /// what it says alone: nothing of the applicant's is looked at here.
+    fn revocation_process(&self, req: &SignedRequest, channel: Channel) -> Result<(&Process, Iin), WorkflowError> {
         if req.service != "revoke" {
             return Err(WorkflowError::Invalid(format!(
                 "service {:?}: revoke was expected here",
@@ -809,22 +808,22 @@ impl Workflow<'_> {
         let process = self
             .regulation
             .process(Service::Revoke, channel)
-            .ok_or_else(|| WorkflowError::Invalid(format!("no revocation process for {channel:?}")))?;
+            .ok_or_else(|| WorkflowError::Internal(format!("no revocation process for {channel:?}")))?;
         let iin = Iin::parse(&req.applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
-        let (serials, reason) = self
-            .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
-            .await?;
-        Ok((process, iin, serials, reason))
+        Ok((process, iin))
     }
 
     /// P5, revoke at a service centre: the operator fills the request for the applicant in
     /// front of them; identity, the operator's confirmation and the revocation follow.
     pub async fn create_at_centre(&self, op: &Operator, req: SignedRequest) -> Result<ApplicationView, WorkflowError> {
-        let (process, iin, serials, reason) = self.revocation_request(&req, Channel::ServiceCentre).await?;
+        let (process, iin) = self.revocation_process(&req, Channel::ServiceCentre)?;
+        let (serials, reason) = self
+            .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
+            .await?;
         let t = now();
         let number = number::new_number();
         let (email, lang) = self.holder_contact(&serials).await?;
-        let record = ApplicationRecord {
+        let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
             service: "revoke".into(),
@@ -838,8 +837,8 @@ impl Workflow<'_> {
             updated_at: t,
             ..Default::default()
         };
-        self.record(&record, &[step(process, StepKind::Identity, 1, t, None)], None)
-            .await?;
+        let steps = [step(process, StepKind::Identity, 1, t, None)];
+        self.record(&mut record, &steps, None, &Actor::operator(op)).await?;
         self.view(&number).await
     }
 
@@ -915,8 +914,9 @@ impl Workflow<'_> {
         from: &str,
         change: Advance,
         at_step: &str,
+        actor: Actor,
     ) -> Result<ApplicationView, WorkflowError> {
-        if !self.move_on(a, from, change, at_step, None).await? {
+        if !self.move_on(a, from, change, at_step, None, actor).await? {
             return Err(WorkflowError::Status {
                 number: a.number.clone(),
                 status: a.status.clone(),
@@ -925,13 +925,20 @@ impl Workflow<'_> {
         self.view(&a.number).await
     }
 
-    /// Records a new application with what it tells the monitoring system and the applicant.
+    /// Records a new application with what it tells the monitoring system and the applicant. A
+    /// refused one keeps the digests of the requests it was sent, not the requests.
     async fn record(
         &self,
-        a: &ApplicationRecord,
+        a: &mut ApplicationRecord,
         steps: &[StepRecord],
         letter: Option<Letter>,
+        actor: &Actor,
     ) -> Result<(), WorkflowError> {
+        if a.status == "refused" {
+            a.csr_digests = csr_digests(a);
+            a.auth_csr = None;
+            a.sign_csr = None;
+        }
         let refusal = a.refusal_code.clone().map(|c| {
             (
                 c,
@@ -945,23 +952,33 @@ impl Workflow<'_> {
             current_step(steps).unwrap_or(""),
             refusal.as_ref(),
             letter,
+            actor,
         );
-        self.ca.store.add_application(a, steps, &messages).await?;
+        self.ca
+            .store
+            .add_application(a, steps, &messages, &actor.audit())
+            .await?;
         Ok(())
     }
 
     /// Moves `a` on from `from` with what the change tells others; `at_step` names the step when
-    /// the change opens none. False, changing nothing, when `a` is no longer in `from`.
-    async fn move_on(
+    /// the change opens none. False, changing nothing, when `a` is no longer in `from`. A
+    /// refusal drops the request bodies and keeps their digests.
+    pub(super) async fn move_on(
         &self,
         a: &ApplicationRecord,
         from: &str,
         mut change: Advance,
         at_step: &str,
         letter: Option<Letter>,
+        actor: Actor,
     ) -> Result<bool, WorkflowError> {
+        if change.to == "refused" {
+            change.csr_digests = csr_digests(a);
+        }
+        change.actor = actor.audit();
         let step = current_step(&change.steps).unwrap_or(at_step).to_string();
-        change.messages = self.notices(a, &change.to, &step, change.refusal.as_ref(), letter);
+        change.messages = self.notices(a, &change.to, &step, change.refusal.as_ref(), letter, &actor);
         Ok(self.ca.store.advance_application(&a.number, from, &change).await?)
     }
 
@@ -973,6 +990,7 @@ impl Workflow<'_> {
         step: &str,
         refusal: Option<&(String, String, String)>,
         letter: Option<Letter>,
+        actor: &Actor,
     ) -> Vec<OutboxMessage> {
         let service_id = self.process_of(a).map(|p| p.service_id()).unwrap_or_default();
         let mut out = vec![crate::outbox::status_message(
@@ -982,13 +1000,14 @@ impl Workflow<'_> {
             status,
             step,
             refusal,
+            &actor.monitoring(),
         )];
         out.extend(letter.map(|l| letters::message(&a.number, &l)));
         out
     }
 
     /// The applicant's letter of this kind, when they gave an address.
-    fn letter(&self, a: &ApplicationRecord, kind: Kind) -> Option<Letter> {
+    pub(super) fn letter(&self, a: &ApplicationRecord, kind: Kind) -> Option<Letter> {
         let (to, lang) = contact(a)?;
         Some(letters::compose(&to, &lang, &a.number, &kind))
     }
@@ -1030,8 +1049,8 @@ impl Workflow<'_> {
         let process = self.process_of(a)?;
         let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
         let applicant: ApplicantData =
-            serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
-        let iin = Iin::parse(&a.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?;
+            serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Internal(e.to_string()))?;
+        let iin = Iin::parse(&a.iin).map_err(|e| WorkflowError::Internal(format!("IIN {e}")))?;
         let (outcome, refused) = match self.registry_check(&iin, &applicant).await {
             Ok(r) => r,
             Err(WorkflowError::Registry(e)) => {
@@ -1067,7 +1086,7 @@ impl Workflow<'_> {
             refusal: refused,
             ..Default::default()
         };
-        self.move_on(a, "awaiting_registry", change, "registry_check", letter)
+        self.move_on(a, "awaiting_registry", change, "registry_check", letter, Actor::Service)
             .await
     }
 
@@ -1104,6 +1123,7 @@ impl Workflow<'_> {
             }),
             receipt: a.receipt,
             certificates: a.auth_serial.zip(a.sign_serial).map(|(x, y)| vec![x, y]),
+            waiting: a.waiting,
         })
     }
 
@@ -1224,7 +1244,8 @@ impl Workflow<'_> {
                 ..Default::default()
             }
         };
-        self.advance(&a, "awaiting_documents", advance, "identity").await
+        self.advance(&a, "awaiting_documents", advance, "identity", Actor::operator(op))
+            .await
     }
 
     /// The exact bytes the operator signs.
@@ -1278,15 +1299,23 @@ impl Workflow<'_> {
                 ..Default::default()
             };
             return self
-                .advance(&a, "awaiting_confirmation", refused, "operator_signature_check")
+                .advance(
+                    &a,
+                    "awaiting_confirmation",
+                    refused,
+                    "operator_signature_check",
+                    Actor::operator(op),
+                )
                 .await;
         }
-        // The single transition that makes a confirmation count: a replay finds it done.
-        // The result: revocation; issuance; or, on an ID card, the certificates to write onto it.
-        let result_step = match a.service.as_str() {
-            "revoke" => StepKind::Revoke,
-            _ if process.steps.iter().any(|s| s.step == StepKind::Issue) => StepKind::Issue,
-            _ => StepKind::WriteCard,
+        // The single transition that makes a confirmation count: a replay finds it done. It
+        // records the result step as an intent (revocation; issuance; or, on an ID card, the
+        // certificates to write onto it), which is then done and recorded done; if this worker
+        // fails in between, the driver finishes it.
+        let (intent, result_step) = match a.service.as_str() {
+            "revoke" => (Intent::Revoke, StepKind::Revoke),
+            _ if process.steps.iter().any(|s| s.step == StepKind::Issue) => (Intent::Issue, StepKind::Issue),
+            _ => (Intent::Issue, StepKind::WriteCard),
         };
         // On an ID card the result step starts once there is something to write: after issuance.
         let onto_card = result_step == StepKind::WriteCard;
@@ -1300,117 +1329,52 @@ impl Workflow<'_> {
         if !onto_card {
             steps.push(step(process, result_step, seq + 2, t, None));
         }
+        let until = now() + self.ca.config.workflow.lease_seconds;
         let issuing = Advance {
             to: "issuing".into(),
             outcome: "signed".into(),
             confirmed_by: Some(op.record.iin.clone()),
             steps,
+            intent: Some(intent.as_str().into()),
+            intent_until: Some(until),
             ..Default::default()
         };
-        if !self.move_on(&a, "awaiting_confirmation", issuing, "", None).await? {
+        if !self
+            .move_on(&a, "awaiting_confirmation", issuing, "", None, Actor::operator(op))
+            .await?
+        {
             return Err(WorkflowError::Status {
                 number: a.number,
                 status: "issuing".into(),
             });
         }
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        if a.service == "revoke" {
-            self.revoke_listed(&data).await?;
-            let done = Advance {
-                to: "completed".into(),
-                outcome: "revoked".into(),
-                ..Default::default()
-            };
-            let serials: Vec<String> = data["certificates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect();
-            let reason = data["reason"].as_str().unwrap_or("unspecified");
-            let letter = self.letter(
-                &a,
-                Kind::Revoked {
-                    serials: &serials,
-                    reason,
-                },
-            );
-            self.move_on(&a, "issuing", done, kind_name(result_step).as_str(), letter)
-                .await?;
-            return self.view(&a.number).await;
-        }
-        let applicant: ApplicantData =
-            serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
-        let org: Option<OrganizationData> = serde_json::from_value(data["organization"].clone()).unwrap_or(None);
-        let (auth_profile, sign_profile) = if org.is_some() {
-            ("legal-auth", "legal-sign")
-        } else {
-            ("individual-auth", "individual-sign")
+        let claimed = ApplicationRecord {
+            status: "issuing".into(),
+            confirmed_by: Some(op.record.iin.clone()),
+            intent: Some(intent.as_str().into()),
+            intent_until: Some(until),
+            ..a
         };
-        let subject = subject(&applicant, org.as_ref());
-        let issue = |profile: &str, csr: &Option<String>| IssueRequest {
-            profile: profile.into(),
-            csr: csr.clone().unwrap_or_default().into_bytes(),
-            subject: subject.clone(),
-            application: Some(a.number.clone()),
-        };
-        // Both at once: their writes share the group commit's transactions.
-        let (auth, sign) = tokio::join!(
-            self.ca.issue(issue(auth_profile, &a.auth_csr)),
-            self.ca.issue(issue(sign_profile, &a.sign_csr))
-        );
-        let (auth, sign) = (auth?, sign?);
-        // A reissue supersedes the pair whose SIGN key signed the request, once the new one exists.
-        let superseded: Vec<&str> = data["supersedes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
-        if !superseded.is_empty() {
-            self.revoke_listed(&serde_json::json!({"certificates": superseded, "reason": "superseded"}))
-                .await?;
-        }
-        let install_url = format!(
-            "{}/api/v1/applications/{}/certificates?iin={}",
-            self.ca.config.base_url.trim_end_matches('/'),
-            a.number,
-            a.iin
-        );
-        let serials = [auth.serial.clone(), sign.serial.clone()];
-        // On an ID card the certificates are already where they belong: no install link.
-        let letter = if onto_card {
-            None
-        } else {
-            self.letter(
-                &a,
-                Kind::Issued {
-                    install_url: &install_url,
-                    serials: &serials,
-                },
-            )
-        };
-        let done = Advance {
-            // P4 is complete when the certificates are on the card: the station writes them and
-            // says so ([`Self::card_written`]); until then the application stays `issuing`.
-            to: if onto_card { "issuing" } else { "completed" }.into(),
-            outcome: "issued".into(),
-            auth_serial: Some(auth.serial),
-            sign_serial: Some(sign.serial),
-            steps: if onto_card {
-                vec![step(process, StepKind::WriteCard, seq + 2, now(), None)]
-            } else {
-                Vec::new()
-            },
-            ..Default::default()
-        };
-        self.move_on(&a, "issuing", done, kind_name(result_step).as_str(), letter)
-            .await?;
-        self.view(&a.number).await
+        self.finish(&claimed, false).await?;
+        self.view(&claimed.number).await
     }
 }
 
-fn subject(a: &ApplicantData, org: Option<&OrganizationData>) -> SubjectInput {
+/// The SHA-256 and size of each request an application holds, JSON; none when it holds none.
+fn csr_digests(a: &ApplicationRecord) -> Option<String> {
+    let digest = |pem: &Option<String>| {
+        pem.as_deref().filter(|p| !p.is_empty()).map(|p| {
+            serde_json::json!({
+                "sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, p.as_bytes())),
+                "bytes": p.len(),
+            })
+        })
+    };
+    let (auth, sign) = (digest(&a.auth_csr), digest(&a.sign_csr));
+    (auth.is_some() || sign.is_some()).then(|| serde_json::json!({"auth": auth, "sign": sign}).to_string())
+}
+
+pub(super) fn subject(a: &ApplicantData, org: Option<&OrganizationData>) -> SubjectInput {
     SubjectInput {
         iin: Some(a.iin.clone()),
         surname: Some(a.surname.clone()),

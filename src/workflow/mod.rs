@@ -1,12 +1,17 @@
 //! The registration authority: the regulation's five processes, step by step: the processes as
 //! data ([`regulation`]), application numbers ([`number`]), applications with their steps and
-//! refusals ([`application`]), refusal messages in the three languages ([`refusals`]), and the
+//! refusals ([`application`]), who acts and what is recorded to be done ([`model`]), the result
+//! step done from its recorded intent ([`outcome`]) and the driver that finishes what a fault
+//! left undone ([`driver`]), refusal messages in the three languages ([`refusals`]), and the
 //! SLA report ([`report`]).
 
 pub mod application;
 pub mod desk;
+pub mod driver;
 pub mod id_card;
+pub mod model;
 pub mod number;
+pub mod outcome;
 pub mod refusals;
 pub mod regulation;
 pub mod report;
