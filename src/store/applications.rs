@@ -383,11 +383,13 @@ impl Store {
 
     /// Gives an intent back for the next driver round, with why it waits; the status stays.
     pub async fn release_intent(&self, number: &str, waiting: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE applications SET intent_until = NULL, waiting = $1 WHERE number = $2 AND intent IS NOT NULL")
-            .bind(waiting)
-            .bind(number)
-            .execute(self.write_pool())
-            .await?;
+        sqlx::query(
+            "UPDATE applications SET intent_until = NULL, waiting = $1 WHERE number = $2 AND intent IS NOT NULL",
+        )
+        .bind(waiting)
+        .bind(number)
+        .execute(self.write_pool())
+        .await?;
         Ok(())
     }
 

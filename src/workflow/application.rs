@@ -538,9 +538,7 @@ impl Workflow<'_> {
                 }
                 Err(why) => (Err(why), Vec::new(), Actor::applicant(&req.applicant.iin, None)),
             };
-            return self
-                .register(req, Service::Reissue, signature, supersedes, actor)
-                .await;
+            return self.register(req, Service::Reissue, signature, supersedes, actor).await;
         }
         let req: SignedRequest =
             serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
@@ -600,8 +598,13 @@ impl Workflow<'_> {
             step(process, StepKind::SignedRequest, 1, t, Some("valid")),
             step(process, StepKind::Revoke, 2, t, None),
         ];
-        self.record(&mut record, &steps, None, &Actor::applicant(iin.as_str(), Some(&signer)))
-            .await?;
+        self.record(
+            &mut record,
+            &steps,
+            None,
+            &Actor::applicant(iin.as_str(), Some(&signer)),
+        )
+        .await?;
         self.finish(&record, false).await?;
         self.view(&number).await
     }

@@ -61,6 +61,7 @@ impl Workflow<'_> {
             ..Default::default()
         };
         tracing::info!(target: "audit", "card written: application=[{}] operator=[{}]", a.number, op.record.iin);
-        self.advance(&a, "issuing", done, "write_card", Actor::operator(op)).await
+        self.advance(&a, "issuing", done, "write_card", Actor::operator(op))
+            .await
     }
 }

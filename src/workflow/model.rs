@@ -57,7 +57,9 @@ impl Actor {
     /// "name": "nca", "instance"}`.
     pub fn audit(&self) -> serde_json::Value {
         match self {
-            Actor::Applicant { iin, certificate } => json!({"role": self.role(), "iin": iin, "certificate": certificate}),
+            Actor::Applicant { iin, certificate } => {
+                json!({"role": self.role(), "iin": iin, "certificate": certificate})
+            }
             Actor::Operator { iin, certificate, .. } => {
                 json!({"role": self.role(), "iin": iin, "certificate": certificate})
             }

@@ -7,6 +7,7 @@
 mod audit;
 mod ca_core;
 mod cms;
+mod faults;
 mod harness;
 mod http_api;
 mod monitoring;
