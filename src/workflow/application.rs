@@ -1431,3 +1431,72 @@ fn to_be_signed(a: &ApplicationRecord) -> String {
         hex::encode(nonce)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::regulation::EMBEDDED;
+
+    fn regulation() -> Regulation {
+        Regulation::parse(EMBEDDED).unwrap()
+    }
+
+    #[test]
+    fn after_the_registry_p1_waits_for_the_centre_p2_for_the_operator_and_a_refusal_ends_it() {
+        let r = regulation();
+        let p1 = r.process(Service::Issue, Channel::Portal).unwrap();
+        let (steps, status) = after_registry(p1, Service::Issue, 3, 100, false);
+        assert_eq!(status, "awaiting_documents");
+        let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(names, ["register", "notify_number", "identity"]);
+        assert_eq!(current_step(&steps), Some("identity"));
+        assert!(steps[2].finished_at.is_none() && steps[0].finished_at.is_some());
+        assert_eq!(steps.iter().map(|s| s.seq).collect::<Vec<_>>(), [3, 4, 5]);
+
+        let p2 = r.process(Service::Reissue, Channel::Portal).unwrap();
+        let (steps, status) = after_registry(p2, Service::Reissue, 3, 100, false);
+        assert_eq!(
+            (status, current_step(&steps)),
+            ("awaiting_confirmation", Some("confirmation"))
+        );
+
+        let (steps, status) = after_registry(p1, Service::Issue, 3, 100, true);
+        assert_eq!((status, steps.len()), ("refused", 0));
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_digests_and_sizes_of_the_requests_not_the_requests() {
+        let a = ApplicationRecord {
+            auth_csr: Some("AUTH REQUEST".into()),
+            sign_csr: Some("SIGN".into()),
+            ..Default::default()
+        };
+        let d: serde_json::Value = serde_json::from_str(&csr_digests(&a).unwrap()).unwrap();
+        assert_eq!(d["auth"]["bytes"], 12);
+        assert_eq!(d["sign"]["bytes"], 4);
+        assert_eq!(
+            d["sign"]["sha256"],
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, b"SIGN"))
+        );
+        assert!(!d.to_string().contains("AUTH REQUEST"));
+        // A revocation has no requests: nothing to keep.
+        assert_eq!(csr_digests(&ApplicationRecord::default()), None);
+    }
+
+    #[test]
+    fn every_error_says_whose_fault_it_is_by_its_code() {
+        assert_eq!(WorkflowError::Invalid("x".into()).code(), "request_invalid");
+        assert_eq!(WorkflowError::NotFound("x".into()).code(), "application_not_found");
+        assert_eq!(
+            WorkflowError::Status {
+                number: "n".into(),
+                status: "issuing".into()
+            }
+            .code(),
+            "application_status_conflict"
+        );
+        // The service's own faults never carry their cause in the code.
+        assert_eq!(WorkflowError::Store(StoreError::SerialTaken).code(), "internal");
+        assert_eq!(WorkflowError::Internal("no P4".into()).code(), "internal");
+    }
+}

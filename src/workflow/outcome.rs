@@ -297,3 +297,37 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyStoreError;
+
+    #[test]
+    fn a_key_store_failure_waits_a_database_failure_is_retried_and_bad_contents_refuse() {
+        assert!(matches!(
+            Failure::from(IssueError::KeyStore(KeyStoreError::TokenRemoved)),
+            Failure::KeyStore(_)
+        ));
+        assert!(matches!(
+            Failure::from(IssueError::Store(StoreError::Unavailable("down".into()))),
+            Failure::Fault(WorkflowError::Store(_))
+        ));
+        assert!(matches!(
+            Failure::from(IssueError::Store(StoreError::AlreadyCertified)),
+            Failure::Fault(_)
+        ));
+        match Failure::from(IssueError::UnknownProfile("x".into())) {
+            Failure::Refused(code, _) => assert_eq!(code, "unknown_profile"),
+            _ => panic!("an unknown profile can never issue"),
+        }
+        assert!(matches!(
+            Failure::from(RevokeError::Store(StoreError::Unavailable("down".into()))),
+            Failure::Fault(_)
+        ));
+        match Failure::from(RevokeError::UnknownSerial("01".into())) {
+            Failure::Refused(code, _) => assert_eq!(code, "certificate_not_found"),
+            _ => panic!("an unknown serial can never be revoked"),
+        }
+    }
+}

@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::*;
-use crate::workflow::{
-    add_operator, application, as_operator, confirmation, json, post_confirmation, post_identity, submit,
-};
+use crate::workflow::{add_operator, application, confirmation, json, post_confirmation, post_identity, submit};
 
 /// Statuses an application may rest in: its end, or a wait the README documents.
 const RESTING: [&str; 6] = [
