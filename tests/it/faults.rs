@@ -254,6 +254,42 @@ fn a_confirmation_while_the_key_store_is_away_waits_and_completes_once_it_is_bac
         profiles,
         [["individual-auth", "1"], ["individual-sign", "1"]].map(|r| r.map(str::to_string).to_vec()),
     );
+    // The audit chain names who did each step: the applicant submitted, the operator (with the
+    // certificate they authenticated with) confirmed, the service finished after the fault.
+    let actors: Vec<(String, serde_json::Value)> = db
+        .rows(&format!(
+            "SELECT kind, detail FROM audit WHERE subject = '{number}' ORDER BY seq"
+        ))
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone(),
+                serde_json::from_str::<serde_json::Value>(&r[1]).unwrap()["actor"].clone(),
+            )
+        })
+        .collect();
+    let roles: Vec<(&str, &str)> = actors
+        .iter()
+        .map(|(k, a)| (k.as_str(), a["role"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("application.awaiting_documents", "applicant"),
+            ("application.awaiting_confirmation", "operator"),
+            ("application.issuing", "operator"),
+            ("application.awaiting_key_store", "service"),
+            ("application.completed", "service"),
+        ],
+        "{actors:?}"
+    );
+    assert_eq!(actors[0].1["iin"], IIN);
+    assert_eq!(actors[2].1["iin"], "920708497088");
+    assert!(
+        actors[2].1["certificate"].as_str().is_some_and(|c| !c.is_empty()),
+        "{actors:?}"
+    );
+    assert_eq!(actors[4].1["name"], "nca");
     check_invariants(&db);
 }
 
