@@ -248,6 +248,23 @@ impl Default for CabinetSection {
             session_seconds: 900,
             reminder_days: vec![30, 7],
             reminder_every_seconds: 3600,
+/// The registration authority's background driver (README, "Applications that always reach an
+/// end").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSection {
+    /// How often each instance looks for result steps recorded but not done.
+    pub driver_seconds: u64,
+    /// How long a worker holds an application's result step; past it, a driver may take it up.
+    /// Longer than an issuance ever takes, short enough that a crash is recovered soon.
+    pub lease_seconds: i64,
+}
+
+impl Default for WorkflowSection {
+    fn default() -> Self {
+        WorkflowSection {
+            driver_seconds: 5,
+            lease_seconds: 30,
         }
     }
 }
@@ -275,6 +292,9 @@ struct FileConfig {
     /// Absent in a configuration written before the TSA: the built-in defaults.
     #[serde(default)]
     tsa: TsaSection,
+    /// Absent in a configuration written before the driver: the built-in defaults.
+    #[serde(default)]
+    workflow: WorkflowSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -296,6 +316,7 @@ pub struct Config {
     pub portal: PortalSection,
     pub cabinet: CabinetSection,
     pub tsa: TsaSection,
+    pub workflow: WorkflowSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -397,6 +418,16 @@ impl Config {
             f.registry.retry_seconds = v
                 .parse()
                 .map_err(|_| invalid("NCA_REGISTRY_RETRY_SECONDS", format!("{v:?} is not a number")))?;
+        }
+        if let Some(v) = env("NCA_WORKFLOW_DRIVER_SECONDS") {
+            f.workflow.driver_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_WORKFLOW_DRIVER_SECONDS", format!("{v:?} is not a number")))?;
+        }
+        if let Some(v) = env("NCA_WORKFLOW_LEASE_SECONDS") {
+            f.workflow.lease_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_WORKFLOW_LEASE_SECONDS", format!("{v:?} is not a number")))?;
         }
         if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
             let v = v
@@ -514,6 +545,7 @@ impl Config {
             portal: f.portal,
             cabinet: f.cabinet,
             tsa: f.tsa,
+            workflow: f.workflow,
             data_dir,
             database_url,
             listen,

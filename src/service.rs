@@ -116,6 +116,13 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let outbox = crate::outbox::spawn_workers(&ca, &stop_rx)?;
     let retries = tokio::spawn(registry_retries(state.clone(), stop_rx.clone()));
     let reminders = tokio::spawn(crate::cabinet::reminders::run(Arc::clone(&ca), stop_rx.clone()));
+    let driver = crate::workflow::driver::Driver {
+        ca: Arc::clone(&state.ca),
+        regulation: Arc::clone(&state.regulation),
+        registry: Arc::clone(&state.registry),
+        centres: Arc::clone(&state.centres),
+    };
+    let driver = tokio::spawn(driver.run(stop_rx.clone()));
     let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
     let op = tokio::spawn(http::tls::serve(
         operator,
@@ -143,6 +150,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     let _ = retries.await;
     let _ = reminders.await;
+    let _ = driver.await;
     pub_task.await??;
     store.close().await;
     Ok(())

@@ -49,7 +49,17 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         channel: "portal".into(),
         ..Default::default()
     };
-    let sample = outbox::status_message(&ca.config, "NCA-P1", &template, "awaiting_documents", "identity", None);
+    // The workflow names who made each change; an applicant's role and IIN is the usual size.
+    let actor = serde_json::json!({"role": "applicant", "iin": "850315306048"});
+    let sample = outbox::status_message(
+        &ca.config,
+        "NCA-P1",
+        &template,
+        "awaiting_documents",
+        "identity",
+        None,
+        &actor,
+    );
 
     // The limits: the service key's raw signatures over a message-sized input, and whole
     // detached CMS signatures (what each message costs), on all cores.
@@ -73,8 +83,15 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     for i in 0..n {
         let mut a = template.clone();
         a.number = format!("B{:07}", i / statuses.len());
-        let m: OutboxMessage =
-            outbox::status_message(&ca.config, "NCA-P1", &a, statuses[i % statuses.len()], "identity", None);
+        let m: OutboxMessage = outbox::status_message(
+            &ca.config,
+            "NCA-P1",
+            &a,
+            statuses[i % statuses.len()],
+            "identity",
+            None,
+            &actor,
+        );
         chunk.push(m);
         if chunk.len() == 2000 {
             ca.store.add_outbox(&chunk).await?;

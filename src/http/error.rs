@@ -99,13 +99,13 @@ impl ApiError {
     }
 
     fn workflow_status(e: &WorkflowError) -> (StatusCode, &'static str) {
+        // No wildcard: a new variant must be given its status here.
         let status = match e {
-            WorkflowError::Issue(i) => return ApiError::issue_status(i),
             WorkflowError::Invalid(_) | WorkflowError::Fields(_) => StatusCode::BAD_REQUEST,
             WorkflowError::NotFound(_) => StatusCode::NOT_FOUND,
             WorkflowError::Status { .. } => StatusCode::CONFLICT,
             WorkflowError::Registry(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            WorkflowError::Store(_) | WorkflowError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, e.code())
     }
@@ -218,12 +218,13 @@ pub const CREATED: StatusCode = StatusCode::CREATED;
 pub const NO_CONTENT: StatusCode = StatusCode::NO_CONTENT;
 
 /// An application's answer: a refusal under the regulation is a result, answered 422 with the
-/// application; anything else gets `otherwise`.
+/// application; one accepted but waiting for the key store to finish, 202; anything else gets
+/// `otherwise`.
 pub fn application_status(status: &str, otherwise: StatusCode) -> StatusCode {
-    if status == "refused" {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        otherwise
+    match status {
+        "refused" => StatusCode::UNPROCESSABLE_ENTITY,
+        "awaiting_key_store" => StatusCode::ACCEPTED,
+        _ => otherwise,
     }
 }
 

@@ -288,7 +288,7 @@ pub fn open_store(cfg: &crate::config::Config) -> Result<Arc<dyn KeyStore>, KeyS
             cfg.data_dir.join("keys"),
             cfg.service.development,
         ))),
-        crate::config::KeyStoreKind::Pkcs11 => Ok(Arc::new(Pkcs11Store::open(Pkcs11Config {
+        crate::config::KeyStoreKind::Pkcs11 => Ok(Arc::new(Pkcs11Store::open_reconnecting(Pkcs11Config {
             module: cfg.key_store.pkcs11_module.clone(),
             token: cfg.key_store.pkcs11_token.clone(),
             pin: cfg.pkcs11_pin()?,

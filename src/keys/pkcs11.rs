@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::RvError;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -39,41 +40,114 @@ impl fmt::Debug for Pkcs11Config {
     }
 }
 
-/// Sessions on one token, shared by every key on it.
-pub struct SessionPool {
+/// The module and the token's slot, as one initialisation of the module knows them; `epoch`
+/// counts the initialisations.
+struct Link {
     // Kept so the library stays loaded and initialised while sessions live.
     ctx: Pkcs11,
     slot: Slot,
-    idle: Mutex<Vec<Session>>,
+    epoch: u64,
+}
+
+/// What logging in again takes, for a token that went away and came back.
+struct Again {
+    label: String,
+    pin: AuthPin,
+    /// The last attempt: while the token is away, one attempt a second is enough.
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+/// Sessions on one token, shared by every key on it.
+pub struct SessionPool {
+    link: Mutex<Link>,
+    idle: Mutex<Vec<(u64, Session)>>,
     max_idle: usize,
+    /// Only the service's CA key store reconnects: finalising the module ends every session
+    /// of the process, and a workstation has the operator's token and a card on one module.
+    again: Option<Again>,
 }
 
 impl SessionPool {
-    fn take(&self) -> Result<Session, KeyStoreError> {
-        if let Some(s) = self.idle.lock().map_err(|_| poisoned())?.pop() {
-            return Ok(s);
+    fn take(&self) -> Result<(u64, Session), KeyStoreError> {
+        let (ctx, slot, epoch) = {
+            let link = self.link.lock().map_err(|_| poisoned())?;
+            (link.ctx.clone(), link.slot, link.epoch)
+        };
+        let mut idle = self.idle.lock().map_err(|_| poisoned())?;
+        while let Some((e, s)) = idle.pop() {
+            if e == epoch {
+                return Ok((e, s));
+            }
+            std::mem::forget(s);
         }
+        drop(idle);
         // Login state is per application in PKCS#11: a new session of a logged-in
         // application is logged in too.
-        Ok(self.ctx.open_rw_session(self.slot)?)
+        Ok((epoch, ctx.open_rw_session(slot)?))
     }
 
-    fn give_back(&self, s: Session) {
-        if let Ok(mut idle) = self.idle.lock()
+    /// Keeps a session that worked; closes one that failed. A session of an earlier
+    /// initialisation is forgotten, never closed: its handle may name a session of this one.
+    fn settle(&self, epoch: u64, s: Session, worked: bool) {
+        let current = self.link.lock().map(|l| l.epoch).unwrap_or(u64::MAX);
+        if epoch != current {
+            std::mem::forget(s);
+            return;
+        }
+        if worked
+            && let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.max_idle
         {
-            idle.push(s);
+            idle.push((epoch, s));
         }
     }
 
     /// Runs `f` with a pooled session; a session that failed is dropped (closed), not reused.
     pub fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
-        let s = self.take()?;
+        let (epoch, s) = self.take()?;
         let r = f(&s);
-        if r.is_ok() {
-            self.give_back(s);
-        }
+        self.settle(epoch, s, r.is_ok());
         r
+    }
+
+    /// Initialises the module again, finds the token by label and logs in: what a token that
+    /// was unplugged (or whose store went away) needs once it is back, since a module may never
+    /// look for it again otherwise (SoftHSM2 does not). False when this pool does not reconnect
+    /// or tried less than a second ago.
+    fn reconnect(&self) -> Result<bool, KeyStoreError> {
+        let Some(again) = &self.again else {
+            return Ok(false);
+        };
+        {
+            let mut last = again.last.lock().map_err(|_| poisoned())?;
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return Ok(false);
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let mut link = self.link.lock().map_err(|_| poisoned())?;
+        for (_, s) in self.idle.lock().map_err(|_| poisoned())?.drain(..) {
+            std::mem::forget(s);
+        }
+        // Sessions still out with other threads are of the old epoch: forgotten when settled.
+        link.epoch += 1;
+        let _ = link.ctx.clone().finalize();
+        match link
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        link.slot = find_token(&link.ctx, &again.label)?;
+        let session = link.ctx.open_rw_session(link.slot)?;
+        match session.login(UserType::User, Some(&again.pin)) {
+            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.idle.lock().map_err(|_| poisoned())?.push((link.epoch, session));
+        tracing::warn!(token = %again.label, "PKCS#11 module initialised again and logged in to the token");
+        Ok(true)
     }
 }
 
@@ -89,6 +163,22 @@ impl Pkcs11Store {
     pub fn open(cfg: Pkcs11Config) -> Result<Self, KeyStoreError> {
         let sessions = cfg.sessions;
         Pkcs11Token::find(&cfg.module, &cfg.token)?.login(&AuthPin::from(cfg.pin), sessions)
+    }
+
+    /// The service's CA key store: as [`Self::open`], and when the token fails under a key
+    /// (unplugged, its store gone) the module is initialised again and the token logged in to
+    /// again, so that signing resumes by itself once the token is back. The PIN stays in
+    /// memory for that, as it does in the configuration.
+    pub fn open_reconnecting(cfg: Pkcs11Config) -> Result<Self, KeyStoreError> {
+        let (label, pin) = (cfg.token.clone(), cfg.pin.clone());
+        let mut store = Self::open(cfg)?;
+        let pool = Arc::get_mut(&mut store.pool).ok_or_else(poisoned)?;
+        pool.again = Some(Again {
+            label,
+            pin: AuthPin::from(pin),
+            last: Mutex::new(None),
+        });
+        Ok(store)
     }
 }
 
@@ -162,10 +252,14 @@ impl Pkcs11Token {
             Err(e) => return Err(e.into()),
         }
         let pool = SessionPool {
-            ctx: self.ctx.clone(),
-            slot: self.slot,
-            idle: Mutex::new(vec![session]),
+            link: Mutex::new(Link {
+                ctx: self.ctx.clone(),
+                slot: self.slot,
+                epoch: 0,
+            }),
+            idle: Mutex::new(vec![(0, session)]),
             max_idle: sessions.max(1),
+            again: None,
         };
         Ok(Pkcs11Store { pool: Arc::new(pool) })
     }
@@ -369,17 +463,7 @@ impl KeyStore for Pkcs11Store {
 
     fn open(&self, label: &str) -> Result<Arc<dyn Signer>, KeyStoreError> {
         let (key, alg, spki) = self.pool.with(|s| {
-            let found = s.find_objects(&private_key_template(label))?;
-            let key = match found.as_slice() {
-                [k] => *k,
-                [] => return Err(KeyStoreError::KeyNotFound(label.to_string())),
-                _ => {
-                    return Err(KeyStoreError::Pkcs11(format!(
-                        "{} private keys labelled {label:?}",
-                        found.len()
-                    )));
-                }
-            };
+            let key = private_key(s, label)?;
             let public = s.find_objects(&[
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::Label(label.as_bytes().to_vec()),
@@ -394,13 +478,26 @@ impl KeyStore for Pkcs11Store {
             label: label.to_string(),
             alg,
             spki,
-            key,
+            key: Mutex::new(key),
             pool: Arc::clone(&self.pool),
         }))
     }
 
     fn check(&self) -> Result<(), KeyStoreError> {
         self.pool.with(|s| s.get_session_info().map(|_| ()).map_err(Into::into))
+    }
+}
+
+/// The one private key with this label.
+fn private_key(s: &Session, label: &str) -> Result<ObjectHandle, KeyStoreError> {
+    let found = s.find_objects(&private_key_template(label))?;
+    match found.as_slice() {
+        [k] => Ok(*k),
+        [] => Err(KeyStoreError::KeyNotFound(label.to_string())),
+        _ => Err(KeyStoreError::Pkcs11(format!(
+            "{} private keys labelled {label:?}",
+            found.len()
+        ))),
     }
 }
 
@@ -475,8 +572,29 @@ pub struct Pkcs11Key {
     label: String,
     alg: KeyAlgorithm,
     spki: Vec<u8>,
-    key: ObjectHandle,
+    /// The key's handle, found again by its label when the token says it is stale.
+    key: Mutex<ObjectHandle>,
     pool: Arc<SessionPool>,
+}
+
+impl Pkcs11Key {
+    /// Runs `f` with a session and the key's handle. When the token fails under it (unplugged,
+    /// its store gone, and perhaps back), the pool reconnects, the key is looked up again by
+    /// label, and `f` is tried once more; while the token is still away that fails and the key
+    /// store is unavailable.
+    fn with_key<T>(
+        &self,
+        f: impl Fn(&Session, ObjectHandle) -> Result<T, cryptoki::error::Error>,
+    ) -> Result<T, KeyStoreError> {
+        let key = *self.key.lock().map_err(|_| poisoned())?;
+        let first = self.pool.with(|s| Ok(f(s, key)?));
+        if first.is_ok() || !self.pool.reconnect()? {
+            return first;
+        }
+        let fresh = self.pool.with(|s| private_key(s, &self.label))?;
+        *self.key.lock().map_err(|_| poisoned())? = fresh;
+        self.pool.with(|s| Ok(f(s, fresh)?))
+    }
 }
 
 impl Signer for Pkcs11Key {
@@ -491,15 +609,13 @@ impl Signer for Pkcs11Key {
     }
     fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         match self.alg {
-            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => self
-                .pool
-                .with(|s| Ok(s.sign(&Mechanism::Sha256RsaPkcs, self.key, msg)?)),
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa4096 => {
+                self.with_key(|s, key| s.sign(&Mechanism::Sha256RsaPkcs, key, msg))
+            }
             KeyAlgorithm::EcP256 => {
                 // SoftHSM2 has CKM_ECDSA but not CKM_ECDSA_SHA256: hash here, sign the digest.
                 let digest = ring::digest::digest(&ring::digest::SHA256, msg);
-                let raw = self
-                    .pool
-                    .with(|s| Ok(s.sign(&Mechanism::Ecdsa, self.key, digest.as_ref())?))?;
+                let raw = self.with_key(|s, key| s.sign(&Mechanism::Ecdsa, key, digest.as_ref()))?;
                 ecdsa_raw_to_der(&raw)
             }
         }
@@ -517,7 +633,6 @@ impl Signer for Pkcs11Key {
             mgf: PkcsMgfType::MGF1_SHA256,
             s_len: 32.into(),
         };
-        self.pool
-            .with(|s| Ok(s.sign(&Mechanism::Sha256RsaPkcsPss(params), self.key, msg)?))
+        self.with_key(|s, key| s.sign(&Mechanism::Sha256RsaPkcsPss(params), key, msg))
     }
 }

@@ -57,7 +57,7 @@ impl KeyStore for SoftwareStore {
             Err(e) => return Err(err(e)),
         };
         f.write_all(&pkcs8).and_then(|_| f.sync_all()).map_err(err)?;
-        Ok(Arc::new(SoftwareKey::from_pkcs8(label, &pkcs8)?))
+        Ok(Arc::new(SoftwareKey::from_pkcs8(label, &pkcs8)?.kept_in(path)))
     }
 
     fn open(&self, label: &str) -> Result<Arc<dyn Signer>, KeyStoreError> {
@@ -72,7 +72,7 @@ impl KeyStore for SoftwareStore {
         }
         let _ = meta;
         let pkcs8 = fs::read(&path).map_err(err)?;
-        Ok(Arc::new(SoftwareKey::from_pkcs8(label, &pkcs8)?))
+        Ok(Arc::new(SoftwareKey::from_pkcs8(label, &pkcs8)?.kept_in(path)))
     }
 
     fn check(&self) -> Result<(), KeyStoreError> {
@@ -113,6 +113,11 @@ pub struct SoftwareKey {
     spki: Vec<u8>,
     inner: Inner,
     rng: SystemRandom,
+    /// The key store's file of this key, when it has one: the key signs only while the file is
+    /// there and readable, as a token's key only while the token is present. Gone (a volume
+    /// unmounted, the directory moved, the file's mode taken away), the key store is
+    /// unavailable until it is back.
+    file: Option<PathBuf>,
 }
 
 impl SoftwareKey {
@@ -126,6 +131,7 @@ impl SoftwareKey {
                 spki,
                 inner: Inner::Ec(kp),
                 rng,
+                file: None,
             });
         }
         let kp = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| err(format!("{label}: {e}")))?;
@@ -141,7 +147,15 @@ impl SoftwareKey {
             spki,
             inner: Inner::Rsa(kp),
             rng,
+            file: None,
         })
+    }
+
+    fn kept_in(self, file: PathBuf) -> Self {
+        SoftwareKey {
+            file: Some(file),
+            ..self
+        }
     }
 }
 
@@ -156,6 +170,9 @@ impl Signer for SoftwareKey {
         &self.spki
     }
     fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
+        if let Some(file) = &self.file {
+            fs::File::open(file).map_err(|e| err(format!("{}: {e}", file.display())))?;
+        }
         match &self.inner {
             Inner::Ec(kp) => Ok(kp.sign(&self.rng, msg).map_err(err)?.as_ref().to_vec()),
             Inner::Rsa(kp) => {

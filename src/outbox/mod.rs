@@ -88,6 +88,9 @@ struct MonitoringData<'a> {
     step: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     refusal: Option<RefusalData<'a>>,
+    /// Who made the change: `{"role", "iin"?}` (applicant, operator, administrator, service).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    actor: &'a serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -106,6 +109,7 @@ pub fn status_message(
     status: &str,
     step: &str,
     refusal: Option<&(String, String, String)>,
+    actor: &serde_json::Value,
 ) -> OutboxMessage {
     let id = message_id();
     let body = MonitoringMessage {
@@ -122,6 +126,7 @@ pub fn status_message(
             status,
             step,
             refusal: refusal.map(|(code, step, message)| RefusalData { code, step, message }),
+            actor,
         },
     };
     let body = serde_json::to_string(&body).unwrap_or_default();

@@ -31,6 +31,14 @@ pub struct ApplicationRecord {
     pub refusal_message: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The result step recorded but not yet done: `issue` or `revoke` (see [`Store::claim_intents`]).
+    pub intent: Option<String>,
+    /// Until when one worker holds the intent; NULL or past, any instance's driver may take it.
+    pub intent_until: Option<i64>,
+    /// Why the application waits (`key_store_unavailable`), while it does.
+    pub waiting: Option<String>,
+    /// The requests' SHA-256 and sizes, JSON, kept in place of their bodies once refused.
+    pub csr_digests: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,12 +67,23 @@ pub struct Advance {
     pub auth_csr: Option<String>,
     pub sign_csr: Option<String>,
     pub refusal: Option<(String, String, String)>,
+    /// The intent after the change, set as given (most changes have none before or after).
+    pub intent: Option<String>,
+    pub intent_until: Option<i64>,
+    pub waiting: Option<String>,
+    /// The open steps stay open (a wait within the step, not its end).
+    pub keep_steps_open: bool,
+    /// Given: the request bodies are dropped and these digests kept (a refusal).
+    pub csr_digests: Option<String>,
     /// What the change tells the monitoring system and the applicant, appended with it.
     pub messages: Vec<OutboxMessage>,
+    /// Who made the change, for the audit record.
+    pub actor: serde_json::Value,
 }
 
 const COLUMNS: &str = "number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, sign_csr, tbs, \
-     receipt, confirmed_by, auth_serial, sign_serial, refusal_code, refusal_step, refusal_message, created_at, updated_at";
+     receipt, confirmed_by, auth_serial, sign_serial, refusal_code, refusal_step, refusal_message, created_at, updated_at, \
+     intent, intent_until, waiting, csr_digests";
 
 fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
     Ok(ApplicationRecord {
@@ -89,6 +108,10 @@ fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
         refusal_message: r.try_get("refusal_message")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        intent: r.try_get("intent")?,
+        intent_until: r.try_get("intent_until")?,
+        waiting: r.try_get("waiting")?,
+        csr_digests: r.try_get("csr_digests")?,
     })
 }
 
@@ -142,12 +165,14 @@ impl Store {
         a: &ApplicationRecord,
         steps: &[StepRecord],
         messages: &[OutboxMessage],
+        actor: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, \
-             sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at, tbs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at, tbs, intent, intent_until, \
+             waiting, csr_digests) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(&a.number)
         .bind(&a.process)
@@ -166,13 +191,18 @@ impl Store {
         .bind(a.created_at)
         .bind(a.updated_at)
         .bind(&a.tbs)
+        .bind(&a.intent)
+        .bind(a.intent_until)
+        .bind(&a.waiting)
+        .bind(&a.csr_digests)
         .execute(&mut *tx)
         .await?;
         insert_steps(&mut tx, &a.number, steps).await?;
         let e = AuditEvent::new(
             &format!("application.{}", a.status),
             &a.number,
-            serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre, "refusal": a.refusal_code}),
+            serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre, "refusal": a.refusal_code,
+                "intent": a.intent, "actor": actor}),
         );
         outbox::append(&mut tx, messages).await?;
         // The audit chain's head is every writer's one shared row: taken last, held shortest.
@@ -264,7 +294,9 @@ impl Store {
              confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
              sign_serial = COALESCE($6, sign_serial), refusal_code = COALESCE($7, refusal_code), \
              refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10, \
-             auth_csr = COALESCE($13, auth_csr), sign_csr = COALESCE($14, sign_csr) \
+             auth_csr = CASE WHEN $18 IS NULL THEN COALESCE($13, auth_csr) ELSE NULL END, \
+             sign_csr = CASE WHEN $18 IS NULL THEN COALESCE($14, sign_csr) ELSE NULL END, \
+             intent = $15, intent_until = $16, waiting = $17, csr_digests = COALESCE($18, csr_digests) \
              WHERE number = $11 AND status = $12",
         )
         .bind(&a.to)
@@ -281,30 +313,84 @@ impl Store {
         .bind(from)
         .bind(&a.auth_csr)
         .bind(&a.sign_csr)
+        .bind(&a.intent)
+        .bind(a.intent_until)
+        .bind(&a.waiting)
+        .bind(&a.csr_digests)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE application_steps SET finished_at = $1, outcome = $2 WHERE number = $3 AND finished_at IS NULL",
-        )
-        .bind(at)
-        .bind(&a.outcome)
-        .bind(number)
-        .execute(&mut *tx)
-        .await?;
+        if !a.keep_steps_open {
+            sqlx::query(
+                "UPDATE application_steps SET finished_at = $1, outcome = $2 WHERE number = $3 AND finished_at IS NULL",
+            )
+            .bind(at)
+            .bind(&a.outcome)
+            .bind(number)
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_steps(&mut tx, number, &a.steps).await?;
         let e = AuditEvent::new(
             &format!("application.{}", a.to),
             number,
-            serde_json::json!({"from": from, "outcome": a.outcome, "by": a.confirmed_by, "refusal": a.refusal.as_ref().map(|r| &r.0)}),
+            serde_json::json!({"from": from, "outcome": a.outcome, "by": a.confirmed_by,
+                "refusal": a.refusal.as_ref().map(|r| &r.0), "intent": a.intent, "waiting": a.waiting, "actor": a.actor}),
         );
         outbox::append(&mut tx, &a.messages).await?;
         // The audit chain's head is every writer's one shared row: taken last, held shortest.
         append(&mut tx, self.backend(), &[e]).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Takes up to `limit` applications whose intent is recorded but whose lease has run out (or
+    /// was given back), each for `lease` seconds. The claim is one conditional `UPDATE` per
+    /// application: of drivers on several instances racing for one, exactly one changes the row
+    /// (PostgreSQL re-checks the condition on the row it waited for), the others skip it.
+    pub async fn claim_intents(&self, limit: i64, lease: i64) -> Result<Vec<ApplicationRecord>, StoreError> {
+        let t = now();
+        let q = format!(
+            "SELECT {COLUMNS} FROM applications WHERE intent IS NOT NULL AND (intent_until IS NULL OR intent_until < $1) \
+             ORDER BY updated_at LIMIT $2"
+        );
+        let candidates = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(t)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        let mut claimed = Vec::new();
+        for r in &candidates {
+            let mut a = row(r)?;
+            let r = sqlx::query(
+                "UPDATE applications SET intent_until = $1 WHERE number = $2 AND intent IS NOT NULL \
+                 AND (intent_until IS NULL OR intent_until < $3)",
+            )
+            .bind(t + lease)
+            .bind(&a.number)
+            .bind(t)
+            .execute(self.write_pool())
+            .await?;
+            if r.rows_affected() == 1 {
+                a.intent_until = Some(t + lease);
+                claimed.push(a);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Gives an intent back for the next driver round, with why it waits; the status stays.
+    pub async fn release_intent(&self, number: &str, waiting: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE applications SET intent_until = NULL, waiting = $1 WHERE number = $2 AND intent IS NOT NULL",
+        )
+        .bind(waiting)
+        .bind(number)
+        .execute(self.write_pool())
+        .await?;
+        Ok(())
     }
 
     /// Every step's timing with its application's process: `(process, step, actor, deadline,

@@ -89,7 +89,7 @@ pub(super) async fn insert_pending(conn: &mut sqlx::AnyConnection, c: &PendingCe
     }
     let r = sqlx::query(
         "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, not_before, not_after, tbs, application, created_at) \
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (issuer, serial) DO NOTHING",
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
     )
     .bind(&c.issuer)
     .bind(&c.serial)
@@ -105,6 +105,20 @@ pub(super) async fn insert_pending(conn: &mut sqlx::AnyConnection, c: &PendingCe
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 0 {
+        // Either constraint: the serial, or the application's one certificate of this profile
+        // (certificates_application_profile). Told apart only on this rare path.
+        if let Some(application) = &c.application {
+            let held = sqlx::query(
+                "SELECT 1 FROM certificates WHERE application = $1 AND profile = $2 AND status <> 'abandoned'",
+            )
+            .bind(application)
+            .bind(&c.profile)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if held.is_some() {
+                return Err(StoreError::AlreadyCertified);
+            }
+        }
         return Err(StoreError::SerialTaken);
     }
     Ok(())
@@ -263,6 +277,12 @@ impl Store {
 
     /// Marks a pending certificate abandoned after signing failed: it was never signed.
     pub async fn mark_abandoned(&self, issuer: &str, serial: &str) -> Result<(), StoreError> {
+        self.abandon_pending(issuer, serial, "signing failed").await
+    }
+
+    /// Marks a pending certificate abandoned, saying why in the audit record; a row that is no
+    /// longer pending (its worker marked it issued first) stays as it is.
+    pub async fn abandon_pending(&self, issuer: &str, serial: &str, why: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE certificates SET status = 'abandoned' WHERE issuer = $1 AND serial = $2 AND status = 'pending'",
@@ -275,7 +295,7 @@ impl Store {
             let e = AuditEvent::new(
                 "certificate.abandoned",
                 serial,
-                serde_json::json!({"issuer": issuer, "why": "signing failed"}),
+                serde_json::json!({"issuer": issuer, "why": why}),
             );
             append(&mut tx, self.backend(), &[e]).await?;
         }
@@ -324,6 +344,18 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         Ok(row.as_ref().map(cert_row).transpose()?)
+    }
+
+    /// An application's certificates that are issued or being issued (not abandoned).
+    pub async fn application_certificates(&self, application: &str) -> Result<Vec<CertificateRecord>, StoreError> {
+        let q = format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE application = $1 AND status <> 'abandoned' ORDER BY created_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(application)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(cert_row).collect::<Result<_, _>>()?)
     }
 
     /// Serials of the certificates issued to a holder (IIN…), oldest first.

@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_applications.sql")),
     (6, include_str!("../../migrations/sqlite/0006_outbox.sql")),
     (7, include_str!("../../migrations/sqlite/0007_survey.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_intents.sql")),
     (9, include_str!("../../migrations/sqlite/0009_tsa.sql")),
     (12, include_str!("../../migrations/sqlite/0012_cabinet.sql")),
 ];
@@ -25,6 +26,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/postgres/0005_applications.sql")),
     (6, include_str!("../../migrations/postgres/0006_outbox.sql")),
     (7, include_str!("../../migrations/postgres/0007_survey.sql")),
+    (8, include_str!("../../migrations/postgres/0008_intents.sql")),
     (9, include_str!("../../migrations/postgres/0009_tsa.sql")),
     (12, include_str!("../../migrations/postgres/0012_cabinet.sql")),
 ];

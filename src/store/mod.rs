@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The serial is already used under this issuer (the CSPRNG repeated itself: retry).
     #[error("serial already used under this issuer")]
     SerialTaken,
+    /// The application already has a certificate of this profile, issued or being issued: a
+    /// second attempt at its result step must take that one up instead.
+    #[error("the application already has a certificate of this profile")]
+    AlreadyCertified,
     /// The public key is already certified for another holder.
     #[error("public key already certified for another subject")]
     KeyBoundElsewhere,

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::application::{ApplicationView, Workflow, WorkflowError};
+use super::model::Actor;
 use super::regulation::StepKind;
 use crate::operators::Operator;
 use crate::pki::normalise_serial;
@@ -60,6 +61,7 @@ impl Workflow<'_> {
             ..Default::default()
         };
         tracing::info!(target: "audit", "card written: application=[{}] operator=[{}]", a.number, op.record.iin);
-        self.advance(&a, "issuing", done, "write_card").await
+        self.advance(&a, "issuing", done, "write_card", Actor::operator(op))
+            .await
     }
 }

@@ -1,13 +1,24 @@
 //! The registration authority: the regulation's five processes, step by step: the processes as
 //! data ([`regulation`]), application numbers ([`number`]), applications with their steps and
-//! refusals ([`application`]), refusal messages in the three languages ([`refusals`]), and the
+//! refusals ([`application`]) with their requests ([`request`]) and views ([`views`]), who acts and what is recorded to be done ([`model`]), the result
+//! step done from its recorded intent ([`outcome`]) and the driver that finishes what a fault
+//! left undone ([`driver`]), refusal messages in the three languages ([`refusals`]), and the
 //! SLA report ([`report`]).
 
 pub mod application;
+pub mod centre;
+pub mod confirmation;
 pub mod desk;
+pub mod driver;
 pub mod id_card;
+pub mod model;
 pub mod number;
+pub mod outcome;
+pub mod portal;
 pub mod refusals;
+pub mod registry_check;
 pub mod regulation;
 pub mod report;
+pub mod request;
 pub mod survey;
+pub mod views;

@@ -8,6 +8,7 @@ mod audit;
 mod ca_core;
 mod cabinet;
 mod cms;
+mod faults;
 mod harness;
 mod http_api;
 mod monitoring;

@@ -1,0 +1,219 @@
+//! The operator's steps that lead to the result: the identity check with its receipt
+//! (condition 2), the to-be-signed document, and the confirmation signed with the operator's own
+//! SIGN key (condition 3), which records the result step as an intent and has it done.
+
+use super::application::*;
+use super::model::{Actor, Intent};
+use super::regulation::{Condition, StepKind};
+use crate::operators::{ConfirmError, Operator, may_confirm};
+use crate::pki::cms::CmsError;
+use crate::store::{Advance, ApplicationRecord, now};
+
+impl Workflow<'_> {
+    /// Condition 2: the operator checked the documents and the applicant's identity. Confirmed:
+    /// the receipt is given and the to-be-signed document made; not confirmed: refused.
+    pub async fn identity(
+        &self,
+        op: &Operator,
+        number: &str,
+        req: IdentityRequest,
+    ) -> Result<ApplicationView, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        let process = self.process_of(&a)?;
+        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let t = now();
+        let advance = if req.confirmed {
+            let receipt = format!("R-{}", &a.number);
+            // P1 gives the receipt as a step of its own; P5 gives it within the identity step.
+            let mut steps = Vec::new();
+            if process.steps.iter().any(|s| s.step == StepKind::Receipt) {
+                steps.push(step(process, StepKind::Receipt, seq + 1, t, Some("given")));
+            }
+            steps.push(step(
+                process,
+                StepKind::Confirmation,
+                seq + 1 + steps.len() as i64,
+                t,
+                None,
+            ));
+            Advance {
+                to: "awaiting_confirmation".into(),
+                outcome: format!(
+                    "confirmed by {}; documents: {}",
+                    op.record.iin,
+                    req.documents.join(", ")
+                ),
+                steps,
+                tbs: Some(to_be_signed(&a)),
+                receipt: Some(receipt),
+                ..Default::default()
+            }
+        } else {
+            Advance {
+                to: "refused".into(),
+                outcome: "not confirmed".into(),
+                refusal: Some(refusal(
+                    Condition::IdentityConfirmed,
+                    StepKind::Identity,
+                    req.reason
+                        .unwrap_or_else(|| "the documents or the applicant's identity did not check out".into()),
+                )),
+                ..Default::default()
+            }
+        };
+        self.advance(&a, "awaiting_documents", advance, "identity", Actor::operator(op))
+            .await
+    }
+
+    /// The exact bytes the operator signs.
+    pub async fn to_be_signed(&self, op: &Operator, number: &str) -> Result<String, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        a.tbs
+            .clone()
+            .filter(|_| a.status == "awaiting_confirmation")
+            .ok_or(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            })
+    }
+
+    /// Condition 3: the operator's signature over the to-be-signed bytes. Valid: the pair is
+    /// issued and the application completes; invalid: refused. Takes effect once.
+    pub async fn confirm(&self, op: &Operator, number: &str, cms: &[u8]) -> Result<ApplicationView, WorkflowError> {
+        let a = self.operators_application(op, number).await?;
+        let tbs = a.tbs.clone().filter(|_| a.status == "awaiting_confirmation");
+        let Some(tbs) = tbs else {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: a.status,
+            });
+        };
+        let process = self.process_of(&a)?;
+        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let t = now();
+        let verdict: Result<(), String> = match self.ca.verify_cms(cms, Some(tbs.as_bytes())).await {
+            Ok(v) if v.content != tbs.as_bytes() => Err(CmsError::ContentMismatch.code().to_string()),
+            Ok(v) => may_confirm(op, &v, &a.centre).map_err(|e: ConfirmError| e.code().to_string()),
+            Err(CmsError::Store(e)) => return Err(e.into()),
+            Err(e) => Err(e.code().to_string()),
+        };
+        if let Err(why) = verdict {
+            let refused = Advance {
+                to: "refused".into(),
+                outcome: format!("signature refused: {why}"),
+                steps: vec![step(
+                    process,
+                    StepKind::OperatorSignatureCheck,
+                    seq + 1,
+                    t,
+                    Some("invalid"),
+                )],
+                refusal: Some(refusal(
+                    Condition::OperatorSignatureValid,
+                    StepKind::OperatorSignatureCheck,
+                    why,
+                )),
+                ..Default::default()
+            };
+            return self
+                .advance(
+                    &a,
+                    "awaiting_confirmation",
+                    refused,
+                    "operator_signature_check",
+                    Actor::operator(op),
+                )
+                .await;
+        }
+        // The single transition that makes a confirmation count: a replay finds it done. It
+        // records the result step as an intent (revocation; issuance; or, on an ID card, the
+        // certificates to write onto it), which is then done and recorded done; if this worker
+        // fails in between, the driver finishes it.
+        let (intent, result_step) = match a.service.as_str() {
+            "revoke" => (Intent::Revoke, StepKind::Revoke),
+            _ if process.steps.iter().any(|s| s.step == StepKind::Issue) => (Intent::Issue, StepKind::Issue),
+            _ => (Intent::Issue, StepKind::WriteCard),
+        };
+        // On an ID card the result step starts once there is something to write: after issuance.
+        let onto_card = result_step == StepKind::WriteCard;
+        let mut steps = vec![step(
+            process,
+            StepKind::OperatorSignatureCheck,
+            seq + 1,
+            t,
+            Some("valid"),
+        )];
+        if !onto_card {
+            steps.push(step(process, result_step, seq + 2, t, None));
+        }
+        let until = now() + self.ca.config.workflow.lease_seconds;
+        let issuing = Advance {
+            to: "issuing".into(),
+            outcome: "signed".into(),
+            confirmed_by: Some(op.record.iin.clone()),
+            steps,
+            intent: Some(intent.as_str().into()),
+            intent_until: Some(until),
+            ..Default::default()
+        };
+        if !self
+            .move_on(&a, "awaiting_confirmation", issuing, "", None, Actor::operator(op))
+            .await?
+        {
+            return Err(WorkflowError::Status {
+                number: a.number,
+                status: "issuing".into(),
+            });
+        }
+        let claimed = ApplicationRecord {
+            status: "issuing".into(),
+            confirmed_by: Some(op.record.iin.clone()),
+            intent: Some(intent.as_str().into()),
+            intent_until: Some(until),
+            ..a
+        };
+        self.finish(&claimed, false).await?;
+        self.view(&claimed.number).await
+    }
+}
+
+/// The document an operator signs to confirm: what is confirmed, for whom, which keys, and a
+/// nonce so that no two confirmations are alike.
+pub(super) fn to_be_signed(a: &ApplicationRecord) -> String {
+    if a.service == "revoke" {
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let mut nonce = [0u8; 16];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+        let serials: Vec<&str> = data["certificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .collect();
+        return format!(
+            "nca-confirmation v1\napplication: {}\napplicant: IIN{}\ndecision: revoke\ncertificates: {}\nreason: {}\nnonce: {}\n",
+            a.number,
+            a.iin,
+            serials.join(" "),
+            data["reason"].as_str().unwrap_or("unspecified"),
+            hex::encode(nonce)
+        );
+    }
+    let sha = |s: &Option<String>| {
+        hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            s.as_deref().unwrap_or("").as_bytes(),
+        ))
+    };
+    let mut nonce = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+    format!(
+        "nca-confirmation v1\napplication: {}\napplicant: IIN{}\nauth-request-sha256: {}\nsign-request-sha256: {}\ndecision: {}\nnonce: {}\n",
+        a.number,
+        a.iin,
+        sha(&a.auth_csr),
+        sha(&a.sign_csr),
+        a.service,
+        hex::encode(nonce)
+    )
+}

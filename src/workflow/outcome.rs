@@ -1,0 +1,333 @@
+//! The result step of an application, done from its recorded intent: issue the pair (and revoke
+//! the pair it supersedes, P2), or revoke the certificates it names (P3, P5).
+//!
+//! The order is always: the intent is recorded with the status change that calls for it (the
+//! caller's transaction), then done here, then recorded done (clearing the intent) in one more
+//! transaction. Every part can run twice without changing anything more: a certificate the
+//! application already has is taken up, not issued again (`certificates_application_profile`
+//! keeps that even between two workers), and revoking a revoked certificate changes nothing. So
+//! the driver ([`super::driver`]) may take up any intent whose worker died or failed.
+
+use super::application::{ApplicantData, OrganizationData, Workflow, WorkflowError, subject};
+use super::model::{Actor, Intent, WAITING_KEY_STORE};
+use super::regulation::StepKind;
+use crate::outbox::letters::{Kind, Letter};
+use crate::pki::revocation::RevokeError;
+use crate::pki::{IssueError, IssueRequest};
+use crate::store::{Advance, ApplicationRecord, CertificateRecord, CertificateStatus, StoreError, now};
+
+/// Why a result step did not finish.
+enum Failure {
+    /// The key store failed: the application waits for it, and the driver tries again.
+    KeyStore(String),
+    /// The database (or another part of the service) failed: nothing more can be recorded now;
+    /// the intent's lease runs out and the driver takes it up.
+    Fault(WorkflowError),
+    /// The step can never succeed (a lint failure, a key refused at issuance): the application is
+    /// refused with this code and message, at the result step.
+    Refused(String, String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Fault(e.into())
+    }
+}
+
+impl From<IssueError> for Failure {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::KeyStore(k) => Failure::KeyStore(k.to_string()),
+            IssueError::Store(s) => Failure::Fault(s.into()),
+            e @ (IssueError::UnknownProfile(_)
+            | IssueError::Csr(_)
+            | IssueError::Policy(_)
+            | IssueError::Lint(_)
+            | IssueError::Build(_)) => Failure::Refused(e.code().to_string(), e.to_string()),
+        }
+    }
+}
+
+impl From<RevokeError> for Failure {
+    fn from(e: RevokeError) -> Self {
+        match e {
+            RevokeError::Store(s) => Failure::Fault(s.into()),
+            e @ (RevokeError::BadSerial
+            | RevokeError::UnknownSerial(_)
+            | RevokeError::BadReason(_)
+            | RevokeError::NotOnHold(_)
+            | RevokeError::BadTime(_)) => Failure::Refused(e.code().to_string(), e.to_string()),
+        }
+    }
+}
+
+/// The change that records the result step done, and the applicant's letter.
+struct Done {
+    change: Advance,
+    letter: Option<Letter>,
+}
+
+impl Workflow<'_> {
+    /// Does the recorded intent of `a` (status `issuing` or `awaiting_key_store`, the intent's
+    /// lease held by this worker) and records the outcome: completed (P4: the write-card step
+    /// opened), waiting for the key store, or refused. `retry` says an earlier attempt may have
+    /// left certificates behind. A database fault is returned and nothing more is recorded.
+    pub(crate) async fn finish(&self, a: &ApplicationRecord, retry: bool) -> Result<(), WorkflowError> {
+        let intent = a
+            .intent
+            .as_deref()
+            .and_then(Intent::parse)
+            .ok_or_else(|| WorkflowError::Internal(format!("application {} has no intent to finish", a.number)))?;
+        let outcome = match intent {
+            Intent::Issue => self.issue_pair(a, retry).await,
+            Intent::Revoke => self.revoke_named(a).await,
+        };
+        let step = match intent {
+            Intent::Revoke => StepKind::Revoke,
+            Intent::Issue if self.onto_card(a)? => StepKind::WriteCard,
+            Intent::Issue => StepKind::Issue,
+        };
+        let step = super::application::kind_name(step);
+        match outcome {
+            Ok(done) => {
+                self.move_on(a, &a.status, done.change, &step, done.letter, Actor::Service)
+                    .await?;
+            }
+            Err(Failure::KeyStore(cause)) => {
+                tracing::warn!(application = %a.number, "key store: {cause}; the application waits for it");
+                if a.status == "awaiting_key_store" {
+                    self.ca.store.release_intent(&a.number, WAITING_KEY_STORE).await?;
+                } else {
+                    let wait = Advance {
+                        to: "awaiting_key_store".into(),
+                        outcome: String::new(),
+                        keep_steps_open: true,
+                        intent: a.intent.clone(),
+                        intent_until: None,
+                        waiting: Some(WAITING_KEY_STORE.into()),
+                        ..Default::default()
+                    };
+                    self.move_on(a, &a.status, wait, &step, None, Actor::Service).await?;
+                }
+            }
+            Err(Failure::Fault(e)) => return Err(e),
+            Err(Failure::Refused(code, message)) => {
+                tracing::error!(application = %a.number, "result step failed for good: {code}: {message}");
+                let refused = Advance {
+                    to: "refused".into(),
+                    outcome: "failed".into(),
+                    refusal: Some((code, step.clone(), message)),
+                    ..Default::default()
+                };
+                self.move_on(a, &a.status, refused, &step, None, Actor::Service).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the application's pair goes onto an ID card (P4): its process has no issue step.
+    fn onto_card(&self, a: &ApplicationRecord) -> Result<bool, WorkflowError> {
+        Ok(!self.process_of(a)?.steps.iter().any(|s| s.step == StepKind::Issue))
+    }
+
+    /// Issues the pair (each certificate once: one the application already has is taken up),
+    /// then revokes the pair a reissue supersedes.
+    async fn issue_pair(&self, a: &ApplicationRecord, retry: bool) -> Result<Done, Failure> {
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let applicant: ApplicantData = serde_json::from_value(data["applicant"].clone())
+            .map_err(|e| Failure::Fault(WorkflowError::Internal(format!("applicant of {}: {e}", a.number))))?;
+        let org: Option<OrganizationData> = serde_json::from_value(data["organization"].clone()).unwrap_or(None);
+        let (auth_profile, sign_profile) = if org.is_some() {
+            ("legal-auth", "legal-sign")
+        } else {
+            ("individual-auth", "individual-sign")
+        };
+        // A first attempt, just recorded by this worker, has nothing behind it: no query.
+        let existing = if retry {
+            self.ca.store.application_certificates(&a.number).await?
+        } else {
+            Vec::new()
+        };
+        let subject = subject(&applicant, org.as_ref());
+        let request = |profile: &str, csr: &Option<String>| IssueRequest {
+            profile: profile.into(),
+            csr: csr.clone().unwrap_or_default().into_bytes(),
+            subject: subject.clone(),
+            application: Some(a.number.clone()),
+        };
+        // Both at once: their writes share the group commit's transactions.
+        let (auth, sign) = tokio::join!(
+            self.issue_once(&a.number, request(auth_profile, &a.auth_csr), &existing),
+            self.issue_once(&a.number, request(sign_profile, &a.sign_csr), &existing)
+        );
+        let (auth, sign) = (auth?, sign?);
+        // A reissue supersedes the pair whose SIGN key signed the request, once the new one exists.
+        let superseded: Vec<String> = strings(&data["supersedes"]);
+        for serial in &superseded {
+            self.revoke_one(serial, "superseded").await?;
+        }
+        let onto_card = self.onto_card(a).map_err(Failure::Fault)?;
+        let serials = [auth.clone(), sign.clone()];
+        let install_url = format!(
+            "{}/api/v1/applications/{}/certificates?iin={}",
+            self.ca.config.base_url.trim_end_matches('/'),
+            a.number,
+            a.iin
+        );
+        // On an ID card the certificates are already where they belong: no install link.
+        let letter = if onto_card {
+            None
+        } else {
+            self.letter(
+                a,
+                Kind::Issued {
+                    install_url: &install_url,
+                    serials: &serials,
+                },
+            )
+        };
+        let steps = if onto_card {
+            let seq = self.ca.store.application_steps(&a.number).await?.len() as i64 + 1;
+            vec![super::application::step(
+                self.process_of(a).map_err(Failure::Fault)?,
+                StepKind::WriteCard,
+                seq,
+                now(),
+                None,
+            )]
+        } else {
+            Vec::new()
+        };
+        Ok(Done {
+            change: Advance {
+                // P4 is complete when the certificates are on the card: the station writes them
+                // and says so (`card_written`); until then the application stays `issuing`.
+                to: if onto_card { "issuing" } else { "completed" }.into(),
+                outcome: "issued".into(),
+                auth_serial: Some(auth),
+                sign_serial: Some(sign),
+                steps,
+                ..Default::default()
+            },
+            letter,
+        })
+    }
+
+    /// One certificate of the pair: the one the application has (issued), or a new one. A
+    /// pending one left by an earlier attempt is abandoned first: the lease says its worker is
+    /// gone, and if it is not, its `mark_issued` finds the row abandoned and hands nothing out.
+    async fn issue_once(
+        &self,
+        number: &str,
+        req: IssueRequest,
+        existing: &[CertificateRecord],
+    ) -> Result<String, Failure> {
+        if let Some(c) = existing.iter().find(|c| c.profile == req.profile) {
+            match c.status {
+                CertificateStatus::Issued => return Ok(c.serial.clone()),
+                CertificateStatus::Pending => {
+                    self.ca
+                        .store
+                        .abandon_pending(&c.issuer, &c.serial, "its application's issuance was taken up again")
+                        .await?;
+                }
+                CertificateStatus::Abandoned => {}
+            }
+        }
+        let profile = req.profile.clone();
+        match self.ca.issue(req).await {
+            Ok(issued) => Ok(issued.serial),
+            // Another worker got there first: its certificate, once it is issued.
+            Err(IssueError::Store(StoreError::AlreadyCertified)) => {
+                let now_there = self.ca.store.application_certificates(number).await?;
+                match now_there
+                    .iter()
+                    .find(|c| c.profile == profile && c.status == CertificateStatus::Issued)
+                {
+                    Some(c) => Ok(c.serial.clone()),
+                    None => Err(Failure::Fault(StoreError::AlreadyCertified.into())),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revokes what a revocation application names (`{"certificates": [...], "reason"}`).
+    async fn revoke_named(&self, a: &ApplicationRecord) -> Result<Done, Failure> {
+        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
+        let serials = strings(&data["certificates"]);
+        let reason = data["reason"].as_str().unwrap_or("unspecified").to_string();
+        for serial in &serials {
+            self.revoke_one(serial, &reason).await?;
+        }
+        let letter = self.letter(
+            a,
+            Kind::Revoked {
+                serials: &serials,
+                reason: &reason,
+            },
+        );
+        Ok(Done {
+            change: Advance {
+                to: "completed".into(),
+                outcome: "revoked".into(),
+                ..Default::default()
+            },
+            letter,
+        })
+    }
+
+    /// Revokes one certificate; one revoked already is left as it is.
+    async fn revoke_one(&self, serial: &str, reason: &str) -> Result<(), Failure> {
+        let r = crate::pki::revocation::RevokeRequest {
+            serial: serial.to_string(),
+            reason: reason.to_string(),
+            at: None,
+            invalidity_date: None,
+        };
+        self.ca.revoke(r).await?;
+        Ok(())
+    }
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyStoreError;
+
+    #[test]
+    fn a_key_store_failure_waits_a_database_failure_is_retried_and_bad_contents_refuse() {
+        assert!(matches!(
+            Failure::from(IssueError::KeyStore(KeyStoreError::TokenRemoved)),
+            Failure::KeyStore(_)
+        ));
+        assert!(matches!(
+            Failure::from(IssueError::Store(StoreError::Unavailable("down".into()))),
+            Failure::Fault(WorkflowError::Store(_))
+        ));
+        assert!(matches!(
+            Failure::from(IssueError::Store(StoreError::AlreadyCertified)),
+            Failure::Fault(_)
+        ));
+        match Failure::from(IssueError::UnknownProfile("x".into())) {
+            Failure::Refused(code, _) => assert_eq!(code, "unknown_profile"),
+            _ => panic!("an unknown profile can never issue"),
+        }
+        assert!(matches!(
+            Failure::from(RevokeError::Store(StoreError::Unavailable("down".into()))),
+            Failure::Fault(_)
+        ));
+        match Failure::from(RevokeError::UnknownSerial("01".into())) {
+            Failure::Refused(code, _) => assert_eq!(code, "certificate_not_found"),
+            _ => panic!("an unknown serial can never be revoked"),
+        }
+    }
+}

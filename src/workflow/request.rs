@@ -1,0 +1,127 @@
+//! What the workflow's requests carry, as the portal, the signed requests and the operator send
+//! them, and the field errors a malformed one gets.
+
+use serde::{Deserialize, Serialize};
+
+/// What the portal sends (DESIGN.md, "Application JSON (request)").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    pub service: String,
+    pub applicant: ApplicantData,
+    pub organization: Option<OrganizationData>,
+    pub registration_centre: String,
+    pub storage: String,
+    pub requests: Option<CsrPair>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantData {
+    pub iin: String,
+    pub surname: String,
+    pub name: String,
+    pub patronymic: Option<String>,
+    pub email: Option<String>,
+    pub region: Option<String>,
+    pub locality: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationData {
+    pub bin: String,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrPair {
+    pub auth: String,
+    pub sign: String,
+}
+
+/// What a signed request (P2, P3) carries as its content.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignedRequest {
+    pub service: String,
+    pub applicant: SignedApplicant,
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SignedApplicant {
+    pub iin: String,
+}
+
+/// What an operator files for an ID-card issuance (P4): the applicant in front of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreIssue {
+    pub service: String,
+    pub applicant: CentreApplicant,
+    pub organization: Option<OrganizationData>,
+    #[serde(default)]
+    pub storage: Option<String>,
+}
+
+/// The applicant as the operator files them in P4. The IIN is read from the ID card the
+/// operator holds; names left out are filled from the state database (step 4 asks it anyway),
+/// names given are checked against it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreApplicant {
+    pub iin: String,
+    pub surname: Option<String>,
+    pub name: Option<String>,
+    pub patronymic: Option<String>,
+    pub email: Option<String>,
+    pub region: Option<String>,
+    pub locality: Option<String>,
+}
+
+/// What an operator states at the identity step (condition 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRequest {
+    pub confirmed: bool,
+    #[serde(default)]
+    pub documents: Vec<String>,
+    pub reason: Option<String>,
+}
+
+/// A field of a request that is wrong, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    /// Its path in the request JSON, e.g. `applicant.iin`, `requests.auth`.
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, code: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The field a serde error names (a missing or unknown field), else the whole body.
+    pub fn from_json(e: &serde_json::Error) -> FieldError {
+        let text = e.to_string();
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| text.split_once(p).and_then(|(_, rest)| rest.split_once('`')))
+            .map(|(name, _)| name.to_string());
+        FieldError {
+            field: named.unwrap_or_else(|| "body".into()),
+            code: "request_invalid",
+            message: text,
+        }
+    }
+}
