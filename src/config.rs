@@ -248,6 +248,10 @@ impl Default for CabinetSection {
             session_seconds: 900,
             reminder_days: vec![30, 7],
             reminder_every_seconds: 3600,
+        }
+    }
+}
+
 /// The registration authority's background driver (README, "Applications that always reach an
 /// end").
 #[derive(Debug, Clone, Deserialize)]
