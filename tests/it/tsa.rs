@@ -223,6 +223,17 @@ fn malformed_and_unoffered_requests_are_rejections_never_errors() {
     write(&garbage, b"\x30\x03\x02\x01");
     let empty = work.path().join("empty");
     write(&empty, b"");
+    // A well-formed request of version 2 (openssl's v1 query with its version octet changed).
+    let v1 = ts_query(work.path(), "v1", &data, &["-sha256"]);
+    let mut v2 = std::fs::read(&v1).unwrap();
+    assert_eq!(
+        &v2[2..5],
+        &[0x02, 0x01, 0x01],
+        "openssl's query starts with its version"
+    );
+    v2[4] = 2;
+    let v2_path = work.path().join("v2.tsq");
+    write(&v2_path, &v2);
     let cases = [
         (
             ts_query(work.path(), "sha1", &data, &["-sha1"]),
@@ -236,6 +247,7 @@ fn malformed_and_unoffered_requests_are_rejections_never_errors() {
             ts_query(work.path(), "policy", &data, &["-sha256", "-tspolicy", "1.2.3.4.5"]),
             "the requested TSA policy is not supported by the TSA",
         ),
+        (v2_path, "transaction not permitted or supported"),
         (garbage, "the data submitted has the wrong format"),
         (empty, "the data submitted has the wrong format"),
     ];

@@ -62,8 +62,10 @@ pub enum TspFailure {
     /// The message imprint's hash algorithm is not SHA-256, SHA-384 or SHA-512.
     #[error("unsupported hash algorithm {0}")]
     BadAlg(String),
-    /// The body is not a DER TimeStampReq (version 1 is the only one that decodes), or the
-    /// imprint's length does not fit its algorithm.
+    /// A request of a version other than 1: a transaction this TSA does not support.
+    #[error("TimeStampReq version {0} is not supported (only 1)")]
+    BadRequest(String),
+    /// The body is not a DER TimeStampReq, or the imprint's length does not fit its algorithm.
     #[error("not a well-formed TimeStampReq: {0}")]
     BadDataFormat(String),
     /// The request asks for a policy the TSA does not offer.
@@ -85,6 +87,7 @@ impl TspFailure {
     fn bit(&self) -> usize {
         match self {
             TspFailure::BadAlg(_) => 0,
+            TspFailure::BadRequest(_) => 2,
             TspFailure::BadDataFormat(_) => 5,
             TspFailure::TimeNotAvailable(_) => 14,
             TspFailure::UnacceptedPolicy(_) => 15,
@@ -97,6 +100,7 @@ impl TspFailure {
     pub fn code(&self) -> &'static str {
         match self {
             TspFailure::BadAlg(_) => "badAlg",
+            TspFailure::BadRequest(_) => "badRequest",
             TspFailure::BadDataFormat(_) => "badDataFormat",
             TspFailure::TimeNotAvailable(_) => "timeNotAvailable",
             TspFailure::UnacceptedPolicy(_) => "unacceptedPolicy",
@@ -207,7 +211,10 @@ impl Ca {
     }
 
     fn judge(&self, request: &[u8]) -> Result<Judged, TspFailure> {
-        let req = TimeStampReq::from_der(request).map_err(|e| TspFailure::BadDataFormat(e.to_string()))?;
+        let req = TimeStampReq::from_der(request).map_err(|e| match other_version(request) {
+            Some(v) => TspFailure::BadRequest(v),
+            None => TspFailure::BadDataFormat(e.to_string()),
+        })?;
         let alg = req.message_imprint.hash_algorithm.oid;
         let (hash_name, _, len) = HASHES
             .iter()
@@ -345,12 +352,26 @@ impl Ca {
     }
 }
 
+/// The version of a request that did not decode as a v1 TimeStampReq, when it is a SEQUENCE
+/// that starts with an INTEGER other than 1 (the rest is not looked at): such a request is of
+/// a version this TSA does not support, not malformed.
+fn other_version(request: &[u8]) -> Option<String> {
+    let mut reader = der::SliceReader::new(request).ok()?;
+    let header = der::Header::decode(&mut reader).ok()?;
+    if header.tag != der::Tag::Sequence {
+        return None;
+    }
+    let version = Int::decode(&mut reader).ok()?;
+    (version.as_bytes() != [1]).then(|| hex::encode(version.as_bytes()))
+}
+
 /// A TimeStampReq (DER) over `data`'s SHA-256, with a random nonce: what a client sends.
 pub fn request_for(data: &[u8], cert_req: bool) -> Result<Vec<u8>, der::Error> {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
     let mut nonce = [0u8; 8];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
-    nonce[0] &= 0x7f;
+    // Positive and minimal as a DER INTEGER: the top octet below 0x80 and not zero.
+    nonce[0] = (nonce[0] & 0x7f).max(1);
     TimeStampReq {
         version: TspVersion::V1,
         message_imprint: MessageImprint {
@@ -399,6 +420,18 @@ mod tests {
             failure_bits(15).unwrap().to_der().unwrap(),
             [0x03, 0x03, 0x00, 0x00, 0x01]
         );
+    }
+
+    #[test]
+    fn another_version_is_a_bad_request_and_garbage_bad_data() {
+        let mut req = request_for(b"x", false).unwrap();
+        // 30 LL 02 01 01 …: the version INTEGER's value is the fifth octet.
+        assert_eq!(&req[2..5], &[0x02, 0x01, 0x01]);
+        assert_eq!(other_version(&req), None);
+        req[4] = 2;
+        assert_eq!(other_version(&req).as_deref(), Some("02"));
+        assert_eq!(other_version(b"garbage"), None);
+        assert_eq!(other_version(&[0x30, 0x03, 0x04, 0x01, 0x00]), None);
     }
 
     #[test]
