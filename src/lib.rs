@@ -13,6 +13,7 @@ pub mod audit;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod operators;
 pub mod outbox;
 pub mod pki;

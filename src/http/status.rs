@@ -1,13 +1,13 @@
 //! Relying systems' endpoints: CRLs and OCSP.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Body, Path};
 use crate::store::now;
 
 fn http_date(unix: i64) -> String {
@@ -73,7 +73,7 @@ fn ocsp_response(der: Vec<u8>) -> Response {
 }
 
 /// `POST /ocsp`, body DER.
-pub async fn ocsp_post(State(s): State<AppState>, body: Bytes) -> Response {
+pub async fn ocsp_post(State(s): State<AppState>, Body(body): Body) -> Response {
     ocsp_response(s.ca.ocsp(&body).await)
 }
 

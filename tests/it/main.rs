@@ -8,6 +8,7 @@ mod audit;
 mod ca_core;
 mod cms;
 mod harness;
+mod hostile;
 mod http_api;
 mod monitoring;
 mod notices;
