@@ -7,7 +7,8 @@
 # It installs what is missing (Debian packages, pkilint from PyPI), starts a
 # throwaway PostgreSQL, builds, runs the unit tests once, then runs the
 # integration binary `it` once per key store: `software`, then `pkcs11`
-# against fresh SoftHSM2 tokens, then the end-to-end browser tests
+# against fresh SoftHSM2 tokens, then schemathesis (PyPI) against the API
+# description (src/http/openapi.json), then the end-to-end browser tests
 # (tests/e2e: Debian's Chromium driven by playwright-core from npm; screenshots
 # in target/e2e-artifacts). Every run goes ahead even when an earlier one
 # failed; the exit status is non-zero if any of them did.
@@ -249,11 +250,11 @@ done
 # portal operation, then over the operator and admin ones with the first
 # administrator's credentials. Checks: no 5xx, every answer conforming to the
 # document. NCA_TEST_SCHEMATHESIS=0 skips it; NCA_TEST_SCHEMATHESIS_EXAMPLES
-# bounds the examples per operation (default 40: a few minutes).
+# bounds the examples per operation (default 100: about a minute).
 schemathesis_version=4.32.5
 schemathesis_run() {
     local venv=${XDG_CACHE_HOME:-$HOME/.cache}/nca/schemathesis-venv dir=$tmp/schemathesis line
-    local n=${NCA_TEST_SCHEMATHESIS_EXAMPLES:-40}
+    local n=${NCA_TEST_SCHEMATHESIS_EXAMPLES:-100}
     if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) != *"$schemathesis_version"* ]]; then
         python3 -m venv "$venv" || {
             as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv

@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
+/// (status, error code).
+type Answer = (u16, String);
+
 /// (status, error code) of a curl answer that must be the envelope.
-fn envelope((status, body): (u16, Vec<u8>)) -> (u16, String) {
+fn envelope((status, body): (u16, Vec<u8>)) -> Answer {
     let v: serde_json::Value = serde_json::from_slice(&body)
         .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     let code = v["error"]["code"]
@@ -67,7 +70,7 @@ fn requests_the_framework_cannot_take_apart_get_the_envelope_and_change_nothing(
         envelope(curl_s(&a))
     };
     let json = ["-H", "content-type: application/json", "--data-binary"];
-    let cases: Vec<((u16, String), (u16, &str))> = vec![
+    let cases: Vec<(Answer, (u16, &str))> = vec![
         // Item 7: a body over the limit, on raw-body and JSON handlers, on both listeners.
         (
             public("/api/v1/applications", &[&json[..], &[big_arg.as_str()]].concat()),
