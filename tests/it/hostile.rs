@@ -54,6 +54,10 @@ fn requests_the_framework_cannot_take_apart_get_the_envelope_and_change_nothing(
     d.init();
     d.start();
     let before = audit_records(&d);
+    let (status, body) = d.get("/api/v1/openapi.json");
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
     let work = tempfile::tempdir().unwrap();
     let big = work.path().join("big.json");
     // Over service.max_body_bytes (1 MiB), and valid JSON all the same.
@@ -164,41 +168,51 @@ fn requests_the_framework_cannot_take_apart_get_the_envelope_and_change_nothing(
 
 #[test]
 fn a_newline_or_escape_in_administrator_input_forges_no_log_line() {
-    let mut d = Deployment::new();
-    d.init();
-    d.start();
-    let work = tempfile::tempdir().unwrap();
-    let (_, _, serial) = d.issue_individual(work.path(), "a", IIN, "ec:P-256");
-    let forged = "INFO audit: admin request: administrator=[00] revoke=[00] reason=[keyCompromise]";
-    for (serial, reason) in [
-        (serial.as_str(), format!("keyCompromise\n{forged}")),
-        (serial.as_str(), format!("keyCompromise\r\n{forged}\u{1b}[2K\u{1b}[1A")),
-        ("00\nforged-serial", "keyCompromise".to_string()),
-    ] {
-        let body = serde_json::json!({"serial": serial, "reason": reason}).to_string();
-        let (status, body) = d.admin_post("/api/v1/admin/revocations", &body);
-        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    for json in [false, true] {
+        let mut d = Deployment::new();
+        if json {
+            d.env.push(("NCA_LOG_FORMAT".into(), "json".into()));
+        }
+        d.init();
+        d.start();
+        let work = tempfile::tempdir().unwrap();
+        let (_, _, serial) = d.issue_individual(work.path(), "a", IIN, "ec:P-256");
+        let forged = "INFO audit: admin request: administrator=[00] revoke=[00] reason=[keyCompromise]";
+        for (serial, reason) in [
+            (serial.as_str(), format!("keyCompromise\n{forged}")),
+            (serial.as_str(), format!("keyCompromise\r\n{forged}\u{1b}[2K\u{1b}[1A")),
+            ("00\nforged-serial", "keyCompromise".to_string()),
+        ] {
+            let body = serde_json::json!({"serial": serial, "reason": reason}).to_string();
+            let (status, body) = d.admin_post("/api/v1/admin/revocations", &body);
+            assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        }
+        // The certificate was not revoked by any of them.
+        let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
+        assert!(String::from_utf8_lossy(&body).contains("\"status\":\"valid\""));
+        let log = d.log();
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("INFO audit") || l.starts_with("forged-serial")),
+            "a value from outside began a line of the log:\n{log}"
+        );
+        let carrying: Vec<&&str> = lines.iter().filter(|l| l.contains("forged-serial")).collect();
+        assert!(
+            !carrying.is_empty() && carrying.iter().all(|l| l.contains("admin request: revoke")),
+            "the serial's value is not on its event's line: {carrying:?}"
+        );
+        assert!(
+            !log.contains("\u{1b}[2K"),
+            "an escape sequence from outside reached the log"
+        );
+        if json {
+            for l in &lines {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            }
+        }
     }
-    // The certificate was not revoked by any of them.
-    let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
-    assert!(String::from_utf8_lossy(&body).contains("\"status\":\"valid\""));
-    let log = d.log();
-    let lines: Vec<&str> = log.lines().collect();
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.starts_with("INFO audit") || l.starts_with("forged-serial")),
-        "a value from outside began a line of the log:\n{log}"
-    );
-    let carrying: Vec<&&str> = lines.iter().filter(|l| l.contains("forged-serial")).collect();
-    assert!(
-        carrying.iter().all(|l| l.contains("revoke")),
-        "the serial's value is not on its event's line: {carrying:?}"
-    );
-    assert!(
-        !log.contains("\u{1b}[2K"),
-        "an escape sequence from outside reached the log"
-    );
 }
 
 /// A deployment whose `[http]` bounds are `http` (TOML lines replacing the section's defaults).
