@@ -287,6 +287,8 @@ schemathesis_run() {
     local common=(-c not_a_server_error,response_schema_conformance -n "$n" --seed 1 --no-shrink
         --wait-for-schema 30 --max-response-time 30 --warnings off)
     local rc=0
+    # From the scratch directory: schemathesis keeps its example database in the working one.
+    cd "$dir"
     "$venv/bin/schemathesis" run "$public/api/v1/openapi.json" --url "$public" \
         --include-tag-regex '^(public|portal)$' "${common[@]}" || rc=$?
     # Excluded, with the reason: publishCrl signs and records a CRL per example (the publisher's
