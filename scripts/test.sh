@@ -7,7 +7,8 @@
 # It installs what is missing (Debian packages, pkilint from PyPI), starts a
 # throwaway PostgreSQL, builds, runs the unit tests once, then runs the
 # integration binary `it` once per key store: `software`, then `pkcs11`
-# against fresh SoftHSM2 tokens, then the end-to-end browser tests
+# against fresh SoftHSM2 tokens, then schemathesis (PyPI) against the API
+# description (src/http/openapi.json), then the end-to-end browser tests
 # (tests/e2e: Debian's Chromium driven by playwright-core from npm; screenshots
 # in target/e2e-artifacts). Every run goes ahead even when an earlier one
 # failed; the exit status is non-zero if any of them did.
@@ -27,7 +28,8 @@
 #
 # Knobs: NCA_TEST_KEY_STORES ("software pkcs11"), NCA_TEST_PG_PORT (a free
 # port), NCA_TEST_KEEP_TMP=1 (keep the temporary directory for a post-mortem),
-# NCA_TEST_E2E=0 (skip the browser tests).
+# NCA_TEST_E2E=0 (skip the browser tests), NCA_TEST_SCHEMATHESIS=0 (skip the
+# API description's run).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -265,6 +267,84 @@ for store in ${NCA_TEST_KEY_STORES:-software pkcs11}; do
     set -e
     record "integration ($store)" "$rc" "$((SECONDS - start))"
 done
+
+# ---------------------------------------------------------------------------
+# The API description (src/http/openapi.json) against a running `nca serve` on
+# its embedded defaults: schemathesis (PyPI, pinned) over every public and
+# portal operation, then over the operator and admin ones with the first
+# administrator's credentials. Checks: no 5xx, every answer conforming to the
+# document. NCA_TEST_SCHEMATHESIS=0 skips it; NCA_TEST_SCHEMATHESIS_EXAMPLES
+# bounds the examples per operation (default 100: about a minute).
+schemathesis_version=4.32.5
+schemathesis_run() {
+    local venv=${XDG_CACHE_HOME:-$HOME/.cache}/nca/schemathesis-venv dir=$tmp/schemathesis line
+    local n=${NCA_TEST_SCHEMATHESIS_EXAMPLES:-100}
+    if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) != *"$schemathesis_version"* ]]; then
+        python3 -m venv "$venv" || {
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+            python3 -m venv "$venv"
+        }
+        "$venv/bin/python" -m pip install -q "schemathesis==$schemathesis_version"
+    fi
+    "$venv/bin/schemathesis" --version
+    mkdir -p "$dir"
+    # A fresh deployment of its own (software keys, SQLite), limits of the portal off as in the
+    # integration harness: schemathesis submits many applications a second from 127.0.0.1.
+    (cd "$dir" && exec env NCA_DATA_DIR="$dir/data" NCA_LISTEN=127.0.0.1:0 NCA_OPERATOR_LISTEN=127.0.0.1:0 \
+        NCA_KEY_STORE=software NCA_RATE_PER_ADDRESS=0 NCA_RATE_PER_IIN=0 NCA_LOG=info,sqlx=warn \
+        "$root/target/debug/nca" serve >"$dir/stdout" 2>"$dir/serve.log") &
+    local pid=$!
+    for _ in $(seq 1200); do
+        line=$(grep -m1 '^listening: ' "$dir/stdout" || true)
+        [[ -n $line ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z $line ]]; then
+        tail -n 40 "$dir/serve.log"
+        kill "$pid" 2>/dev/null || true
+        return 1
+    fi
+    local public operator
+    public=$(sed -n 's/.*public=\([^ ]*\).*/\1/p' <<<"$line")
+    operator=$(sed -n 's/.*operator=\([^ ]*\).*/\1/p' <<<"$line")
+    local common=(-c not_a_server_error,response_schema_conformance -n "$n" --seed 1 --no-shrink
+        --wait-for-schema 30 --max-response-time 30 --warnings off)
+    local rc=0
+    # From the scratch directory: schemathesis keeps its example database in the working one.
+    cd "$dir"
+    "$venv/bin/schemathesis" run "$public/api/v1/openapi.json" --url "$public" \
+        --include-tag-regex '^(public|portal)$' "${common[@]}" || rc=$?
+    # Excluded, with the reason: publishCrl signs and records a CRL per example (the publisher's
+    # schedule is tested in tests/it/revocation.rs); suspend/resume/dismiss of operators would
+    # lock the administrator out when an example names the administrator's own IIN.
+    "$venv/bin/schemathesis" run "$public/api/v1/openapi.json" --url "$operator" \
+        --include-tag-regex '^(operator|admin)$' \
+        --exclude-operation-id publishCrl --exclude-operation-id suspendOperator \
+        --exclude-operation-id resumeOperator --exclude-operation-id dismissOperator \
+        --tls-verify "$dir/data/ca/root.pem" \
+        --request-cert "$dir/data/admin/auth.crt" --request-cert-key "$dir/data/admin/auth.key" \
+        "${common[@]}" || rc=$?
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    if ((rc != 0)); then
+        echo "nca serve log (last lines):"
+        tail -n 40 "$dir/serve.log"
+    fi
+    return "$rc"
+}
+if [[ ${NCA_TEST_SCHEMATHESIS:-1} != 0 ]]; then
+    section "API description (schemathesis against nca serve)"
+    start=$SECONDS
+    set +e
+    (
+        set -e
+        schemathesis_run
+    )
+    rc=$?
+    set -e
+    record "api (schemathesis)" "$rc" "$((SECONDS - start))"
+fi
 
 # ---------------------------------------------------------------------------
 # The portal, the console and the admin pages in a browser, against the debug

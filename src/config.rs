@@ -273,6 +273,36 @@ impl Default for WorkflowSection {
     }
 }
 
+/// Both listeners' bounds against slow and greedy clients (`http::listen`, README
+/// "Connections").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// From a connection's opening, or its previous answer, to a whole request head: bounds a
+    /// slow head and an idle keep-alive connection alike.
+    pub head_timeout_seconds: u64,
+    /// The longest request head, request line and headers; hyper needs at least 8192.
+    pub head_max_bytes: usize,
+    /// From the head to the whole body.
+    pub body_timeout_seconds: u64,
+    /// The operator listener's TLS handshake.
+    pub tls_handshake_timeout_seconds: u64,
+    /// Connections one client address may hold open on each listener; 0 turns the limit off.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            head_timeout_seconds: 10,
+            head_max_bytes: 16384,
+            body_timeout_seconds: 30,
+            tls_handshake_timeout_seconds: 10,
+            max_connections_per_address: 256,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -299,6 +329,9 @@ struct FileConfig {
     /// Absent in a configuration written before the driver: the built-in defaults.
     #[serde(default)]
     workflow: WorkflowSection,
+    /// Absent in a configuration written before the listeners' bounds: the built-in defaults.
+    #[serde(default)]
+    http: HttpSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -321,6 +354,7 @@ pub struct Config {
     pub cabinet: CabinetSection,
     pub tsa: TsaSection,
     pub workflow: WorkflowSection,
+    pub http: HttpSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -482,6 +516,28 @@ impl Config {
                 format!("{} (at most 32)", f.portal.pow_bits),
             ));
         }
+        // hyper's read buffer cannot be smaller (it panics), and a head must fit in it.
+        if f.http.head_max_bytes < 8192 {
+            return Err(invalid(
+                "http.head_max_bytes",
+                format!("{} (at least 8192)", f.http.head_max_bytes),
+            ));
+        }
+        for (field, v) in [
+            ("http.head_timeout_seconds", f.http.head_timeout_seconds),
+            ("http.body_timeout_seconds", f.http.body_timeout_seconds),
+            (
+                "http.tls_handshake_timeout_seconds",
+                f.http.tls_handshake_timeout_seconds,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(
+                    field,
+                    "0 (at least 1: an unbounded wait is what this bounds)".into(),
+                ));
+            }
+        }
 
         let data_dir = f.service.data_dir.clone();
         let database_url = if f.service.database_url.is_empty() {
@@ -550,6 +606,7 @@ impl Config {
             cabinet: f.cabinet,
             tsa: f.tsa,
             workflow: f.workflow,
+            http: f.http,
             data_dir,
             database_url,
             listen,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod fuzz_entry;
 pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod operators;
 pub mod outbox;
 pub mod pki;

@@ -124,22 +124,21 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     };
     let driver = tokio::spawn(driver.run(stop_rx.clone()));
     let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
+    let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);
     let op = tokio::spawn(http::tls::serve(
         operator,
         tls_config,
         http::operator_router(state.clone()),
+        limits,
         stop_rx.clone(),
     ));
-    let mut public_stop = stop_rx.clone();
-    let pub_task = tokio::spawn(async move {
-        // The client's address is kept for the application form's rate limits.
-        let app = http::public_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(public, app)
-            .with_graceful_shutdown(async move {
-                let _ = public_stop.changed().await;
-            })
-            .await
-    });
+    // The client's address goes with each request, for the application form's rate limits.
+    let pub_task = tokio::spawn(http::listen::serve_plain(
+        public,
+        http::public_router(state),
+        limits,
+        stop_rx.clone(),
+    ));
     shutdown_signal().await;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
@@ -151,7 +150,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let _ = retries.await;
     let _ = reminders.await;
     let _ = driver.await;
-    pub_task.await??;
+    let _ = pub_task.await;
     store.close().await;
     Ok(())
 }

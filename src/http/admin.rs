@@ -18,7 +18,7 @@ pub async fn issue_certificate(
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = issue_request(body)?;
-    tracing::info!(target: "audit", "admin request: administrator=[{}] profile=[{}]", admin.serial, req.profile);
+    tracing::info!(target: "audit", administrator = %admin.serial, profile = ?req.profile, "admin request: issue");
     let issued = s.issue(req).await?;
     Ok((
         CREATED,
@@ -72,7 +72,8 @@ pub async fn revoke(
     Admin(admin): Admin,
     JsonBody(b): JsonBody<RevocationBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    tracing::info!(target: "audit", "admin request: administrator=[{}] revoke=[{}] reason=[{}]", admin.serial, b.serial, b.reason);
+    // The values are the administrator's as typed, not yet checked: fields, quoted and escaped.
+    tracing::info!(target: "audit", administrator = %admin.serial, serial = ?b.serial, reason = ?b.reason, "admin request: revoke");
     let out =
         s.ca.revoke(crate::pki::revocation::RevokeRequest {
             serial: b.serial,
@@ -113,7 +114,7 @@ pub async fn publish_crl(
     } else {
         crate::pki::crl::CrlKind::Full
     };
-    tracing::info!(target: "audit", "admin request: administrator=[{}] crl=[{issuer} {}]", admin.serial, kind.as_str());
+    tracing::info!(target: "audit", administrator = %admin.serial, issuer = %issuer, kind = kind.as_str(), "admin request: crl");
     let r = s.ca.publish_crl(&issuer, kind).await?;
     s.crls.refresh(&r);
     Ok((
@@ -160,7 +161,7 @@ pub async fn monitoring(State(s): State<AppState>, Admin(_): Admin) -> Result<im
 pub async fn retry_parked(
     State(s): State<AppState>,
     Admin(admin): Admin,
-    axum::extract::Path(message_id): axum::extract::Path<String>,
+    super::extract::Path(message_id): super::extract::Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     if !s.ca.store.requeue_parked(&message_id).await? {
         return Err(ApiError::not_found(
@@ -168,7 +169,7 @@ pub async fn retry_parked(
             format!("no parked message {message_id}"),
         ));
     }
-    tracing::info!(target: "audit", "outbox: message=[{message_id}] requeued by administrator=[{}]", admin.serial);
+    tracing::info!(target: "audit", message_id = ?message_id, administrator = %admin.serial, "outbox: requeued");
     Ok(axum::Json(
         serde_json::json!({"message_id": message_id, "state": "pending"}),
     ))

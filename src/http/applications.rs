@@ -1,14 +1,14 @@
 //! The portal's application API and the operator's steps on applications.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::abuse::POW_HEADER;
 use super::error::{ApiError, CREATED, application_status};
+use super::extract::{Body, Path, Query, RequestError, media_type};
 use super::{AppState, JsonBody, OperatorClient, PeerAddr};
 use crate::workflow::application::{
     ApplicationRequest, CentreIssue, CsrPair, FieldError, IdentityRequest, SignedRequest, WorkflowError,
@@ -33,12 +33,9 @@ pub async fn submit(
     State(s): State<AppState>,
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ctype = media_type(&headers);
     let proof = headers.get(POW_HEADER).and_then(|v| v.to_str().ok());
     let view = if ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature") {
         s.abuse.admit(peer, None, proof, crate::store::now())?;
@@ -50,10 +47,11 @@ pub async fn submit(
             .admit(peer, Some(&req.applicant.iin), proof, crate::store::now())?;
         s.workflow_for(&headers).submit(req).await?
     } else {
-        return Err(ApiError::bad_request(
-            "request_invalid",
-            "application/json or application/pkcs7-mime",
-        ));
+        return Err(RequestError::ContentType {
+            given: ctype,
+            expected: "application/json or application/pkcs7-mime",
+        }
+        .into());
     };
     Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
 }
@@ -116,7 +114,7 @@ pub async fn confirmation(
     headers: HeaderMap,
     OperatorClient(op): OperatorClient,
     Path(number): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let view = s.workflow_for(&headers).confirm(&op, &number, &body).await?;
     Ok((application_status(&view.status, StatusCode::OK), Json(view)))

@@ -2,12 +2,13 @@
 //! and the signed-in holder's certificates and applications.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, CREATED, NO_CONTENT};
+use super::extract::Path;
 use super::{AppState, JsonBody, PeerAddr};
 use crate::cabinet::{Holder, SignIn};
 

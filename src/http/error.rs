@@ -16,6 +16,7 @@ use crate::workflow::application::WorkflowError;
 use crate::workflow::survey::SurveyError;
 
 use super::abuse::AbuseError;
+use super::extract::RequestError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,9 @@ pub enum ApiError {
     Cabinet(#[from] CabinetError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The request could not be taken apart (`extract.rs`).
+    #[error(transparent)]
+    Request(#[from] RequestError),
     /// The request body or a parameter is not what the endpoint takes.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -132,9 +136,23 @@ impl ApiError {
         }
     }
 
+    fn request_status(e: &RequestError) -> (StatusCode, &'static str) {
+        match e {
+            RequestError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            RequestError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            RequestError::BodyUnreadable => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            RequestError::ContentType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type_unsupported"),
+            RequestError::Json(_) => (StatusCode::BAD_REQUEST, "request_invalid"),
+            RequestError::Path(_) => (StatusCode::BAD_REQUEST, "path_invalid"),
+            RequestError::Query(_) => (StatusCode::BAD_REQUEST, "query_invalid"),
+            RequestError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Cabinet(e) => (ApiError::cabinet_status(e), e.code()),
+            ApiError::Request(e) => ApiError::request_status(e),
             ApiError::Operator(OperatorError::Issue(e)) => ApiError::issue_status(e),
             ApiError::Operator(OperatorError::Revoke(e)) => ApiError::revoke_status(e),
             ApiError::Operator(e) => {
@@ -182,7 +200,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = if status.is_server_error() {
-            tracing::error!(code, "request failed: {self}");
+            tracing::error!(code, error = %self, "request failed");
             "the service could not complete the request; the cause is logged".to_string()
         } else {
             self.to_string()

@@ -6,7 +6,10 @@ mod admin;
 mod applications;
 mod cabinet;
 pub mod error;
+pub mod extract;
+pub mod listen;
 pub mod metrics;
+pub mod openapi;
 mod operators;
 mod pages;
 mod public;
@@ -17,12 +20,11 @@ mod tsa;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
 use serde::Serialize;
 
 use crate::operators::ClientIdentity;
@@ -147,21 +149,9 @@ pub fn language(headers: &axum::http::HeaderMap) -> Option<&'static str> {
     best.map(|(_, l)| l)
 }
 
-/// A JSON body whose rejection (not JSON, wrong shape, wrong content type) is an `ApiError`
-/// with code `request_invalid`, like every other bad request.
-pub struct JsonBody<T>(pub T);
+pub use extract::JsonBody;
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
-    type Rejection = error::ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(e) => Err(error::ApiError::bad_request("request_invalid", e.body_text())),
-        }
-    }
-}
-
-/// The client's address, when the listener recorded it (the public listener does).
+/// The client's address, as the listener recorded it (`listen.rs`).
 pub struct PeerAddr(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
@@ -203,126 +193,131 @@ async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
-/// The public listener's routes.
+/// The public listener's routes, recorded for the API description (`openapi.rs`).
+pub fn public_routes() -> openapi::Routes {
+    openapi::Routes::default()
+        .get("/", pages::portal)
+        .get("/status", pages::status)
+        .get("/cabinet/", pages::cabinet)
+        .post("/api/v1/cabinet/challenge", cabinet::challenge)
+        .post("/api/v1/cabinet/session", cabinet::sign_in)
+        .get("/api/v1/cabinet/session", cabinet::session)
+        .delete("/api/v1/cabinet/session", cabinet::sign_out)
+        .get("/api/v1/cabinet/certificates", cabinet::certificates)
+        .get("/api/v1/cabinet/certificates/{serial}", cabinet::certificate)
+        .get("/api/v1/cabinet/applications", cabinet::applications)
+        .get("/assets/{file}", pages::asset)
+        .get("/healthz", public::healthz)
+        .get("/readyz", public::readyz)
+        .get("/metrics", public::metrics)
+        .get("/cert/{file}", public::ca_certificate)
+        .get("/api/v1/openapi.json", openapi::document)
+        .get("/api/v1/ca", public::cas)
+        .get("/api/v1/centres", public::centres)
+        .get("/api/v1/certificates/{serial}", public::certificate)
+        .post("/api/v1/applications", applications::submit)
+        .get("/api/v1/applications/{number}", applications::get)
+        .get("/api/v1/applications/{number}/certificates", applications::certificates)
+        .get("/api/v1/applications/{number}/survey", applications::survey)
+        .post("/api/v1/applications/{number}/survey", applications::answer_survey)
+        .get("/crl/{file}", status::crl)
+        .post_limited("/ocsp", status::ocsp_post, crate::pki::ocsp::MAX_REQUEST_BYTES)
+        .get("/ocsp/{*request}", status::ocsp_get)
+        .get(DEFAULT_CPS_PATH, public::policy_document)
+        .post("/tsp", tsa::tsp)
+        .get("/cert/tsa.cer", tsa::certificate)
+        .post("/api/v1/verify", tsa::verify)
+}
+
+/// Where the policy document is served when `ca.cps_uri` keeps its default; a deployment that
+/// names another path of this service gets it there too.
+const DEFAULT_CPS_PATH: &str = "/cps";
+
+/// The public listener's router.
 pub fn public_router(state: AppState) -> Router {
-    let max = state.ca.config.service.max_body_bytes;
-    // The CPS URI is served here when it is this service's (relative in the configuration).
     let cps = state.ca.config.ca.cps_uri.clone();
-    let router = if cps.starts_with('/') && cps != "/" {
-        Router::new().route(&cps, get(public::policy_document))
-    } else {
-        Router::new()
-    };
-    router
-        .route("/", get(pages::portal))
-        .route("/status", get(pages::status))
-        .route("/cabinet/", get(pages::cabinet))
-        .route("/api/v1/cabinet/challenge", post(cabinet::challenge))
-        .route(
-            "/api/v1/cabinet/session",
-            post(cabinet::sign_in).get(cabinet::session).delete(cabinet::sign_out),
+    let mut routes = public_routes();
+    // The CPS URI is served here when it is this service's (relative in the configuration).
+    if cps.starts_with('/') && cps != "/" && cps != DEFAULT_CPS_PATH {
+        routes = routes.get_configured(&cps, public::policy_document);
+    }
+    finish(routes, state)
+}
+
+/// The operator listener's routes (TLS, client certificate required by the TLS layer).
+pub fn operator_routes() -> openapi::Routes {
+    openapi::Routes::default()
+        .get("/console/", pages::console)
+        .get("/admin/", pages::admin)
+        .get("/assets/{file}", pages::asset)
+        .get("/healthz", public::healthz)
+        .post("/api/v1/admin/certificates", admin::issue_certificate)
+        .post("/api/v1/admin/revocations", admin::revoke)
+        .post("/api/v1/admin/crl", admin::publish_crl)
+        .get("/api/v1/admin/crl", admin::crl_status)
+        .get("/api/v1/admin/reports/survey", admin::survey_report)
+        .get("/api/v1/admin/audit/verify", admin::verify_audit)
+        .get("/api/v1/admin/reports/sla", admin::sla_report)
+        .get("/api/v1/admin/monitoring", admin::monitoring)
+        .get("/api/v1/admin/timestamps/{serial}", tsa::record)
+        .post("/api/v1/admin/monitoring/{message_id}/retry", admin::retry_parked)
+        .post("/api/v1/admin/operators", operators::add)
+        .get("/api/v1/admin/operators", admin::operators)
+        .post("/api/v1/admin/operators/{iin}/suspend", operators::suspend)
+        .post("/api/v1/admin/operators/{iin}/resume", operators::resume)
+        .post("/api/v1/admin/operators/{iin}/dismiss", operators::dismiss)
+        .get("/api/v1/operator/me", operators::me)
+        .get("/api/v1/operator/applications", applications::queue)
+        .post("/api/v1/operator/applications", applications::create_at_centre)
+        .get("/api/v1/operator/applications/{number}", applications::desk)
+        .get(
+            "/api/v1/operator/applications/{number}/certificates",
+            applications::operator_certificates,
         )
-        .route("/api/v1/cabinet/certificates", get(cabinet::certificates))
-        .route("/api/v1/cabinet/certificates/{serial}", get(cabinet::certificate))
-        .route("/api/v1/cabinet/applications", get(cabinet::applications))
-        .route("/assets/{file}", get(pages::asset))
-        .route("/healthz", get(public::healthz))
-        .route("/readyz", get(public::readyz))
-        .route("/metrics", get(public::metrics))
-        .route("/cert/{file}", get(public::ca_certificate))
-        .route("/api/v1/ca", get(public::cas))
-        .route("/api/v1/centres", get(public::centres))
-        .route("/api/v1/certificates/{serial}", get(public::certificate))
-        .route("/api/v1/applications", post(applications::submit))
-        .route("/api/v1/applications/{number}", get(applications::get))
-        .route(
-            "/api/v1/applications/{number}/certificates",
-            get(applications::certificates),
+        .post(
+            "/api/v1/operator/applications/{number}/card",
+            applications::card_written,
         )
-        .route(
-            "/api/v1/applications/{number}/survey",
-            get(applications::survey).post(applications::answer_survey),
+        .post(
+            "/api/v1/operator/applications/{number}/identity",
+            applications::identity,
         )
-        .route("/crl/{file}", get(status::crl))
-        .route(
-            "/ocsp",
-            post(status::ocsp_post).layer(DefaultBodyLimit::max(crate::pki::ocsp::MAX_REQUEST_BYTES)),
+        .post(
+            "/api/v1/operator/applications/{number}/requests",
+            applications::card_requests,
         )
-        .route("/ocsp/{*request}", get(status::ocsp_get))
-        .route("/tsp", post(tsa::tsp))
-        .route("/cert/tsa.cer", get(tsa::certificate))
-        .route("/api/v1/verify", post(tsa::verify))
+        .get(
+            "/api/v1/operator/applications/{number}/to-be-signed",
+            applications::to_be_signed,
+        )
+        .post(
+            "/api/v1/operator/applications/{number}/confirmation",
+            applications::confirmation,
+        )
+}
+
+/// The operator listener's router.
+pub fn operator_router(state: AppState) -> Router {
+    finish(operator_routes(), state)
+}
+
+/// What both routers share: the envelope for unknown paths and methods, the status counter, the
+/// body limit.
+fn finish(routes: openapi::Routes, state: AppState) -> Router {
+    let max = state.ca.config.service.max_body_bytes;
+    routes
+        .into_router()
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
 }
 
-/// The operator listener's routes (TLS, client certificate required by the TLS layer).
-pub fn operator_router(state: AppState) -> Router {
-    let max = state.ca.config.service.max_body_bytes;
-    Router::new()
-        .route("/console/", get(pages::console))
-        .route("/admin/", get(pages::admin))
-        .route("/assets/{file}", get(pages::asset))
-        .route("/healthz", get(public::healthz))
-        .route("/api/v1/admin/certificates", post(admin::issue_certificate))
-        .route("/api/v1/admin/revocations", post(admin::revoke))
-        .route("/api/v1/admin/crl", post(admin::publish_crl).get(admin::crl_status))
-        .route("/api/v1/admin/reports/survey", get(admin::survey_report))
-        .route("/api/v1/admin/audit/verify", get(admin::verify_audit))
-        .route("/api/v1/admin/reports/sla", get(admin::sla_report))
-        .route("/api/v1/admin/monitoring", get(admin::monitoring))
-        .route("/api/v1/admin/timestamps/{serial}", get(tsa::record))
-        .route("/api/v1/admin/monitoring/{message_id}/retry", post(admin::retry_parked))
-        .route("/api/v1/admin/operators", post(operators::add).get(admin::operators))
-        .route("/api/v1/admin/operators/{iin}/suspend", post(operators::suspend))
-        .route("/api/v1/admin/operators/{iin}/resume", post(operators::resume))
-        .route("/api/v1/admin/operators/{iin}/dismiss", post(operators::dismiss))
-        .route("/api/v1/operator/me", get(operators::me))
-        .route(
-            "/api/v1/operator/applications",
-            get(applications::queue).post(applications::create_at_centre),
-        )
-        .route("/api/v1/operator/applications/{number}", get(applications::desk))
-        .route(
-            "/api/v1/operator/applications/{number}/certificates",
-            get(applications::operator_certificates),
-        )
-        .route(
-            "/api/v1/operator/applications/{number}/card",
-            post(applications::card_written),
-        )
-        .route(
-            "/api/v1/operator/applications/{number}/identity",
-            post(applications::identity),
-        )
-        .route(
-            "/api/v1/operator/applications/{number}/requests",
-            post(applications::card_requests),
-        )
-        .route(
-            "/api/v1/operator/applications/{number}/to-be-signed",
-            get(applications::to_be_signed),
-        )
-        .route(
-            "/api/v1/operator/applications/{number}/confirmation",
-            post(applications::confirmation),
-        )
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), count))
-        .layer(DefaultBodyLimit::max(max))
-        .with_state(state)
+async fn method_not_allowed() -> error::ApiError {
+    extract::RequestError::MethodNotAllowed.into()
 }
 
 async fn not_found() -> error::ApiError {
     error::ApiError::not_found("not_found", "no such endpoint")
-}
-
-/// Adds a connection's client identity to every request on it.
-pub fn with_identity(router: Router, who: Option<ClientIdentity>) -> Router {
-    match who {
-        Some(w) => router.layer(Extension(w)),
-        None => router,
-    }
 }

@@ -1,11 +1,12 @@
 //! Operators' lifecycle for administrators, and the operator's own view.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::{ApiError, CREATED};
+use super::extract::Path;
 use super::{Admin, AppState, JsonBody, OperatorClient};
 use crate::operators::{self, Dismissal, NewOperator, OperatorKeys, OperatorView};
 
@@ -41,7 +42,7 @@ pub async fn add(
             ));
         }
     };
-    tracing::info!(target: "audit", "admin request: administrator=[{}] operator add=[{}]", admin.serial, b.iin);
+    tracing::info!(target: "audit", administrator = %admin.serial, iin = ?b.iin, "admin request: operator add");
     let new = NewOperator {
         iin: b.iin,
         surname: b.surname,

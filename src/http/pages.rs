@@ -3,13 +3,14 @@
 //! one (whose TLS layer has already asked for a client certificate; the pages' scripts call the
 //! API, which decides who may do what).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::web::{self, Lang};
 
 /// Everything a page loads comes from this service; scripts only from files (no inline code).

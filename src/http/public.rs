@@ -1,13 +1,14 @@
 //! The public listener: CA certificates, the CA directory, centres, certificate status, probes.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, readiness};
+use super::extract::Path;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))

@@ -1,14 +1,13 @@
 //! Relying systems' endpoints: CRLs and OCSP.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::AppState;
 use super::error::{ApiError, NOT_MODIFIED};
+use super::extract::{Body, Path};
 use crate::pki::ocsp::{Answer, MAX_REQUEST_BYTES};
 use crate::store::now;
 
@@ -82,11 +81,12 @@ fn ocsp_response(answer: Answer) -> Response {
         .into_response()
 }
 
-/// `POST /ocsp`, body DER. A body over [`MAX_REQUEST_BYTES`] is not read: it is answered
-/// `malformedRequest`, as OCSP answers every request it cannot take.
-pub async fn ocsp_post(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+/// `POST /ocsp`, body DER. A body over [`MAX_REQUEST_BYTES`], or one slower than the listener's
+/// body bound, is not read: it is answered `malformedRequest`, as OCSP answers every request it
+/// cannot take.
+pub async fn ocsp_post(State(s): State<AppState>, body: Result<Body, ApiError>) -> Response {
     match body {
-        Ok(body) => ocsp_response(s.ca.ocsp_answer(&body).await),
+        Ok(Body(body)) => ocsp_response(s.ca.ocsp_answer(&body).await),
         Err(_) => ocsp_response(Answer {
             der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
             freshness: None,

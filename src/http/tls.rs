@@ -6,14 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::listen::{self, Limits};
 use crate::operators::ClientIdentity;
 
 /// Why the TLS listener cannot start.
@@ -80,41 +79,39 @@ fn identity(conn: &rustls::ServerConnection) -> Option<ClientIdentity> {
     })
 }
 
-/// Accepts TLS connections until `shutdown` fires; each connection's requests carry its
-/// client identity.
+/// Accepts TLS connections until `shutdown` fires, each handshake bounded in time; each
+/// connection's requests carry its client identity. The other bounds are `listen.rs`'s.
 pub async fn serve(
     listener: TcpListener,
     config: rustls::ServerConfig,
     router: Router,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    limits: Limits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    loop {
-        let (tcp, peer): (_, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => { tracing::warn!("operator listener accept: {e}"); continue; }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        tokio::spawn(async move {
-            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
-            let tls = match handshake {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, "TLS handshake refused: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let who = identity(tls.get_ref().1);
-            let service = TowerToHyperService::new(super::with_identity(router, who));
-            let conn = hyper::server::conn::http1::Builder::new();
-            if let Err(e) = conn.serve_connection(TokioIo::new(tls), service).await {
-                tracing::debug!(%peer, "operator connection: {e}");
+    listen::accept_loop(
+        "operator",
+        listener,
+        limits,
+        shutdown,
+        move |tcp, peer: SocketAddr, stop| {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            async move {
+                let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let who = identity(tls.get_ref().1);
+                listen::serve_connection(tls, peer, who, router, limits, stop).await;
             }
-        });
-    }
+        },
+    )
+    .await
 }

@@ -1,17 +1,17 @@
 //! Relying e-services' endpoints: the time-stamping authority (`POST /tsp`) and the
 //! verification of signed documents (`POST /api/v1/verify`).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Body, Path};
 
 /// `POST /tsp`, body a DER TimeStampReq: always a TimeStampResp (a refusal is a `rejection`
 /// inside it, never an HTTP error), whatever the content type said.
-pub async fn tsp(State(s): State<AppState>, body: Bytes) -> Response {
+pub async fn tsp(State(s): State<AppState>, Body(body): Body) -> Response {
     let der = s.ca.timestamp(&body).await;
     ([(header::CONTENT_TYPE, "application/timestamp-reply")], der).into_response()
 }
@@ -31,7 +31,7 @@ pub async fn certificate(State(s): State<AppState>) -> Result<Response, super::e
 pub async fn record(
     State(s): State<AppState>,
     _admin: super::Admin,
-    axum::extract::Path(serial): axum::extract::Path<String>,
+    Path(serial): Path<String>,
 ) -> Result<axum::Json<crate::store::TimestampRecord>, super::error::ApiError> {
     let serial = crate::pki::normalise_serial(&serial).ok_or_else(|| {
         super::error::ApiError::bad_request("serial_invalid", "a serial is hexadecimal, at most 20 octets")
@@ -59,7 +59,7 @@ pub struct VerifyRequest {
 pub async fn verify(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<axum::Json<crate::pki::verify::Report>, ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)

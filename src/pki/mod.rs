@@ -321,11 +321,12 @@ impl Ca {
 pub fn normalise_serial(s: &str) -> Option<String> {
     let s = s.trim();
     let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
-    if s.is_empty() || s.len() > 42 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let t = s.trim_start_matches('0').to_ascii_lowercase();
-    if t.is_empty() {
+    // RFC 5280 §4.1.2.2: at most 20 octets; leading zeros written before them are no octets.
+    if t.is_empty() || t.len() > 40 {
         return None;
     }
     // Even number of digits, as the integer's bytes print.
@@ -343,5 +344,11 @@ mod tests {
         assert_eq!(normalise_serial("A0B").as_deref(), Some("0a0b"));
         assert_eq!(normalise_serial("xyz"), None);
         assert_eq!(normalise_serial("00"), None);
+        assert_eq!(normalise_serial(&"7f".repeat(20)), Some("7f".repeat(20)));
+        assert_eq!(
+            normalise_serial(&format!("0000{}", "7f".repeat(20))),
+            Some("7f".repeat(20))
+        );
+        assert_eq!(normalise_serial(&"7f".repeat(21)), None);
     }
 }

@@ -10,6 +10,7 @@ mod cabinet;
 mod cms;
 mod faults;
 mod harness;
+mod hostile;
 mod http_api;
 mod monitoring;
 mod notices;
