@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
@@ -59,7 +59,11 @@ struct Again {
 
 /// Sessions on one token, shared by every key on it.
 pub struct SessionPool {
-    link: Mutex<Link>,
+    /// Read-held for every call on a session, write-held by [`SessionPool::reconnect`]: the
+    /// module is finalised only when no call is in flight, since finalising under another
+    /// thread's C_Sign or C_OpenSession leaves that thread waiting for ever (seen with SoftHSM2
+    /// when a pair's two signatures failed at once).
+    link: RwLock<Link>,
     idle: Mutex<Vec<(u64, Session)>>,
     max_idle: usize,
     /// Only the service's CA key store reconnects: finalising the module ends every session
@@ -68,11 +72,8 @@ pub struct SessionPool {
 }
 
 impl SessionPool {
-    fn take(&self) -> Result<(u64, Session), KeyStoreError> {
-        let (ctx, slot, epoch) = {
-            let link = self.link.lock().map_err(|_| poisoned())?;
-            (link.ctx.clone(), link.slot, link.epoch)
-        };
+    fn take(&self, link: &Link) -> Result<(u64, Session), KeyStoreError> {
+        let (ctx, slot, epoch) = (&link.ctx, link.slot, link.epoch);
         let mut idle = self.idle.lock().map_err(|_| poisoned())?;
         while let Some((e, s)) = idle.pop() {
             if e == epoch {
@@ -88,9 +89,8 @@ impl SessionPool {
 
     /// Keeps a session that worked; closes one that failed. A session of an earlier
     /// initialisation is forgotten, never closed: its handle may name a session of this one.
-    fn settle(&self, epoch: u64, s: Session, worked: bool) {
-        let current = self.link.lock().map(|l| l.epoch).unwrap_or(u64::MAX);
-        if epoch != current {
+    fn settle(&self, link: &Link, epoch: u64, s: Session, worked: bool) {
+        if epoch != link.epoch {
             std::mem::forget(s);
             return;
         }
@@ -104,9 +104,10 @@ impl SessionPool {
 
     /// Runs `f` with a pooled session; a session that failed is dropped (closed), not reused.
     pub fn with<T>(&self, f: impl FnOnce(&Session) -> Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
-        let (epoch, s) = self.take()?;
+        let link = self.link.read().map_err(|_| poisoned())?;
+        let (epoch, s) = self.take(&link)?;
         let r = f(&s);
-        self.settle(epoch, s, r.is_ok());
+        self.settle(&link, epoch, s, r.is_ok());
         r
     }
 
@@ -125,11 +126,12 @@ impl SessionPool {
             }
             *last = Some(std::time::Instant::now());
         }
-        let mut link = self.link.lock().map_err(|_| poisoned())?;
+        let mut link = self.link.write().map_err(|_| poisoned())?;
         for (_, s) in self.idle.lock().map_err(|_| poisoned())?.drain(..) {
             std::mem::forget(s);
         }
-        // Sessions still out with other threads are of the old epoch: forgotten when settled.
+        // No session is out with another thread now (each call holds the read lock); the epoch
+        // still marks the idle ones as of the old initialisation.
         link.epoch += 1;
         let _ = link.ctx.clone().finalize();
         match link
@@ -252,7 +254,7 @@ impl Pkcs11Token {
             Err(e) => return Err(e.into()),
         }
         let pool = SessionPool {
-            link: Mutex::new(Link {
+            link: RwLock::new(Link {
                 ctx: self.ctx.clone(),
                 slot: self.slot,
                 epoch: 0,

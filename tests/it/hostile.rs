@@ -74,6 +74,16 @@ fn requests_the_framework_cannot_take_apart_get_the_envelope_and_change_nothing(
         a.push(format!("{}{path}", d.operator));
         envelope(curl_s(&a))
     };
+    // OCSP answers in its own terms: a body over its bound (16 KiB, far below the listener's) is
+    // a `malformedRequest` OCSP response (RFC 6960 §2.3), which every OCSP client understands.
+    let (status, body) = curl_s(&[
+        "-H".into(),
+        "content-type: application/ocsp-request".into(),
+        "--data-binary".into(),
+        big_arg.clone(),
+        format!("{}/ocsp", d.public),
+    ]);
+    assert_eq!((status, body.as_slice()), (200, &[0x30, 0x03, 0x0a, 0x01, 0x01][..]));
     let json = ["-H", "content-type: application/json", "--data-binary"];
     let cases: Vec<(Answer, (u16, &str))> = vec![
         // Item 7: a body over the limit, on raw-body and JSON handlers, on both listeners.
@@ -83,18 +93,6 @@ fn requests_the_framework_cannot_take_apart_get_the_envelope_and_change_nothing(
         ),
         (
             admin("/api/v1/admin/revocations", &[&json[..], &[big_arg.as_str()]].concat()),
-            (413, "body_too_large"),
-        ),
-        (
-            public(
-                "/ocsp",
-                &[
-                    "-H",
-                    "content-type: application/ocsp-request",
-                    "--data-binary",
-                    &big_arg,
-                ],
-            ),
             (413, "body_too_large"),
         ),
         // Item 8: the iin query parameter missing, repeated, empty-named; a path segment that is
