@@ -2,10 +2,9 @@
 
 use sqlx::Row;
 
-use super::audit::{AuditEvent, append};
 use super::certificates::CaKeyRecord;
 use super::writer::WriteOp;
-use super::{Store, StoreError, is_unique_violation};
+use super::{Store, StoreError};
 
 /// What a token says, recorded before the TSA key signs it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,37 +102,7 @@ impl Store {
     /// before it existed), with its audit record. A second one for the role collides on the
     /// unique role and is refused.
     pub async fn add_ca_key(&self, k: &CaKeyRecord) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "INSERT INTO ca_keys (id, role, key_store, key_label, algorithm, serial, certificate, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&k.id)
-        .bind(&k.role)
-        .bind(&k.key_store)
-        .bind(&k.key_label)
-        .bind(&k.algorithm)
-        .bind(&k.serial)
-        .bind(&k.certificate)
-        .bind(k.created_at)
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyInitialised),
-            r => r?,
-        };
-        append(
-            &mut tx,
-            self.backend(),
-            &[AuditEvent::new(
-                "ceremony.key",
-                &k.id,
-                serde_json::json!({"role": k.role, "key_store": k.key_store, "key_label": k.key_label,
-                    "algorithm": k.algorithm, "serial": k.serial}),
-            )],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        // The ceremony's own commit, for one key: the same row, the same audit record.
+        self.commit_ceremony(std::slice::from_ref(k)).await
     }
 }
