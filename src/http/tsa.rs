@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Body, Path};
+use super::extract::{Body, Path, media_type};
 
 /// `POST /tsp`, body a DER TimeStampReq: always a TimeStampResp (a refusal is a `rejection`
 /// inside it, never an HTTP error), whatever the content type said.
@@ -61,10 +61,8 @@ pub async fn verify(
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<axum::Json<crate::pki::verify::Report>, ApiError> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    // The media type as every other handler reads it (`extract::media_type`).
+    let json = media_type(&headers) == "application/json";
     let (cms, content) = if json {
         let req: VerifyRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("request_invalid", format!("body: {e}")))?;
