@@ -59,7 +59,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         "identity",
         None,
         &actor,
-    );
+    )?;
 
     // The limits: the service key's raw signatures over a message-sized input, and whole
     // detached CMS signatures (what each message costs), on all cores.
@@ -91,7 +91,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             "identity",
             None,
             &actor,
-        );
+        )?;
         chunk.push(m);
         if chunk.len() == 2000 {
             ca.store.add_outbox(&chunk).await?;

@@ -58,6 +58,14 @@ pub async fn run_once(ca: &Ca, now: i64) -> Result<Vec<(String, i64)>, StoreErro
             );
             letters::message(&pair.application, &l)
         });
+        // No random bytes for the letter's id: this pair is not marked, so the next pass sends it.
+        let letter = match letter.transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(application = %pair.application, "expiry reminder: {e}");
+                continue;
+            }
+        };
         if ca
             .store
             .add_reminder(&pair.application, d, now, letter.as_ref())

@@ -177,7 +177,8 @@ impl Abuse {
         if bits < self.pow_bits {
             return Err(AbuseError::ProofInvalid("too few bits"));
         }
-        if (now - at).abs() > POW_WINDOW_SECONDS {
+        // The distance as unsigned: `now - at` overflows for a stamp dated near i64::MIN.
+        if now.abs_diff(at) > POW_WINDOW_SECONDS.unsigned_abs() {
             return Err(AbuseError::ProofInvalid("the stamp's time is too far from now"));
         }
         if stamp_iin != iin.trim() {
@@ -189,7 +190,7 @@ impl Abuse {
         }
         let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
         if spent.len() > PRUNE_ABOVE {
-            spent.retain(|_, at| (now - *at).abs() <= POW_WINDOW_SECONDS);
+            spent.retain(|_, at| now.abs_diff(*at) <= POW_WINDOW_SECONDS.unsigned_abs());
         }
         if spent.insert(stamp.trim().to_string(), at).is_some() {
             return Err(AbuseError::ProofInvalid("the stamp has been spent"));
@@ -297,6 +298,34 @@ mod tests {
         }
         for _ in 0..100 {
             assert!(off.admit(IP, Some("850315306048"), None, now).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_stamp_dated_at_the_ends_of_time_is_refused_not_a_panic() {
+        let a = Abuse::new(&cfg(1, 0, 1));
+        let now = 1_800_000_000;
+        for at in [
+            i64::MIN,
+            i64::MAX,
+            now - POW_WINDOW_SECONDS - 1,
+            now + POW_WINDOW_SECONDS + 1,
+        ] {
+            let stamp = mint(1, at, "850315306048");
+            assert!(
+                matches!(
+                    a.admit(IP, Some("850315306048"), Some(&stamp), now),
+                    Err(AbuseError::ProofInvalid("the stamp's time is too far from now"))
+                ),
+                "{at}"
+            );
+        }
+        // The edges of the window are inside it.
+        for at in [now - POW_WINDOW_SECONDS, now + POW_WINDOW_SECONDS] {
+            assert!(
+                a.admit(IP, Some("850315306048"), Some(&mint(1, at, "850315306048")), now)
+                    .is_ok()
+            );
         }
     }
 }

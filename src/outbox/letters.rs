@@ -166,13 +166,13 @@ pub fn compose(to: &str, lang: &str, number: &str, kind: &Kind) -> Letter {
 }
 
 /// The letter as an outbox message of the application.
-pub fn message(number: &str, letter: &Letter) -> OutboxMessage {
-    OutboxMessage {
+pub fn message(number: &str, letter: &Letter) -> Result<OutboxMessage, super::RandomnessError> {
+    Ok(OutboxMessage {
         channel: super::MAIL,
-        message_id: super::message_id(),
+        message_id: super::message_id()?,
         application: number.to_string(),
         body: serde_json::to_string(letter).unwrap_or_default(),
-    }
+    })
 }
 
 #[cfg(test)]

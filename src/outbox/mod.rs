@@ -38,21 +38,17 @@ pub enum DeliveryError {
     Prepare(String),
 }
 
-/// A fresh message id: a random (version 4) UUID.
-pub fn message_id() -> String {
+/// The operating system gave no random bytes. Nothing is recorded: a message id made of zeros
+/// would collide with every other one the receivers have seen.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomnessError(String);
+
+/// A fresh message id: a random (version 4) UUID, or the random source's failure.
+pub fn message_id() -> Result<String, RandomnessError> {
     let mut b = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    getrandom::fill(&mut b).map_err(|e| RandomnessError(e.to_string()))?;
+    Ok(uuid::Builder::from_random_bytes(b).into_uuid().to_string())
 }
 
 /// Local time with its offset, as the monitoring system records times: `2026-11-27T21:05:00+05:00`.
@@ -110,8 +106,8 @@ pub fn status_message(
     step: &str,
     refusal: Option<&(String, String, String)>,
     actor: &serde_json::Value,
-) -> OutboxMessage {
-    let id = message_id();
+) -> Result<OutboxMessage, RandomnessError> {
+    let id = message_id()?;
     let body = MonitoringMessage {
         message_id: &id,
         correlation_id: &a.number,
@@ -130,12 +126,12 @@ pub fn status_message(
         },
     };
     let body = serde_json::to_string(&body).unwrap_or_default();
-    OutboxMessage {
+    Ok(OutboxMessage {
         channel: MONITORING,
         message_id: id,
         application: a.number.clone(),
         body,
-    }
+    })
 }
 
 /// The wait before attempt `attempts + 1`: doubling from the first, capped.
@@ -220,11 +216,18 @@ pub struct Policy {
     pub retry_max_seconds: u64,
 }
 
-/// A name for this process among instances sharing a database.
+/// A name for this process among instances sharing a database: its pid and the moment it first
+/// asked, in nanoseconds. Unique without the random source (two instances would need the same pid
+/// and the same nanosecond), so a name never depends on a call that can fail.
 pub fn instance_name() -> String {
-    let mut r = [0u8; 4];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
-    format!("{}-{}", std::process::id(), hex::encode(r))
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let at = STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    });
+    format!("{}-{:x}", std::process::id(), at)
 }
 
 /// One round: claim due messages, deliver them at once (they belong to different applications),
@@ -380,9 +383,18 @@ mod tests {
 
     #[test]
     fn message_ids_are_v4_uuids() {
-        let id = message_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert_ne!(id, message_id());
+        let id = message_id().unwrap();
+        let parsed = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(id, parsed.hyphenated().to_string(), "lower-case, hyphenated");
+        assert_ne!(id, message_id().unwrap());
+    }
+
+    #[test]
+    fn an_instance_keeps_its_name() {
+        let name = instance_name();
+        assert!(name.starts_with(&format!("{}-", std::process::id())));
+        assert_eq!(name, instance_name());
     }
 }

@@ -227,7 +227,7 @@ impl Workflow<'_> {
             refusal.as_ref(),
             letter,
             actor,
-        );
+        )?;
         self.ca
             .store
             .add_application(a, steps, &messages, &actor.audit())
@@ -252,11 +252,12 @@ impl Workflow<'_> {
         }
         change.actor = actor.audit();
         let step = current_step(&change.steps).unwrap_or(at_step).to_string();
-        change.messages = self.notices(a, &change.to, &step, change.refusal.as_ref(), letter, &actor);
+        change.messages = self.notices(a, &change.to, &step, change.refusal.as_ref(), letter, &actor)?;
         Ok(self.ca.store.advance_application(&a.number, from, &change).await?)
     }
 
-    /// The monitoring message of a change of `a` to `status`, and the letter if there is one.
+    /// The monitoring message of a change of `a` to `status`, and the letter if there is one. No
+    /// random bytes for their ids is the service's fault: the change is not recorded.
     pub(super) fn notices(
         &self,
         a: &ApplicationRecord,
@@ -265,19 +266,24 @@ impl Workflow<'_> {
         refusal: Option<&(String, String, String)>,
         letter: Option<Letter>,
         actor: &Actor,
-    ) -> Vec<OutboxMessage> {
+    ) -> Result<Vec<OutboxMessage>, WorkflowError> {
         let service_id = self.process_of(a).map(|p| p.service_id()).unwrap_or_default();
-        let mut out = vec![crate::outbox::status_message(
-            &self.ca.config,
-            &service_id,
-            a,
-            status,
-            step,
-            refusal,
-            &actor.monitoring(),
-        )];
-        out.extend(letter.map(|l| letters::message(&a.number, &l)));
-        out
+        let mut out = vec![
+            crate::outbox::status_message(
+                &self.ca.config,
+                &service_id,
+                a,
+                status,
+                step,
+                refusal,
+                &actor.monitoring(),
+            )
+            .map_err(|e| WorkflowError::Internal(e.to_string()))?,
+        ];
+        if let Some(l) = letter {
+            out.push(letters::message(&a.number, &l).map_err(|e| WorkflowError::Internal(e.to_string()))?);
+        }
+        Ok(out)
     }
 
     /// The applicant's letter of this kind, when they gave an address.

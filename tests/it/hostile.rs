@@ -213,6 +213,40 @@ fn a_newline_or_escape_in_administrator_input_forges_no_log_line() {
     }
 }
 
+#[test]
+fn a_proof_of_work_dated_at_the_ends_of_time_is_refused_and_the_service_stays_up() {
+    let mut d = Deployment::new();
+    d.env.retain(|(name, _)| name != "NCA_POW_BITS");
+    d.env.push(("NCA_POW_BITS".into(), "1".into()));
+    d.init();
+    d.start();
+    let before = audit_records(&d);
+    let url = format!("{}/api/v1/applications", d.public);
+    let body = serde_json::json!({
+        "service": "issue",
+        "applicant": {"iin": IIN, "surname": "Құнанбай", "name": "Абай"},
+        "registration_centre": d.first_centre(),
+        "storage": "file",
+    })
+    .to_string();
+    // `now - at` overflowed here: a debug build panicked and dropped the connection.
+    for at in [i64::MIN.to_string(), i64::MAX.to_string()] {
+        let header = format!("x-proof-of-work: nca-pow1:1:{at}:{IIN}:0123456789abcdef:0");
+        let got = envelope(curl(&[
+            "-H",
+            "content-type: application/json",
+            "-H",
+            &header,
+            "--data-binary",
+            &body,
+            &url,
+        ]));
+        assert_eq!(got, (400, "proof_of_work_invalid".to_string()), "{at}");
+    }
+    assert_eq!(d.get("/api/v1/openapi.json").0, 200, "the service answers after them");
+    assert_eq!(audit_records(&d), before, "a refused stamp changed the audit chain");
+}
+
 /// A deployment whose `[http]` bounds are `http` (TOML lines replacing the section's defaults).
 fn bounded(http: &str) -> Deployment {
     let mut d = Deployment::new();
