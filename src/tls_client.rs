@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+
 /// Why a client's TLS could not be set up (fatal at start).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientTlsError {
@@ -38,7 +40,7 @@ pub fn client_config(ca_file: &Path, https: bool) -> Result<rustls::ClientConfig
             message,
         };
         let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
             roots
                 .add(cert.map_err(|e| bad(e.to_string()))?)
                 .map_err(|e| bad(e.to_string()))?;

@@ -38,11 +38,17 @@ impl Lang {
     /// `?lang=` when it names one of ours, else the best of `Accept-Language`, else Kazakh (the
     /// state language).
     pub fn choose(query: Option<&str>, accept_language: Option<&str>) -> Lang {
-        if let Some(l) = query.and_then(Lang::parse) {
-            return l;
-        }
+        query
+            .and_then(Lang::parse)
+            .or_else(|| accept_language.and_then(Lang::preferred))
+            .unwrap_or(Lang::Kk)
+    }
+
+    /// The one of ours that an `Accept-Language` value prefers (by q-value, then order), if any:
+    /// the one parser of that header, for the pages and for the API's answers alike.
+    pub fn preferred(accept_language: &str) -> Option<Lang> {
         let mut best: Option<(f32, Lang)> = None;
-        for part in accept_language.unwrap_or("").split(',') {
+        for part in accept_language.split(',') {
             let mut it = part.split(';');
             let Some(l) = it.next().and_then(Lang::parse) else {
                 continue;
@@ -55,7 +61,7 @@ impl Lang {
                 best = Some((q, l));
             }
         }
-        best.map(|(_, l)| l).unwrap_or(Lang::Kk)
+        best.map(|(_, l)| l)
     }
 }
 
@@ -198,6 +204,8 @@ mod tests {
         assert_eq!(Lang::choose(None, Some("en-GB,en;q=0.9")), Lang::En);
         assert_eq!(Lang::choose(None, None), Lang::Kk);
         assert_eq!(Lang::choose(None, Some("ru;q=0")), Lang::Kk);
+        assert_eq!(Lang::preferred("de, fr;q=0.5"), None);
+        assert_eq!(Lang::preferred("RU_ru;q=0.3, en;q=0.2"), Some(Lang::Ru));
     }
 
     #[test]

@@ -80,26 +80,27 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 
     // The operator: mutual TLS with their AUTH key, confirmations signed with their SIGN key.
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut read(data.join("ca/root.pem"))?.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for c in CertificateDer::pem_slice_iter(&read(data.join("ca/root.pem"))?) {
         roots.add(c?)?;
     }
     let chain: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut read(op_dir.join("auth.crt"))?.as_slice()).collect::<Result<_, _>>()?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(op_dir.join("auth.key"))?.as_slice())?
-        .ok_or_else(|| anyhow::anyhow!("no operator AUTH key"))?;
+        CertificateDer::pem_slice_iter(&read(op_dir.join("auth.crt"))?).collect::<Result<_, _>>()?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(&read(op_dir.join("auth.key"))?)
+        .map_err(|e| anyhow::anyhow!("the operator's AUTH key: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let sign_key = rustls_pemfile::private_key(&mut read(op_dir.join("sign.key"))?.as_slice())?
-        .ok_or_else(|| anyhow::anyhow!("no operator SIGN key"))?;
+    let sign_key = PrivateKeyDer::from_pem_slice(&read(op_dir.join("sign.key"))?)
+        .map_err(|e| anyhow::anyhow!("the operator's SIGN key: {e}"))?;
     let op_signer: Arc<dyn nca::keys::Signer> = Arc::new(nca::keys::SoftwareKey::from_pkcs8(
         "operator-sign",
         sign_key.secret_der(),
     )?);
-    let sign_cert = rustls_pemfile::certs(&mut read(op_dir.join("sign.crt"))?.as_slice())
+    let sign_cert = CertificateDer::pem_slice_iter(&read(op_dir.join("sign.crt"))?)
         .next()
         .ok_or_else(|| anyhow::anyhow!("no operator SIGN certificate"))??
         .to_vec();

@@ -192,12 +192,12 @@ async fn http(args: &[String]) -> anyhow::Result<()> {
     let cert = read(arg(args, "--cert", "auth.crt"))?;
     let key = read(arg(args, "--key", "auth.key"))?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for c in CertificateDer::pem_slice_iter(&ca) {
         roots.add(c?)?;
     }
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<_, _>>()?;
-    let key: PrivateKeyDer<'static> =
-        rustls_pemfile::private_key(&mut key.as_slice())?.ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert).collect::<Result<_, _>>()?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(&key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

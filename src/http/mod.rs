@@ -127,26 +127,7 @@ impl AppState {
 /// The first of kk, ru and en that `Accept-Language` prefers (by q-value, then order).
 pub fn language(headers: &axum::http::HeaderMap) -> Option<&'static str> {
     let value = headers.get(axum::http::header::ACCEPT_LANGUAGE)?.to_str().ok()?;
-    let mut best: Option<(f32, &'static str)> = None;
-    for part in value.split(',') {
-        let mut fields = part.split(';');
-        let tag = fields.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = fields
-            .filter_map(|f| f.trim().strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let primary = tag.split('-').next().unwrap_or("");
-        let lang = match primary {
-            "kk" => "kk",
-            "ru" => "ru",
-            "en" => "en",
-            _ => continue,
-        };
-        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
-            best = Some((q, lang));
-        }
-    }
-    best.map(|(_, l)| l)
+    crate::web::Lang::preferred(value).map(crate::web::Lang::code)
 }
 
 pub use extract::JsonBody;

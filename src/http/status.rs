@@ -11,21 +11,16 @@ use super::extract::{Body, Path};
 use crate::pki::ocsp::{Answer, MAX_REQUEST_BYTES};
 use crate::store::now;
 
+/// An IMF-fixdate (`Tue, 01 Dec 2026 18:00:00 GMT`); a time before 1970 is the epoch.
 fn http_date(unix: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    t.format(&fmt).unwrap_or_default()
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    httpdate::fmt_http_date(at)
 }
 
+/// Any of the three forms RFC 9110 has a recipient accept (IMF-fixdate, RFC 850, asctime).
 fn parse_http_date(s: &str) -> Option<i64> {
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    time::PrimitiveDateTime::parse(s, &fmt)
-        .ok()
-        .map(|t| t.assume_utc().unix_timestamp())
+    let at = httpdate::parse_http_date(s).ok()?;
+    i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
 /// `GET /crl/{ca}.crl`, `GET /crl/{ca}-delta.crl`: from memory, with validators.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
@@ -38,22 +39,20 @@ pub fn server_config(
         })
     };
     let chain_bytes = file(cert_chain_pem)?;
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_bytes.as_slice())
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::File {
             path: cert_chain_pem.display().to_string(),
             message: e.to_string(),
         })?;
     let key_bytes = file(key_pem)?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_bytes.as_slice())
-        .map_err(|e| TlsError::File {
-            path: key_pem.display().to_string(),
-            message: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::File {
-            path: key_pem.display().to_string(),
-            message: "no private key".into(),
-        })?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| TlsError::File {
+        path: key_pem.display().to_string(),
+        message: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no private key".into(),
+            e => e.to_string(),
+        },
+    })?;
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from(client_ca_der.to_vec()))

@@ -44,32 +44,6 @@ pub enum RegistryError {
     File { line: usize, message: String },
 }
 
-/// Splits one CSV line (RFC 4180 quoting: "…", with "" for a quote).
-fn csv_fields(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            (false, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("unterminated quote".into());
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
 /// The embedded registry: the whole CSV in memory, checked at load.
 #[derive(Debug, Default)]
 pub struct EmbeddedRegistry {
@@ -80,26 +54,34 @@ pub struct EmbeddedRegistry {
 impl EmbeddedRegistry {
     pub fn parse(text: &str) -> Result<EmbeddedRegistry, RegistryError> {
         let mut reg = EmbeddedRegistry::default();
-        let mut lines = text.lines().enumerate();
-        match lines.next() {
-            Some((_, h)) if h.trim_start_matches('\u{feff}').trim() == HEADER => {}
-            _ => {
-                return Err(RegistryError::File {
-                    line: 1,
-                    message: format!("the header must be {HEADER}"),
-                });
-            }
+        // RFC 4180 (quotes, "" for a quote, commas and line breaks inside quotes) is the csv
+        // crate's; a row of another length is this function's to refuse, with its line.
+        let mut rows = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes())
+            .into_records();
+        let header_ok = matches!(rows.next(), Some(Ok(h)) if h.iter().map(str::trim).eq(HEADER.split(',')));
+        if !header_ok {
+            return Err(RegistryError::File {
+                line: 1,
+                message: format!("the header must be {HEADER}"),
+            });
         }
-        for (i, line) in lines {
-            let line_no = i + 1;
+        for row in rows {
+            let f = row.map_err(|e| RegistryError::File {
+                line: e.position().map_or(0, |p| p.line() as usize),
+                message: e.to_string(),
+            })?;
+            let line_no = f.position().map_or(0, |p| p.line() as usize);
             let bad = |message: String| RegistryError::File { line: line_no, message };
-            if line.trim().is_empty() {
+            if f.iter().all(|v| v.trim().is_empty()) {
                 continue;
             }
-            let f = csv_fields(line).map_err(&bad)?;
             if f.len() != 7 {
                 return Err(bad(format!("{} fields, 7 expected", f.len())));
             }
+            let f: Vec<String> = f.iter().map(str::to_string).collect();
             let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
             match f[0].as_str() {
                 "person" => {
@@ -320,11 +302,15 @@ mod tests {
 
     #[test]
     fn quoted_fields() {
-        assert_eq!(
-            csv_fields(r#"a,"b, c","d ""e""""#).unwrap(),
-            vec!["a", "b, c", "d \"e\""]
-        );
-        assert!(csv_fields(r#"a,"b"#).is_err());
+        let text = format!("{HEADER}\norganization,150540041064,,,,,\"ТОО \"\"Абай, и К\"\"\"\n");
+        let r = EmbeddedRegistry::parse(&text).unwrap();
+        assert_eq!(r.organizations["150540041064"].name, "ТОО \"Абай, и К\"");
+        // An unterminated quote runs to the end: the row it swallows has the wrong length.
+        let text = format!("{HEADER}\nperson,850315306048,\"A,B,,1985-03-15,\nperson,850315306048,A,B,,,\n");
+        assert!(matches!(
+            EmbeddedRegistry::parse(&text),
+            Err(RegistryError::File { line: 2, .. })
+        ));
     }
 
     #[test]

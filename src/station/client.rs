@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Uri, header};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{RootCertStore, SignatureAlgorithm, SignatureScheme};
 use tokio::net::TcpStream;
@@ -101,7 +102,7 @@ impl Server {
             message,
         };
         let pem = std::fs::read(ca_file).map_err(|e| trust(e.to_string()))?;
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| trust(e.to_string()))?;
         let mut roots = RootCertStore::empty();

@@ -239,12 +239,12 @@ fn two_instances_on_one_postgresql_deliver_each_message_once() {
 /// A TLS hop in front of the plain receiver, with the certificate `tls_files` made.
 fn tls_relay(chain: &Path, key: &Path, to: u16) -> (u16, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let certs = rustls_pemfile::certs(&mut std::fs::read(chain).unwrap().as_slice())
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(chain)
+        .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
-        .unwrap()
-        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
     let cfg =
         rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()

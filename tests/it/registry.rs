@@ -274,13 +274,13 @@ pub fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathB
 
 /// The stand-in over TLS; every request takes 50 ms, so that concurrent ones overlap.
 async fn https_stand_in(chain: &std::path::Path, key: &std::path::Path, seen: std::sync::Arc<Seen>) -> String {
+    use rustls::pki_types::pem::PemObject;
     use std::sync::atomic::Ordering::SeqCst;
-    let certs = rustls_pemfile::certs(&mut std::fs::read(chain).unwrap().as_slice())
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(chain)
+        .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
-        .unwrap()
-        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
     let cfg =
         rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
