@@ -7,15 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, Uri, header};
-use hyper_util::rt::TokioIo;
+use reqwest::Method;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{RootCertStore, SignatureAlgorithm, SignatureScheme};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::keys::Signer;
 
@@ -74,28 +69,32 @@ impl Reply {
     }
 }
 
-/// A client of one operator listener, keeping its connection between requests.
+/// A client of one operator listener, keeping its connection between requests (reqwest's pool,
+/// on the TLS configuration made here: the client key is the token's).
 pub struct Server {
+    base: reqwest::Url,
     authority: String,
-    host: String,
-    port: u16,
-    server_name: ServerName<'static>,
-    connector: TlsConnector,
-    sender: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
+    client: reqwest::Client,
 }
 
 impl Server {
     /// A client of `url` that trusts the CA certificates in `ca_file` (PEM) and authenticates
     /// with `auth` (the key on the token) and its certificate.
     pub fn new(url: &str, ca_file: &Path, auth: Arc<dyn Signer>, auth_cert: Vec<u8>) -> Result<Self, ServerError> {
-        let uri: Uri = url.parse().map_err(|_| ServerError::Url(url.to_string()))?;
-        if uri.scheme_str() != Some("https") || !uri.path().trim_matches('/').is_empty() {
-            return Err(ServerError::Url(url.to_string()));
+        let bad_url = || ServerError::Url(url.to_string());
+        let base = reqwest::Url::parse(url).map_err(|_| bad_url())?;
+        if base.scheme() != "https"
+            || base.host_str().is_none()
+            || !base.path().trim_matches('/').is_empty()
+            || base.query().is_some()
+            || !base.username().is_empty()
+        {
+            return Err(bad_url());
         }
-        let host = uri.host().ok_or_else(|| ServerError::Url(url.to_string()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = uri.port_u16().unwrap_or(443);
-        let server_name = ServerName::try_from(host.clone()).map_err(|_| ServerError::Url(url.to_string()))?;
+        let authority = match base.port() {
+            Some(port) => format!("{}:{port}", base.host_str().unwrap_or_default()),
+            None => base.host_str().unwrap_or_default().to_string(),
+        };
 
         let trust = |message: String| ServerError::Trust {
             path: ca_file.display().to_string(),
@@ -114,82 +113,55 @@ impl Server {
 
         let key = Arc::new(TokenKey { key: auth });
         let certified = rustls::sign::CertifiedKey::new(vec![CertificateDer::from(auth_cert)], key);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let config = rustls::ClientConfig::builder_with_provider(provider()?)
             .with_safe_default_protocol_versions()
             .map_err(|e| ServerError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            // One operator, one request at a time: one connection, kept.
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            // An answer is the listener's own: a redirect elsewhere is not followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
         Ok(Server {
-            authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-            host,
-            port,
-            server_name,
-            connector: TlsConnector::from(Arc::new(config)),
-            sender: tokio::sync::Mutex::new(None),
+            base,
+            authority,
+            client,
         })
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ServerError> {
-        let failed = |message: String| ServerError::Connect {
-            server: self.authority.clone(),
-            message,
-        };
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let tls = self
-            .connector
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("operator listener connection: {e}");
-            }
-        });
-        Ok(sender)
     }
 
     /// Sends one request; the answer whatever its status.
     pub async fn send(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Result<Reply, ServerError> {
-        let exchange = |e: &dyn std::fmt::Display| ServerError::Exchange {
+        let exchange = |e: reqwest::Error| {
+            // No connection at all is the server's absence (or a refused handshake); a break
+            // afterwards leaves the request's fate unknown.
+            if e.is_connect() {
+                ServerError::Connect {
+                    server: self.authority.clone(),
+                    message: error_chain(&e),
+                }
+            } else {
+                ServerError::Exchange {
+                    path: path.to_string(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        let url = self.base.join(path).map_err(|e| ServerError::Exchange {
             path: path.to_string(),
             message: e.to_string(),
-        };
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, &self.authority);
-        let body = match body {
-            Some((ctype, bytes)) => {
-                builder = builder.header(header::CONTENT_TYPE, ctype);
-                Full::new(Bytes::from(bytes))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let request = builder.body(body).map_err(|e| exchange(&e))?;
-        let mut slot = self.sender.lock().await;
-        // The connection of the last request when it is still open; a new one otherwise.
-        let mut sender = match slot.take() {
-            Some(mut s) => match s.ready().await {
-                Ok(()) => s,
-                Err(_) => self.connect().await?,
-            },
-            None => self.connect().await?,
-        };
-        let response = sender.send_request(request).await.map_err(|e| exchange(&e))?;
+        })?;
+        let mut request = self.client.request(method, url);
+        if let Some((ctype, bytes)) = body {
+            request = request.header(reqwest::header::CONTENT_TYPE, ctype).body(bytes);
+        }
+        let response = request.send().await.map_err(exchange)?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| exchange(&e))?
-            .to_bytes();
-        *slot = Some(sender);
+        let body = response.bytes().await.map_err(exchange)?;
         Ok(Reply { status, body })
     }
 
@@ -205,6 +177,26 @@ impl Server {
         )
         .await
     }
+}
+
+/// The crypto provider of the service's own outgoing links (`tls_client`'s), so that the
+/// station's link never brings a second one into the tree.
+fn provider() -> Result<Arc<rustls::crypto::CryptoProvider>, ServerError> {
+    let plain = crate::tls_client::client_config(Path::new(""), false).map_err(|e| ServerError::Tls(e.to_string()))?;
+    Ok(Arc::clone(plain.crypto_provider()))
+}
+
+/// reqwest's error with its causes: "error sending request" alone says nothing of a refused
+/// certificate or a closed port.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// The operator's AUTH key on the token, as rustls sees a client key.
