@@ -6,6 +6,13 @@
 //! `{{=name}}` (a value the handler gives, HTML-escaped) and `{{i18n}}` (the language's texts as
 //! JSON, for the scripts). Texts live in `web/i18n/{kk,ru,en}.json`; a key missing in Kazakh or
 //! Russian falls back to English.
+//!
+//! Every page shares `web/pages/layout.html` (head, skip link, header with the language links,
+//! footer): a page file fills its slots, `{{$name}}` in the layout. A slot is either one line,
+//! `<!-- layout name: value -->` (the value exactly, between ": " and " -->"), or the lines that
+//! follow `<!-- layout name -->` up to the next marker. Twenty lines of assembly here, once per
+//! page at first use, rather than a template crate: the texts are this module's own `{{key}}`
+//! syntax, which minijinja or askama would turn into an expression on every line of every page.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -95,7 +102,12 @@ pub fn text(lang: Lang, key: &str) -> String {
     texts(lang).get(key).cloned().unwrap_or_else(|| key.to_string())
 }
 
-/// The pages by name.
+/// The layout every page fills (see the module's comment).
+const LAYOUT: &str = include_str!("../web/pages/layout.html");
+/// The slots of the layout, in the order they are filled.
+const SLOTS: [&str; 7] = ["title", "script", "body", "header_class", "header", "main", "footer"];
+
+/// The pages by name, as written: slots of the layout.
 const PAGES: &[(&str, &str)] = &[
     ("portal", include_str!("../web/pages/portal.html")),
     ("status", include_str!("../web/pages/status.html")),
@@ -141,6 +153,43 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     ASSETS.iter().find(|(n, _, _)| *n == name).map(|(_, t, b)| (*t, *b))
 }
 
+/// The layout with `page`'s slots filled; None for a line outside any slot, or a slot the
+/// layout does not have (the unit tests hold every page to that).
+fn assemble(page: &str) -> Option<String> {
+    let mut slots: BTreeMap<&str, String> = BTreeMap::new();
+    let mut open: Option<&str> = None;
+    for line in page.lines() {
+        if let Some(marker) = line.strip_prefix("<!-- layout ").and_then(|l| l.strip_suffix(" -->")) {
+            match marker.split_once(": ") {
+                Some((name, value)) => {
+                    slots.insert(name, value.to_string());
+                    open = None;
+                }
+                None => {
+                    slots.insert(marker, String::new());
+                    open = Some(marker);
+                }
+            }
+            continue;
+        }
+        let slot = slots.get_mut(open?)?;
+        slot.push_str(line);
+        slot.push('\n');
+    }
+    if slots.keys().any(|k| !SLOTS.contains(k)) {
+        return None;
+    }
+    let mut out = LAYOUT.to_string();
+    for name in SLOTS {
+        out = out.replace(&format!("{{{{${name}}}}}"), slots.get(name).map_or("", String::as_str));
+    }
+    Some(out)
+}
+
+/// The pages assembled, once.
+static ASSEMBLED: LazyLock<Vec<(&'static str, Option<String>)>> =
+    LazyLock::new(|| PAGES.iter().map(|(name, page)| (*name, assemble(page))).collect());
+
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -158,7 +207,7 @@ fn escape(s: &str) -> String {
 
 /// Renders page `name` in `lang` with the handler's values; None for no such page.
 pub fn page(name: &str, lang: Lang, vars: &[(&str, String)]) -> Option<String> {
-    let template = PAGES.iter().find(|(n, _)| *n == name)?.1;
+    let template = ASSEMBLED.iter().find(|(n, _)| *n == name)?.1.as_deref()?;
     let mut out = String::with_capacity(template.len() * 2);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -220,8 +269,10 @@ mod tests {
             let missing: Vec<_> = en.keys().filter(|k| !other.contains_key(*k)).collect();
             assert!(missing.is_empty(), "{code} lacks {missing:?}");
         }
-        for (name, template) in PAGES {
-            let mut rest = *template;
+        for (name, template) in ASSEMBLED.iter() {
+            let mut rest = template
+                .as_deref()
+                .unwrap_or_else(|| panic!("{name}: not the layout's slots"));
             while let Some(start) = rest.find("{{") {
                 let after = &rest[start + 2..];
                 let end = after.find("}}").unwrap();
@@ -243,5 +294,25 @@ mod tests {
         let json_start = html.find("application/json").unwrap();
         let json_end = json_start + html[json_start..].find("</script>").unwrap();
         assert!(!html[json_start + 20..json_end].contains('<'));
+    }
+
+    #[test]
+    fn every_page_fills_the_layout_and_nothing_else() {
+        for (name, page) in PAGES {
+            let html =
+                assemble(page).unwrap_or_else(|| panic!("{name}: a line outside a slot, or a slot the layout lacks"));
+            assert!(!html.contains("{{$"), "{name}");
+            assert!(html.starts_with("<!doctype html>\n<html lang=\"{{lang}}\">"), "{name}");
+            assert!(
+                html.contains(&format!("<script type=\"module\" src=\"/assets/{name}.js\"></script>")),
+                "{name}"
+            );
+            assert!(
+                html.ends_with("</main>\n</body>\n</html>\n") || html.ends_with("</footer>\n</body>\n</html>\n"),
+                "{name}"
+            );
+        }
+        assert_eq!(assemble("<!-- layout nope: x -->\n"), None);
+        assert_eq!(assemble("stray line\n"), None);
     }
 }
