@@ -5,7 +5,8 @@
 #   scripts/test.sh [ARGS...]      # ARGS go to the integration binary, after `--`
 #
 # It installs what is missing (Debian packages, pkilint from PyPI), starts a
-# throwaway PostgreSQL, builds, runs the unit tests once, then runs the
+# throwaway PostgreSQL, builds, holds the gate (cargo fmt --check, clippy
+# -D warnings, cargo machete), runs the unit tests once, then runs the
 # integration binary `it` once per key store: `software`, then `pkcs11`
 # against fresh SoftHSM2 tokens, then schemathesis (PyPI) against the API
 # description (src/http/openapi.json), then the end-to-end browser tests
@@ -29,7 +30,7 @@
 # Knobs: NCA_TEST_KEY_STORES ("software pkcs11"), NCA_TEST_PG_PORT (a free
 # port), NCA_TEST_KEEP_TMP=1 (keep the temporary directory for a post-mortem),
 # NCA_TEST_E2E=0 (skip the browser tests), NCA_TEST_SCHEMATHESIS=0 (skip the
-# API description's run).
+# API description's run), NCA_TEST_GATE=0 (skip the gate).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -115,15 +116,20 @@ pkilint_venv=${XDG_CACHE_HOME:-$HOME/.cache}/nca/pkilint-venv
 if [[ -x $pkilint_venv/bin/lint_pkix_cert ]]; then PATH=$pkilint_venv/bin:$PATH; fi
 hash -r
 
-if ! command -v lint_pkix_cert >/dev/null; then
+pkilint_version=0.13.3
+pkilint_installed() {
+    command -v lint_pkix_cert >/dev/null &&
+        [[ $(python3 -m pip show pkilint 2>/dev/null || "$pkilint_venv/bin/python" -m pip show pkilint 2>/dev/null) == *"Version: $pkilint_version"* ]]
+}
+if ! pkilint_installed; then
     export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-    if ! python3 -m pip install -q pkilint; then
+    if ! python3 -m pip install -q "pkilint==$pkilint_version"; then
         echo "pip install into $(command -v python3) failed; using a venv in $pkilint_venv"
         if ! python3 -m venv "$pkilint_venv"; then
             as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
             python3 -m venv "$pkilint_venv"
         fi
-        "$pkilint_venv/bin/python" -m pip install -q pkilint
+        "$pkilint_venv/bin/python" -m pip install -q "pkilint==$pkilint_version"
         PATH=$pkilint_venv/bin:$PATH
     fi
     hash -r
@@ -132,7 +138,7 @@ fi
 # same interpreter that runs pkilint.
 if ! python3 -c 'import pyhanko_certvalidator' 2>/dev/null; then
     export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
-    python3 -m pip install -q pyhanko-certvalidator
+    python3 -m pip install -q pyhanko-certvalidator==0.33.0
 fi
 python3 -c 'import pyhanko_certvalidator' || die "pyhanko-certvalidator does not import"
 lint_pkix_cert --help >/dev/null || die "lint_pkix_cert does not run"
@@ -141,7 +147,7 @@ export PATH
 # The second RFC 3161 client of the TSA tests (tests/it/tsa.rs), beside openssl ts. `python3`
 # is the interpreter pkilint went into (its venv comes first on PATH when one was needed).
 if ! python3 -c 'import rfc3161ng' 2>/dev/null; then
-    PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install -q rfc3161ng
+    PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install -q rfc3161ng==2.1.3
 fi
 python3 -c 'import rfc3161ng' || die "rfc3161ng does not import"
 
@@ -214,6 +220,31 @@ record() { # name status seconds
     fi
     results+=("$(printf '%-26s %-18s %5ss' "$1" "$verdict" "$3")")
 }
+
+# The gate CI holds: formatting, clippy with warnings as errors, no declared dependency the code
+# does not use (cargo-machete, pinned, installed into ~/.cargo/bin when missing: about 3 minutes
+# of compiling on 2 cores the first time, nothing after). NCA_TEST_GATE=0 skips it.
+machete_version=0.9.2
+gate() {
+    cargo fmt --check
+    cargo clippy "${cargo_flags[@]}" --all-targets -- -D warnings
+    if [[ $(cargo machete --version 2>/dev/null) != *"$machete_version"* ]]; then
+        cargo install --locked cargo-machete --version "$machete_version"
+    fi
+    cargo machete
+}
+if [[ ${NCA_TEST_GATE:-1} != 0 ]]; then
+    section "Gate (cargo fmt --check, clippy -D warnings, cargo machete)"
+    start=$SECONDS
+    set +e
+    (
+        set -e
+        gate
+    )
+    rc=$?
+    set -e
+    record "gate" "$rc" "$((SECONDS - start))"
+fi
 
 section "Unit tests (cargo test --lib --bins)"
 start=$SECONDS
