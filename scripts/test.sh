@@ -10,7 +10,7 @@
 # integration binary `it` once per key store: `software`, then `pkcs11`
 # against fresh SoftHSM2 tokens, then schemathesis (PyPI) against the API
 # description (src/http/openapi.json), then the end-to-end browser tests
-# (tests/e2e: Debian's Chromium driven by playwright-core from npm; screenshots
+# (tests/e2e on node:test: Debian's Chromium driven by playwright-core from npm; screenshots
 # in target/e2e-artifacts). Every run goes ahead even when an earlier one
 # failed; the exit status is non-zero if any of them did.
 #
@@ -390,7 +390,7 @@ if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
         cd tests/e2e
         npm ci --no-audit --no-fund
         E2E_ARTIFACTS=$root/target/e2e-artifacts NCA_BIN=$root/target/debug/nca CHROMIUM=$(command -v chromium) \
-            node portal.mjs
+            node --test --test-reporter=spec portal.mjs
     )
     rc=$?
     set -e
@@ -403,7 +403,7 @@ if [[ ${NCA_TEST_E2E:-1} != 0 ]]; then
         set -e
         cd tests/e2e
         E2E_ARTIFACTS=$root/target/e2e-artifacts NCA_BIN=$root/target/debug/nca CHROMIUM=$(command -v chromium) \
-            node cabinet.mjs
+            node --test --test-reporter=spec cabinet.mjs
     )
     rc=$?
     set -e

@@ -1,123 +1,28 @@
 // End-to-end browser tests of the personal cabinet: a real `nca serve`, Debian's Chromium driven
 // by playwright-core, openssl as the independent client (PKCS#12, OCSP), curl as the operator.
 //
-//   node tests/e2e/cabinet.mjs          (after `cargo build`; scripts/test.sh runs it)
+//   node --test tests/e2e/cabinet.mjs  (after `cargo build`; scripts/test.sh runs it)
 //
 // P1 in the browser → the PKCS#12 downloaded → sign-in with that file → P2 from the cabinet →
 // the operator confirms → the new PKCS#12 opens with openssl and the old pair is revoked in
 // OCSP → P3 of the new pair by keyboard only → openssl ocsp says revoked; sign-in with a file
 // `openssl pkcs12 -export -legacy` made; a wrong password and a revoked certificate refused in
 // words; a legal entity's employee through P1; the cabinet in kk, ru and en.
-// Environment as portal.mjs: NCA_BIN, E2E_ARTIFACTS, CHROMIUM, E2E_KEEP=1.
+// One node:test test per step: a failing step is reported and the others still run.
+// Environment: see kit.mjs (NCA_BIN, E2E_ARTIFACTS, CHROMIUM, E2E_KEEP=1).
 
-import { chromium } from 'playwright-core';
-import { spawn, execFileSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { test } from 'node:test';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
+import { e2eKit, watch, texts, CITIZEN, OPERATOR_IIN, PASSWORD } from './kit.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const NCA = process.env.NCA_BIN || path.join(root, 'target/debug/nca');
-const artifacts = path.join(process.env.E2E_ARTIFACTS || path.join(root, 'target/e2e-artifacts'), 'cabinet');
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nca-e2e-cabinet-'));
-const data = path.join(work, 'data');
-fs.mkdirSync(artifacts, { recursive: true });
-
-const texts = Object.fromEntries(['kk', 'ru', 'en'].map((l) =>
-  [l, JSON.parse(fs.readFileSync(path.join(root, 'web/i18n', `${l}.json`), 'utf8'))]));
-
-const CITIZEN = { iin: '850315306048', surname: 'Құнанбай', name: 'Абай', patronymic: 'Құнанбайұлы' };
-const OPERATOR_IIN = '920708497088';
+const kit = e2eKit('cabinet', { sub: true });
+const { artifacts, work, data, run, curl, asOperator, confirm, shot } = kit;
 const ORGANISATION = { bin: '150540041064', name: 'ТОО «Дала Технолоджис»' };
-const PASSWORD = 'correct horse 42';
 const NEW_PASSWORD = 'battery staple 43';
-
-const env = {
-  PATH: process.env.PATH,
-  HOME: process.env.HOME,
-  NCA_DATA_DIR: data,
-  NCA_LISTEN: '127.0.0.1:0',
-  NCA_OPERATOR_LISTEN: '127.0.0.1:0',
-  NCA_KEY_STORE: 'software',
-  NCA_LOG: 'info,sqlx=warn',
-};
-
-const results = [];
-async function test(name, f) {
-  const start = Date.now();
-  try {
-    await f();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}\n${e?.stack || e}`);
-  }
-}
-
-function run(cmd, args, opts = {}) {
-  return execFileSync(cmd, args, { cwd: work, env, maxBuffer: 1 << 26, ...opts });
-}
-
-let server;
 let pub;
 let op;
-
-async function startServer() {
-  const log = fs.openSync(path.join(artifacts, 'serve.log'), 'w');
-  server = spawn(NCA, ['serve'], { cwd: work, env, stdio: ['ignore', 'pipe', log] });
-  const line = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('nca serve did not start in 180 s')), 180000);
-    server.on('exit', (code) => reject(new Error(`nca serve exited: ${code}`)));
-    createInterface({ input: server.stdout }).on('line', (l) => {
-      if (l.startsWith('listening: ')) { clearTimeout(timer); resolve(l); }
-    });
-  });
-  pub = /public=(\S+)/.exec(line)[1];
-  op = /operator=(\S+)/.exec(line)[1];
-}
-
-function curl(...args) {
-  const out = path.join(work, `curl-${Math.random().toString(16).slice(2)}`);
-  const status = Number(run('curl', ['-s', '--max-time', '60', '-o', out, '-w', '%{http_code}', ...args]).toString());
-  const body = fs.existsSync(out) ? fs.readFileSync(out) : Buffer.alloc(0);
-  fs.rmSync(out, { force: true });
-  return { status, body, json: () => JSON.parse(body.toString()) };
-}
-
-function asOperator(dir, method, p, body, ctype = 'application/json') {
-  const args = ['--cacert', path.join(data, 'ca/root.pem'), '--cert', path.join(dir, 'auth.crt'),
-    '--key', path.join(dir, 'auth.key'), '-X', method];
-  if (body !== undefined) {
-    const f = path.join(work, `body-${Math.random().toString(16).slice(2)}`);
-    fs.writeFileSync(f, body);
-    args.push('-H', `content-type: ${ctype}`, '--data-binary', `@${f}`);
-  }
-  return curl(...args, `${op}${p}`);
-}
-
-/** The operator's confirmation (to-be-signed, openssl cms, upload); P1 records the identity step first. */
-function confirm(dir, number, identity) {
-  let r;
-  if (identity) {
-    r = asOperator(dir, 'POST', `/api/v1/operator/applications/${number}/identity`,
-      JSON.stringify({ confirmed: true, documents: ['identity card'] }));
-    assert.equal(r.status, 200, r.body.toString());
-  }
-  r = asOperator(dir, 'GET', `/api/v1/operator/applications/${number}/to-be-signed`);
-  assert.equal(r.status, 200, r.body.toString());
-  const tbs = path.join(work, `${number}.tbs`);
-  fs.writeFileSync(tbs, r.body);
-  run('openssl', ['cms', '-sign', '-binary', '-nodetach', '-outform', 'DER', '-in', tbs,
-    '-signer', path.join(dir, 'sign.crt'), '-inkey', path.join(dir, 'sign.key'), '-out', `${tbs}.p7s`]);
-  r = asOperator(dir, 'POST', `/api/v1/operator/applications/${number}/confirmation`, fs.readFileSync(`${tbs}.p7s`),
-    'application/pkcs7-mime');
-  assert.equal(r.status, 200, r.body.toString());
-  assert.equal(r.json().status, 'completed', r.body.toString());
-}
 
 /** The end-entity certificates and keys of a PKCS#12 file, by openssl: [{cert, key, sign}] (PEM). */
 function pairsOf(file, password) {
@@ -146,21 +51,9 @@ function ocsp(certPem) {
   return /: (good|revoked|unknown)/.exec(out)?.[1];
 }
 
-function watch(page, errors, allowed = () => false) {
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    if (allowed(m.location()?.url || '', m.text())) return;
-    errors.push(`console: ${m.text()} at ${m.location()?.url}`);
-  });
-}
 // A refused sign-in, an ended session, a refused application answer 401/403/422: Chromium logs
 // each as a failed resource. The page shows them in words; the tests check the words.
 const refusalsExpected = (url, text) => /\/api\/v1\/(cabinet|applications)/.test(url) && /40[13]|422/.test(text);
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
-}
 
 async function fillForm(page, lang, who, organisation) {
   const l = (k) => texts[lang][k];
@@ -213,21 +106,11 @@ async function signIn(page, lang, file, password) {
 let browser;
 let opDir;
 
-async function main() {
-  await startServer();
-  console.log(`nca serve: public ${pub}, operator ${op}; artifacts in ${artifacts}`);
-  const centres = JSON.parse(curl(`${pub}/api/v1/centres`).body.toString());
-  const centre = centres.regions[0].localities[0].centres[0].id;
-  opDir = path.join(work, 'operator');
-  run(NCA, ['operator', 'add', '--iin', OPERATOR_IIN, '--surname', 'Сейітқали', '--name', 'Оператор', '--centre', centre,
-    '--out', opDir, '--key-algorithm', 'ec-p256'], { stdio: 'ignore' });
-
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+async function main(t) {
+  await kit.start();
+  ({ pub, op } = kit);
+  opDir = kit.addOperator(kit.firstCentre());
+  browser = await kit.launch();
   const citizen = await browser.newContext({ acceptDownloads: true });
   citizen.setDefaultTimeout(90000);
 
@@ -235,7 +118,7 @@ async function main() {
   let secondFile;
   let secondPairs;
 
-  await test('P1 in the browser, the PKCS#12 downloaded, sign-in with it (a wrong password told in words first)', async () => {
+  await t.test('P1 in the browser, the PKCS#12 downloaded, sign-in with it (a wrong password told in words first)', async () => {
     const page = await citizen.newPage();
     const errors = [];
     watch(page, errors, refusalsExpected);
@@ -269,7 +152,7 @@ async function main() {
     await page.close();
   });
 
-  await test('P2 from the cabinet: confirmed, the new PKCS#12 opens with openssl, the old pair is revoked in OCSP', async () => {
+  await t.test('P2 from the cabinet: confirmed, the new PKCS#12 opens with openssl, the old pair is revoked in OCSP', async () => {
     const page = await citizen.newPage();
     const errors = [];
     watch(page, errors, refusalsExpected);
@@ -301,7 +184,7 @@ async function main() {
     await page.close();
   });
 
-  await test('sign-in with a file openssl pkcs12 -export -legacy made (3DES key, RC2 certificates, SHA-1 MAC), in Russian', async () => {
+  await t.test('sign-in with a file openssl pkcs12 -export -legacy made (3DES key, RC2 certificates, SHA-1 MAC), in Russian', async () => {
     const auth = secondPairs.find((p) => !p.sign);
     fs.writeFileSync(path.join(work, 'auth.key'), auth.key);
     fs.writeFileSync(path.join(work, 'auth.crt'), auth.cert);
@@ -326,7 +209,7 @@ async function main() {
     await page.close();
   });
 
-  await test('P3 of the new pair by keyboard only; openssl ocsp says revoked; the revoked certificate cannot sign in', async () => {
+  await t.test('P3 of the new pair by keyboard only; openssl ocsp says revoked; the revoked certificate cannot sign in', async () => {
     const page = await citizen.newPage();
     const errors = [];
     watch(page, errors, refusalsExpected);
@@ -368,7 +251,7 @@ async function main() {
     await page.close();
   });
 
-  await test('a legal entity\'s employee applies through P1 and gets the legal profiles', async () => {
+  await t.test('a legal entity\'s employee applies through P1 and gets the legal profiles', async () => {
     const page = await citizen.newPage();
     const errors = [];
     watch(page, errors);
@@ -406,7 +289,7 @@ async function main() {
     await page.close();
   });
 
-  await test('the cabinet speaks kk, ru and en with the names the issue lists in English', async () => {
+  await t.test('the cabinet speaks kk, ru and en with the names the issue lists in English', async () => {
     const page = await citizen.newPage();
     const errors = [];
     watch(page, errors);
@@ -437,17 +320,10 @@ async function main() {
   await citizen.close();
 }
 
-try {
-  await main();
-} catch (e) {
-  results.push({ name: 'set-up', ok: false });
-  console.log(`FAIL set-up\n${e?.stack || e}`);
-} finally {
-  await browser?.close().catch(() => {});
-  server?.kill();
-  if (process.env.E2E_KEEP !== '1') fs.rmSync(work, { recursive: true, force: true });
-  else console.log(`kept ${work}`);
-}
-const failed = results.filter((r) => !r.ok).length;
-console.log(`${results.length - failed} passed, ${failed} failed; artifacts in ${artifacts}`);
-process.exit(failed ? 1 : 0);
+test('the personal cabinet in a browser', async (t) => {
+  try {
+    await main(t);
+  } finally {
+    await kit.finish();
+  }
+});

@@ -1,129 +1,25 @@
 // End-to-end browser tests of the portal, the operator console and the administrators' pages:
 // a real `nca serve` (target/debug/nca, fresh data directory, free ports), Debian's Chromium
-// driven by playwright-core, openssl and curl as the operator's tools.
+// driven by playwright-core, openssl and curl as the operator's tools. One node:test test per
+// step of the scenario: a failing step is reported and the others still run.
 //
-//   node tests/e2e/portal.mjs          (after `cargo build`; scripts/test.sh runs it)
+//   node --test tests/e2e/portal.mjs   (after `cargo build`; scripts/test.sh runs it)
 //
-// Environment: NCA_BIN (default target/debug/nca), E2E_ARTIFACTS (default
-// target/e2e-artifacts: screenshots, the PKCS#12 files, the server's log), CHROMIUM
-// (default /usr/bin/chromium), E2E_KEEP=1 keeps the temporary directory.
+// Environment: see kit.mjs (NCA_BIN, E2E_ARTIFACTS, CHROMIUM, E2E_KEEP=1).
 
-import { chromium } from 'playwright-core';
-import { spawn, execFileSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { test } from 'node:test';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
+import { e2eKit, watch, texts, CITIZEN, OPERATOR_IIN, PASSWORD } from './kit.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const NCA = process.env.NCA_BIN || path.join(root, 'target/debug/nca');
-const artifacts = process.env.E2E_ARTIFACTS || path.join(root, 'target/e2e-artifacts');
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nca-e2e-'));
-const data = path.join(work, 'data');
-fs.mkdirSync(artifacts, { recursive: true });
-
-const texts = Object.fromEntries(['kk', 'ru', 'en'].map((l) =>
-  [l, JSON.parse(fs.readFileSync(path.join(root, 'web/i18n', `${l}.json`), 'utf8'))]));
-
-// The demo registry's people (ca-config/registry-sample.csv).
-const CITIZEN = { iin: '850315306048', surname: 'Құнанбай', name: 'Абай', patronymic: 'Құнанбайұлы' };
-const OPERATOR_IIN = '920708497088';
-const PASSWORD = 'correct horse 42';
-
-const env = {
-  PATH: process.env.PATH,
-  HOME: process.env.HOME,
-  NCA_DATA_DIR: data,
-  NCA_LISTEN: '127.0.0.1:0',
-  NCA_OPERATOR_LISTEN: '127.0.0.1:0',
-  NCA_KEY_STORE: 'software',
-  NCA_LOG: 'info,sqlx=warn',
-};
-
-const results = [];
-async function test(name, f) {
-  const start = Date.now();
-  try {
-    await f();
-    results.push({ name, ok: true });
-    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}\n${e?.stack || e}`);
-  }
-}
-
-function run(cmd, args, opts = {}) {
-  return execFileSync(cmd, args, { cwd: work, env, maxBuffer: 1 << 26, ...opts });
-}
-
-function nca(...args) {
-  return run(NCA, args, { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
-}
-
-let server;
+const kit = e2eKit('portal');
+const { artifacts, work, data, run, curl, asOperator, signAsOperator, shot } = kit;
 let pub;
 let op;
 
-async function startServer() {
-  const log = fs.openSync(path.join(artifacts, 'serve.log'), 'w');
-  server = spawn(NCA, ['serve'], { cwd: work, env, stdio: ['ignore', 'pipe', log] });
-  const line = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('nca serve did not start in 180 s')), 180000);
-    server.on('exit', (code) => reject(new Error(`nca serve exited: ${code}`)));
-    createInterface({ input: server.stdout }).on('line', (l) => {
-      if (l.startsWith('listening: ')) { clearTimeout(timer); resolve(l); }
-    });
-  });
-  pub = /public=(\S+)/.exec(line)[1];
-  op = /operator=(\S+)/.exec(line)[1];
-}
-
-/** curl: {status, body (Buffer)}. */
-function curl(...args) {
-  const out = path.join(work, `curl-${Math.random().toString(16).slice(2)}`);
-  const status = Number(run('curl', ['-s', '--max-time', '60', '-o', out, '-w', '%{http_code}', ...args]).toString());
-  const body = fs.existsSync(out) ? fs.readFileSync(out) : Buffer.alloc(0);
-  fs.rmSync(out, { force: true });
-  return { status, body, json: () => JSON.parse(body.toString()) };
-}
-
-/** A request on the operator listener with the credentials in `dir`. */
-function asOperator(dir, method, p, body, ctype = 'application/json') {
-  const args = ['--cacert', path.join(data, 'ca/root.pem'), '--cert', path.join(dir, 'auth.crt'),
-    '--key', path.join(dir, 'auth.key'), '-X', method];
-  if (body !== undefined) {
-    const f = path.join(work, `body-${Math.random().toString(16).slice(2)}`);
-    fs.writeFileSync(f, body);
-    args.push('-H', `content-type: ${ctype}`, '--data-binary', `@${f}`);
-  }
-  return curl(...args, `${op}${p}`);
-}
-
-/** The operator's CMS signature (openssl cms, as `nca station sign` makes it) over `file`. */
-function signAsOperator(dir, file) {
-  const out = `${file}.p7s`;
-  run('openssl', ['cms', '-sign', '-binary', '-nodetach', '-outform', 'DER', '-in', file,
-    '-signer', path.join(dir, 'sign.crt'), '-inkey', path.join(dir, 'sign.key'), '-out', out]);
-  return out;
-}
-
 /** P1 through the API, as an operator at the centre: identity, to-be-signed, signature, confirmation. */
-function confirmThroughApi(dir, number) {
-  let r = asOperator(dir, 'POST', `/api/v1/operator/applications/${number}/identity`,
-    JSON.stringify({ confirmed: true, documents: ['identity card'] }));
-  assert.equal(r.status, 200, r.body.toString());
-  r = asOperator(dir, 'GET', `/api/v1/operator/applications/${number}/to-be-signed`);
-  assert.equal(r.status, 200, r.body.toString());
-  const tbs = path.join(work, `${number}.tbs`);
-  fs.writeFileSync(tbs, r.body);
-  r = asOperator(dir, 'POST', `/api/v1/operator/applications/${number}/confirmation`, fs.readFileSync(signAsOperator(dir, tbs)),
-    'application/pkcs7-mime');
-  assert.equal(r.status, 200, r.body.toString());
-  assert.equal(r.json().status, 'completed', r.body.toString());
-}
+const confirmThroughApi = (dir, number) => kit.confirm(dir, number, true);
 
 /** Public keys (PEM) of what a PEM text holds: private keys or certificates. */
 function publicKeys(pemText, kind) {
@@ -151,21 +47,6 @@ function checkPkcs12(file, password) {
   assert.throws(() => run('openssl', ['pkcs12', '-in', file, '-passin', 'pass:wrong', '-nodes'], { stdio: 'ignore' }));
 }
 
-/** Console errors and uncaught exceptions of a page, except the statuses `allowed(url, text)` expects. */
-function watch(page, errors, allowed = () => false) {
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const url = m.location()?.url || '';
-    if (allowed(url, m.text())) return;
-    errors.push(`console: ${m.text()} at ${url}`);
-  });
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
-}
-
 /** Fills the form as a citizen would: by the labels of the page's language. */
 async function fillForm(page, lang, who) {
   const l = (k) => texts[lang][k];
@@ -188,26 +69,17 @@ let browser;
 let opDir;
 let centre;
 
-async function main() {
-  await startServer();
-  console.log(`nca serve: public ${pub}, operator ${op}; artifacts in ${artifacts}`);
-  const centres = JSON.parse(curl(`${pub}/api/v1/centres`).body.toString());
-  centre = centres.regions[0].localities[0].centres[0].id;
-  opDir = path.join(work, 'operator');
-  nca('operator', 'add', '--iin', OPERATOR_IIN, '--surname', 'Сейітқали', '--name', 'Оператор', '--centre', centre,
-    '--out', opDir, '--key-algorithm', 'ec-p256');
-
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+async function main(t) {
+  await kit.start();
+  ({ pub, op } = kit);
+  centre = kit.firstCentre();
+  opDir = kit.addOperator(centre);
+  browser = await kit.launch();
   const citizen = await browser.newContext({ acceptDownloads: true });
   // Two cores shared with compilers: key generation and PBKDF2 can be slow.
   citizen.setDefaultTimeout(90000);
 
-  await test('the English form has the labels of appendix 2 and the policy comes before it', async () => {
+  await t.test('the English form has the labels of appendix 2 and the policy comes before it', async () => {
     const page = await citizen.newPage();
     const errors = [];
     watch(page, errors);
@@ -254,7 +126,7 @@ async function main() {
   });
 
   for (const lang of ['kk', 'ru', 'en']) {
-    await test(`a citizen applies in ${lang}, is confirmed, downloads a PKCS#12 that openssl opens, answers the survey`, async () => {
+    await t.test(`a citizen applies in ${lang}, is confirmed, downloads a PKCS#12 that openssl opens, answers the survey`, async () => {
       const page = await citizen.newPage();
       const errors = [];
       watch(page, errors);
@@ -304,7 +176,7 @@ async function main() {
     });
   }
 
-  await test('a refusal is shown with its reason, on the form and on the status page', async () => {
+  await t.test('a refusal is shown with its reason, on the form and on the status page', async () => {
     const page = await citizen.newPage();
     const errors = [];
     // The contract answers a refusal 422, which Chromium reports as a failed resource.
@@ -324,7 +196,7 @@ async function main() {
     await page.close();
   });
 
-  await test('the operator console confirms an application with an uploaded CMS', async () => {
+  await t.test('the operator console confirms an application with an uploaded CMS', async () => {
     // An application from the API, as another client of the contract would send it.
     const csrs = ['auth', 'sign'].map((w) => {
       const key = path.join(work, `api-${w}.key`);
@@ -385,7 +257,7 @@ async function main() {
     await ctx.close();
   });
 
-  await test('the administrators\' pages show CRL status, operators and the survey, and tolerate reports not there yet', async () => {
+  await t.test('the administrators\' pages show CRL status, operators and the survey, and tolerate reports not there yet', async () => {
     const ctx = await browser.newContext({
       ignoreHTTPSErrors: true,
       clientCertificates: [{ origin: op, certPath: path.join(data, 'admin/auth.crt'), keyPath: path.join(data, 'admin/auth.key') }],
@@ -433,17 +305,10 @@ async function main() {
   await citizen.close();
 }
 
-try {
-  await main();
-} catch (e) {
-  results.push({ name: 'set-up', ok: false });
-  console.log(`FAIL set-up\n${e?.stack || e}`);
-} finally {
-  await browser?.close().catch(() => {});
-  server?.kill();
-  if (process.env.E2E_KEEP !== '1') fs.rmSync(work, { recursive: true, force: true });
-  else console.log(`kept ${work}`);
-}
-const failed = results.filter((r) => !r.ok).length;
-console.log(`${results.length - failed} passed, ${failed} failed; artifacts in ${artifacts}`);
-process.exit(failed ? 1 : 0);
+test('the portal, the console and the admin pages in a browser', async (t) => {
+  try {
+    await main(t);
+  } finally {
+    await kit.finish();
+  }
+});
