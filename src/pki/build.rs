@@ -343,3 +343,173 @@ pub fn assemble(tbs_der: &[u8], signature: KeyAlgorithm, sig: &[u8]) -> Result<V
     out.extend_from_slice(&bits);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use der::Decode;
+    use x509_cert::Certificate;
+
+    use super::*;
+    use crate::keys::Signer;
+    use crate::keys::{SoftwareKey, new_pkcs8};
+    use crate::pki::profile::{EMBEDDED, Profile};
+    use crate::pki::{lint, subject};
+
+    const NOW: i64 = 1_800_000_000;
+    const YEAR: i64 = 365 * 86_400;
+
+    fn key() -> SoftwareKey {
+        SoftwareKey::from_pkcs8("test", &new_pkcs8(KeyAlgorithm::EcP256).unwrap()).unwrap()
+    }
+
+    fn spki(k: &SoftwareKey) -> SubjectPublicKeyInfoOwned {
+        SubjectPublicKeyInfoOwned::from_der(k.spki_der()).unwrap()
+    }
+
+    /// An independent check of a P-256 signature (not the key's own code path).
+    fn verifies(spki: &SubjectPublicKeyInfoOwned, msg: &[u8], sig: &[u8]) -> bool {
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            spki.subject_public_key.raw_bytes(),
+        )
+        .verify(msg, sig)
+        .is_ok()
+    }
+
+    fn urls() -> IssuerUrls {
+        IssuerUrls {
+            ca_issuers: "http://nca.test/ca/issuing.cer".into(),
+            crl: "http://nca.test/crl/issuing.crl".into(),
+            delta_crl: "http://nca.test/crl/issuing-delta.crl".into(),
+            ocsp: "http://nca.test/ocsp".into(),
+            cps: "http://nca.test/cps".into(),
+        }
+    }
+
+    fn profile(name: &str) -> Profile {
+        let (_, text) = EMBEDDED.iter().find(|(n, _)| *n == name).unwrap();
+        Profile::parse(name, text).unwrap()
+    }
+
+    /// A self-signed root's TBS over `k`, as the ceremony shapes it.
+    fn root_tbs(k: &SoftwareKey) -> TbsCertificate {
+        let name = Name::from_str("CN=Test Root").unwrap();
+        tbs(TbsParts {
+            serial: random_serial(),
+            signature: KeyAlgorithm::EcP256,
+            issuer: name.clone(),
+            not_before: NOW,
+            not_after: NOW + 10 * YEAR,
+            subject: name,
+            spki: spki(k),
+            extensions: ca_extensions(&spki(k), None, &[], Some(1)).unwrap(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_root_is_built_signed_and_decodes_with_its_fields_and_a_signature_that_verifies() {
+        let k = key();
+        let tbs_der = root_tbs(&k).to_der().unwrap();
+        let facts = lint::IssuerFacts {
+            subject_der: &Name::from_str("CN=Test Root").unwrap().to_der().unwrap(),
+            ski: &key_identifier(&spki(&k)),
+            algorithm: KeyAlgorithm::EcP256,
+            not_before: NOW,
+            not_after: NOW + 10 * YEAR,
+        };
+        lint::ca(&tbs_der, &facts).unwrap();
+        let sig = k.sign_blocking(&tbs_der).unwrap();
+        let der = assemble(&tbs_der, KeyAlgorithm::EcP256, &sig).unwrap();
+
+        let cert = Certificate::from_der(&der).unwrap();
+        let t = &cert.tbs_certificate;
+        assert_eq!(t.to_der().unwrap(), tbs_der, "the signed bytes are the linted ones");
+        assert_eq!(t.version, Version::V3);
+        assert_eq!(t.serial_number.as_bytes().len(), 20);
+        assert_eq!(t.issuer, t.subject);
+        assert_eq!(cert.signature_algorithm, KeyAlgorithm::EcP256.signature_algorithm());
+        assert!(matches!(t.validity.not_before, Time::UtcTime(_)));
+        assert_eq!(
+            t.validity.not_after.to_unix_duration().as_secs() as i64,
+            NOW + 10 * YEAR
+        );
+        let exts = t.extensions.as_ref().unwrap();
+        let bc = exts.iter().find(|e| e.extn_id == BasicConstraints::OID).unwrap();
+        let bc_value = BasicConstraints::from_der(bc.extn_value.as_bytes()).unwrap();
+        assert!(bc.critical && bc_value.ca && bc_value.path_len_constraint == Some(1));
+        let ku = exts.iter().find(|e| e.extn_id == KeyUsage::OID).unwrap();
+        assert!(ku.critical);
+        assert_eq!(
+            KeyUsage::from_der(ku.extn_value.as_bytes()).unwrap(),
+            KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)
+        );
+        let ski = exts.iter().find(|e| e.extn_id == SubjectKeyIdentifier::OID).unwrap();
+        assert_eq!(
+            SubjectKeyIdentifier::from_der(ski.extn_value.as_bytes())
+                .unwrap()
+                .0
+                .as_bytes(),
+            key_identifier(&spki(&k))
+        );
+        assert!(
+            !exts.iter().any(|e| e.extn_id == CrlDistributionPoints::OID),
+            "a root has no CDP"
+        );
+
+        let sig_bits = cert.signature.raw_bytes();
+        assert!(verifies(&t.subject_public_key_info, &tbs_der, sig_bits));
+        let mut tampered = tbs_der.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(!verifies(&t.subject_public_key_info, &tampered, sig_bits));
+    }
+
+    #[test]
+    fn an_ocsp_responder_certificate_has_its_profile_s_extensions_and_no_revocation_pointers() {
+        let (issuer_key, k) = (key(), key());
+        let p = profile("ocsp");
+        let input = subject::SubjectInput {
+            common_name: Some("Test OCSP responder".into()),
+            ..Default::default()
+        };
+        let s = subject::build(&p, &input, "KZ").unwrap();
+        let issuer_ski = key_identifier(&spki(&issuer_key));
+        let exts = leaf_extensions(&p, &s, &spki(&k), KeyAlgorithm::EcP256, &issuer_ski, &urls()).unwrap();
+        let find = |oid| exts.iter().find(|e| e.extn_id == oid);
+        assert_eq!(
+            ExtendedKeyUsage::from_der(find(ExtendedKeyUsage::OID).unwrap().extn_value.as_bytes())
+                .unwrap()
+                .0,
+            vec![const_oid::db::rfc5280::ID_KP_OCSP_SIGNING]
+        );
+        assert_eq!(find(OCSP_NOCHECK).unwrap().extn_value.as_bytes(), [0x05, 0x00]);
+        assert!(find(CrlDistributionPoints::OID).is_none() && find(AuthorityInfoAccessSyntax::OID).is_none());
+        let aki =
+            AuthorityKeyIdentifier::from_der(find(AuthorityKeyIdentifier::OID).unwrap().extn_value.as_bytes()).unwrap();
+        assert_eq!(aki.key_identifier.unwrap().as_bytes(), issuer_ski);
+        assert_eq!(
+            KeyUsage::from_der(find(KeyUsage::OID).unwrap().extn_value.as_bytes()).unwrap(),
+            KeyUsage(KeyUsages::DigitalSignature.into())
+        );
+    }
+
+    #[test]
+    fn times_switch_to_generalized_in_2050_and_serials_are_positive_20_octets() {
+        let end_2049 = 2_524_607_999; // 2049-12-31T23:59:59Z
+        assert!(matches!(x509_time(end_2049).unwrap(), Time::UtcTime(_)));
+        assert!(matches!(x509_time(end_2049 + 1).unwrap(), Time::GeneralTime(_)));
+        let a = random_serial();
+        assert_eq!(a.len(), 20);
+        assert!((0x10..=0x7f).contains(&a[0]));
+        assert_ne!(a, random_serial());
+        // An EC key never gets keyEncipherment, whatever the profile asks.
+        let ku = key_usage(
+            &[KeyUsageBit::DigitalSignature, KeyUsageBit::KeyEncipherment],
+            KeyAlgorithm::EcP256,
+        );
+        assert_eq!(ku, KeyUsage(KeyUsages::DigitalSignature.into()));
+    }
+}

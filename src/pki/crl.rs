@@ -447,4 +447,159 @@ mod tests {
             );
         }
     }
+
+    use der::Decode;
+    use x509_cert::crl::{CertificateList, TbsCertList};
+    use x509_cert::ext::pkix::CrlReason;
+
+    use crate::keys::{KeyAlgorithm, Signer, SoftwareKey, new_pkcs8};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn issuer_name() -> Vec<u8> {
+        use std::str::FromStr;
+        x509_cert::name::Name::from_str("CN=Test Issuing CA")
+            .unwrap()
+            .to_der()
+            .unwrap()
+    }
+
+    fn scope<'a>(name: &'a [u8], root: bool) -> Scope<'a> {
+        Scope {
+            algorithm: KeyAlgorithm::EcP256,
+            issuer_der: name,
+            ski: &[7; 20],
+            distribution_point: (!root).then_some("http://nca.test/crl/issuing.crl"),
+            freshest: (!root).then_some("http://nca.test/crl/issuing-delta.crl"),
+        }
+    }
+
+    fn entries(list: &[Entry<'_>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in list {
+            encode_entry(e, &mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_full_crl_decodes_with_its_entries_extensions_and_a_signature_that_verifies() {
+        let name = issuer_name();
+        let list = entries(&[
+            Entry {
+                serial_hex: "01",
+                date: NOW - 60,
+                reason: 0,
+                invalidity: None,
+            },
+            // Top bit set: the integer gets a leading zero and stays positive.
+            Entry {
+                serial_hex: "ff00aa",
+                date: NOW - 30,
+                reason: 1,
+                invalidity: Some(NOW - 3600),
+            },
+        ]);
+        let der = tbs(&scope(&name, false), 42, NOW, NOW + FULL_VALID, &list, None).unwrap();
+        let t = TbsCertList::from_der(&der).unwrap();
+        assert_eq!(t.version, x509_cert::Version::V2);
+        assert_eq!(t.signature, KeyAlgorithm::EcP256.signature_algorithm());
+        assert_eq!(t.issuer.to_der().unwrap(), name);
+        assert_eq!(t.this_update.to_unix_duration().as_secs() as i64, NOW);
+        assert_eq!(
+            t.next_update.unwrap().to_unix_duration().as_secs() as i64,
+            NOW + FULL_VALID
+        );
+        let revoked = t.revoked_certificates.as_ref().unwrap();
+        assert_eq!(revoked.len(), 2);
+        assert_eq!(revoked[0].serial_number.as_bytes(), [0x01]);
+        assert!(
+            revoked[0].crl_entry_extensions.is_none(),
+            "unspecified has no reasonCode"
+        );
+        assert_eq!(revoked[1].serial_number.as_bytes(), [0x00, 0xff, 0x00, 0xaa]);
+        let exts = revoked[1].crl_entry_extensions.as_ref().unwrap();
+        assert_eq!(
+            CrlReason::from_der(exts[0].extn_value.as_bytes()).unwrap(),
+            CrlReason::KeyCompromise
+        );
+        let inv = der::asn1::GeneralizedTime::from_der(exts[1].extn_value.as_bytes()).unwrap();
+        assert_eq!(inv.to_unix_duration().as_secs() as i64, NOW - 3600);
+
+        let exts = t.crl_extensions.as_ref().unwrap();
+        let find = |oid| exts.iter().find(|e| e.extn_id == oid);
+        let number = CrlNumber::from_der(find(CrlNumber::OID).unwrap().extn_value.as_bytes()).unwrap();
+        assert_eq!(number.0.as_bytes(), [42]);
+        let idp = find(ISSUING_DISTRIBUTION_POINT).unwrap();
+        assert!(idp.critical);
+        let idp = IssuingDistributionPoint::from_der(idp.extn_value.as_bytes()).unwrap();
+        assert!(matches!(
+            idp.distribution_point,
+            Some(DistributionPointName::FullName(ref n))
+                if matches!(&n[0], GeneralName::UniformResourceIdentifier(u) if u.as_str() == "http://nca.test/crl/issuing.crl")
+        ));
+        assert!(find(FreshestCrl::OID).is_some(), "a full CRL points at its deltas");
+        assert!(find(DELTA_CRL_INDICATOR).is_none());
+
+        // Signed as the CA signs it; verified by ring on the decoded list's bytes.
+        let key = SoftwareKey::from_pkcs8("t", &new_pkcs8(KeyAlgorithm::EcP256).unwrap()).unwrap();
+        let sig = key.sign_blocking(&der).unwrap();
+        let crl = build::assemble(&der, KeyAlgorithm::EcP256, &sig).unwrap();
+        let crl = CertificateList::from_der(&crl).unwrap();
+        assert_eq!(crl.tbs_cert_list.to_der().unwrap(), der);
+        let spki = spki::SubjectPublicKeyInfoOwned::from_der(key.spki_der()).unwrap();
+        let verifier = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            spki.subject_public_key.raw_bytes(),
+        );
+        assert!(verifier.verify(&der, crl.signature.raw_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_delta_names_its_base_and_the_root_s_crl_has_no_scope_to_match() {
+        let name = issuer_name();
+        let delta = tbs(&scope(&name, false), 43, NOW, NOW + DELTA_VALID, &[], Some(42)).unwrap();
+        let t = TbsCertList::from_der(&delta).unwrap();
+        assert!(
+            t.revoked_certificates.is_none(),
+            "an empty list is left out, not an empty SEQUENCE"
+        );
+        let exts = t.crl_extensions.unwrap();
+        let indicator = exts.iter().find(|e| e.extn_id == DELTA_CRL_INDICATOR).unwrap();
+        assert!(indicator.critical);
+        assert_eq!(
+            der::asn1::Uint::from_der(indicator.extn_value.as_bytes())
+                .unwrap()
+                .as_bytes(),
+            [42]
+        );
+        assert!(
+            !exts.iter().any(|e| e.extn_id == FreshestCrl::OID),
+            "a delta does not point at deltas"
+        );
+        assert!(
+            exts.iter().any(|e| e.extn_id == ISSUING_DISTRIBUTION_POINT),
+            "the same IDP as its base"
+        );
+
+        let root = tbs(&scope(&name, true), 1, NOW, NOW + ROOT_VALID, &[], None).unwrap();
+        let exts = TbsCertList::from_der(&root).unwrap().crl_extensions.unwrap();
+        let oids: Vec<_> = exts.iter().map(|e| e.extn_id).collect();
+        assert_eq!(oids, [AuthorityKeyIdentifier::OID, CrlNumber::OID]);
+    }
+
+    #[test]
+    fn a_serial_that_is_not_one_is_refused() {
+        let mut out = Vec::new();
+        for bad in ["", "0", "zz", &"ab".repeat(22)] {
+            let e = Entry {
+                serial_hex: bad,
+                date: NOW,
+                reason: 0,
+                invalidity: None,
+            };
+            assert!(encode_entry(&e, &mut out).is_err(), "{bad:?}");
+        }
+        assert!(out.is_empty(), "a refused entry writes nothing");
+    }
 }

@@ -263,3 +263,184 @@ pub fn ca(tbs_der: &[u8], issuer: &IssuerFacts<'_>) -> Result<(), LintError> {
     }
     if f.is_empty() { Ok(()) } else { Err(LintError(f)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use x509_cert::ext::Extension;
+    use x509_cert::name::Name;
+
+    use super::*;
+    use crate::keys::{Signer, SoftwareKey, new_pkcs8};
+    use crate::pki::build::{IssuerUrls, TbsParts};
+    use crate::pki::profile::EMBEDDED;
+    use crate::pki::subject;
+
+    const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    struct Fixture {
+        issuer_name: Vec<u8>,
+        issuer_ski: Vec<u8>,
+        profile: Profile,
+        parts: TbsParts,
+    }
+
+    impl Fixture {
+        /// An OCSP responder's TBS as the builder makes it, under an issuer valid for ten years.
+        fn new() -> Fixture {
+            let key = |()| SoftwareKey::from_pkcs8("t", &new_pkcs8(KeyAlgorithm::EcP256).unwrap()).unwrap();
+            let (issuer, leaf) = (key(()), key(()));
+            let spki_of = |k: &SoftwareKey| spki::SubjectPublicKeyInfoOwned::from_der(k.spki_der()).unwrap();
+            let issuer_ski = build::key_identifier(&spki_of(&issuer));
+            let (_, text) = EMBEDDED.iter().find(|(n, _)| *n == "ocsp").unwrap();
+            let profile = Profile::parse("ocsp", text).unwrap();
+            let input = subject::SubjectInput {
+                common_name: Some("Test OCSP responder".into()),
+                ..Default::default()
+            };
+            let s = subject::build(&profile, &input, "KZ").unwrap();
+            let urls = IssuerUrls {
+                ca_issuers: "http://nca.test/ca.cer".into(),
+                crl: "http://nca.test/ca.crl".into(),
+                delta_crl: "http://nca.test/ca-delta.crl".into(),
+                ocsp: "http://nca.test/ocsp".into(),
+                cps: "http://nca.test/cps".into(),
+            };
+            let extensions =
+                build::leaf_extensions(&profile, &s, &spki_of(&leaf), KeyAlgorithm::EcP256, &issuer_ski, &urls)
+                    .unwrap();
+            let issuer_name = Name::from_str("CN=Test Issuing CA").unwrap();
+            Fixture {
+                issuer_name: issuer_name.to_der().unwrap(),
+                issuer_ski,
+                profile,
+                parts: TbsParts {
+                    serial: build::random_serial(),
+                    signature: KeyAlgorithm::EcP256,
+                    issuer: issuer_name,
+                    not_before: NOW,
+                    not_after: NOW + 90 * DAY,
+                    subject: s.name,
+                    spki: spki_of(&leaf),
+                    extensions,
+                },
+            }
+        }
+
+        fn lint(&self) -> Result<(), LintError> {
+            let tbs = build::tbs(TbsParts {
+                serial: self.parts.serial.clone(),
+                signature: self.parts.signature,
+                issuer: self.parts.issuer.clone(),
+                not_before: self.parts.not_before,
+                not_after: self.parts.not_after,
+                subject: self.parts.subject.clone(),
+                spki: self.parts.spki.clone(),
+                extensions: self.parts.extensions.clone(),
+            })
+            .unwrap();
+            leaf(&tbs.to_der().unwrap(), &self.profile, &self.facts())
+        }
+
+        fn facts(&self) -> IssuerFacts<'_> {
+            IssuerFacts {
+                subject_der: &self.issuer_name,
+                ski: &self.issuer_ski,
+                algorithm: KeyAlgorithm::EcP256,
+                not_before: NOW - DAY,
+                not_after: NOW + 3650 * DAY,
+            }
+        }
+    }
+
+    /// The findings of `f` after `change`, which must include `want`.
+    fn refused(change: impl FnOnce(&mut Fixture), want: &str) {
+        let mut f = Fixture::new();
+        change(&mut f);
+        let findings = f.lint().expect_err("the linter let it through").0;
+        assert!(
+            findings.iter().any(|x| x.contains(want)),
+            "{want:?} not in {findings:?}"
+        );
+    }
+
+    #[test]
+    fn the_builder_s_certificate_passes() {
+        Fixture::new().lint().unwrap();
+    }
+
+    #[test]
+    fn each_fault_is_refused_with_its_finding() {
+        refused(|f| f.parts.serial = vec![0x01; 8], "fewer than 64 random bits");
+        refused(
+            |f| f.parts.signature = KeyAlgorithm::Rsa2048,
+            "signature algorithm differs",
+        );
+        refused(
+            |f| f.parts.issuer = Name::from_str("CN=Someone Else").unwrap(),
+            "issuer name differs",
+        );
+        refused(
+            |f| f.parts.not_after = f.parts.not_before,
+            "notBefore is not before notAfter",
+        );
+        refused(|f| f.parts.not_after = NOW + 4000 * DAY, "not inside the issuer's");
+        refused(
+            |f| f.parts.subject = Name::from_str("O=No Common Name").unwrap(),
+            "subject has no CN",
+        );
+        refused(
+            |f| f.parts.extensions.retain(|e| e.extn_id != KeyUsage::OID),
+            "keyUsage missing",
+        );
+        refused(
+            |f| {
+                for e in &mut f.parts.extensions {
+                    if e.extn_id == KeyUsage::OID {
+                        e.critical = false;
+                    }
+                }
+            },
+            "keyUsage is not critical",
+        );
+        refused(
+            |f| f.parts.extensions.retain(|e| e.extn_id != OCSP_NOCHECK),
+            "id-pkix-ocsp-nocheck missing",
+        );
+        refused(
+            |f| {
+                let bc = x509_cert::ext::pkix::BasicConstraints {
+                    ca: false,
+                    path_len_constraint: None,
+                };
+                f.parts.extensions.push(Extension {
+                    extn_id: x509_cert::ext::pkix::BasicConstraints::OID,
+                    critical: true,
+                    extn_value: der::asn1::OctetString::new(bc.to_der().unwrap()).unwrap(),
+                });
+            },
+            "end-entity certificate with basicConstraints",
+        );
+        refused(
+            |f| {
+                let twice = f.parts.extensions[0].clone();
+                f.parts.extensions.push(twice);
+            },
+            "appears twice",
+        );
+        refused(
+            |f| f.issuer_ski = vec![0; 20],
+            "authorityKeyIdentifier missing or not the issuer's key",
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_tbs_are_refused() {
+        let f = Fixture::new();
+        let e = leaf(b"\x30\x03\x02\x01", &f.profile, &f.facts()).unwrap_err();
+        assert!(e.0[0].starts_with("TBS does not decode"), "{e}");
+        assert!(ca(&[], &f.facts()).is_err());
+    }
+}
