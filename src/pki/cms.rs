@@ -352,3 +352,121 @@ impl Ca {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use der::{Decode, Encode};
+    use x509_cert::name::Name;
+
+    use super::*;
+    use crate::keys::{KeyAlgorithm, Signer, SoftwareKey, new_pkcs8};
+    use crate::pki::build::{self, TbsParts};
+    use crate::pki::signed_data;
+
+    fn now() -> i64 {
+        crate::store::now()
+    }
+
+    /// A P-256 key and a self-signed certificate of it (what the signer's certificate needs to
+    /// be for these checks: its key).
+    fn signer(cn: &str) -> (SoftwareKey, Vec<u8>) {
+        let key = SoftwareKey::from_pkcs8(cn, &new_pkcs8(KeyAlgorithm::EcP256).unwrap()).unwrap();
+        let spki = spki::SubjectPublicKeyInfoOwned::from_der(key.spki_der()).unwrap();
+        let name = Name::from_str(&format!("CN={cn}")).unwrap();
+        let tbs = build::tbs(TbsParts {
+            serial: build::random_serial(),
+            signature: KeyAlgorithm::EcP256,
+            issuer: name.clone(),
+            not_before: now() - 60,
+            not_after: now() + 86_400,
+            subject: name,
+            spki: spki.clone(),
+            extensions: build::ca_extensions(&spki, None, &[], None).unwrap(),
+        })
+        .unwrap()
+        .to_der()
+        .unwrap();
+        let sig = key.sign_blocking(&tbs).unwrap();
+        (key, build::assemble(&tbs, KeyAlgorithm::EcP256, &sig).unwrap())
+    }
+
+    #[test]
+    fn an_attached_signature_reads_names_its_signer_and_verifies() {
+        let (key, cert_der) = signer("Signer");
+        let cert = Certificate::from_der(&cert_der).unwrap();
+        let content = "өтінім 2026-0001".as_bytes();
+        let der = signed_data::sign(&key, &cert_der, content, true).unwrap();
+
+        let signed = read(&der, None).unwrap();
+        assert_eq!(signed.content, content);
+        assert_eq!(
+            signed.serial,
+            hex::encode(cert.tbs_certificate.serial_number.as_bytes())
+        );
+        if let Some(issuer) = &signed.issuer_der {
+            assert_eq!(issuer, &cert.tbs_certificate.issuer.to_der().unwrap());
+        }
+        assert_eq!(
+            signed.certificates().next(),
+            Some(&cert),
+            "the certificate travels along"
+        );
+        let at = check(&signed, &cert, 300, now()).unwrap();
+        assert!((at - now()).abs() <= 5, "signingTime is the moment of signing");
+        assert_eq!(content_of(&der).unwrap(), content);
+
+        // The same message as PEM.
+        let pem = der::pem::encode_string("CMS", der::pem::LineEnding::LF, &der).unwrap();
+        assert_eq!(read(pem.as_bytes(), None).unwrap().content, content);
+    }
+
+    #[test]
+    fn a_signature_is_refused_for_other_content_another_key_or_another_time() {
+        let (key, cert_der) = signer("Signer");
+        let (_, stranger) = signer("Stranger");
+        let cert = Certificate::from_der(&cert_der).unwrap();
+        let detached = signed_data::sign(&key, &cert_der, b"the body", false).unwrap();
+
+        assert!(matches!(read(&detached, None), Err(CmsError::Incomplete(_))));
+        assert!(matches!(content_of(&detached), Err(CmsError::Incomplete(_))));
+        let right = read(&detached, Some(b"the body")).unwrap();
+        check(&right, &cert, 300, now()).unwrap();
+        let other = read(&detached, Some(b"another body")).unwrap();
+        assert!(matches!(
+            check(&other, &cert, 300, now()),
+            Err(CmsError::ContentMismatch)
+        ));
+        assert!(matches!(
+            check(&right, &Certificate::from_der(&stranger).unwrap(), 300, now()),
+            Err(CmsError::BadSignature)
+        ));
+        assert!(matches!(
+            check(&right, &cert, 60, now() + 3600),
+            Err(CmsError::SigningTime(60))
+        ));
+    }
+
+    #[test]
+    fn what_is_not_a_signed_data_is_malformed() {
+        for bad in [
+            &b""[..],
+            b"\x30\x03\x02\x01\x01",
+            b"-----BEGIN CMS-----\nnot base64\n-----END CMS-----\n",
+        ] {
+            assert!(matches!(read(bad, None), Err(CmsError::Malformed(_))), "{bad:?}");
+        }
+        // A ContentInfo of another type (id-data).
+        let ci = cms::content_info::ContentInfo {
+            content_type: const_oid::db::rfc5911::ID_DATA,
+            content: der::Any::encode_from(&OctetString::new(b"x".to_vec()).unwrap()).unwrap(),
+        };
+        let e = read(&ci.to_der().unwrap(), None).err().unwrap();
+        assert!(
+            matches!(e, CmsError::Malformed(ref m) if m.contains("not signedData")),
+            "{e}"
+        );
+        assert_eq!(e.code(), "cms_malformed");
+    }
+}

@@ -429,4 +429,75 @@ mod tests {
         let big = vec![0x30; MAX_REQUEST_BYTES + 1];
         assert_eq!(read_request(&big).unwrap_err(), RequestError::TooLarge);
     }
+
+    #[test]
+    fn openssl_s_request_decodes_to_its_cert_id_and_nonce() {
+        let r = read_request(WITH_NONCE).unwrap();
+        let list = &r.request.tbs_request.request_list;
+        assert_eq!(list.len(), 1);
+        let id = &list[0].req_cert;
+        assert_eq!(id.hash_algorithm.oid, SHA1);
+        assert_eq!(id.issuer_name_hash.as_bytes().len(), 20);
+        assert_eq!(id.issuer_key_hash.as_bytes().len(), 20);
+        assert_eq!(id.serial_number.as_bytes(), [0x12, 0x34]);
+        let nonce = OctetString::from_der(r.nonce.unwrap().extn_value.as_bytes()).unwrap();
+        assert_eq!(nonce.as_bytes().len(), 16);
+        // Not a request at all, and a request naming no certificate.
+        assert_eq!(read_request(b"\x30\x00").unwrap_err(), RequestError::Malformed);
+        let mut empty = OcspRequest::from_der(WITH_NONCE).unwrap();
+        empty.tbs_request.request_list.clear();
+        assert_eq!(read_request(&empty.to_der().unwrap()).unwrap_err(), RequestError::Empty);
+    }
+
+    #[test]
+    fn the_error_answers_are_complete_ocsp_responses_without_a_body() {
+        for (der, status) in [
+            (malformed(), x509_ocsp::OcspResponseStatus::MalformedRequest),
+            (
+                encode(OcspResponse::unauthorized()),
+                x509_ocsp::OcspResponseStatus::Unauthorized,
+            ),
+            (
+                encode(OcspResponse::try_later()),
+                x509_ocsp::OcspResponseStatus::TryLater,
+            ),
+        ] {
+            let r = OcspResponse::from_der(&der).unwrap();
+            assert_eq!(r.response_status, status);
+            assert!(r.response_bytes.is_none());
+        }
+    }
+
+    #[test]
+    fn a_status_is_good_revoked_from_its_time_until_a_hold_is_lifted_and_unknown_unless_issued() {
+        let hold = RevocationRecord {
+            issuer: "issuing".into(),
+            serial: "1234".into(),
+            revoked_at: 100,
+            reason: 6,
+            invalidity_date: None,
+            recorded_at: 100,
+            lifted_at: Some(200),
+        };
+        assert_eq!(status_of(true, None, 150), Status::Good);
+        assert_eq!(status_of(true, Some(&hold), 99), Status::Good);
+        assert_eq!(
+            status_of(true, Some(&hold), 150),
+            Status::Revoked { at: 100, reason: 6 }
+        );
+        assert_eq!(status_of(true, Some(&hold), 200), Status::Good, "the hold is lifted");
+        assert_eq!(
+            status_of(false, Some(&hold), 150),
+            Status::Unknown,
+            "a pending certificate"
+        );
+        assert_eq!(status_of(false, None, 150), Status::Unknown);
+        // Every code the store keeps maps to its CRLReason; 7 is unused in RFC 5280.
+        for code in [0u8, 1, 2, 3, 4, 5, 6, 8, 9, 10] {
+            assert_eq!(reason(code) as u8, code);
+        }
+        assert_eq!(reason(7), CrlReason::Unspecified);
+        let t = gtime(1_800_000_000).unwrap();
+        assert_eq!(t.0.to_unix_duration().as_secs(), 1_800_000_000);
+    }
 }
