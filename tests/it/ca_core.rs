@@ -513,42 +513,22 @@ fn bad_requests_get_stable_codes_and_record_nothing() {
 
 #[test]
 fn ca_keys_on_the_token_are_sensitive_and_never_extractable() {
-    if !is_pkcs11() {
-        // The software run has no token; this property is checked in the pkcs11 run of the
-        // same suite (scripts/test.sh runs both).
-        return;
-    }
-    let d = Deployment::new();
+    // Both runs: the software run puts this deployment's CA keys on a token of its own.
+    let mut d = Deployment::new();
+    let token = crate::kit::pkcs11::ca_token(&mut d);
     let report = d.init();
     let label = report.lines().find(|l| l.starts_with("root CA")).unwrap();
     let label = label.split("key=[pkcs11:").nth(1).unwrap().trim_end_matches(']');
-    let out = run_ok(Command::new("pkcs11-tool").args([
-        "--module",
-        &std::env::var("NCA_TEST_PKCS11_MODULE").unwrap(),
-        "--token-label",
-        &std::env::var("NCA_TEST_PKCS11_TOKEN").unwrap(),
-        "--login",
-        "--pin",
-        &std::env::var("NCA_TEST_PKCS11_PIN").unwrap(),
-        "--list-objects",
-        "--type",
-        "privkey",
-    ]));
-    let text = stdout(&out);
-    let block: String = text
-        .split("Private Key Object")
+    let keys = crate::kit::pkcs11::objects(token.conf.as_deref(), &token.label, &token.pin, Some("privkey"));
+    let block = keys
+        .iter()
         .find(|b| b.contains(label))
-        .unwrap_or_else(|| panic!("{label} not on the token:\n{text}"))
-        .to_string();
+        .unwrap_or_else(|| panic!("{label} not on the token:\n{keys:?}"));
     assert!(block.contains("Access:") && block.contains("sensitive"), "{block}");
     assert!(block.contains("never extractable"), "{block}");
-    let usage = block
-        .lines()
-        .find(|l| l.trim_start().starts_with("Usage:"))
-        .unwrap_or_default();
     assert_eq!(
-        usage.trim(),
-        "Usage:      sign",
+        crate::kit::pkcs11::attribute(block, "Usage:"),
+        "sign",
         "a CA key that does more than sign: {block}"
     );
     assert!(

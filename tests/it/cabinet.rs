@@ -405,17 +405,7 @@ fn reminders_go_out_30_and_7_days_before_expiry_once_and_never_for_revoked_or_re
     let reissue_file = w.join("reissue.json");
     write(&reissue_file, reissue.as_bytes());
     let cms = w.join("reissue.p7s");
-    run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-            .arg(&reissue_file)
-            .arg("-signer")
-            .arg(&a.sign_crt)
-            .arg("-inkey")
-            .arg(&a.sign_key)
-            .arg("-out")
-            .arg(&cms),
-    );
+    cms_sign(&reissue_file, &a.sign_crt, &a.sign_key, &cms);
     let (status, body) = curl(&[
         "-H",
         "content-type: application/pkcs7-mime",

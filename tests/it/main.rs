@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod http_api;
+mod kit;
 mod monitoring;
 mod notices;
 mod operators;
