@@ -362,6 +362,8 @@ pub struct Config {
     pub base_url: String,
     pub root_key: KeyAlgorithm,
     pub issuing_key: KeyAlgorithm,
+    /// `service.timezone_offset`, parsed once at load (a bad one refuses the configuration).
+    timezone_offset: time::UtcOffset,
 }
 
 /// Reads a variable of the contract; an empty value counts as unset.
@@ -565,7 +567,7 @@ impl Config {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(invalid("NCA_BASE_URL", format!("{base_url:?} is not an http(s) URL")));
         }
-        parse_offset(&f.service.timezone_offset)?;
+        let timezone_offset = parse_offset(&f.service.timezone_offset)?;
         let root_key: KeyAlgorithm =
             f.ca.root_key
                 .parse()
@@ -590,6 +592,7 @@ impl Config {
             .parse::<const_oid::ObjectIdentifier>()
             .map_err(|e| invalid("ca.issuing_policy", e.to_string()))?;
         Ok(Config {
+            timezone_offset,
             source,
             service: f.service,
             key_store: f.key_store,
@@ -657,7 +660,7 @@ impl Config {
     }
 
     pub fn timezone_offset(&self) -> time::UtcOffset {
-        parse_offset(&self.service.timezone_offset).unwrap_or(time::UtcOffset::UTC)
+        self.timezone_offset
     }
 }
 
@@ -706,6 +709,24 @@ mod tests {
         assert_eq!(c.ca.root_id, "root");
         assert_eq!(c.root_key, KeyAlgorithm::Rsa4096);
         assert_eq!(c.timezone_offset(), time::UtcOffset::from_hms(5, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn a_bad_time_zone_offset_refuses_the_configuration() {
+        for bad in ["5", "+5", "+05:00:00", "UTC", "+26:00"] {
+            let text = EMBEDDED_CONFIG.replace("timezone_offset = \"+05:00\"", &format!("timezone_offset = {bad:?}"));
+            assert_ne!(text, EMBEDDED_CONFIG, "the embedded default names +05:00");
+            assert!(
+                matches!(
+                    Config::from_toml(&text, "test".into()),
+                    Err(ConfigError::Invalid {
+                        field: "NCA_TIMEZONE_OFFSET",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
