@@ -277,6 +277,8 @@ async function main(t) {
 
     // In Kazakh, with the keys the portal kept in this browser: the legal pair is listed.
     await page.goto(`${pub}/cabinet/?lang=kk`);
+    // The list is filled from IndexedDB after the page loads: wait for it before reading it.
+    await page.waitForFunction(() => document.getElementById('kept')?.options.length > 0);
     assert.equal(await page.locator('#kept').inputValue(), number, 'the newest kept keys first');
     await page.getByLabel(texts.kk['cabinet.kept_password'], { exact: true }).fill(PASSWORD);
     await page.getByRole('button', { name: texts.kk['cabinet.kept_sign_in'], exact: true }).click();
