@@ -16,7 +16,7 @@
 #   url=$(PG_REPLICA_OF=PRIMARY_PORT scripts/pg-start.sh DIR PORT)
 #
 # makes DIR a hot-standby streaming replica of the server on 127.0.0.1:PRIMARY_PORT
-# (pg_basebackup -R: it follows the primary's WAL and answers read-only queries)
+# (pg_basebackup -R -c fast: it follows the primary's WAL and answers read-only queries)
 # instead of a new cluster; the URL names the same database, read-only. Every
 # cluster this script makes can serve replicas: wal_level = replica, WAL senders
 # and slots, and initdb's pg_hba trusts replication connections from 127.0.0.1.
@@ -71,7 +71,7 @@ replica_of=${PG_REPLICA_OF:-}
 if [[ -n $replica_of && ! -f $data/PG_VERSION ]]; then
     [[ $replica_of =~ ^[0-9]{1,5}$ ]] || die "bad PG_REPLICA_OF: $replica_of"
     echo "pg-start: pg_basebackup of 127.0.0.1:$replica_of into $data" >&2
-    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$replica_of" -U postgres -D "$data" -R -X stream \
+    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$replica_of" -U postgres -D "$data" -R -X stream -c fast \
         --no-sync >"$dir/basebackup.log" 2>&1 || {
         cat "$dir/basebackup.log" >&2
         die "pg_basebackup failed"
