@@ -177,7 +177,11 @@ fn a_revocation_is_in_the_no_nonce_answer_within_2_seconds() {
         "/api/v1/admin/revocations",
         &format!(r#"{{"serial":"{serial}","reason":"removeFromCRL"}}"#),
     );
-    assert!(status == 201 || status == 200, "{status} {}", String::from_utf8_lossy(&body));
+    assert!(
+        status == 201 || status == 200,
+        "{status} {}",
+        String::from_utf8_lossy(&body)
+    );
     let took = until_status(&d, &url, &cert, "good", started, 5);
     assert!(took < Duration::from_secs(2), "released in OCSP after {took:?}");
 }
@@ -246,7 +250,10 @@ fn answers_are_signed_anew_before_their_next_update() {
         (this > this1).then_some((this, now))
     });
     let (this2, seen_at) = renewed;
-    assert!(seen_at < next1, "the new answer came at {seen_at}, the old one held until {next1}");
+    assert!(
+        seen_at < next1,
+        "the new answer came at {seen_at}, the old one held until {next1}"
+    );
     assert!(
         this2 >= this1 + 20 - 12 - 1,
         "signed anew at {this2}, before it was due ({})",

@@ -90,7 +90,9 @@ fn a_status_instance_on_a_replica_answers_revocations_within_2_seconds_refuses_w
     let r = readyz(&s);
     assert_eq!(r["ready"], true, "{r}");
     assert_eq!(r["role"], "status", "{r}");
-    let lag = r["replica_lag_seconds"].as_f64().unwrap_or_else(|| panic!("no lag in {r}"));
+    let lag = r["replica_lag_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no lag in {r}"));
     assert!((0.0..30.0).contains(&lag), "{r}");
     assert_eq!(readyz(&primary.public)["role"], "primary");
 
@@ -146,7 +148,10 @@ fn a_status_instance_on_a_replica_answers_revocations_within_2_seconds_refuses_w
         assert!(times.is_some());
     }
     let text = openssl_ocsp(&primary, &s, &cert, false);
-    assert!(text.contains(": revoked") && text.contains("Response verify OK"), "{text}");
+    assert!(
+        text.contains(": revoked") && text.contains("Response verify OK"),
+        "{text}"
+    );
     assert_eq!(curl(&[&format!("{s}/crl/nca.crl")]).0, 200);
     assert_eq!(readyz(&s)["database"], "ok");
 
