@@ -264,3 +264,48 @@ impl Store {
         Ok(row.try_get::<Option<f64>, _>(0)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(state: &str, as_of_ms: i64) -> PresignedAnswer {
+        PresignedAnswer {
+            serial: "1a2b".into(),
+            issuer: "nca".into(),
+            state: state.into(),
+            as_of_ms,
+            this_update: as_of_ms / 1000,
+            next_update: as_of_ms / 1000 + 60,
+            not_after: 4_000_000_000,
+            der: state.as_bytes().to_vec(),
+        }
+    }
+
+    /// Two pre-signers writing the same serial in either order leave the answer made from the
+    /// later reading: a paused one cannot put `good` back over `revoked`.
+    #[test]
+    fn the_answer_from_the_later_reading_wins_in_any_order() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+            let store = Store::open(&url).await.unwrap();
+            assert_eq!(store.put_presigned(&[answer("revoked 5 1", 2_000)]).await.unwrap(), 1);
+            // Older reading, written later: kept answer unchanged.
+            assert_eq!(store.put_presigned(&[answer("good", 1_000)]).await.unwrap(), 0);
+            let kept = store.presigned_answer("nca", "1a2b").await.unwrap().unwrap();
+            assert_eq!(kept.der, b"revoked 5 1");
+            // A later reading replaces it; another issuer's name finds nothing.
+            assert_eq!(store.put_presigned(&[answer("good", 3_000)]).await.unwrap(), 1);
+            let kept = store.presigned_answer("nca", "1a2b").await.unwrap().unwrap();
+            assert_eq!((kept.der.as_slice(), kept.this_update), (&b"good"[..], 3));
+            assert!(store.presigned_answer("root", "1a2b").await.unwrap().is_none());
+            assert_eq!(store.prune_presigned(4_000_000_000).await.unwrap(), 1);
+            store.close().await;
+        });
+    }
+}
