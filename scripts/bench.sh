@@ -273,8 +273,10 @@ if [[ $PEERS == 1 ]] && has tsa; then
 fi
 
 if has presign; then
-    pg_url=$(scripts/pg-start.sh "$tmp/pgp" "${BENCH_PG_PORT:-55499}" | tail -1)
-    pg_port=${BENCH_PG_PORT:-55499}
+    # Free ports of the kernel's choosing: others' benchmarks share the machine.
+    free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    pg_port=$(free_port); replica_port=$(free_port)
+    pg_url=$(scripts/pg-start.sh "$tmp/pgp" "$pg_port" | tail -1)
     for alg in $PRESIGN_ALGS; do
         case $alg in
             ec-p256) speed=ecdsap256 ;;
@@ -356,11 +358,11 @@ PY
     # the kept one, which the static server serves too.
     sleep 2
     curl -s -H 'content-type: application/ocsp-request' --data-binary "@$d/nononce.der" "$primary_url/ocsp" > "$d/answer.der"
-    PG_REPLICA_OF=$pg_port scripts/pg-start.sh "$tmp/pgr" $((pg_port + 1)) >/dev/null
+    PG_REPLICA_OF=$pg_port scripts/pg-start.sh "$tmp/pgr" "$replica_port" >/dev/null
     rd="$tmp/presign-status"
     mkdir -p "$rd"
     (cd "$rd" && exec env NCA_KEY_STORE=software NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
-        NCA_DATABASE_URL="postgres://postgres@127.0.0.1:$((pg_port + 1))/$name" NCA_LOG=warn "$NCA" serve --role status > "$rd/serve.out" 2> "$rd/serve.log") &
+        NCA_DATABASE_URL="postgres://postgres@127.0.0.1:$replica_port/$name" NCA_LOG=warn "$NCA" serve --role status > "$rd/serve.out" 2> "$rd/serve.log") &
     pids+=("$!"); status_pid=$!
     for _ in $(seq 1 300); do grep -q '^listening:' "$rd/serve.out" 2>/dev/null && break; sleep 0.1; done
     status_url=$(sed -n 's/^listening: public=\([^ ]*\).*/\1/p' "$rd/serve.out")
