@@ -366,15 +366,17 @@ PY
     pids+=("$!"); status_pid=$!
     for _ in $(seq 1 300); do grep -q '^listening:' "$rd/serve.out" 2>/dev/null && break; sleep 0.1; done
     status_url=$(sed -n 's/^listening: public=\([^ ]*\).*/\1/p' "$rd/serve.out")
+    [[ -n $status_url ]] || { cat "$rd/serve.log" >&2; exit 1; }
     "$BENCH" static --body "$d/answer.der" > "$rd/static.out" 2>/dev/null &
     pids+=("$!"); static_pid=$!
     for _ in $(seq 1 100); do grep -q '^listening:' "$rd/static.out" 2>/dev/null && break; sleep 0.1; done
     static_url=$(sed -n 's/^listening: \(.*\)/\1/p' "$rd/static.out")
+    [[ -n $static_url ]] || { echo "bench static did not start" >&2; exit 1; }
     for target in primary:$primary_url status:$status_url static:$static_url; do
         which=${target%%:*}; u=${target#*:}
         out=$(OCSP_REQ="$d/nononce.der" timeout $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" --timeout 10s \
             -s scripts/bench/ocsp.lua "$u/ocsp" | grep '^WRK')
-        line="RESULT presign.serve.$which $(sed -n 's/.*ok_per_s=\([^ ]*\).*/\1/p' <<<"$out") responses/s p50_ms=$(sed -n 's/.*p50_ms=\([^ ]*\).*/\1/p' <<<"$out") p99_ms=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$out") errors=$(sed -n 's/.*errors=\([^ ]*\).*/\1/p' <<<"$out") (wrk -t2 -c64 ${DURATION}s, keep-alive, no nonce, P-256 responder, PostgreSQL$([[ $which == status ]] && echo ' streaming replica'))"
+        line="RESULT presign.serve.$which $(sed -n 's/.*ok_per_s=\([^ ]*\).*/\1/p' <<<"$out") responses/s p50_ms=$(sed -n 's/.*p50_ms=\([^ ]*\).*/\1/p' <<<"$out") p99_ms=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$out") errors=$(sed -n 's/.*errors=\([^ ]*\).*/\1/p' <<<"$out") (wrk -t2 -c64 ${DURATION}s, keep-alive, no nonce, P-256 responder, $(case $which in status) echo "PostgreSQL streaming replica" ;; static) echo "static bytes, no database" ;; *) echo PostgreSQL ;; esac))"
         echo "$line"; results+=("$line")
     done
     kill "$pid" "$status_pid" "$static_pid" 2>/dev/null || true
