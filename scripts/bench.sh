@@ -18,16 +18,26 @@
 # 6. The TSA: POST /tsp tokens/s at concurrency 64 (wrk), beside the TSA key's raw signing rate
 #    and the TSA engine in process, measured in the same run on the same key (`bench tsa`), per
 #    key store; and `openssl ts -reply` as the peer (scripts/bench/openssl_ts_reply.sh).
+# 7. OCSP signed ahead (presign): a full pass of `nca ocsp presign` over NPRESIGN certificates
+#    in force (first signing: inserts; then `--all`: every answer signed anew, updates), on
+#    SQLite and on PostgreSQL: seconds, answers/s, rows, bytes (answers' DER, the table on
+#    PostgreSQL, the database file on SQLite, the WAL written on PostgreSQL), beside the
+#    responder key's raw signing rate (`openssl speed`, 2 processes); then OCSP no-nonce
+#    answers/s (wrk -t2 -c64) from a primary instance against the pre-signed store on
+#    PostgreSQL, from a `--role status` instance on a streaming replica of it, and from a
+#    static-response server (`bench static`, the same HTTP stack with nothing behind it) in
+#    the same run.
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
 # PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
-# (1000000), NOUTBOX (100000), APP_CONC (16). Loopback only. Output: RESULT lines, then a summary.
+# (1000000), NOUTBOX (100000), APP_CONC (16), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"). Loopback only. Output: RESULT lines, then a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
 STORES=${STORES:-software pkcs11}; ALGS=${ALGS:-ec-p256 rsa-2048}; PEERS=${PEERS:-1}
-SECTIONS=${SECTIONS:-engine http status outbox applications tsa}; NREVOKED=${NREVOKED:-1000000}
+SECTIONS=${SECTIONS:-engine http status outbox applications tsa presign}; NREVOKED=${NREVOKED:-1000000}
+NPRESIGN=${NPRESIGN:-500000}; PRESIGN_ALGS=${PRESIGN_ALGS:-ec-p256}
 NOUTBOX=${NOUTBOX:-100000}; APP_CONC=${APP_CONC:-16}
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -53,7 +63,11 @@ BENCH=$PWD/target/release/examples/bench
 tmp=$(mktemp -d /tmp/nca-bench.XXXXXX)
 chmod 711 "$tmp"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for g in pg pgp pgr; do scripts/pg-stop.sh "$tmp/$g" >/dev/null 2>&1 || true; done
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 openssl req -new -nodes -newkey rsa:2048 -subj /CN=bench -keyout "$tmp/rsa-2048.key" -out "$tmp/rsa-2048.csr" 2>/dev/null
@@ -256,6 +270,120 @@ if [[ $PEERS == 1 ]] && has tsa; then
     log "peer: openssl ts -reply"
     out=$(bash scripts/bench/openssl_ts_reply.sh 2>/dev/null | grep '^RESULT' || true)
     echo "$out"; results+=("$out")
+fi
+
+if has presign; then
+    # Free ports of the kernel's choosing: others' benchmarks share the machine.
+    free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    pg_port=$(free_port); replica_port=$(free_port)
+    pg_url=$(scripts/pg-start.sh "$tmp/pgp" "$pg_port" | tail -1)
+    for alg in $PRESIGN_ALGS; do
+        case $alg in
+            ec-p256) speed=ecdsap256 ;;
+            *) speed=rsa2048 ;;
+        esac
+        raw=$(openssl speed -multi 2 -seconds 5 "$speed" 2>/dev/null | tail -1 | awk '{print $(NF-1)}')
+        line="RESULT presign.raw_sign $raw signatures/s key=$alg (openssl speed -multi 2 $speed: the responder key's bound on this machine)"
+        echo "$line"; results+=("$line")
+        for db in sqlite postgres; do
+            d="$tmp/presign-$db-$alg"
+            mkdir -p "$d"
+            sed "s/^issuing_key = .*/issuing_key = \"$alg\"/" ca-config/nca.toml > "$d/nca.toml"
+            envs="NCA_KEY_STORE=software NCA_CONFIG=$d/nca.toml NCA_DATA_DIR=$d/data NCA_LOG=warn"
+            if [[ $db == postgres ]]; then
+                name="presign_$RANDOM"
+                psql "${pg_url%/*}/postgres" -qc "CREATE DATABASE $name" >/dev/null
+                envs="$envs NCA_DATABASE_URL=${pg_url%/*}/$name"
+            fi
+            (cd "$d" && env $envs "$NCA" init >/dev/null 2>&1)
+            log "presign: $db $alg, $NPRESIGN certificates in force"
+            # Rows as issuance leaves them, for the columns the pre-signer reads; the DER is a
+            # stand-in (the answer does not carry the certificate).
+            if [[ $db == sqlite ]]; then
+                python3 - "$d/data/nca.db" "$NPRESIGN" <<'PY'
+import os, sqlite3, sys, time
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+now = int(time.time())
+def rows():
+    for i in range(n):
+        b = bytearray(os.urandom(20)); b[0] = 0x10 | (b[0] & 0x6f)
+        yield ("nca", b.hex(), "issued", "individual-auth", "CN=bench", "IIN850315306048", b.hex(),
+               now - 60, now + 365 * 86400, b"\x30", b"\x30", now - 60, now - 60)
+c.executemany("INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, "
+              "not_before, not_after, tbs, der, created_at, issued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+c.commit()
+PY
+            else
+                psql "${pg_url%/*}/$name" -qc "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, \
+                    not_before, not_after, tbs, der, created_at, issued_at) SELECT 'nca', '1' || md5(i::text) || substr(md5((-i)::text), 1, 7), \
+                    'issued', 'individual-auth', 'CN=bench', 'IIN850315306048', md5(i::text), extract(epoch from now())::bigint - 60, \
+                    extract(epoch from now())::bigint + 365 * 86400, '\\x30', '\\x30', extract(epoch from now())::bigint - 60, \
+                    extract(epoch from now())::bigint - 60 FROM generate_series(1, $NPRESIGN) AS i; ANALYZE" >/dev/null
+            fi
+            for pass in first all; do
+                flag=; [[ $pass == all ]] && flag=--all
+                size0=$(du -sb "$d/data" | cut -f1)
+                wal0=; [[ $db == postgres ]] && wal0=$(psql "${pg_url%/*}/postgres" -XAtc "SELECT pg_current_wal_lsn()")
+                out=$( { cd "$d" && env $envs /usr/bin/time -f "TIME %e %M" "$NCA" ocsp presign $flag; } 2>&1)
+                t=$(grep '^TIME' <<<"$out"); r=$(grep '^signed=' <<<"$out")
+                secs=$(sed -n 's/.*seconds=\([^ ]*\).*/\1/p' <<<"$r"); signed=$(sed -n 's/^signed=\([^ ]*\).*/\1/p' <<<"$r")
+                extra="der_bytes=$(sed -n 's/.* der_bytes=\([^ ]*\).*/\1/p' <<<"$r")"
+                if [[ $db == postgres ]]; then
+                    wal=$(psql "${pg_url%/*}/postgres" -XAtc "SELECT pg_current_wal_lsn() - '$wal0'::pg_lsn")
+                    extra="$extra table_bytes=$(sed -n 's/.* table_bytes=\([^ ]*\).*/\1/p' <<<"$r") wal_bytes=${wal%.*}"
+                else
+                    extra="$extra data_dir_growth_bytes=$(( $(du -sb "$d/data" | cut -f1) - size0 ))"
+                fi
+                line="RESULT presign.$pass.$db $secs s answers=$signed rate=$(awk -v n="$signed" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')/s $extra peak_rss=$(( $(awk '{print $3}' <<<"$t") / 1024 ))MiB key=$alg (nca ocsp presign $flag: pages of 1000, 8 signatures in flight, one transaction a page)"
+                echo "$line"; results+=("$line")
+            done
+        done
+    done
+
+    # Serving: a primary instance on the PostgreSQL above, a status instance on a streaming
+    # replica of it, and the static server, each with wrk -t2 -c64 on the same request.
+    log "presign: serving from the store (primary, replica, static)"
+    d="$tmp/presign-serve"
+    mkdir -p "$d"
+    name="serve_$RANDOM"
+    psql "${pg_url%/*}/postgres" -qc "CREATE DATABASE $name" >/dev/null
+    export NCA_DATABASE_URL="${pg_url%/*}/$name"
+    serve "$d" ec-p256 software
+    primary_url=$url
+    (cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" cert issue \
+        --profile individual-auth --csr "$tmp/ec-p256.csr" --iin 850315306048 --surname A --name B > "$d/a.pem")
+    openssl ocsp -issuer "$d/data/ca/issuing.pem" -cert "$d/a.pem" -no_nonce -reqout "$d/nononce.der" >/dev/null
+    # The pre-signer takes a new certificate up within a quarter second; the answer is then
+    # the kept one, which the static server serves too.
+    sleep 2
+    curl -s -H 'content-type: application/ocsp-request' --data-binary "@$d/nononce.der" "$primary_url/ocsp" > "$d/answer.der"
+    PG_REPLICA_OF=$pg_port scripts/pg-start.sh "$tmp/pgr" "$replica_port" >/dev/null
+    rd="$tmp/presign-status"
+    mkdir -p "$rd"
+    (cd "$rd" && exec env NCA_KEY_STORE=software NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
+        NCA_DATABASE_URL="postgres://postgres@127.0.0.1:$replica_port/$name" NCA_LOG=warn "$NCA" serve --role status > "$rd/serve.out" 2> "$rd/serve.log") &
+    pids+=("$!"); status_pid=$!
+    for _ in $(seq 1 300); do grep -q '^listening:' "$rd/serve.out" 2>/dev/null && break; sleep 0.1; done
+    status_url=$(sed -n 's/^listening: public=\([^ ]*\).*/\1/p' "$rd/serve.out")
+    [[ -n $status_url ]] || { cat "$rd/serve.log" >&2; exit 1; }
+    "$BENCH" static --body "$d/answer.der" > "$rd/static.out" 2>/dev/null &
+    pids+=("$!"); static_pid=$!
+    for _ in $(seq 1 100); do grep -q '^listening:' "$rd/static.out" 2>/dev/null && break; sleep 0.1; done
+    static_url=$(sed -n 's/^listening: \(.*\)/\1/p' "$rd/static.out")
+    [[ -n $static_url ]] || { echo "bench static did not start" >&2; exit 1; }
+    for target in primary:$primary_url status:$status_url static:$static_url; do
+        which=${target%%:*}; u=${target#*:}
+        out=$(OCSP_REQ="$d/nononce.der" timeout $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" --timeout 10s \
+            -s scripts/bench/ocsp.lua "$u/ocsp" | grep '^WRK')
+        line="RESULT presign.serve.$which $(sed -n 's/.*ok_per_s=\([^ ]*\).*/\1/p' <<<"$out") responses/s p50_ms=$(sed -n 's/.*p50_ms=\([^ ]*\).*/\1/p' <<<"$out") p99_ms=$(sed -n 's/.*p99_ms=\([^ ]*\).*/\1/p' <<<"$out") errors=$(sed -n 's/.*errors=\([^ ]*\).*/\1/p' <<<"$out") (wrk -t2 -c64 ${DURATION}s, keep-alive, no nonce, P-256 responder, $(case $which in status) echo "PostgreSQL streaming replica" ;; static) echo "static bytes, no database" ;; *) echo PostgreSQL ;; esac))"
+        echo "$line"; results+=("$line")
+    done
+    kill "$pid" "$status_pid" "$static_pid" 2>/dev/null || true
+    wait "$status_pid" 2>/dev/null || true
+    unset NCA_DATABASE_URL
+    scripts/pg-stop.sh "$tmp/pgr" >/dev/null 2>&1 || true
+    scripts/pg-stop.sh "$tmp/pgp" >/dev/null 2>&1 || true
 fi
 
 if [[ $PEERS == 1 ]] && has status; then

@@ -12,6 +12,14 @@
 # (its parents need o+x). Keep DIR short: socket paths are limited to ~100
 # bytes. Run it again on the same DIR to restart a stopped cluster.
 # PG_READY_TIMEOUT (seconds, default 60) bounds the wait for readiness.
+#
+#   url=$(PG_REPLICA_OF=PRIMARY_PORT scripts/pg-start.sh DIR PORT)
+#
+# makes DIR a hot-standby streaming replica of the server on 127.0.0.1:PRIMARY_PORT
+# (pg_basebackup -R -c fast: it follows the primary's WAL and answers read-only queries)
+# instead of a new cluster; the URL names the same database, read-only. Every
+# cluster this script makes can serve replicas: wal_level = replica, WAL senders
+# and slots, and initdb's pg_hba trusts replication connections from 127.0.0.1.
 set -euo pipefail
 
 die() {
@@ -59,7 +67,25 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "127.0.0.1:$port is already in use"
 fi
 
-if [[ ! -f $data/PG_VERSION ]]; then
+replica_of=${PG_REPLICA_OF:-}
+if [[ -n $replica_of && ! -f $data/PG_VERSION ]]; then
+    [[ $replica_of =~ ^[0-9]{1,5}$ ]] || die "bad PG_REPLICA_OF: $replica_of"
+    echo "pg-start: pg_basebackup of 127.0.0.1:$replica_of into $data" >&2
+    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$replica_of" -U postgres -D "$data" -R -X stream -c fast \
+        --no-sync >"$dir/basebackup.log" 2>&1 || {
+        cat "$dir/basebackup.log" >&2
+        die "pg_basebackup failed"
+    }
+    sq="'"
+    # The copy carries the primary's settings: its own port and socket directory instead.
+    cat >>"$data/postgresql.conf" <<CONF
+
+# Added by scripts/pg-start.sh: a streaming replica of 127.0.0.1:$replica_of.
+port = $port
+unix_socket_directories = '${dir//$sq/$sq$sq}'
+hot_standby = on
+CONF
+elif [[ ! -f $data/PG_VERSION ]]; then
     echo "pg-start: initdb ($bin) in $data" >&2
     as_pg "$bin/initdb" -D "$data" --auth=trust -U postgres -E UTF8 --locale=C --no-sync \
         >"$dir/initdb.log" 2>&1 || {
@@ -77,6 +103,11 @@ max_connections = 200
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+# Streaming replicas (PG_REPLICA_OF above); these are the defaults, stated so that a
+# replica test does not depend on them.
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
 CONF
 elif [[ -f $data/postmaster.pid ]]; then
     die "a server is already running on $data (scripts/pg-stop.sh $dir)"
@@ -99,6 +130,12 @@ if ! timeout "$ready_timeout" bash -c \
 fi
 "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres ||
     die "ready on the socket but not on 127.0.0.1:$port"
+
+if [[ -n $replica_of ]]; then
+    # A replica is read-only: the database is the primary's.
+    echo "postgres://postgres@127.0.0.1:$port/$db"
+    exit 0
+fi
 
 exists=$("$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -XAtc \
     "SELECT 1 FROM pg_database WHERE datname = '$db'")

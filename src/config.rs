@@ -303,6 +303,69 @@ impl Default for HttpSection {
     }
 }
 
+/// OCSP answers signed ahead (`pki::ocsp::presign`, README "OCSP answers signed ahead").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspSection {
+    /// nextUpdate - thisUpdate of a pre-signed answer.
+    pub presign_validity_seconds: i64,
+    /// A kept answer is signed anew when less than this is left before its nextUpdate.
+    pub presign_renew_before_seconds: i64,
+    /// How long after its notAfter a certificate is still answered for (revoked or good).
+    pub presign_grace_days: i64,
+    /// Certificates read, signed and written per batch.
+    pub presign_batch: i64,
+    /// Signatures in flight at once within a batch.
+    pub presign_concurrency: usize,
+    /// How often the full pass (answers due for renewal, certificates with none) runs; changes
+    /// (revocation, hold, release, new certificates) are looked for every quarter second.
+    pub presign_round_seconds: u64,
+}
+
+impl Default for OcspSection {
+    fn default() -> Self {
+        OcspSection {
+            presign_validity_seconds: 86_400,
+            presign_renew_before_seconds: 43_200,
+            presign_grace_days: 7,
+            presign_batch: 1000,
+            presign_concurrency: 8,
+            presign_round_seconds: 30,
+        }
+    }
+}
+
+/// What an instance of `nca serve` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The whole service, on a writable database.
+    #[default]
+    Primary,
+    /// The relying parties' side of the public listener only, on a read-only database URL (a
+    /// streaming replica): writes nothing, holds no duty and no key (`--role status`).
+    Status,
+}
+
+impl std::str::FromStr for Role {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Role, ConfigError> {
+        match s {
+            "primary" => Ok(Role::Primary),
+            "status" => Ok(Role::Status),
+            _ => Err(invalid("NCA_ROLE", format!("{s:?} (primary or status)"))),
+        }
+    }
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Status => "status",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -332,6 +395,9 @@ struct FileConfig {
     /// Absent in a configuration written before the listeners' bounds: the built-in defaults.
     #[serde(default)]
     http: HttpSection,
+    /// Absent in a configuration written before answers were signed ahead: the defaults.
+    #[serde(default)]
+    ocsp: OcspSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -355,6 +421,9 @@ pub struct Config {
     pub tsa: TsaSection,
     pub workflow: WorkflowSection,
     pub http: HttpSection,
+    pub ocsp: OcspSection,
+    /// `NCA_ROLE`, or `nca serve --role`.
+    pub role: Role,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -492,6 +561,30 @@ impl Config {
         if let Some(v) = env("NCA_CABINET_SESSION_SECONDS") {
             f.cabinet.session_seconds = i64::from(parse_u32("NCA_CABINET_SESSION_SECONDS", &v)?);
         }
+        // Not part of the contract: tests shorten the pre-signed answers' life to see them renewed.
+        if let Some(v) = env("NCA_OCSP_PRESIGN_VALIDITY_SECONDS") {
+            f.ocsp.presign_validity_seconds = i64::from(parse_u32("NCA_OCSP_PRESIGN_VALIDITY_SECONDS", &v)?);
+        }
+        if let Some(v) = env("NCA_OCSP_PRESIGN_RENEW_BEFORE_SECONDS") {
+            f.ocsp.presign_renew_before_seconds = i64::from(parse_u32("NCA_OCSP_PRESIGN_RENEW_BEFORE_SECONDS", &v)?);
+        }
+        if let Some(v) = env("NCA_OCSP_PRESIGN_ROUND_SECONDS") {
+            f.ocsp.presign_round_seconds = u64::from(parse_u32("NCA_OCSP_PRESIGN_ROUND_SECONDS", &v)?);
+        }
+        if f.ocsp.presign_renew_before_seconds >= f.ocsp.presign_validity_seconds
+            || f.ocsp.presign_renew_before_seconds < 1
+            || f.ocsp.presign_batch < 1
+            || f.ocsp.presign_concurrency < 1
+            || f.ocsp.presign_round_seconds < 1
+        {
+            return Err(invalid(
+                "ocsp",
+                "presign_renew_before_seconds must be at least 1 and under presign_validity_seconds; \
+                 presign_batch, presign_concurrency and presign_round_seconds at least 1"
+                    .into(),
+            ));
+        }
+        let role = env("NCA_ROLE").map(|v| v.parse()).transpose()?.unwrap_or_default();
         if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
             return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
         }
@@ -610,6 +703,8 @@ impl Config {
             tsa: f.tsa,
             workflow: f.workflow,
             http: f.http,
+            ocsp: f.ocsp,
+            role,
             data_dir,
             database_url,
             listen,

@@ -27,10 +27,20 @@ struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// `primary` (the whole service) or `status`: the relying parties' side only, on a
+    /// read-only database URL such as a streaming replica (default: NCA_ROLE, then primary).
+    #[arg(long)]
+    role: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the service; on first start with no state, run the key ceremony on the configuration.
-    Serve(ConfigArg),
+    Serve(ServeArgs),
     /// Key ceremony: CA keys in the configured key store, certificates, first administrator.
     Init(ConfigArg),
     /// Direct CA operations for administrators, on the service's database and key store.
@@ -63,10 +73,29 @@ enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
+    /// OCSP answers signed ahead.
+    Ocsp {
+        #[command(subcommand)]
+        command: OcspCommand,
+    },
     /// The citizens' personal cabinet.
     Cabinet {
         #[command(subcommand)]
         command: CabinetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OcspCommand {
+    /// One full pass of the pre-signer now (the service runs it every `ocsp.presign_round_seconds`):
+    /// every answer missing or due for renewal signed and kept; prints what it did and what the
+    /// store holds.
+    Presign {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Sign every answer anew, due or not (a full re-sign, as after a responder key change).
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -362,7 +391,13 @@ fn init_logging() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(c) => nca::service::serve(Arc::new(Config::load(c.config.as_deref())?)).await,
+        Command::Serve(a) => {
+            let mut cfg = Config::load(a.config.config.as_deref())?;
+            if let Some(role) = &a.role {
+                cfg.role = role.parse()?;
+            }
+            nca::service::serve(Arc::new(cfg)).await
+        }
         Command::Init(c) => {
             let report = nca::service::init(Arc::new(Config::load(c.config.as_deref())?)).await?;
             for line in report.lines {
@@ -487,6 +522,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for (application, days) in sent? {
                 println!("reminded: application={application} days={days}");
             }
+            Ok(())
+        }
+        Command::Ocsp {
+            command: OcspCommand::Presign { config, all },
+        } => {
+            let mut cfg = Config::load(config.config.as_deref())?;
+            if all {
+                // Every kept answer counts as due: renewal "before nextUpdate" reaches all.
+                cfg.ocsp.presign_renew_before_seconds = cfg.ocsp.presign_validity_seconds + 1;
+            }
+            let cfg = Arc::new(cfg);
+            let (store, key_store) = nca::service::open_parts(&cfg).await?;
+            let ca = nca::pki::Ca::open(cfg, store, key_store).await?;
+            let started = std::time::Instant::now();
+            let r = nca::pki::ocsp::presign::round(&ca).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let stats = ca.store.presigned_stats().await?;
+            println!(
+                "signed={} written={} pruned={} batches={} seconds={seconds:.2} kept={} der_bytes={} table_bytes={}",
+                r.signed,
+                r.written,
+                r.pruned,
+                r.batches,
+                stats.answers,
+                stats.der_bytes,
+                stats.table_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into())
+            );
             Ok(())
         }
         Command::Crl {

@@ -11,6 +11,8 @@ use crate::operators::centres::Centres;
 use crate::pki::{Ca, ceremony};
 use crate::store::{Store, now};
 
+mod status;
+
 /// Opens what every command needs: store and key store, after the safety check.
 pub async fn open_parts(cfg: &Config) -> anyhow::Result<(Store, Arc<dyn crate::keys::KeyStore>)> {
     cfg.check_safety()?;
@@ -36,6 +38,11 @@ pub async fn init(cfg: Arc<Config>) -> anyhow::Result<ceremony::CeremonyReport> 
 }
 
 pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
+    // A status instance (`--role status`) is another program on the same parts: read-only, no
+    // key, no duty (`service/status.rs`).
+    if cfg.role == crate::config::Role::Status {
+        return status::serve(cfg).await;
+    }
     tracing::info!(config = %cfg.source, development = cfg.service.development, "starting nca");
     let (store, key_store) = open_parts(&cfg).await?;
     if store.ca_keys().await?.is_empty() {
@@ -123,6 +130,8 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         centres: Arc::clone(&state.centres),
     };
     let driver = tokio::spawn(driver.run(stop_rx.clone()));
+    // OCSP answers signed ahead: the one call site (branch `cluster` holds it under Duty::Ocsp).
+    let presigner = tokio::spawn(crate::pki::ocsp::presign::run(Arc::clone(&ca), stop_rx.clone()));
     let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
     let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);
     let op = tokio::spawn(http::tls::serve(
@@ -144,6 +153,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = op.await;
     let _ = publisher.await;
+    let _ = presigner.await;
     for w in outbox {
         let _ = w.await;
     }

@@ -21,10 +21,14 @@
 //! `bench tsa --n N --concurrency C`: the TSA key's raw signing rate and the TSA engine in
 //! process, on the deployment of a running `nca serve` (see `tsa.rs`).
 //!
+//! `bench static --body F`: a static-response HTTP server (see `static_server.rs`), the limit
+//! beside the OCSP answers served from the pre-signed store.
+//!
 //! Every figure is printed as `RESULT <name> <value> <unit> [context]`.
 
 mod applications;
 mod outbox;
+mod static_server;
 mod tsa;
 
 use std::sync::Arc;
@@ -100,7 +104,8 @@ fn main() -> anyhow::Result<()> {
         Some("outbox") => rt.block_on(outbox::run(&args)),
         Some("applications") => rt.block_on(applications::run(&args)),
         Some("tsa") => rt.block_on(tsa::run(&args)),
-        _ => anyhow::bail!("usage: bench engine|http|outbox|applications|tsa …"),
+        Some("static") => rt.block_on(static_server::run(&args)),
+        _ => anyhow::bail!("usage: bench engine|http|outbox|applications|tsa|static …"),
     }
 }
 

@@ -56,6 +56,11 @@ pub enum ApiError {
     /// A failure of the service itself.
     #[error("{0}")]
     Internal(String),
+    /// A write sent to a status instance (`--role status`, read-only, on a replica).
+    #[error(
+        "this is a status instance: it serves relying parties read-only; send writes to the service's primary instances"
+    )]
+    StatusInstance,
 }
 
 impl From<crate::store::StoreError> for ApiError {
@@ -192,6 +197,8 @@ impl ApiError {
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            // RFC 9110 §15.5.20: this server cannot answer for the target; another one can.
+            ApiError::StatusInstance => (StatusCode::MISDIRECTED_REQUEST, "status_instance_read_only"),
         }
     }
 }

@@ -55,11 +55,22 @@ pub struct Readiness {
     /// (tokens are refused with timeNotAvailable) or `unknown: …`. It does not change `ready`:
     /// CRLs, OCSP and the portal do not need a synchronised clock to the second.
     pub clock: String,
+    /// `primary`, or `status` (`nca serve --role status`).
+    pub role: &'static str,
+    /// A status instance on a PostgreSQL streaming replica: how far behind its primary it is
+    /// (0 when it replayed all it received); absent elsewhere or when the database cannot say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_lag_seconds: Option<f64>,
 }
 
 impl AppState {
     pub async fn readiness(&self) -> Readiness {
         let database = self.ca.store.ping().await;
+        let role = self.ca.config.role;
+        let replica_lag_seconds = match role {
+            crate::config::Role::Status => self.ca.store.replica_lag_seconds().await.ok().flatten(),
+            crate::config::Role::Primary => None,
+        };
         let ks = Arc::clone(&self.ca.key_store);
         let key_store = tokio::task::spawn_blocking(move || ks.check())
             .await
@@ -76,6 +87,8 @@ impl AppState {
                 key_store.err().map(|e| e.to_string()).unwrap_or_default(),
             ),
             clock: self.ca.clock().describe(),
+            role: role.name(),
+            replica_lag_seconds,
         }
     }
 
@@ -208,6 +221,43 @@ pub fn public_routes() -> openapi::Routes {
         .post("/tsp", tsa::tsp)
         .get("/cert/tsa.cer", tsa::certificate)
         .post("/api/v1/verify", tsa::verify)
+}
+
+/// A status instance's routes (`nca serve --role status`): the relying parties' side of the
+/// public listener, read-only. The public listener's write routes answer
+/// `status_instance_read_only`; its other routes (the portal, the cabinet, applications) are
+/// absent (404).
+pub fn status_routes() -> openapi::Routes {
+    openapi::Routes::default()
+        .get("/healthz", public::healthz)
+        .get("/readyz", public::readyz)
+        .get("/metrics", public::metrics)
+        .get("/cert/{file}", public::ca_certificate)
+        .get("/api/v1/openapi.json", openapi::document)
+        .get("/api/v1/ca", public::cas)
+        .get("/api/v1/certificates/{serial}", public::certificate)
+        .get("/crl/{file}", status::crl)
+        .post_limited("/ocsp", status::ocsp_post, crate::pki::ocsp::MAX_REQUEST_BYTES)
+        .get("/ocsp/{*request}", status::ocsp_get)
+        .get(DEFAULT_CPS_PATH, public::policy_document)
+        .get("/cert/tsa.cer", tsa::certificate)
+        .post("/api/v1/verify", tsa::verify)
+        .post("/tsp", status::read_only)
+        .post("/api/v1/applications", status::read_only)
+        .post("/api/v1/applications/{number}/survey", status::read_only)
+        .post("/api/v1/cabinet/challenge", status::read_only)
+        .post("/api/v1/cabinet/session", status::read_only)
+        .delete("/api/v1/cabinet/session", status::read_only)
+}
+
+/// A status instance's router.
+pub fn status_router(state: AppState) -> Router {
+    let cps = state.ca.config.ca.cps_uri.clone();
+    let mut routes = status_routes();
+    if cps.starts_with('/') && cps != "/" && cps != DEFAULT_CPS_PATH {
+        routes = routes.get_configured(&cps, public::policy_document);
+    }
+    finish(routes, state)
 }
 
 /// Where the policy document is served when `ca.cps_uri` keeps its default; a deployment that

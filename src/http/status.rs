@@ -117,7 +117,9 @@ pub async fn ocsp_get(State(s): State<AppState>, Path(encoded): Path<String>, he
         return ocsp_response(answer);
     };
     let t = now();
-    let max_age = (f.next_update - t).max(0);
+    // An answer signed ahead holds a day; a cache in front keeps it at most as long as a live
+    // one, so that a revocation reaches relying parties behind a cache as soon as before.
+    let max_age = (f.next_update - t).clamp(0, crate::pki::ocsp::VALIDITY);
     let cache: [(HeaderName, String); 5] = [
         (header::ETAG, f.etag.clone()),
         (header::LAST_MODIFIED, http_date(f.produced_at)),
@@ -139,4 +141,10 @@ pub async fn ocsp_get(State(s): State<AppState>, Path(encoded): Path<String>, he
         }
     }
     resp
+}
+
+/// A write route on a status instance (`--role status`): refused with a stable code, nothing
+/// read.
+pub async fn read_only() -> ApiError {
+    ApiError::StatusInstance
 }

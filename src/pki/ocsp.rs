@@ -4,6 +4,12 @@
 //! and key hashes with the request's own hash algorithm (SHA-1 and SHA-256 both occur). Answers to
 //! a single request without a nonce are kept, signed, per CertID and handed out again while the
 //! certificate's status is unchanged and the answer is fresh: relying traffic costs no signature.
+//!
+//! Before either, a single SHA-1 CertID without a nonce is answered from the answers signed
+//! ahead and kept in the database ([`presign`]): one read, no signature, on every instance. A
+//! status instance (`--role status`) answers only from there: it holds no key.
+
+pub mod presign;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,6 +25,7 @@ use x509_ocsp::{
 };
 
 use super::{Ca, Issuer};
+use crate::config::Role;
 use crate::keys;
 use crate::store::{RevocationRecord, StoreError, now};
 
@@ -147,6 +154,9 @@ pub struct Responder {
     hashes: IssuerHashes,
     responder_key_hash: Vec<u8>,
     kept: RwLock<HashMap<Vec<u8>, Kept>>,
+    /// Woken when this instance revoked, held or released a certificate: the pre-signer signs
+    /// the new answer at once instead of at its next look.
+    changed: tokio::sync::Notify,
 }
 
 /// Why an OCSP answer could not be made; the client gets `internalError` or `tryLater`.
@@ -195,6 +205,7 @@ impl Responder {
                     .raw_bytes(),
             ),
             kept: RwLock::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -258,6 +269,14 @@ fn status_of(issued: bool, revocation: Option<&RevocationRecord>, t: i64) -> Sta
 }
 
 impl Ca {
+    /// A revocation, hold or release was recorded through this instance: the pre-signer signs
+    /// its answer now (others find it in the database within a quarter second).
+    pub fn ocsp_changed(&self) {
+        if let Some(r) = &self.responder {
+            r.changed.notify_one();
+        }
+    }
+
     /// Answers a DER OCSP request. Always returns a complete OCSPResponse (errors included).
     pub async fn ocsp(&self, request: &[u8]) -> Vec<u8> {
         self.ocsp_answer(request).await.der.as_ref().clone()
@@ -278,6 +297,22 @@ impl Ca {
             .all(|r| responder.is_ours(&r.req_cert))
         {
             return Answer::uncacheable(encode(OcspResponse::unauthorized()));
+        }
+        let status_instance = self.config.role == Role::Status;
+        // A status instance signs nothing: a nonce request gets the kept answer without the
+        // nonce (RFC 5019 §4 lets a responder leave it out; the client then relies on the
+        // answer's times), and what is not kept, or kept past its nextUpdate, gets tryLater.
+        if let [single] = req.tbs_request.request_list.as_slice()
+            && (nonce.is_none() || status_instance)
+        {
+            match self.presigned(&single.req_cert).await {
+                Ok(Some(answer)) => return answer,
+                Ok(None) => {}
+                Err(e) => tracing::error!("OCSP answers signed ahead: {e}"),
+            }
+        }
+        if status_instance {
+            return Answer::uncacheable(encode(OcspResponse::try_later()));
         }
         match self.answer(&req, nonce, responder, delegated).await {
             Ok(answer) => answer,

@@ -114,6 +114,7 @@ impl Ca {
                 .await?
                 .ok_or_else(|| RevokeError::NotOnHold(serial.clone()))?;
             tracing::info!(target: "audit", "hold lifted: serial=[{serial}]");
+            self.ocsp_changed();
             return Ok(RevokeOutcome { record, changed: true });
         }
         let t = now();
@@ -127,6 +128,7 @@ impl Ca {
         match self.store.revoke(&serial, at, reason, invalidity).await? {
             None => Err(RevokeError::UnknownSerial(serial)),
             Some(Revoked::Now(record)) => {
+                self.ocsp_changed();
                 tracing::info!(target: "audit", "revoked: serial=[{serial}] reason=[{}] at=[{}]", reason_name(reason), record.revoked_at);
                 Ok(RevokeOutcome { record, changed: true })
             }

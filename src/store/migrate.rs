@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_intents.sql")),
     (9, include_str!("../../migrations/sqlite/0009_tsa.sql")),
     (12, include_str!("../../migrations/sqlite/0012_cabinet.sql")),
+    (16, include_str!("../../migrations/sqlite/0016_ocsp_answers.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/postgres/0008_intents.sql")),
     (9, include_str!("../../migrations/postgres/0009_tsa.sql")),
     (12, include_str!("../../migrations/postgres/0012_cabinet.sql")),
+    (16, include_str!("../../migrations/postgres/0016_ocsp_answers.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.
@@ -87,4 +89,36 @@ pub async fn run(store: &Store) -> Result<(), StoreError> {
             .await?;
     }
     result
+}
+
+/// For a read-only instance (`--role status`, on a replica): the schema must be exactly the one
+/// this binary migrates to. It migrates nothing itself; a mismatch is refused at start, before
+/// a query could misread a column.
+pub async fn check(store: &Store) -> Result<(), StoreError> {
+    let files = match store.backend() {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let mut applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| StoreError::Migration {
+            version: 0,
+            message: format!("no schema to check ({e}): a status instance migrates nothing"),
+        })?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    applied.sort_unstable();
+    let expected: Vec<i64> = files.iter().map(|(v, _)| *v).collect();
+    if applied != expected {
+        return Err(StoreError::Migration {
+            version: applied.last().copied().unwrap_or(0),
+            message: format!(
+                "the database's schema has versions {applied:?}, this binary's {expected:?}: a status instance \
+                 migrates nothing and runs only on the schema it was built for"
+            ),
+        });
+    }
+    Ok(())
 }

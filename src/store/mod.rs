@@ -10,6 +10,7 @@ mod audit;
 mod cabinet;
 mod certificates;
 mod migrate;
+mod ocsp;
 mod operators;
 mod outbox;
 mod revocations;
@@ -26,6 +27,7 @@ pub use applications::{Advance, ApplicationRecord, StepRecord, StepTiming};
 pub use audit::{AuditEvent, AuditRecord, chain_hash};
 pub use cabinet::{ChallengeTaken, Expiring, HeldApplication, HeldCertificate, SessionRecord};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
+pub use ocsp::{DueAnswer, PresignedAnswer, PresignedStats, StoredAnswer};
 pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
@@ -94,6 +96,18 @@ pub struct Store {
 impl Store {
     /// Connects, configures the connection and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_as(url, false).await
+    }
+
+    /// For a status instance (`nca serve --role status`), on a read-only URL such as a
+    /// streaming replica: no migration (the schema version is checked instead, and a mismatch
+    /// refused), and on PostgreSQL every transaction read-only, so that a write that slipped in
+    /// fails instead of reaching the primary through a URL that happened to be writable.
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+        Self::open_as(url, true).await
+    }
+
+    async fn open_as(url: &str, read_only: bool) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -121,6 +135,11 @@ impl Store {
                             // power loss can take the last commits, which the pending/issued
                             // order covers.
                             conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
+                            if read_only {
+                                conn.execute("PRAGMA query_only = ON").await?;
+                            }
+                        } else if read_only {
+                            conn.execute("SET default_transaction_read_only = on").await?;
                         }
                         Ok(())
                     })
@@ -140,7 +159,11 @@ impl Store {
             backend,
             writer,
         };
-        migrate::run(&store).await?;
+        if read_only {
+            migrate::check(&store).await?;
+        } else {
+            migrate::run(&store).await?;
+        }
         Ok(store)
     }
 
