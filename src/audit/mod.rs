@@ -3,6 +3,8 @@
 //! key. Verification walks the chain and names the first record that was changed, removed or
 //! reordered.
 
+pub mod actor;
+
 use base64::Engine;
 
 use crate::keys;

@@ -194,3 +194,23 @@ pub async fn operators(State(s): State<AppState>, Admin(_): Admin) -> Result<imp
 pub async fn survey_report(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(s.workflow().survey_report().await?))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivePeriod {
+    from: String,
+    to: String,
+    centre: Option<String>,
+}
+
+/// `GET /api/v1/admin/archive?from=&to=[&centre=]`: the receipts centres gave in `[from, to)`
+/// (RFC 3339 times or dates), with the documents accepted, their numbers masked.
+pub async fn archive(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    super::extract::Query(q): super::extract::Query<ArchivePeriod>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(
+        s.workflow().archive(&q.from, &q.to, q.centre.as_deref()).await?,
+    ))
+}

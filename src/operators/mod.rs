@@ -65,6 +65,18 @@ pub struct Operator {
     pub record: OperatorRecord,
 }
 
+impl Operator {
+    /// This operator (or administrator) as the audit names them: IIN and the serial of the
+    /// certificate they authenticated with.
+    pub fn actor(&self) -> crate::audit::actor::Actor {
+        crate::audit::actor::Actor::Operator {
+            iin: self.record.iin.clone(),
+            certificate: self.serial.clone(),
+            administrator: self.record.role == "administrator",
+        }
+    }
+}
+
 /// The certificate behind a client identity: issued by this CA's issuing CA, recorded as
 /// issued, within its validity; and whether it is revoked (the caller decides which refusal
 /// comes first).
