@@ -21,6 +21,8 @@ pub struct IssueRequest {
     pub subject: SubjectInput,
     /// The application this certificate answers, when the workflow issues it.
     pub application: Option<String>,
+    /// Who asks for it: the audit record of its issuance names them.
+    pub actor: crate::audit::actor::Actor,
 }
 
 /// A certificate the database records as issued.
@@ -74,6 +76,7 @@ impl Ca {
             key,
             &req.subject,
             req.application.as_deref(),
+            &req.actor,
         )
         .await
     }
@@ -85,6 +88,7 @@ impl Ca {
         profile: &str,
         spki_der: &[u8],
         subject: &SubjectInput,
+        actor: &crate::audit::actor::Actor,
     ) -> Result<Issued, IssueError> {
         let profile = self
             .profiles
@@ -95,7 +99,7 @@ impl Ca {
             message: e.to_string(),
         })?;
         let key = policy::judge_key(&spki, profile)?;
-        issue_key(self, &self.issuing, profile, spki, key, subject, None).await
+        issue_key(self, &self.issuing, profile, spki, key, subject, None, actor).await
     }
 }
 
@@ -107,6 +111,7 @@ async fn issue_key(
     key: KeyAlgorithm,
     input: &SubjectInput,
     application: Option<&str>,
+    actor: &crate::audit::actor::Actor,
 ) -> Result<Issued, IssueError> {
     let subject = subject::build(profile, input, &ca.config.ca.country)?;
     let spki_der = spki.to_der().map_err(|e| build::BuildError {
@@ -168,7 +173,7 @@ async fn issue_key(
         }
     };
     let der = sign(ca, issuer, prepared.tbs_der, &prepared.serial).await?;
-    ca.store.mark_issued(&issuer.id, &prepared.serial, &der).await?;
+    ca.store.mark_issued(&issuer.id, &prepared.serial, &der, actor).await?;
     tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
         prepared.serial, application.unwrap_or(""), profile.name);
     Ok(Issued {

@@ -154,6 +154,8 @@ impl Workflow<'_> {
             csr: csr.clone().unwrap_or_default().into_bytes(),
             subject: subject.clone(),
             application: Some(a.number.clone()),
+            // The result step of an application is the service's, done from its recorded intent.
+            actor: Actor::Service,
         };
         // Both at once: their writes share the group commit's transactions.
         let (auth, sign) = tokio::join!(
@@ -279,6 +281,7 @@ impl Workflow<'_> {
             reason: reason.to_string(),
             at: None,
             invalidity_date: None,
+            actor: Actor::Service,
         };
         self.ca.revoke(r).await?;
         Ok(())
