@@ -504,7 +504,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 nca::pki::crl::CrlKind::Full
             };
-            let r = ca.publish_crl(&issuer, kind, &nca::audit::actor::Actor::console()).await;
+            let r = ca
+                .publish_crl(&issuer, kind, &nca::audit::actor::Actor::console())
+                .await;
             ca.store.close().await;
             let r = r?;
             println!(

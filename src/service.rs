@@ -167,7 +167,9 @@ async fn registry_retries(state: AppState, mut stop: tokio::sync::watch::Receive
         let waiting = match state
             .ca
             .store
-            .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100).await {
+            .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100)
+            .await
+        {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!("registry retries: {e}");

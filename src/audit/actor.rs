@@ -113,6 +113,9 @@ mod tests {
         assert_eq!(c.audit()["role"], "console");
         assert_eq!(c.monitoring(), json!({"role": "console"}));
         let p = Actor::applicant("850315306048", None);
-        assert_eq!(p.audit(), json!({"role": "applicant", "iin": "850315306048", "certificate": null}));
+        assert_eq!(
+            p.audit(),
+            json!({"role": "applicant", "iin": "850315306048", "certificate": null})
+        );
     }
 }

@@ -54,7 +54,10 @@ pub async fn submit(
         }
         .into());
     };
-    Ok((application_status(view.status.as_str(), StatusCode::CREATED), Json(view)))
+    Ok((
+        application_status(view.status.as_str(), StatusCode::CREATED),
+        Json(view),
+    ))
 }
 
 pub async fn get(
@@ -144,7 +147,10 @@ pub async fn create_at_centre(
             .create_at_centre(&op, serde_json::from_value::<SignedRequest>(body).map_err(invalid)?)
             .await?
     };
-    Ok((application_status(view.status.as_str(), StatusCode::CREATED), Json(view)))
+    Ok((
+        application_status(view.status.as_str(), StatusCode::CREATED),
+        Json(view),
+    ))
 }
 
 /// `POST /api/v1/operator/applications/{n}/requests`: `{"auth", "sign"}`, CSRs made on the card.

@@ -70,7 +70,9 @@ pub async fn suspend(
     Admin(admin): Admin,
     Path(iin): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(OperatorView::from(&operators::suspend(&s.ca, &iin, &admin.actor()).await?)))
+    Ok(Json(OperatorView::from(
+        &operators::suspend(&s.ca, &iin, &admin.actor()).await?,
+    )))
 }
 
 pub async fn resume(
@@ -78,7 +80,9 @@ pub async fn resume(
     Admin(admin): Admin,
     Path(iin): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(OperatorView::from(&operators::resume(&s.ca, &iin, &admin.actor()).await?)))
+    Ok(Json(OperatorView::from(
+        &operators::resume(&s.ca, &iin, &admin.actor()).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -108,7 +112,9 @@ pub async fn dismiss(
             ));
         }
     };
-    Ok(Json(OperatorView::from(&operators::dismiss(&s.ca, &iin, how, &admin.actor()).await?)))
+    Ok(Json(OperatorView::from(
+        &operators::dismiss(&s.ca, &iin, how, &admin.actor()).await?,
+    )))
 }
 
 /// `GET /api/v1/operator/me`: the operator behind the client certificate, when they may act.

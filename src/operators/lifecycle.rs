@@ -180,7 +180,9 @@ pub async fn add(
             let (auth_key, auth_spki) = key_file(*algorithm).map_err(|e| files(&e))?;
             let (sign_key, sign_spki) = key_file(*algorithm).map_err(|e| files(&e))?;
             let auth = ca.issue_for_own_key(auth_profile, &auth_spki, &subject, actor).await?;
-            let sign = ca.issue_for_own_key("operator-sign", &sign_spki, &subject, actor).await?;
+            let sign = ca
+                .issue_for_own_key("operator-sign", &sign_spki, &subject, actor)
+                .await?;
             let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
             for (name, bytes, secret) in [
                 ("auth.key", auth_key.as_bytes(), true),
@@ -237,7 +239,13 @@ fn revoke_request(serial: &str, reason: &str, at: Option<String>, actor: &Actor)
     }
 }
 
-async fn transition(ca: &Ca, iin: &str, from: &[&str], to: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
+async fn transition(
+    ca: &Ca,
+    iin: &str,
+    from: &[&str],
+    to: &str,
+    actor: &Actor,
+) -> Result<OperatorRecord, OperatorError> {
     let current = ca
         .store
         .operator(iin)

@@ -347,7 +347,9 @@ pub async fn init(
     let mut tls_subject = entity(cfg.ca.tls_dns_names.first().map(String::as_str).unwrap_or("localhost"));
     tls_subject.dns_names = cfg.ca.tls_dns_names.clone();
     tls_subject.ip_addresses = cfg.ca.tls_ip_addresses.clone();
-    let tls = ca.issue_for_own_key("tls-server", &tls_spki, &tls_subject, &console).await?;
+    let tls = ca
+        .issue_for_own_key("tls-server", &tls_spki, &tls_subject, &console)
+        .await?;
 
     // The first administrator: a client key and certificate in files, for the admin API.
     let (admin_key_pem, admin_spki) = key_file(KeyAlgorithm::EcP256)?;
@@ -358,7 +360,9 @@ pub async fn init(
         patronymic: Some(cfg.admin.patronymic.clone()),
         ..Default::default()
     };
-    let admin = ca.issue_for_own_key("admin", &admin_spki, &admin_subject, &console).await?;
+    let admin = ca
+        .issue_for_own_key("admin", &admin_spki, &admin_subject, &console)
+        .await?;
 
     let data = &cfg.data_dir;
     let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
@@ -548,7 +552,9 @@ pub async fn ensure_tsa(ca: &Ca) -> Result<Option<String>, CeremonyError> {
         org,
         ..Default::default()
     };
-    let issued = ca.issue_for_own_key("tsa", key.spki_der(), &subject, &Actor::Service).await?;
+    let issued = ca
+        .issue_for_own_key("tsa", key.spki_der(), &subject, &Actor::Service)
+        .await?;
     ca.store
         .add_ca_key(&CaKeyRecord {
             id: format!("{}-tsa", ca.issuing.id),
@@ -616,7 +622,9 @@ pub async fn renew_delegated(ca: &Ca) -> Result<Vec<String>, CeremonyError> {
             org,
             ..Default::default()
         };
-        let issued = ca.issue_for_own_key(profile, d.signer.spki_der(), &subject, &Actor::Service).await?;
+        let issued = ca
+            .issue_for_own_key(profile, d.signer.spki_der(), &subject, &Actor::Service)
+            .await?;
         ca.store
             .replace_delegated_certificate(role, &issued.serial, &issued.der)
             .await?;

@@ -207,7 +207,8 @@ impl Store {
         messages: &[OutboxMessage],
         actor: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let applicant = serde_json::to_string(&a.applicant).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        let applicant =
+            serde_json::to_string(&a.applicant).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
         let refusal = a.refusal.as_ref();
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -273,7 +274,11 @@ impl Store {
     }
 
     /// A centre's applications in a status, oldest first.
-    pub async fn centre_applications(&self, centre: &str, status: Status) -> Result<Vec<ApplicationRecord>, StoreError> {
+    pub async fn centre_applications(
+        &self,
+        centre: &str,
+        status: Status,
+    ) -> Result<Vec<ApplicationRecord>, StoreError> {
         let q = format!(
             "SELECT {COLUMNS} FROM applications WHERE centre = $1 AND status = $2 ORDER BY created_at LIMIT 500"
         );
@@ -377,8 +382,8 @@ impl Store {
         }
         insert_steps(&mut tx, number, &a.steps).await?;
         if let Some(r) = &a.receipt {
-            let documents =
-                serde_json::to_string(&r.documents).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+            let documents = serde_json::to_string(&r.documents)
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
             sqlx::query(
                 "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) \
                  VALUES ($1, $2, $3, $4, $5, $6)",

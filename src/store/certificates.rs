@@ -191,7 +191,11 @@ impl Store {
     }
 
     /// Commits a key ceremony: all rows or none. A second ceremony collides on the unique role.
-    pub async fn commit_ceremony(&self, keys: &[CaKeyRecord], actor: &crate::audit::actor::Actor) -> Result<(), StoreError> {
+    pub async fn commit_ceremony(
+        &self,
+        keys: &[CaKeyRecord],
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for k in keys {
             let r = sqlx::query(

@@ -180,7 +180,11 @@ impl Store {
 
     /// Lifts a certificateHold; the next delta CRL says removeFromCRL. `None` when there is no
     /// active hold on that serial.
-    pub async fn lift_hold(&self, serial: &str, actor: &crate::audit::actor::Actor) -> Result<Option<RevocationRecord>, StoreError> {
+    pub async fn lift_hold(
+        &self,
+        serial: &str,
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
         let at = now();
         let mut tx = self.begin_write().await?;
         let r =

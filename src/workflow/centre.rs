@@ -132,7 +132,7 @@ impl Workflow<'_> {
             StepKind::Confirmation,
             op.actor(),
         )
-            .await
+        .await
     }
 
     /// P5, revoke at a service centre: the operator fills the request for the applicant in

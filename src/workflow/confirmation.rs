@@ -68,13 +68,7 @@ impl Workflow<'_> {
                 ..Default::default()
             }
         };
-        self.advance(
-            &a,
-            Status::AwaitingDocuments,
-            advance,
-            StepKind::Identity,
-            op.actor(),
-        )
+        self.advance(&a, Status::AwaitingDocuments, advance, StepKind::Identity, op.actor())
             .await
     }
 

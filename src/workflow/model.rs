@@ -323,9 +323,21 @@ mod tests {
         // The paths the processes take.
         for path in [
             // P1: registry late, identity, confirmation, the pair issued.
-            &[AwaitingRegistry, AwaitingDocuments, AwaitingConfirmation, Issuing, Completed][..],
+            &[
+                AwaitingRegistry,
+                AwaitingDocuments,
+                AwaitingConfirmation,
+                Issuing,
+                Completed,
+            ][..],
             // P2: signed, straight to the operator; the key store away once.
-            &[AwaitingRegistry, AwaitingConfirmation, Issuing, AwaitingKeyStore, Completed],
+            &[
+                AwaitingRegistry,
+                AwaitingConfirmation,
+                Issuing,
+                AwaitingKeyStore,
+                Completed,
+            ],
             // P4: issued, then written onto the card.
             &[AwaitingDocuments, AwaitingConfirmation, Issuing, Issuing, Completed],
             &[AwaitingKeyStore, Issuing],
@@ -340,7 +352,10 @@ mod tests {
             }
         }
         for &to in Status::ALL {
-            assert!(!Completed.may_become(to) && !Refused.may_become(to), "an end moved to {to}");
+            assert!(
+                !Completed.may_become(to) && !Refused.may_become(to),
+                "an end moved to {to}"
+            );
             // Nothing goes back to where the applicant or the registry acts.
             assert!(!to.may_become(AwaitingRegistry), "{to} -> awaiting_registry");
         }
@@ -363,11 +378,15 @@ mod tests {
         assert_eq!(a.contact(), Some(("a@example.kz".into(), "ru".into())));
         assert!(!a.legal());
         // A P3 row: no person, the holder's address beside the certificates.
-        let p3: Applicant =
-            serde_json::from_str(r#"{"certificates":["0a"],"reason":"keyCompromise","email":"h@example.kz","lang":null}"#)
-                .unwrap();
+        let p3: Applicant = serde_json::from_str(
+            r#"{"certificates":["0a"],"reason":"keyCompromise","email":"h@example.kz","lang":null}"#,
+        )
+        .unwrap();
         assert_eq!(p3.contact(), Some(("h@example.kz".into(), "kk".into())));
-        assert_eq!((p3.reason(), p3.certificates.as_slice()), ("keyCompromise", &["0a".to_string()][..]));
+        assert_eq!(
+            (p3.reason(), p3.certificates.as_slice()),
+            ("keyCompromise", &["0a".to_string()][..])
+        );
         assert_eq!(Applicant::default().reason(), "unspecified");
         // What is written reads back the same.
         let again: Applicant = serde_json::from_str(&serde_json::to_string(&p3).unwrap()).unwrap();

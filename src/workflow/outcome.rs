@@ -203,11 +203,7 @@ impl Workflow<'_> {
             change: Advance {
                 // P4 is complete when the certificates are on the card: the station writes them
                 // and says so (`card_written`); until then the application stays `issuing`.
-                to: if onto_card {
-                    Status::Issuing
-                } else {
-                    Status::Completed
-                },
+                to: if onto_card { Status::Issuing } else { Status::Completed },
                 outcome: "issued".into(),
                 auth_serial: Some(auth),
                 sign_serial: Some(sign),

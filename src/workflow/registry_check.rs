@@ -47,9 +47,10 @@ impl Workflow<'_> {
     /// another instance moved it first.
     pub async fn retry_registry(&self, a: &ApplicationRecord) -> Result<bool, WorkflowError> {
         let process = self.process_of(a)?;
-        let applicant = a.applicant.person.as_ref().ok_or_else(|| {
-            WorkflowError::Internal(format!("application {} names no person to look up", a.number))
-        })?;
+        let applicant =
+            a.applicant.person.as_ref().ok_or_else(|| {
+                WorkflowError::Internal(format!("application {} names no person to look up", a.number))
+            })?;
         let iin = Iin::parse(&a.iin).map_err(|e| WorkflowError::Internal(format!("IIN {e}")))?;
         let (outcome, refused) = match self.registry_check(&iin, applicant).await {
             Ok(r) => r,
@@ -97,7 +98,7 @@ impl Workflow<'_> {
             letter,
             Actor::Service,
         )
-            .await
+        .await
     }
 }
 

@@ -57,7 +57,9 @@ fn receipts_are_archived_with_masked_numbers_and_kept_until_their_period_ends() 
     assert!(!String::from_utf8_lossy(&body).contains("041234567"));
 
     // The archive lists both, oldest first, with the number masked; the period is [from, to).
-    let (status, body) = d.admin_get(&format!("/api/v1/admin/archive?from=2000-01-01&to=2100-01-01&centre={centre}"));
+    let (status, body) = d.admin_get(&format!(
+        "/api/v1/admin/archive?from=2000-01-01&to=2100-01-01&centre={centre}"
+    ));
     let v = json(&body);
     assert_eq!(status, 200, "{v}");
     let receipts = v["receipts"].as_array().unwrap();
@@ -71,7 +73,10 @@ fn receipts_are_archived_with_masked_numbers_and_kept_until_their_period_ends() 
         receipts[0]["documents"],
         serde_json::json!([{"kind": "identity card", "number": "*****4567"}, {"kind": "power of attorney"}])
     );
-    assert_eq!((receipts[0]["centre"].as_str(), receipts[0]["operator"].as_str()), (Some(centre.as_str()), Some("920708497088")));
+    assert_eq!(
+        (receipts[0]["centre"].as_str(), receipts[0]["operator"].as_str()),
+        (Some(centre.as_str()), Some("920708497088"))
+    );
     assert_eq!(v["retention_days"], 1827);
     assert!(!v.to_string().contains("041234567"), "{v}");
     // The database keeps the number in full: the archive is the record.
@@ -83,32 +88,67 @@ fn receipts_are_archived_with_masked_numbers_and_kept_until_their_period_ends() 
     assert_eq!(json(&body)["receipts"], serde_json::json!([]));
     // A period that is not one is the client's mistake; and the archive is the administrator's.
     let (status, body) = d.admin_get("/api/v1/admin/archive?from=yesterday&to=2100-01-01");
-    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("request_invalid")));
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (400, Some("request_invalid"))
+    );
     let (status, _) = d.admin_get("/api/v1/admin/archive?from=2100-01-01&to=2000-01-01");
     assert_eq!(status, 400);
     let (status, _) = d.admin_get("/api/v1/admin/archive?to=2100-01-01");
     assert_eq!(status, 400);
     let (status, body) = as_operator(&d, &op, "/api/v1/admin/archive?from=2000-01-01&to=2100-01-01", None);
-    assert_eq!((status, json(&body)["error"]["code"].as_str()), (403, Some("not_administrator")));
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (403, Some("not_administrator"))
+    );
 
     // Both sides of the period: one receipt given a minute inside it, one a minute past it.
-    let now = sql(&d, "SELECT CAST(strftime('%s','now') AS INTEGER)").parse::<i64>().unwrap();
+    let now = sql(&d, "SELECT CAST(strftime('%s','now') AS INTEGER)")
+        .parse::<i64>()
+        .unwrap();
     let period = 1827 * 86_400;
-    sql(&d, &format!("UPDATE receipts SET issued_at = {} WHERE application = '{}'", now - period + 60, numbers[0]));
-    sql(&d, &format!("UPDATE receipts SET issued_at = {} WHERE application = '{}'", now - period - 60, numbers[1]));
+    sql(
+        &d,
+        &format!(
+            "UPDATE receipts SET issued_at = {} WHERE application = '{}'",
+            now - period + 60,
+            numbers[0]
+        ),
+    );
+    sql(
+        &d,
+        &format!(
+            "UPDATE receipts SET issued_at = {} WHERE application = '{}'",
+            now - period - 60,
+            numbers[1]
+        ),
+    );
     eventually(20, "the sweep deletes the receipt past its period", || {
-        (sql(&d, &format!("SELECT COUNT(*) FROM receipts WHERE application = '{}'", numbers[1])) == "0").then_some(())
+        (sql(
+            &d,
+            &format!("SELECT COUNT(*) FROM receipts WHERE application = '{}'", numbers[1]),
+        ) == "0")
+            .then_some(())
     });
     // More sweeps, and the one inside its period is still there.
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(
-        sql(&d, &format!("SELECT COUNT(*) FROM receipts WHERE application = '{}'", numbers[0])),
+        sql(
+            &d,
+            &format!("SELECT COUNT(*) FROM receipts WHERE application = '{}'", numbers[0])
+        ),
         "1"
     );
     // The sweep is in the audit chain, by the service.
-    let detail = sql(&d, "SELECT detail FROM audit WHERE kind = 'archive.swept' ORDER BY seq DESC LIMIT 1");
+    let detail = sql(
+        &d,
+        "SELECT detail FROM audit WHERE kind = 'archive.swept' ORDER BY seq DESC LIMIT 1",
+    );
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
-    assert_eq!((detail["deleted"].as_i64(), detail["actor"]["role"].as_str()), (Some(1), Some("service")));
+    assert_eq!(
+        (detail["deleted"].as_i64(), detail["actor"]["role"].as_str()),
+        (Some(1), Some("service"))
+    );
     // The application itself stays: only the archive's period ends.
     let (status, _) = d.get(&format!("/api/v1/applications/{}?iin={IIN}", numbers[1]));
     assert_eq!(status, 200);

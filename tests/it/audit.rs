@@ -132,7 +132,10 @@ fn every_audit_record_names_its_actor_by_role() {
     );
     assert_eq!(status, 201);
     assert_eq!(d.admin_post("/api/v1/admin/crl", "{}").0, 201);
-    assert_eq!(d.admin_post("/api/v1/admin/operators/920708497088/suspend", "{}").0, 200);
+    assert_eq!(
+        d.admin_post("/api/v1/admin/operators/920708497088/suspend", "{}").0,
+        200
+    );
     assert_eq!(d.admin_post("/api/v1/admin/operators/920708497088/resume", "{}").0, 200);
     // Applicant, operator, service: a P1 to its end.
     let (status, app) = crate::workflow::submit(
@@ -158,10 +161,8 @@ fn every_audit_record_names_its_actor_by_role() {
          \x20   print(json.dumps([k, s, json.loads(d)]))",
         &d.path("nca.db").display().to_string(),
     ])));
-    let records: Vec<(String, String, serde_json::Value)> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records: Vec<(String, String, serde_json::Value)> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(records.len() > 20, "{records:?}");
     let role_of = |kind: &str, subject: &str| -> Vec<&str> {
         records
@@ -178,7 +179,10 @@ fn every_audit_record_names_its_actor_by_role() {
             Some("console") => assert!(actor["user"].is_string(), "{kind} {subject}: {actor}"),
             Some("administrator" | "operator") => {
                 assert!(actor["iin"].as_str().is_some_and(|i| i.len() == 12), "{kind}: {actor}");
-                assert!(actor["certificate"].as_str().is_some_and(|c| !c.is_empty()), "{kind}: {actor}");
+                assert!(
+                    actor["certificate"].as_str().is_some_and(|c| !c.is_empty()),
+                    "{kind}: {actor}"
+                );
             }
             Some("applicant") => assert_eq!(actor["iin"], IIN, "{kind}: {actor}"),
             _ => panic!("{kind} {subject} has no actor: {detail}"),
