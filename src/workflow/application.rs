@@ -63,6 +63,12 @@ impl WorkflowError {
     }
 }
 
+/// The operating system's random number generator failed: no number, no nonce; an internal
+/// fault (500, the cause in the log), never a predictable value.
+pub(super) fn no_randomness(_: ring::error::Unspecified) -> WorkflowError {
+    WorkflowError::Internal("the operating system's random number generator failed".into())
+}
+
 /// A step of `process` as a record: its actor and deadline from the regulation.
 pub(super) fn step(process: &Process, kind: StepKind, seq: i64, started: i64, done: Option<&str>) -> StepRecord {
     let s = process.steps.iter().find(|s| s.step == kind);

@@ -57,7 +57,7 @@ impl Workflow<'_> {
             }
             Err(e) => return Err(e),
         };
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
@@ -143,7 +143,7 @@ impl Workflow<'_> {
             .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
             .await?;
         let t = now();
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         let (email, lang) = self.holder_contact(&serials).await?;
         let mut record = ApplicationRecord {
             number: number.clone(),

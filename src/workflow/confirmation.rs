@@ -196,8 +196,7 @@ impl Workflow<'_> {
 /// there is no nonce, and no confirmation: an internal fault, not a predictable document.
 pub(super) fn to_be_signed(a: &ApplicationRecord) -> Result<String, WorkflowError> {
     let mut nonce = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| WorkflowError::Internal("the operating system's random number generator failed".into()))?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(no_randomness)?;
     if a.service == Service::Revoke {
         return Ok(format!(
             "nca-confirmation v1\napplication: {}\napplicant: IIN{}\ndecision: revoke\ncertificates: {}\nreason: {}\nnonce: {}\n",

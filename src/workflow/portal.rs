@@ -94,7 +94,7 @@ impl Workflow<'_> {
         }
 
         let t = now();
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         let first = if service == Service::Reissue {
             StepKind::SignedRequest
         } else {
@@ -199,7 +199,7 @@ impl Workflow<'_> {
             serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
         let (process, iin) = self.revocation_process(&req, Channel::Portal)?;
         let t = now();
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         // Condition 1 before anything of the applicant's is looked at: a request not signed by
         // them gets the same refusal whatever their IIN holds.
         let signer = match self.applicant_signature(cms, iin.as_str()).await? {
