@@ -75,8 +75,10 @@ impl Ca {
             csr.spki,
             key,
             &req.subject,
-            req.application.as_deref(),
-            &req.actor,
+            Asker {
+                application: req.application.as_deref(),
+                actor: &req.actor,
+            },
         )
         .await
     }
@@ -99,8 +101,18 @@ impl Ca {
             message: e.to_string(),
         })?;
         let key = policy::judge_key(&spki, profile)?;
-        issue_key(self, &self.issuing, profile, spki, key, subject, None, actor).await
+        let asker = Asker {
+            application: None,
+            actor,
+        };
+        issue_key(self, &self.issuing, profile, spki, key, subject, asker).await
     }
+}
+
+/// On whose behalf a certificate is issued: the application it answers, if any, and who asked.
+struct Asker<'a> {
+    application: Option<&'a str>,
+    actor: &'a crate::audit::actor::Actor,
 }
 
 async fn issue_key(
@@ -110,9 +122,9 @@ async fn issue_key(
     spki: SubjectPublicKeyInfoOwned,
     key: KeyAlgorithm,
     input: &SubjectInput,
-    application: Option<&str>,
-    actor: &crate::audit::actor::Actor,
+    asker: Asker<'_>,
 ) -> Result<Issued, IssueError> {
+    let Asker { application, actor } = asker;
     let subject = subject::build(profile, input, &ca.config.ca.country)?;
     let spki_der = spki.to_der().map_err(|e| build::BuildError {
         what: "SPKI",
