@@ -153,3 +153,42 @@ fn receipts_are_archived_with_masked_numbers_and_kept_until_their_period_ends() 
     let (status, _) = d.get(&format!("/api/v1/applications/{}?iin={IIN}", numbers[1]));
     assert_eq!(status, 200);
 }
+
+/// The archive on PostgreSQL: the receipt written in the identity step's transaction, and the
+/// listing with and without a centre (a NULL centre parameter is "all").
+#[test]
+fn the_archive_lists_receipts_on_postgresql_too() {
+    let mut d = Deployment::with_database(Some(fresh_postgres_database()));
+    d.init();
+    d.start();
+    let centre = d.first_centre();
+    let work = tempfile::tempdir().unwrap();
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+    let (status, app) = submit(
+        &d,
+        &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "pg"),
+    );
+    assert_eq!(status, 201, "{app}");
+    let number = app["number"].as_str().unwrap().to_string();
+    let (status, _) = post_identity(
+        &d,
+        &op,
+        &number,
+        r#"{"confirmed":true,"documents":[{"kind":"passport","number":"N12345678"}]}"#,
+    );
+    assert_eq!(status, 200);
+    for query in ["", "&centre="] {
+        let centre_q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("{query}{centre}")
+        };
+        let (status, body) = d.admin_get(&format!(
+            "/api/v1/admin/archive?from=2000-01-01&to=2100-01-01{centre_q}"
+        ));
+        let v = json(&body);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["receipts"][0]["application"], number.as_str(), "{v}");
+        assert_eq!(v["receipts"][0]["documents"][0]["number"], "*****5678", "{v}");
+    }
+}
