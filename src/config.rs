@@ -273,6 +273,29 @@ impl Default for WorkflowSection {
     }
 }
 
+/// The document archive (regulation §15.4, §20; README, "Receipts and the document archive").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// How long a receipt and the documents it names are kept after it was given. The
+    /// regulation defers to the archival rules (Government decree No. 1583 of 2011-12-22); the
+    /// default, 1,827 days, is five years (with their leap days), the period those rules' list
+    /// of standard documents sets for documents on state services rendered. A deployment whose
+    /// archive's nomenclature says longer sets it here; nothing is deleted before it ends.
+    pub retention_days: i64,
+    /// How often the retention sweep looks for receipts past their period.
+    pub sweep_seconds: u64,
+}
+
+impl Default for ArchiveSection {
+    fn default() -> Self {
+        ArchiveSection {
+            retention_days: 1827,
+            sweep_seconds: 86_400,
+        }
+    }
+}
+
 /// Both listeners' bounds against slow and greedy clients (`http::listen`, README
 /// "Connections").
 #[derive(Debug, Clone, Deserialize)]
@@ -392,6 +415,9 @@ struct FileConfig {
     /// Absent in a configuration written before the driver: the built-in defaults.
     #[serde(default)]
     workflow: WorkflowSection,
+    /// Absent in a configuration written before the archive: the built-in defaults.
+    #[serde(default)]
+    archive: ArchiveSection,
     /// Absent in a configuration written before the listeners' bounds: the built-in defaults.
     #[serde(default)]
     http: HttpSection,
@@ -420,6 +446,7 @@ pub struct Config {
     pub cabinet: CabinetSection,
     pub tsa: TsaSection,
     pub workflow: WorkflowSection,
+    pub archive: ArchiveSection,
     pub http: HttpSection,
     pub ocsp: OcspSection,
     /// `NCA_ROLE`, or `nca serve --role`.
@@ -538,6 +565,11 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("NCA_WORKFLOW_LEASE_SECONDS", format!("{v:?} is not a number")))?;
         }
+        if let Some(v) = env("NCA_ARCHIVE_SWEEP_SECONDS") {
+            f.archive.sweep_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_ARCHIVE_SWEEP_SECONDS", format!("{v:?} is not a number")))?;
+        }
         if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
             let v = v
                 .parse()
@@ -585,6 +617,10 @@ impl Config {
             ));
         }
         let role = env("NCA_ROLE").map(|v| v.parse()).transpose()?.unwrap_or_default();
+        // A period of nothing would let the sweep delete a receipt the day it was given.
+        if f.archive.retention_days < 1 {
+            return Err(invalid("archive.retention_days", "days must be at least 1".into()));
+        }
         if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
             return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
         }
@@ -702,6 +738,7 @@ impl Config {
             cabinet: f.cabinet,
             tsa: f.tsa,
             workflow: f.workflow,
+            archive: f.archive,
             http: f.http,
             ocsp: f.ocsp,
             role,

@@ -422,6 +422,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     reason,
                     at,
                     invalidity_date,
+                    actor: nca::audit::actor::Actor::console(),
                 })
                 .await;
             ca.store.close().await;
@@ -565,7 +566,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 nca::pki::crl::CrlKind::Full
             };
-            let r = ca.publish_crl(&issuer, kind).await;
+            let r = ca
+                .publish_crl(&issuer, kind, &nca::audit::actor::Actor::console())
+                .await;
             ca.store.close().await;
             let r = r?;
             println!(
@@ -602,6 +605,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     csr,
                     subject,
                     application: None,
+                    actor: nca::audit::actor::Actor::console(),
                 })
                 .await;
             store.close().await;
@@ -697,10 +701,12 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
                 (None, Some(label)) => OperatorKeys::Token { label, algorithm },
                 (None, None) => anyhow::bail!("--out or --token"),
             };
-            operators::add(&ca, &centres, new, keys).await.map(|a| a.record)
+            operators::add(&ca, &centres, new, keys, &nca::audit::actor::Actor::console())
+                .await
+                .map(|a| a.record)
         }
-        OperatorCommand::Suspend { .. } => operators::suspend(&ca, &iin).await,
-        OperatorCommand::Resume { .. } => operators::resume(&ca, &iin).await,
+        OperatorCommand::Suspend { .. } => operators::suspend(&ca, &iin, &nca::audit::actor::Actor::console()).await,
+        OperatorCommand::Resume { .. } => operators::resume(&ca, &iin, &nca::audit::actor::Actor::console()).await,
         OperatorCommand::Dismiss { on, reason, .. } => {
             let how = match on {
                 Some(on) => Dismissal::On(on),
@@ -708,7 +714,7 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
                     reason: reason.unwrap_or_default(),
                 },
             };
-            operators::dismiss(&ca, &iin, how).await
+            operators::dismiss(&ca, &iin, how, &nca::audit::actor::Actor::console()).await
         }
     };
     ca.store.close().await;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::audit::actor::Actor;
 use crate::pki::Ca;
 use crate::pki::crl::{self, CrlKind};
 use crate::store::{CrlRecord, now};
@@ -65,7 +66,7 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
     let issuing = ca.issuing.id.clone();
     let full = match ca.store.latest_crl(&issuing, "full").await? {
         Some(f) if f.this_update + crl::FULL_EVERY > t => f,
-        _ => ca.publish_crl(&issuing, CrlKind::Full).await?,
+        _ => ca.publish_crl(&issuing, CrlKind::Full, &Actor::Service).await?,
     };
     let delta = ca.store.latest_crl(&issuing, "delta").await?;
     let changed = ca.store.last_revocation_change(&issuing, t).await?;
@@ -80,7 +81,7 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
         }
     };
     let delta = if due {
-        ca.publish_crl(&issuing, CrlKind::Delta).await?
+        ca.publish_crl(&issuing, CrlKind::Delta, &Actor::Service).await?
     } else {
         delta.expect("not due without a delta")
     };
@@ -90,7 +91,7 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
     let root = ca.root.id.clone();
     let root_crl = match ca.store.latest_crl(&root, "full").await? {
         Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => r,
-        _ => ca.publish_crl(&root, CrlKind::Full).await?,
+        _ => ca.publish_crl(&root, CrlKind::Full, &Actor::Service).await?,
     };
     cache.put(&root_crl);
     Ok(())

@@ -174,7 +174,12 @@ async fn registry_retries(state: AppState, mut stop: tokio::sync::watch::Receive
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => break,
         }
-        let waiting = match state.ca.store.applications_in("awaiting_registry", 100).await {
+        let waiting = match state
+            .ca
+            .store
+            .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100)
+            .await
+        {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!("registry retries: {e}");

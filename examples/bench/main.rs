@@ -158,6 +158,7 @@ async fn engine(args: &[String]) -> anyhow::Result<()> {
                         ..Default::default()
                     },
                     application: None,
+                    actor: nca::audit::actor::Actor::Service,
                 })
                 .await
                 .expect("issue");

@@ -45,8 +45,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let template = ApplicationRecord {
         number: "BNCH-0000-0000".into(),
         process: "P1".into(),
-        service: "issue".into(),
-        channel: "portal".into(),
+        service: nca::workflow::model::Service::Issue,
+        channel: nca::workflow::model::Channel::Portal,
         ..Default::default()
     };
     // The workflow names who made each change; an applicant's role and IIN is the usual size.

@@ -3,6 +3,8 @@
 //! key. Verification walks the chain and names the first record that was changed, removed or
 //! reordered.
 
+pub mod actor;
+
 use base64::Engine;
 
 use crate::keys;
@@ -153,6 +155,7 @@ pub async fn checkpoint(ca: &Ca) -> Result<(), AuditError> {
     let sig = keys::sign(&service.signer, msg.into_bytes()).await?;
     let mut detail = serde_json::json!({
         "covers": seq, "hash": hash, "signature": base64::engine::general_purpose::STANDARD.encode(sig),
+        "actor": actor::Actor::Service.audit(),
     });
     if let Some(t) = token {
         detail["timestamp"] = serde_json::json!(t);

@@ -17,7 +17,7 @@ pub async fn issue_certificate(
     Admin(admin): Admin,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = issue_request(body)?;
+    let req = issue_request(body, admin.actor())?;
     tracing::info!(target: "audit", administrator = %admin.serial, profile = ?req.profile, "admin request: issue");
     let issued = s.issue(req).await?;
     Ok((
@@ -30,7 +30,7 @@ pub async fn issue_certificate(
     ))
 }
 
-fn issue_request(mut body: Map<String, Value>) -> Result<IssueRequest, ApiError> {
+fn issue_request(mut body: Map<String, Value>, actor: crate::audit::actor::Actor) -> Result<IssueRequest, ApiError> {
     let mut take = |k: &str| match body.remove(k) {
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(ApiError::bad_request(
@@ -52,6 +52,7 @@ fn issue_request(mut body: Map<String, Value>) -> Result<IssueRequest, ApiError>
         csr: csr.into_bytes(),
         subject,
         application: None,
+        actor,
     })
 }
 
@@ -80,6 +81,7 @@ pub async fn revoke(
             reason: b.reason,
             at: b.at,
             invalidity_date: b.invalidity_date,
+            actor: admin.actor(),
         })
         .await?;
     Ok((
@@ -115,7 +117,7 @@ pub async fn publish_crl(
         crate::pki::crl::CrlKind::Full
     };
     tracing::info!(target: "audit", administrator = %admin.serial, issuer = %issuer, kind = kind.as_str(), "admin request: crl");
-    let r = s.ca.publish_crl(&issuer, kind).await?;
+    let r = s.ca.publish_crl(&issuer, kind, &admin.actor()).await?;
     s.crls.refresh(&r);
     Ok((
         CREATED,
@@ -193,4 +195,24 @@ pub async fn operators(State(s): State<AppState>, Admin(_): Admin) -> Result<imp
 /// level.
 pub async fn survey_report(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(s.workflow().survey_report().await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivePeriod {
+    from: String,
+    to: String,
+    centre: Option<String>,
+}
+
+/// `GET /api/v1/admin/archive?from=&to=[&centre=]`: the receipts centres gave in `[from, to)`
+/// (RFC 3339 times or dates), with the documents accepted, their numbers masked.
+pub async fn archive(
+    State(s): State<AppState>,
+    Admin(_): Admin,
+    super::extract::Query(q): super::extract::Query<ArchivePeriod>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(
+        s.workflow().archive(&q.from, &q.to, q.centre.as_deref()).await?,
+    ))
 }

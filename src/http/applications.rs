@@ -14,6 +14,7 @@ use crate::workflow::application::{
     ApplicationRequest, CentreIssue, CsrPair, FieldError, IdentityRequest, SignedRequest, WorkflowError,
 };
 use crate::workflow::id_card::CardWritten;
+use crate::workflow::model::Status;
 use crate::workflow::survey::SurveyAnswer;
 
 #[derive(Deserialize)]
@@ -53,7 +54,10 @@ pub async fn submit(
         }
         .into());
     };
-    Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
+    Ok((
+        application_status(view.status.as_str(), StatusCode::CREATED),
+        Json(view),
+    ))
 }
 
 pub async fn get(
@@ -81,10 +85,14 @@ pub async fn queue(
     OperatorClient(op): OperatorClient,
     Query(q): Query<ByStatus>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let status = q.status.unwrap_or_else(|| "awaiting_documents".into());
-    Ok(Json(
-        serde_json::json!({ "applications": s.workflow_for(&headers).queue(&op, &status).await? }),
-    ))
+    // A status this service does not have holds no applications: an empty queue, as before the
+    // statuses were typed.
+    let applications = match q.status.as_deref().map(str::parse::<Status>) {
+        None => s.workflow_for(&headers).queue(&op, Status::AwaitingDocuments).await?,
+        Some(Ok(status)) => s.workflow_for(&headers).queue(&op, status).await?,
+        Some(Err(_)) => Vec::new(),
+    };
+    Ok(Json(serde_json::json!({ "applications": applications })))
 }
 
 pub async fn identity(
@@ -95,7 +103,7 @@ pub async fn identity(
     JsonBody(req): JsonBody<IdentityRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let view = s.workflow_for(&headers).identity(&op, &number, req).await?;
-    Ok((application_status(&view.status, StatusCode::OK), Json(view)))
+    Ok((application_status(view.status.as_str(), StatusCode::OK), Json(view)))
 }
 
 pub async fn to_be_signed(
@@ -117,7 +125,7 @@ pub async fn confirmation(
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let view = s.workflow_for(&headers).confirm(&op, &number, &body).await?;
-    Ok((application_status(&view.status, StatusCode::OK), Json(view)))
+    Ok((application_status(view.status.as_str(), StatusCode::OK), Json(view)))
 }
 
 /// `POST /api/v1/operator/applications`: a service-centre application filed by the operator:
@@ -139,7 +147,10 @@ pub async fn create_at_centre(
             .create_at_centre(&op, serde_json::from_value::<SignedRequest>(body).map_err(invalid)?)
             .await?
     };
-    Ok((application_status(&view.status, StatusCode::CREATED), Json(view)))
+    Ok((
+        application_status(view.status.as_str(), StatusCode::CREATED),
+        Json(view),
+    ))
 }
 
 /// `POST /api/v1/operator/applications/{n}/requests`: `{"auth", "sign"}`, CSRs made on the card.

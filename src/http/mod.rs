@@ -289,6 +289,7 @@ pub fn operator_routes() -> openapi::Routes {
         .get("/api/v1/admin/reports/survey", admin::survey_report)
         .get("/api/v1/admin/audit/verify", admin::verify_audit)
         .get("/api/v1/admin/reports/sla", admin::sla_report)
+        .get("/api/v1/admin/archive", admin::archive)
         .get("/api/v1/admin/monitoring", admin::monitoring)
         .get("/api/v1/admin/timestamps/{serial}", tsa::record)
         .post("/api/v1/admin/monitoring/{message_id}/retry", admin::retry_parked)

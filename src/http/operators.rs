@@ -55,7 +55,7 @@ pub async fn add(
         auth: b.auth_csr.into_bytes(),
         sign: b.sign_csr.into_bytes(),
     };
-    let added = operators::add(&s.ca, &s.centres, new, keys).await?;
+    let added = operators::add(&s.ca, &s.centres, new, keys, &admin.actor()).await?;
     Ok((
         CREATED,
         Json(serde_json::json!({
@@ -67,18 +67,22 @@ pub async fn add(
 
 pub async fn suspend(
     State(s): State<AppState>,
-    Admin(_): Admin,
+    Admin(admin): Admin,
     Path(iin): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(OperatorView::from(&operators::suspend(&s.ca, &iin).await?)))
+    Ok(Json(OperatorView::from(
+        &operators::suspend(&s.ca, &iin, &admin.actor()).await?,
+    )))
 }
 
 pub async fn resume(
     State(s): State<AppState>,
-    Admin(_): Admin,
+    Admin(admin): Admin,
     Path(iin): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(OperatorView::from(&operators::resume(&s.ca, &iin).await?)))
+    Ok(Json(OperatorView::from(
+        &operators::resume(&s.ca, &iin, &admin.actor()).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -94,7 +98,7 @@ pub struct DismissBody {
 
 pub async fn dismiss(
     State(s): State<AppState>,
-    Admin(_): Admin,
+    Admin(admin): Admin,
     Path(iin): Path<String>,
     JsonBody(b): JsonBody<DismissBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -108,7 +112,9 @@ pub async fn dismiss(
             ));
         }
     };
-    Ok(Json(OperatorView::from(&operators::dismiss(&s.ca, &iin, how).await?)))
+    Ok(Json(OperatorView::from(
+        &operators::dismiss(&s.ca, &iin, how, &admin.actor()).await?,
+    )))
 }
 
 /// `GET /api/v1/operator/me`: the operator behind the client certificate, when they may act.

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::centres::Centres;
+use crate::audit::actor::Actor;
 use crate::keys::KeyAlgorithm;
 use crate::pki::ceremony::{key_file, write_file};
 use crate::pki::revocation::{RevokeError, RevokeRequest};
@@ -106,7 +107,13 @@ pub struct Added {
 }
 
 /// Adds an operator: checks the IIN and the centre, issues AUTH and SIGN, records the operator.
-pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKeys) -> Result<Added, OperatorError> {
+pub async fn add(
+    ca: &Ca,
+    centres: &Centres,
+    new: NewOperator,
+    keys: OperatorKeys,
+    actor: &Actor,
+) -> Result<Added, OperatorError> {
     Iin::parse(&new.iin).map_err(OperatorError::Iin)?;
     if centres.centre(&new.centre).is_none() {
         return Err(OperatorError::UnknownCentre(new.centre));
@@ -129,6 +136,7 @@ pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKey
                 csr: csr.clone(),
                 subject: subject.clone(),
                 application: None,
+                actor: actor.clone(),
             };
             (
                 ca.issue(req(auth_profile, auth)).await?,
@@ -151,10 +159,10 @@ pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKey
             .map_err(|e| OperatorError::Files(format!("operator token {label:?}: {e}")))?;
             let (store, auth_key, sign_key) = made;
             let auth = ca
-                .issue_for_own_key(auth_profile, auth_key.spki_der(), &subject)
+                .issue_for_own_key(auth_profile, auth_key.spki_der(), &subject, actor)
                 .await?;
             let sign = ca
-                .issue_for_own_key("operator-sign", sign_key.spki_der(), &subject)
+                .issue_for_own_key("operator-sign", sign_key.spki_der(), &subject, actor)
                 .await?;
             let (auth_label, sign_label) = (auth_key.label().to_string(), sign_key.label().to_string());
             let (auth_der, sign_der) = (auth.der.clone(), sign.der.clone());
@@ -171,8 +179,10 @@ pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKey
             let files = |e: &dyn std::fmt::Display| OperatorError::Files(e.to_string());
             let (auth_key, auth_spki) = key_file(*algorithm).map_err(|e| files(&e))?;
             let (sign_key, sign_spki) = key_file(*algorithm).map_err(|e| files(&e))?;
-            let auth = ca.issue_for_own_key(auth_profile, &auth_spki, &subject).await?;
-            let sign = ca.issue_for_own_key("operator-sign", &sign_spki, &subject).await?;
+            let auth = ca.issue_for_own_key(auth_profile, &auth_spki, &subject, actor).await?;
+            let sign = ca
+                .issue_for_own_key("operator-sign", &sign_spki, &subject, actor)
+                .await?;
             let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
             for (name, bytes, secret) in [
                 ("auth.key", auth_key.as_bytes(), true),
@@ -201,11 +211,13 @@ pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKey
         last_activity_at: t,
         dismissed_at: None,
     };
-    if let Err(e) = ca.store.add_operator(&record).await {
+    if let Err(e) = ca.store.add_operator(&record, actor).await {
         // Another administrator added the same person meanwhile: these certificates belong to
         // no one on the roll, so they must not stay valid.
         for serial in [&auth.serial, &sign.serial] {
-            let _ = ca.revoke(revoke_request(serial, "cessationOfOperation", None)).await;
+            let _ = ca
+                .revoke(revoke_request(serial, "cessationOfOperation", None, actor))
+                .await;
         }
         return Err(match e {
             StoreError::StateConflict(_) => OperatorError::Exists(record.iin),
@@ -217,22 +229,29 @@ pub async fn add(ca: &Ca, centres: &Centres, new: NewOperator, keys: OperatorKey
     Ok(Added { record, auth, sign })
 }
 
-fn revoke_request(serial: &str, reason: &str, at: Option<String>) -> RevokeRequest {
+fn revoke_request(serial: &str, reason: &str, at: Option<String>, actor: &Actor) -> RevokeRequest {
     RevokeRequest {
         serial: serial.to_string(),
         reason: reason.to_string(),
         at,
         invalidity_date: None,
+        actor: actor.clone(),
     }
 }
 
-async fn transition(ca: &Ca, iin: &str, from: &[&str], to: &str) -> Result<OperatorRecord, OperatorError> {
+async fn transition(
+    ca: &Ca,
+    iin: &str,
+    from: &[&str],
+    to: &str,
+    actor: &Actor,
+) -> Result<OperatorRecord, OperatorError> {
     let current = ca
         .store
         .operator(iin)
         .await?
         .ok_or_else(|| OperatorError::NotFound(iin.to_string()))?;
-    match ca.store.set_operator_status(iin, from, to, None).await? {
+    match ca.store.set_operator_status(iin, from, to, None, actor).await? {
         Some(r) => {
             tracing::info!(target: "audit", "operator {to}: iin=[{iin}]");
             Ok(r)
@@ -245,17 +264,17 @@ async fn transition(ca: &Ca, iin: &str, from: &[&str], to: &str) -> Result<Opera
 }
 
 /// Suspends an active operator (an absence of more than 15 days, §15).
-pub async fn suspend(ca: &Ca, iin: &str) -> Result<OperatorRecord, OperatorError> {
-    transition(ca, iin, &["active"], "suspended").await
+pub async fn suspend(ca: &Ca, iin: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
+    transition(ca, iin, &["active"], "suspended", actor).await
 }
 
 /// Resumes a suspended operator; their inactivity clock starts again.
-pub async fn resume(ca: &Ca, iin: &str) -> Result<OperatorRecord, OperatorError> {
-    transition(ca, iin, &["suspended"], "active").await
+pub async fn resume(ca: &Ca, iin: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
+    transition(ca, iin, &["suspended"], "active", actor).await
 }
 
 /// Dismisses an operator, on a date or at once; revokes both certificates as of then.
-pub async fn dismiss(ca: &Ca, iin: &str, how: Dismissal) -> Result<OperatorRecord, OperatorError> {
+pub async fn dismiss(ca: &Ca, iin: &str, how: Dismissal, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
     let o = ca
         .store
         .operator(iin)
@@ -286,15 +305,15 @@ pub async fn dismiss(ca: &Ca, iin: &str, how: Dismissal) -> Result<OperatorRecor
     let at_text = crate::pki::status::rfc3339(at);
     for serial in [&o.auth_serial, &o.sign_serial] {
         let when = matches!(how, Dismissal::On(_)).then(|| at_text.clone());
-        ca.revoke(revoke_request(serial, &reason, when)).await?;
+        ca.revoke(revoke_request(serial, &reason, when, actor)).await?;
     }
     let record = match how {
         Dismissal::Now { .. } => {
             ca.store
-                .set_operator_status(iin, &["active", "suspended"], "dismissed", Some(at))
+                .set_operator_status(iin, &["active", "suspended"], "dismissed", Some(at), actor)
                 .await?
         }
-        Dismissal::On(_) => ca.store.schedule_dismissal(iin, at).await?,
+        Dismissal::On(_) => ca.store.schedule_dismissal(iin, at, actor).await?,
     }
     .ok_or_else(|| OperatorError::NotFound(iin.to_string()))?;
     tracing::info!(target: "audit", "operator dismissed: iin=[{iin}] at=[{at_text}] reason=[{reason}]");

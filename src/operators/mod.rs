@@ -56,6 +56,19 @@ pub enum AccessError {
 pub struct Administrator {
     pub serial: String,
     pub subject: String,
+    /// The IIN the certificate names (its holder).
+    pub iin: String,
+}
+
+impl Administrator {
+    /// The administrator as the audit names them: IIN and the certificate they authenticated with.
+    pub fn actor(&self) -> crate::audit::actor::Actor {
+        crate::audit::actor::Actor::Operator {
+            iin: self.iin.clone(),
+            certificate: self.serial.clone(),
+            administrator: true,
+        }
+    }
 }
 
 /// An active operator, as established from a client certificate.
@@ -63,6 +76,18 @@ pub struct Administrator {
 pub struct Operator {
     pub serial: String,
     pub record: OperatorRecord,
+}
+
+impl Operator {
+    /// This operator (or administrator) as the audit names them: IIN and the serial of the
+    /// certificate they authenticated with.
+    pub fn actor(&self) -> crate::audit::actor::Actor {
+        crate::audit::actor::Actor::Operator {
+            iin: self.record.iin.clone(),
+            certificate: self.serial.clone(),
+            administrator: self.record.role == "administrator",
+        }
+    }
 }
 
 /// The certificate behind a client identity: issued by this CA's issuing CA, recorded as
@@ -104,7 +129,13 @@ async fn may_act(ca: &Ca, o: &OperatorRecord) -> Result<(), AccessError> {
         // §15: an operator who has not acted for the configured days is suspended, and stays so
         // until an administrator resumes them.
         ca.store
-            .set_operator_status(&o.iin, &["active"], "suspended", None)
+            .set_operator_status(
+                &o.iin,
+                &["active"],
+                "suspended",
+                None,
+                &crate::audit::actor::Actor::Service,
+            )
             .await?;
         tracing::info!(target: "audit", "operator suspended: iin=[{}] reason=[no activity]", o.iin);
         return Err(AccessError::OperatorSuspended);
@@ -130,6 +161,7 @@ pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Admi
         ca.store.touch_operator(&o.iin).await?;
     }
     Ok(Administrator {
+        iin: rec.holder.strip_prefix("IIN").unwrap_or(&rec.holder).to_string(),
         serial: rec.serial,
         subject: rec.subject,
     })

@@ -104,7 +104,7 @@ pub fn status_message(
     a: &ApplicationRecord,
     status: &str,
     step: &str,
-    refusal: Option<&(String, String, String)>,
+    refusal: Option<&crate::workflow::model::Refusal>,
     actor: &serde_json::Value,
 ) -> Result<OutboxMessage, RandomnessError> {
     let id = message_id()?;
@@ -117,11 +117,15 @@ pub fn status_message(
         sender: &cfg.monitoring.sender,
         data: MonitoringData {
             application: &a.number,
-            service: &a.service,
-            channel: &a.channel,
+            service: a.service.as_str(),
+            channel: a.channel.as_str(),
             status,
             step,
-            refusal: refusal.map(|(code, step, message)| RefusalData { code, step, message }),
+            refusal: refusal.map(|r| RefusalData {
+                code: &r.code,
+                step: r.step.as_str(),
+                message: &r.message,
+            }),
             actor,
         },
     };

@@ -18,6 +18,7 @@ use super::build::{self, BuildError};
 use super::profile::Profiles;
 use super::subject::SubjectInput;
 use super::{Ca, IssueError, Issued, Issuer, issuer_urls, lint, pem};
+use crate::audit::actor::Actor;
 use crate::config::Config;
 use crate::keys::{self, KeyAlgorithm, KeyStore, KeyStoreError, Signer};
 use crate::store::{CaKeyRecord, PendingCertificate, Store, StoreError, now};
@@ -191,7 +192,8 @@ async fn ca_certificate(
         .await?;
     let sig = keys::sign(issuer_signer, tbs_der.clone()).await?;
     let der = build::assemble(&tbs_der, alg, &sig)?;
-    store.mark_issued(issuer_id, &serial, &der).await?;
+    // Root and issuing certificates are made at the ceremony, at the server's console.
+    store.mark_issued(issuer_id, &serial, &der, &Actor::console()).await?;
     tracing::info!(target: "audit", "issued: serial=[{serial}] application=[] profile=[ca] subject=[{}]", super::subject::display(&subject));
     Ok(der)
 }
@@ -236,6 +238,9 @@ pub async fn init(
         return Err(CeremonyError::AlreadyInitialised);
     }
     let cfg = &*config;
+    // The ceremony is run at the server's console (`nca init`, or the first `nca serve` of a
+    // development deployment).
+    let console = Actor::console();
     let mut report = CeremonyReport::default();
     let start = now();
 
@@ -324,17 +329,17 @@ pub async fn init(
     let ocsp_label = label("ocsp");
     let ocsp_key = key_store.generate(&ocsp_label, delegated_alg)?;
     let ocsp = ca
-        .issue_for_own_key("ocsp", ocsp_key.spki_der(), &entity(&cfg.ca.ocsp_common_name))
+        .issue_for_own_key("ocsp", ocsp_key.spki_der(), &entity(&cfg.ca.ocsp_common_name), &console)
         .await?;
     let service_label = label("service");
     let service_key = key_store.generate(&service_label, delegated_alg)?;
     let service = ca
-        .issue_for_own_key("service", service_key.spki_der(), &entity("NCA SERVICE"))
+        .issue_for_own_key("service", service_key.spki_der(), &entity("NCA SERVICE"), &console)
         .await?;
     let tsa_label = label("tsa");
     let tsa_key = key_store.generate(&tsa_label, delegated_alg)?;
     let tsa = ca
-        .issue_for_own_key("tsa", tsa_key.spki_der(), &entity(TSA_COMMON_NAME))
+        .issue_for_own_key("tsa", tsa_key.spki_der(), &entity(TSA_COMMON_NAME), &console)
         .await?;
 
     // The operator listener's TLS key lives in a file the service reads (rustls needs the key).
@@ -342,7 +347,9 @@ pub async fn init(
     let mut tls_subject = entity(cfg.ca.tls_dns_names.first().map(String::as_str).unwrap_or("localhost"));
     tls_subject.dns_names = cfg.ca.tls_dns_names.clone();
     tls_subject.ip_addresses = cfg.ca.tls_ip_addresses.clone();
-    let tls = ca.issue_for_own_key("tls-server", &tls_spki, &tls_subject).await?;
+    let tls = ca
+        .issue_for_own_key("tls-server", &tls_spki, &tls_subject, &console)
+        .await?;
 
     // The first administrator: a client key and certificate in files, for the admin API.
     let (admin_key_pem, admin_spki) = key_file(KeyAlgorithm::EcP256)?;
@@ -353,7 +360,9 @@ pub async fn init(
         patronymic: Some(cfg.admin.patronymic.clone()),
         ..Default::default()
     };
-    let admin = ca.issue_for_own_key("admin", &admin_spki, &admin_subject).await?;
+    let admin = ca
+        .issue_for_own_key("admin", &admin_spki, &admin_subject, &console)
+        .await?;
 
     let data = &cfg.data_dir;
     let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
@@ -429,7 +438,7 @@ pub async fn init(
             &tls,
         ),
     ];
-    store.commit_ceremony(&rows).await.map_err(|e| match e {
+    store.commit_ceremony(&rows, &console).await.map_err(|e| match e {
         StoreError::AlreadyInitialised => CeremonyError::AlreadyInitialised,
         e => e.into(),
     })?;
@@ -543,7 +552,9 @@ pub async fn ensure_tsa(ca: &Ca) -> Result<Option<String>, CeremonyError> {
         org,
         ..Default::default()
     };
-    let issued = ca.issue_for_own_key("tsa", key.spki_der(), &subject).await?;
+    let issued = ca
+        .issue_for_own_key("tsa", key.spki_der(), &subject, &Actor::Service)
+        .await?;
     ca.store
         .add_ca_key(&CaKeyRecord {
             id: format!("{}-tsa", ca.issuing.id),
@@ -611,7 +622,9 @@ pub async fn renew_delegated(ca: &Ca) -> Result<Vec<String>, CeremonyError> {
             org,
             ..Default::default()
         };
-        let issued = ca.issue_for_own_key(profile, d.signer.spki_der(), &subject).await?;
+        let issued = ca
+            .issue_for_own_key(profile, d.signer.spki_der(), &subject, &Actor::Service)
+            .await?;
         ca.store
             .replace_delegated_certificate(role, &issued.serial, &issued.der)
             .await?;

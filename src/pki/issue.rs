@@ -21,6 +21,8 @@ pub struct IssueRequest {
     pub subject: SubjectInput,
     /// The application this certificate answers, when the workflow issues it.
     pub application: Option<String>,
+    /// Who asks for it: the audit record of its issuance names them.
+    pub actor: crate::audit::actor::Actor,
 }
 
 /// A certificate the database records as issued.
@@ -73,7 +75,10 @@ impl Ca {
             csr.spki,
             key,
             &req.subject,
-            req.application.as_deref(),
+            Asker {
+                application: req.application.as_deref(),
+                actor: &req.actor,
+            },
         )
         .await
     }
@@ -85,6 +90,7 @@ impl Ca {
         profile: &str,
         spki_der: &[u8],
         subject: &SubjectInput,
+        actor: &crate::audit::actor::Actor,
     ) -> Result<Issued, IssueError> {
         let profile = self
             .profiles
@@ -95,8 +101,18 @@ impl Ca {
             message: e.to_string(),
         })?;
         let key = policy::judge_key(&spki, profile)?;
-        issue_key(self, &self.issuing, profile, spki, key, subject, None).await
+        let asker = Asker {
+            application: None,
+            actor,
+        };
+        issue_key(self, &self.issuing, profile, spki, key, subject, asker).await
     }
+}
+
+/// On whose behalf a certificate is issued: the application it answers, if any, and who asked.
+struct Asker<'a> {
+    application: Option<&'a str>,
+    actor: &'a crate::audit::actor::Actor,
 }
 
 async fn issue_key(
@@ -106,8 +122,9 @@ async fn issue_key(
     spki: SubjectPublicKeyInfoOwned,
     key: KeyAlgorithm,
     input: &SubjectInput,
-    application: Option<&str>,
+    asker: Asker<'_>,
 ) -> Result<Issued, IssueError> {
+    let Asker { application, actor } = asker;
     let subject = subject::build(profile, input, &ca.config.ca.country)?;
     let spki_der = spki.to_der().map_err(|e| build::BuildError {
         what: "SPKI",
@@ -168,7 +185,7 @@ async fn issue_key(
         }
     };
     let der = sign(ca, issuer, prepared.tbs_der, &prepared.serial).await?;
-    ca.store.mark_issued(&issuer.id, &prepared.serial, &der).await?;
+    ca.store.mark_issued(&issuer.id, &prepared.serial, &der, actor).await?;
     tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
         prepared.serial, application.unwrap_or(""), profile.name);
     Ok(Issued {

@@ -86,6 +86,8 @@ pub struct RevokeRequest {
     /// RFC 3339; absent means now. A future time schedules the revocation.
     pub at: Option<String>,
     pub invalidity_date: Option<String>,
+    /// Who asks for it: the audit record of the revocation names them.
+    pub actor: crate::audit::actor::Actor,
 }
 
 /// The answer: the record as it stands and whether this call changed it.
@@ -110,7 +112,7 @@ impl Ca {
         if reason == REMOVE_FROM_CRL {
             let record = self
                 .store
-                .lift_hold(&serial)
+                .lift_hold(&serial, &req.actor)
                 .await?
                 .ok_or_else(|| RevokeError::NotOnHold(serial.clone()))?;
             tracing::info!(target: "audit", "hold lifted: serial=[{serial}]");
@@ -125,7 +127,7 @@ impl Ca {
                 "a hold takes effect now; it cannot be scheduled".into(),
             ));
         }
-        match self.store.revoke(&serial, at, reason, invalidity).await? {
+        match self.store.revoke(&serial, at, reason, invalidity, &req.actor).await? {
             None => Err(RevokeError::UnknownSerial(serial)),
             Some(Revoked::Now(record)) => {
                 self.ocsp_changed();

@@ -6,17 +6,20 @@ use sqlx::any::AnyRow;
 use super::audit::{AuditEvent, append};
 use super::outbox::{self, OutboxMessage};
 use super::{Store, StoreError, now};
+use crate::workflow::model::{Applicant, Channel, Document, Intent, Receipt, Refusal, Service, Status, StepKind};
 
+/// An application as the store keeps it. Its names are typed here and written as text only in
+/// this file: a row holding a name this code does not know is a decode error, not a default.
 #[derive(Debug, Clone, Default)]
 pub struct ApplicationRecord {
     pub number: String,
     pub process: String,
-    pub service: String,
-    pub channel: String,
-    pub status: String,
+    pub service: Service,
+    pub channel: Channel,
+    pub status: Status,
     pub iin: String,
-    /// The applicant's data as submitted, JSON.
-    pub applicant: String,
+    /// The applicant's data as submitted (JSON in the row).
+    pub applicant: Applicant,
     pub centre: String,
     pub storage: String,
     pub auth_csr: Option<String>,
@@ -26,13 +29,11 @@ pub struct ApplicationRecord {
     pub confirmed_by: Option<String>,
     pub auth_serial: Option<String>,
     pub sign_serial: Option<String>,
-    pub refusal_code: Option<String>,
-    pub refusal_step: Option<String>,
-    pub refusal_message: Option<String>,
+    pub refusal: Option<Refusal>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// The result step recorded but not yet done: `issue` or `revoke` (see [`Store::claim_intents`]).
-    pub intent: Option<String>,
+    /// The result step recorded but not yet done (see [`Store::claim_intents`]).
+    pub intent: Option<Intent>,
     /// Until when one worker holds the intent; NULL or past, any instance's driver may take it.
     pub intent_until: Option<i64>,
     /// Why the application waits (`key_store_unavailable`), while it does.
@@ -44,7 +45,7 @@ pub struct ApplicationRecord {
 #[derive(Debug, Clone)]
 pub struct StepRecord {
     pub seq: i64,
-    pub step: String,
+    pub step: StepKind,
     pub actor: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -56,19 +57,20 @@ pub struct StepRecord {
 /// recorded done), and the fields given are set.
 #[derive(Debug, Clone, Default)]
 pub struct Advance {
-    pub to: String,
+    pub to: Status,
     pub outcome: String,
     pub steps: Vec<StepRecord>,
     pub tbs: Option<String>,
-    pub receipt: Option<String>,
+    /// Given: the receipt is kept (the archive) and its number set on the application.
+    pub receipt: Option<Receipt>,
     pub confirmed_by: Option<String>,
     pub auth_serial: Option<String>,
     pub sign_serial: Option<String>,
     pub auth_csr: Option<String>,
     pub sign_csr: Option<String>,
-    pub refusal: Option<(String, String, String)>,
+    pub refusal: Option<Refusal>,
     /// The intent after the change, set as given (most changes have none before or after).
-    pub intent: Option<String>,
+    pub intent: Option<Intent>,
     pub intent_until: Option<i64>,
     pub waiting: Option<String>,
     /// The open steps stay open (a wait within the step, not its end).
@@ -85,15 +87,55 @@ const COLUMNS: &str = "number, process, service, channel, status, iin, applicant
      receipt, confirmed_by, auth_serial, sign_serial, refusal_code, refusal_step, refusal_message, created_at, updated_at, \
      intent, intent_until, waiting, csr_digests";
 
+/// A name column read back into its type.
+fn named<T>(r: &AnyRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.try_get(column)?;
+    text.parse().map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.into(),
+        source: Box::new(e),
+    })
+}
+
+fn named_opt<T>(r: &AnyRow, column: &str) -> Result<Option<T>, sqlx::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: Option<String> = r.try_get(column)?;
+    text.map(|t| t.parse())
+        .transpose()
+        .map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.into(),
+            source: Box::new(e),
+        })
+}
+
 fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
+    let applicant: String = r.try_get("applicant")?;
+    let code: Option<String> = r.try_get("refusal_code")?;
+    let refusal = match code {
+        Some(code) => Some(Refusal {
+            code,
+            step: named(r, "refusal_step")?,
+            message: r.try_get::<Option<String>, _>("refusal_message")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
     Ok(ApplicationRecord {
         number: r.try_get("number")?,
         process: r.try_get("process")?,
-        service: r.try_get("service")?,
-        channel: r.try_get("channel")?,
-        status: r.try_get("status")?,
+        service: named(r, "service")?,
+        channel: named(r, "channel")?,
+        status: named(r, "status")?,
         iin: r.try_get("iin")?,
-        applicant: r.try_get("applicant")?,
+        applicant: serde_json::from_str(&applicant).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "applicant".into(),
+            source: Box::new(e),
+        })?,
         centre: r.try_get("centre")?,
         storage: r.try_get("storage")?,
         auth_csr: r.try_get("auth_csr")?,
@@ -103,12 +145,10 @@ fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
         confirmed_by: r.try_get("confirmed_by")?,
         auth_serial: r.try_get("auth_serial")?,
         sign_serial: r.try_get("sign_serial")?,
-        refusal_code: r.try_get("refusal_code")?,
-        refusal_step: r.try_get("refusal_step")?,
-        refusal_message: r.try_get("refusal_message")?,
+        refusal,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
-        intent: r.try_get("intent")?,
+        intent: named_opt(r, "intent")?,
         intent_until: r.try_get("intent_until")?,
         waiting: r.try_get("waiting")?,
         csr_digests: r.try_get("csr_digests")?,
@@ -146,7 +186,7 @@ async fn insert_steps(conn: &mut sqlx::AnyConnection, number: &str, steps: &[Ste
         query = query
             .bind(number)
             .bind(s.seq)
-            .bind(&s.step)
+            .bind(s.step.as_str())
             .bind(&s.actor)
             .bind(s.started_at)
             .bind(s.finished_at)
@@ -167,6 +207,9 @@ impl Store {
         messages: &[OutboxMessage],
         actor: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let applicant =
+            serde_json::to_string(&a.applicant).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        let refusal = a.refusal.as_ref();
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, \
@@ -176,22 +219,22 @@ impl Store {
         )
         .bind(&a.number)
         .bind(&a.process)
-        .bind(&a.service)
-        .bind(&a.channel)
-        .bind(&a.status)
+        .bind(a.service.as_str())
+        .bind(a.channel.as_str())
+        .bind(a.status.as_str())
         .bind(&a.iin)
-        .bind(&a.applicant)
+        .bind(&applicant)
         .bind(&a.centre)
         .bind(&a.storage)
         .bind(&a.auth_csr)
         .bind(&a.sign_csr)
-        .bind(&a.refusal_code)
-        .bind(&a.refusal_step)
-        .bind(&a.refusal_message)
+        .bind(refusal.map(|r| r.code.as_str()))
+        .bind(refusal.map(|r| r.step.as_str()))
+        .bind(refusal.map(|r| r.message.as_str()))
         .bind(a.created_at)
         .bind(a.updated_at)
         .bind(&a.tbs)
-        .bind(&a.intent)
+        .bind(a.intent.map(Intent::as_str))
         .bind(a.intent_until)
         .bind(&a.waiting)
         .bind(&a.csr_digests)
@@ -199,10 +242,10 @@ impl Store {
         .await?;
         insert_steps(&mut tx, &a.number, steps).await?;
         let e = AuditEvent::new(
-            &format!("application.{}", a.status),
+            &format!("application.{}", a.status.as_str()),
             &a.number,
-            serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre, "refusal": a.refusal_code,
-                "intent": a.intent, "actor": actor}),
+            serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre,
+                "refusal": refusal.map(|r| &r.code), "intent": a.intent.map(Intent::as_str), "actor": actor}),
         );
         outbox::append(&mut tx, messages).await?;
         // The audit chain's head is every writer's one shared row: taken last, held shortest.
@@ -231,23 +274,27 @@ impl Store {
     }
 
     /// A centre's applications in a status, oldest first.
-    pub async fn centre_applications(&self, centre: &str, status: &str) -> Result<Vec<ApplicationRecord>, StoreError> {
+    pub async fn centre_applications(
+        &self,
+        centre: &str,
+        status: Status,
+    ) -> Result<Vec<ApplicationRecord>, StoreError> {
         let q = format!(
             "SELECT {COLUMNS} FROM applications WHERE centre = $1 AND status = $2 ORDER BY created_at LIMIT 500"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(centre)
-            .bind(status)
+            .bind(status.as_str())
             .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
     /// Applications in a status, oldest first, across centres (for the workers that move them on).
-    pub async fn applications_in(&self, status: &str, limit: i64) -> Result<Vec<ApplicationRecord>, StoreError> {
+    pub async fn applications_in(&self, status: Status, limit: i64) -> Result<Vec<ApplicationRecord>, StoreError> {
         let q = format!("SELECT {COLUMNS} FROM applications WHERE status = $1 ORDER BY created_at LIMIT $2");
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(status)
+            .bind(status.as_str())
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
@@ -266,7 +313,7 @@ impl Store {
             .map(|r| {
                 Ok(StepRecord {
                     seq: r.try_get(0)?,
-                    step: r.try_get(1)?,
+                    step: named(r, "step")?,
                     actor: r.try_get(2)?,
                     started_at: r.try_get(3)?,
                     finished_at: r.try_get(4)?,
@@ -281,14 +328,15 @@ impl Store {
     /// Moves an application on from status `from`, in one transaction. Returns false, changing
     /// nothing, when it is not in `from` any more: a transition takes effect once (a replayed
     /// confirmation finds the application already moved on).
-    pub async fn advance_application(&self, number: &str, from: &str, a: &Advance) -> Result<bool, StoreError> {
+    pub async fn advance_application(&self, number: &str, from: Status, a: &Advance) -> Result<bool, StoreError> {
         let at = now();
         let mut tx = self.begin_write().await?;
-        let (code, step, message) = a
-            .refusal
-            .clone()
-            .map(|(c, s, m)| (Some(c), Some(s), Some(m)))
-            .unwrap_or_default();
+        let refusal = a.refusal.as_ref();
+        let (code, step, message) = (
+            refusal.map(|r| r.code.as_str()),
+            refusal.map(|r| r.step.as_str()),
+            refusal.map(|r| r.message.as_str()),
+        );
         let r = sqlx::query(
             "UPDATE applications SET status = $1, tbs = COALESCE($2, tbs), receipt = COALESCE($3, receipt), \
              confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
@@ -299,9 +347,9 @@ impl Store {
              intent = $15, intent_until = $16, waiting = $17, csr_digests = COALESCE($18, csr_digests) \
              WHERE number = $11 AND status = $12",
         )
-        .bind(&a.to)
+        .bind(a.to.as_str())
         .bind(&a.tbs)
-        .bind(&a.receipt)
+        .bind(a.receipt.as_ref().map(|r| r.number.as_str()))
         .bind(&a.confirmed_by)
         .bind(&a.auth_serial)
         .bind(&a.sign_serial)
@@ -310,10 +358,10 @@ impl Store {
         .bind(message)
         .bind(at)
         .bind(number)
-        .bind(from)
+        .bind(from.as_str())
         .bind(&a.auth_csr)
         .bind(&a.sign_csr)
-        .bind(&a.intent)
+        .bind(a.intent.map(Intent::as_str))
         .bind(a.intent_until)
         .bind(&a.waiting)
         .bind(&a.csr_digests)
@@ -333,11 +381,27 @@ impl Store {
             .await?;
         }
         insert_steps(&mut tx, number, &a.steps).await?;
+        if let Some(r) = &a.receipt {
+            let documents = serde_json::to_string(&r.documents)
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+            sqlx::query(
+                "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&r.number)
+            .bind(&r.application)
+            .bind(&r.centre)
+            .bind(&r.operator)
+            .bind(r.issued_at)
+            .bind(documents)
+            .execute(&mut *tx)
+            .await?;
+        }
         let e = AuditEvent::new(
-            &format!("application.{}", a.to),
+            &format!("application.{}", a.to.as_str()),
             number,
-            serde_json::json!({"from": from, "outcome": a.outcome, "by": a.confirmed_by,
-                "refusal": a.refusal.as_ref().map(|r| &r.0), "intent": a.intent, "waiting": a.waiting, "actor": a.actor}),
+            serde_json::json!({"from": from.as_str(), "outcome": a.outcome, "by": a.confirmed_by,
+                "refusal": code, "intent": a.intent.map(Intent::as_str), "waiting": a.waiting, "actor": a.actor}),
         );
         outbox::append(&mut tx, &a.messages).await?;
         // The audit chain's head is every writer's one shared row: taken last, held shortest.
@@ -379,6 +443,69 @@ impl Store {
             }
         }
         Ok(claimed)
+    }
+
+    /// The receipts given in `[from, to)` (unix seconds), of one centre or all, oldest first: the
+    /// document archive. At most `limit`.
+    pub async fn receipts(
+        &self,
+        from: i64,
+        to: i64,
+        centre: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, application, centre, operator, issued_at, documents FROM receipts \
+             WHERE issued_at >= $1 AND issued_at < $2 AND ($3 IS NULL OR centre = $3) \
+             ORDER BY issued_at, number LIMIT $4",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(centre)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let documents: String = r.try_get("documents")?;
+                let documents: Vec<Document> =
+                    serde_json::from_str(&documents).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: "documents".into(),
+                        source: Box::new(e),
+                    })?;
+                Ok(Receipt {
+                    number: r.try_get("number")?,
+                    application: r.try_get("application")?,
+                    centre: r.try_get("centre")?,
+                    operator: r.try_get("operator")?,
+                    issued_at: r.try_get("issued_at")?,
+                    documents,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The retention sweep: deletes the receipts given before `before` (now less the archival
+    /// period), and only those; returns how many. The audit records how many went, and up to when.
+    pub async fn sweep_receipts(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query("DELETE FROM receipts WHERE issued_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        let n = r.rows_affected();
+        if n > 0 {
+            let e = AuditEvent::new(
+                "archive.swept",
+                "receipts",
+                serde_json::json!({"deleted": n, "issued_before": before,
+                    "actor": crate::audit::actor::Actor::Service.audit()}),
+            );
+            append(&mut tx, self.backend(), &[e]).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Gives an intent back for the next driver round, with why it waits; the status stays.

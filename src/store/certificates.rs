@@ -191,7 +191,11 @@ impl Store {
     }
 
     /// Commits a key ceremony: all rows or none. A second ceremony collides on the unique role.
-    pub async fn commit_ceremony(&self, keys: &[CaKeyRecord]) -> Result<(), StoreError> {
+    pub async fn commit_ceremony(
+        &self,
+        keys: &[CaKeyRecord],
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for k in keys {
             let r = sqlx::query(
@@ -220,7 +224,7 @@ impl Store {
                     "ceremony.key",
                     &k.id,
                     serde_json::json!({"role": k.role, "key_store": k.key_store, "key_label": k.key_label,
-                        "algorithm": k.algorithm, "serial": k.serial}),
+                        "algorithm": k.algorithm, "serial": k.serial, "actor": actor.audit()}),
                 )
             })
             .collect();
@@ -249,7 +253,8 @@ impl Store {
             &[AuditEvent::new(
                 "delegated.renewed",
                 role,
-                serde_json::json!({"serial": serial}),
+                // Renewed at start, by the service.
+                serde_json::json!({"serial": serial, "actor": crate::audit::actor::Actor::Service.audit()}),
             )],
         )
         .await?;
@@ -266,11 +271,19 @@ impl Store {
 
     /// Marks a pending certificate issued. Only a pending row changes: a row the start-up
     /// reconciliation abandoned stays abandoned, and the caller must not hand the certificate out.
-    pub async fn mark_issued(&self, issuer: &str, serial: &str, der: &[u8]) -> Result<(), StoreError> {
+    /// `actor` asked for the certificate (the audit record names them).
+    pub async fn mark_issued(
+        &self,
+        issuer: &str,
+        serial: &str,
+        der: &[u8],
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<(), StoreError> {
         self.write(WriteOp::Issued {
             issuer: issuer.to_string(),
             serial: serial.to_string(),
             der: der.to_vec(),
+            actor: actor.audit(),
         })
         .await
     }
@@ -295,7 +308,8 @@ impl Store {
             let e = AuditEvent::new(
                 "certificate.abandoned",
                 serial,
-                serde_json::json!({"issuer": issuer, "why": why}),
+                // Abandoning is always the service's own decision (a failed signature, a retry).
+                serde_json::json!({"issuer": issuer, "why": why, "actor": crate::audit::actor::Actor::Service.audit()}),
             );
             append(&mut tx, self.backend(), &[e]).await?;
         }
@@ -326,7 +340,8 @@ impl Store {
                 AuditEvent::new(
                     "certificate.abandoned",
                     serial,
-                    serde_json::json!({"issuer": issuer, "why": "pending at start-up"}),
+                    serde_json::json!({"issuer": issuer, "why": "pending at start-up",
+                        "actor": crate::audit::actor::Actor::Service.audit()}),
                 )
             })
             .collect();

@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_intents.sql")),
     (9, include_str!("../../migrations/sqlite/0009_tsa.sql")),
     (12, include_str!("../../migrations/sqlite/0012_cabinet.sql")),
+    (13, include_str!("../../migrations/sqlite/0013_receipts.sql")),
     (16, include_str!("../../migrations/sqlite/0016_ocsp_answers.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
@@ -30,6 +31,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/postgres/0008_intents.sql")),
     (9, include_str!("../../migrations/postgres/0009_tsa.sql")),
     (12, include_str!("../../migrations/postgres/0012_cabinet.sql")),
+    (13, include_str!("../../migrations/postgres/0013_receipts.sql")),
     (16, include_str!("../../migrations/postgres/0016_ocsp_answers.sql")),
 ];
 

@@ -43,7 +43,7 @@ fn row(r: &AnyRow) -> Result<OperatorRecord, sqlx::Error> {
 
 impl Store {
     /// Adds an operator; an IIN already on record is refused (`StateConflict`).
-    pub async fn add_operator(&self, o: &OperatorRecord) -> Result<(), StoreError> {
+    pub async fn add_operator(&self, o: &OperatorRecord, actor: &crate::audit::actor::Actor) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "INSERT INTO operators (iin, surname, name, patronymic, centre, role, status, auth_serial, sign_serial, created_at, last_activity_at) \
@@ -71,7 +71,8 @@ impl Store {
         let event = AuditEvent::new(
             "operator.added",
             &o.iin,
-            serde_json::json!({"centre": o.centre, "role": o.role, "auth_serial": o.auth_serial, "sign_serial": o.sign_serial}),
+            serde_json::json!({"centre": o.centre, "role": o.role, "auth_serial": o.auth_serial, "sign_serial": o.sign_serial,
+                "actor": actor.audit()}),
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
@@ -112,6 +113,7 @@ impl Store {
         from: &[&str],
         to: &str,
         dismissed_at: Option<i64>,
+        actor: &crate::audit::actor::Actor,
     ) -> Result<Option<OperatorRecord>, StoreError> {
         // `from` holds at most three fixed words; spelled out rather than bound as a list,
         // which the two backends bind differently.
@@ -140,7 +142,7 @@ impl Store {
         let event = AuditEvent::new(
             &format!("operator.{to}"),
             iin,
-            serde_json::json!({"from": current.status, "dismissed_at": dismissed_at}),
+            serde_json::json!({"from": current.status, "dismissed_at": dismissed_at, "actor": actor.audit()}),
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
@@ -148,7 +150,12 @@ impl Store {
     }
 
     /// Sets the day a dismissal takes effect; the operator acts until then.
-    pub async fn schedule_dismissal(&self, iin: &str, at: i64) -> Result<Option<OperatorRecord>, StoreError> {
+    pub async fn schedule_dismissal(
+        &self,
+        iin: &str,
+        at: i64,
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<Option<OperatorRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE operators SET dismissed_at = $1 WHERE iin = $2 AND status <> 'dismissed'")
             .bind(at)
@@ -159,7 +166,7 @@ impl Store {
             let event = AuditEvent::new(
                 "operator.dismissal_scheduled",
                 iin,
-                serde_json::json!({"dismissed_at": at}),
+                serde_json::json!({"dismissed_at": at, "actor": actor.audit()}),
             );
             append(&mut tx, self.backend(), &[event]).await?;
         }

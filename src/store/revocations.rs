@@ -91,6 +91,7 @@ impl Store {
         revoked_at: i64,
         reason: u8,
         invalidity_date: Option<i64>,
+        actor: &crate::audit::actor::Actor,
     ) -> Result<Option<Revoked>, StoreError> {
         let mut tx = self.begin_write().await?;
         let cert = sqlx::query("SELECT issuer, status FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1")
@@ -170,7 +171,7 @@ impl Store {
             "certificate.revoked",
             &record.serial,
             serde_json::json!({"issuer": record.issuer, "revoked_at": record.revoked_at, "reason": record.reason,
-                "invalidity_date": record.invalidity_date}),
+                "invalidity_date": record.invalidity_date, "actor": actor.audit()}),
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
@@ -179,7 +180,11 @@ impl Store {
 
     /// Lifts a certificateHold; the next delta CRL says removeFromCRL. `None` when there is no
     /// active hold on that serial.
-    pub async fn lift_hold(&self, serial: &str) -> Result<Option<RevocationRecord>, StoreError> {
+    pub async fn lift_hold(
+        &self,
+        serial: &str,
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
         let at = now();
         let mut tx = self.begin_write().await?;
         let r =
@@ -197,7 +202,7 @@ impl Store {
             &[AuditEvent::new(
                 "certificate.hold_lifted",
                 serial,
-                serde_json::json!({}),
+                serde_json::json!({"actor": actor.audit()}),
             )],
         )
         .await?;
@@ -368,7 +373,7 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn add_crl(&self, c: &CrlRecord) -> Result<(), StoreError> {
+    pub async fn add_crl(&self, c: &CrlRecord, actor: &crate::audit::actor::Actor) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO crls (issuer, number, kind, base_number, this_update, next_update, entries, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -387,7 +392,7 @@ impl Store {
             "crl.published",
             &c.issuer,
             serde_json::json!({"number": c.number, "kind": c.kind, "base_number": c.base_number, "entries": c.entries,
-                "sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, &c.der))}),
+                "sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, &c.der)), "actor": actor.audit()}),
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;

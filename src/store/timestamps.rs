@@ -103,6 +103,8 @@ impl Store {
     /// unique role and is refused.
     pub async fn add_ca_key(&self, k: &CaKeyRecord) -> Result<(), StoreError> {
         // The ceremony's own commit, for one key: the same row, the same audit record.
-        self.commit_ceremony(std::slice::from_ref(k)).await
+        // Added at start, by the service.
+        self.commit_ceremony(std::slice::from_ref(k), &crate::audit::actor::Actor::Service)
+            .await
     }
 }

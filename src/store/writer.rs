@@ -27,6 +27,8 @@ pub(super) enum WriteOp {
         issuer: String,
         serial: String,
         der: Vec<u8>,
+        /// Who asked for it, in the audit record's form.
+        actor: serde_json::Value,
     },
     /// A time-stamp token about to be signed; no audit record (the table is the record, and a
     /// token a second would flood the chain).
@@ -87,13 +89,18 @@ async fn execute(pool: &AnyPool, backend: Backend, batch: &[Job]) -> Result<Vec<
     for job in batch {
         let r = match &job.op {
             WriteOp::Pending(c) => insert_pending(&mut tx, c).await,
-            WriteOp::Issued { issuer, serial, der } => {
+            WriteOp::Issued {
+                issuer,
+                serial,
+                der,
+                actor,
+            } => {
                 let r = update_issued(&mut tx, issuer, serial, der).await;
                 if r.is_ok() {
                     events.push(AuditEvent::new(
                         "certificate.issued",
                         serial,
-                        serde_json::json!({"issuer": issuer}),
+                        serde_json::json!({"issuer": issuer, "actor": actor}),
                     ));
                 }
                 r

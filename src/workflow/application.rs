@@ -5,9 +5,9 @@
 //! refusal is a result, recorded with its step and reason. The requests are [`super::request`],
 //! what is shown of an application [`super::views`].
 
-use super::model::Actor;
+use super::model::{Actor, Refusal, Status};
 use super::number;
-use super::regulation::{Condition, Process, Regulation, StepKind};
+use super::regulation::{Process, Regulation, StepKind};
 pub use super::request::{
     ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CsrPair, FieldError, IdentityRequest,
     OrganizationData, SignedApplicant, SignedRequest,
@@ -37,7 +37,7 @@ pub enum WorkflowError {
     /// A conflict: the application is not in the status this step needs (another request moved
     /// it first, or the step is not due yet).
     #[error("application {number} is {status}")]
-    Status { number: String, status: String },
+    Status { number: String, status: Status },
     /// Another system's fault: the state registry did not answer; the request can be sent again.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -63,26 +63,20 @@ impl WorkflowError {
     }
 }
 
-pub(super) fn kind_name(k: StepKind) -> String {
-    serde_json::to_value(k)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+/// The operating system's random number generator failed: no number, no nonce; an internal
+/// fault (500, the cause in the log), never a predictable value.
+pub(super) fn no_randomness(_: ring::error::Unspecified) -> WorkflowError {
+    WorkflowError::Internal("the operating system's random number generator failed".into())
 }
 
 /// A step of `process` as a record: its actor and deadline from the regulation.
 pub(super) fn step(process: &Process, kind: StepKind, seq: i64, started: i64, done: Option<&str>) -> StepRecord {
     let s = process.steps.iter().find(|s| s.step == kind);
-    let actor = s.map(|s| {
-        serde_json::to_value(s.actor)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    });
     StepRecord {
         seq,
-        step: kind_name(kind),
-        actor: actor.unwrap_or_default(),
+        step: kind,
+        // A step the process does not list (none the code makes) would have nobody to name.
+        actor: s.map(|s| s.actor.as_str().to_string()).unwrap_or_default(),
         started_at: started,
         finished_at: done.map(|_| now()),
         deadline_seconds: s.and_then(|s| s.deadline_seconds).map(|d| d as i64),
@@ -102,28 +96,13 @@ pub struct Workflow<'a> {
 }
 
 /// The step a change leaves the application at: the open one, or the last one done.
-pub(super) fn current_step(steps: &[StepRecord]) -> Option<&str> {
+pub(super) fn current_step(steps: &[StepRecord]) -> Option<StepKind> {
     steps
         .iter()
         .rev()
         .find(|s| s.finished_at.is_none())
         .or(steps.last())
-        .map(|s| s.step.as_str())
-}
-
-/// Where the applicant's letters go, and in which language, from what the application keeps.
-pub(super) fn contact(a: &ApplicationRecord) -> Option<(String, String)> {
-    let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-    let email = data["applicant"]["email"]
-        .as_str()
-        .or(data["email"].as_str())
-        .filter(|e| !e.trim().is_empty())?;
-    Some((email.to_string(), data["lang"].as_str().unwrap_or("kk").to_string()))
-}
-
-/// The refusal a failed condition gives, as a triple for the store.
-pub(super) fn refusal(c: Condition, kind: StepKind, message: String) -> (String, String, String) {
-    (c.refusal_code().to_string(), kind_name(kind), message)
+        .map(|s| s.step)
 }
 
 /// The profile of an applicant's AUTH certificate: legal-entity when an organisation is named.
@@ -185,15 +164,15 @@ impl Workflow<'_> {
     pub(super) async fn advance(
         &self,
         a: &ApplicationRecord,
-        from: &str,
+        from: Status,
         change: Advance,
-        at_step: &str,
+        at_step: StepKind,
         actor: Actor,
     ) -> Result<ApplicationView, WorkflowError> {
         if !self.move_on(a, from, change, at_step, None, actor).await? {
             return Err(WorkflowError::Status {
                 number: a.number.clone(),
-                status: a.status.clone(),
+                status: a.status,
             });
         }
         self.view(&a.number).await
@@ -208,26 +187,18 @@ impl Workflow<'_> {
         letter: Option<Letter>,
         actor: &Actor,
     ) -> Result<(), WorkflowError> {
-        if a.status == "refused" {
+        if !a.status.may_start() {
+            return Err(WorkflowError::Internal(format!(
+                "application {} cannot start {}",
+                a.number, a.status
+            )));
+        }
+        if a.status == Status::Refused {
             a.csr_digests = csr_digests(a);
             a.auth_csr = None;
             a.sign_csr = None;
         }
-        let refusal = a.refusal_code.clone().map(|c| {
-            (
-                c,
-                a.refusal_step.clone().unwrap_or_default(),
-                a.refusal_message.clone().unwrap_or_default(),
-            )
-        });
-        let messages = self.notices(
-            a,
-            &a.status,
-            current_step(steps).unwrap_or(""),
-            refusal.as_ref(),
-            letter,
-            actor,
-        )?;
+        let messages = self.notices(a, a.status, current_step(steps), a.refusal.as_ref(), letter, actor)?;
         self.ca
             .store
             .add_application(a, steps, &messages, &actor.audit())
@@ -237,22 +208,29 @@ impl Workflow<'_> {
 
     /// Moves `a` on from `from` with what the change tells others; `at_step` names the step when
     /// the change opens none. False, changing nothing, when `a` is no longer in `from`. A
-    /// refusal drops the request bodies and keeps their digests.
+    /// refusal drops the request bodies and keeps their digests. A change [`Status::may_become`]
+    /// does not allow is the code's mistake: refused as an internal fault, recording nothing.
     pub(super) async fn move_on(
         &self,
         a: &ApplicationRecord,
-        from: &str,
+        from: Status,
         mut change: Advance,
-        at_step: &str,
+        at_step: StepKind,
         letter: Option<Letter>,
         actor: Actor,
     ) -> Result<bool, WorkflowError> {
-        if change.to == "refused" {
+        if !from.may_become(change.to) {
+            return Err(WorkflowError::Internal(format!(
+                "application {}: no transition from {from} to {}",
+                a.number, change.to
+            )));
+        }
+        if change.to == Status::Refused {
             change.csr_digests = csr_digests(a);
         }
         change.actor = actor.audit();
-        let step = current_step(&change.steps).unwrap_or(at_step).to_string();
-        change.messages = self.notices(a, &change.to, &step, change.refusal.as_ref(), letter, &actor)?;
+        let step = current_step(&change.steps).unwrap_or(at_step);
+        change.messages = self.notices(a, change.to, Some(step), change.refusal.as_ref(), letter, &actor)?;
         Ok(self.ca.store.advance_application(&a.number, from, &change).await?)
     }
 
@@ -261,9 +239,9 @@ impl Workflow<'_> {
     pub(super) fn notices(
         &self,
         a: &ApplicationRecord,
-        status: &str,
-        step: &str,
-        refusal: Option<&(String, String, String)>,
+        status: Status,
+        step: Option<StepKind>,
+        refusal: Option<&Refusal>,
         letter: Option<Letter>,
         actor: &Actor,
     ) -> Result<Vec<OutboxMessage>, WorkflowError> {
@@ -273,8 +251,8 @@ impl Workflow<'_> {
                 &self.ca.config,
                 &service_id,
                 a,
-                status,
-                step,
+                status.as_str(),
+                step.map(StepKind::as_str).unwrap_or(""),
                 refusal,
                 &actor.monitoring(),
             )
@@ -288,13 +266,13 @@ impl Workflow<'_> {
 
     /// The applicant's letter of this kind, when they gave an address.
     pub(super) fn letter(&self, a: &ApplicationRecord, kind: Kind) -> Option<Letter> {
-        let (to, lang) = contact(a)?;
+        let (to, lang) = a.applicant.contact()?;
         Some(letters::compose(&to, &lang, &a.number, &kind))
     }
 
     /// The order-number letter (P1 and P2 step "notify_number").
     pub(super) fn number_letter(&self, a: &ApplicationRecord) -> Option<Letter> {
-        let (_, lang) = contact(a)?;
+        let (_, lang) = a.applicant.contact()?;
         let centre = self
             .centres
             .centre(&a.centre)
@@ -373,10 +351,10 @@ mod tests {
         let r = regulation();
         let p1 = r.process(Service::Issue, Channel::Portal).unwrap();
         let (steps, status) = after_registry(p1, Service::Issue, 3, 100, false);
-        assert_eq!(status, "awaiting_documents");
+        assert_eq!(status, Status::AwaitingDocuments);
         let names: Vec<&str> = steps.iter().map(|s| s.step.as_str()).collect();
         assert_eq!(names, ["register", "notify_number", "identity"]);
-        assert_eq!(current_step(&steps), Some("identity"));
+        assert_eq!(current_step(&steps), Some(StepKind::Identity));
         assert!(steps[2].finished_at.is_none() && steps[0].finished_at.is_some());
         assert_eq!(steps.iter().map(|s| s.seq).collect::<Vec<_>>(), [3, 4, 5]);
 
@@ -384,11 +362,11 @@ mod tests {
         let (steps, status) = after_registry(p2, Service::Reissue, 3, 100, false);
         assert_eq!(
             (status, current_step(&steps)),
-            ("awaiting_confirmation", Some("confirmation"))
+            (Status::AwaitingConfirmation, Some(StepKind::Confirmation))
         );
 
         let (steps, status) = after_registry(p1, Service::Issue, 3, 100, true);
-        assert_eq!((status, steps.len()), ("refused", 0));
+        assert_eq!((status, steps.len()), (Status::Refused, 0));
     }
 
     #[test]
@@ -417,7 +395,7 @@ mod tests {
         assert_eq!(
             WorkflowError::Status {
                 number: "n".into(),
-                status: "issuing".into()
+                status: Status::Issuing
             }
             .code(),
             "application_status_conflict"

@@ -3,7 +3,7 @@
 
 use super::application::*;
 use super::confirmation::to_be_signed;
-use super::model::Actor;
+use super::model::{Applicant, Status};
 use super::number;
 use super::regulation::{Channel, Service, StepKind};
 use crate::operators::Operator;
@@ -44,39 +44,42 @@ impl Workflow<'_> {
                     steps.push(step(process, StepKind::CardKeys, 4, t, None));
                 }
                 let status = if refused.is_some() {
-                    "refused"
+                    Status::Refused
                 } else {
-                    "awaiting_documents"
+                    Status::AwaitingDocuments
                 };
                 (refused, status)
             }
             Err(WorkflowError::Registry(e)) => {
                 tracing::warn!("state registry: {e}; the application waits for it");
                 steps.push(step(process, StepKind::RegistryCheck, 3, t, None));
-                (None, "awaiting_registry")
+                (None, Status::AwaitingRegistry)
             }
             Err(e) => return Err(e),
         };
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
-            service: "issue".into(),
-            channel: "service_centre".into(),
-            status: status.into(),
+            service: Service::Issue,
+            channel: Channel::ServiceCentre,
+            status,
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"applicant": applicant, "organization": req.organization, "filed_by": op.record.iin, "lang": self.lang})
-                .to_string(),
+            applicant: Applicant {
+                person: Some(applicant),
+                organization: req.organization,
+                filed_by: Some(op.record.iin.clone()),
+                lang: self.lang.map(str::to_string),
+                ..Default::default()
+            },
             centre: op.record.centre.clone(),
             storage: req.storage.unwrap_or_else(|| "id_card".into()),
-            refusal_code: refused.as_ref().map(|r| r.0.clone()),
-            refusal_step: refused.as_ref().map(|r| r.1.clone()),
-            refusal_message: refused.as_ref().map(|r| r.2.clone()),
+            refusal: refused,
             created_at: t,
             updated_at: t,
             ..Default::default()
         };
-        self.record(&mut record, &steps, None, &Actor::operator(op)).await?;
+        self.record(&mut record, &steps, None, &op.actor()).await?;
         self.view(&number).await
     }
 
@@ -90,15 +93,14 @@ impl Workflow<'_> {
         pair: CsrPair,
     ) -> Result<ApplicationView, WorkflowError> {
         let a = self.operators_application(op, number).await?;
-        if a.process != "P4" || a.status != "awaiting_documents" {
+        if a.process != "P4" || a.status != Status::AwaitingDocuments {
             return Err(WorkflowError::Status {
                 number: a.number,
                 status: a.status,
             });
         }
         let process = self.process_of(&a)?;
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        let profile = auth_profile(self.ca, data["organization"].is_object())?;
+        let profile = auth_profile(self.ca, a.applicant.legal())?;
         for (which, pem) in [("auth", &pair.auth), ("sign", &pair.sign)] {
             let parsed = csr::parse(pem.as_bytes()).map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
             policy::judge_key(&parsed.spki, profile).map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
@@ -112,19 +114,25 @@ impl Workflow<'_> {
         with_csrs.auth_csr = Some(pair.auth.clone());
         with_csrs.sign_csr = Some(pair.sign.clone());
         let advance = Advance {
-            to: "awaiting_confirmation".into(),
+            to: Status::AwaitingConfirmation,
             outcome: "made on the card".into(),
             steps: vec![
                 step(process, StepKind::Register, seq + 1, t, Some("registered")),
                 step(process, StepKind::Confirmation, seq + 2, t, None),
             ],
-            tbs: Some(to_be_signed(&with_csrs)),
+            tbs: Some(to_be_signed(&with_csrs)?),
             auth_csr: Some(pair.auth),
             sign_csr: Some(pair.sign),
             ..Default::default()
         };
-        self.advance(&a, "awaiting_documents", advance, "confirmation", Actor::operator(op))
-            .await
+        self.advance(
+            &a,
+            Status::AwaitingDocuments,
+            advance,
+            StepKind::Confirmation,
+            op.actor(),
+        )
+        .await
     }
 
     /// P5, revoke at a service centre: the operator fills the request for the applicant in
@@ -135,24 +143,30 @@ impl Workflow<'_> {
             .applicants_certificates(&iin, &req.certificates, req.reason.as_deref())
             .await?;
         let t = now();
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         let (email, lang) = self.holder_contact(&serials).await?;
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
-            service: "revoke".into(),
-            channel: "service_centre".into(),
-            status: "awaiting_documents".into(),
+            service: Service::Revoke,
+            channel: Channel::ServiceCentre,
+            status: Status::AwaitingDocuments,
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"certificates": serials, "reason": reason, "filed_by": op.record.iin, "email": email, "lang": lang})
-                .to_string(),
+            applicant: Applicant {
+                certificates: serials,
+                reason: Some(reason),
+                filed_by: Some(op.record.iin.clone()),
+                email,
+                lang,
+                ..Default::default()
+            },
             centre: op.record.centre.clone(),
             created_at: t,
             updated_at: t,
             ..Default::default()
         };
         let steps = [step(process, StepKind::Identity, 1, t, None)];
-        self.record(&mut record, &steps, None, &Actor::operator(op)).await?;
+        self.record(&mut record, &steps, None, &op.actor()).await?;
         self.view(&number).await
     }
 

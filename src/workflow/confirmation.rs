@@ -3,7 +3,7 @@
 //! SIGN key (condition 3), which records the result step as an intent and has it done.
 
 use super::application::*;
-use super::model::{Actor, Intent};
+use super::model::{Document, Intent, Receipt, Refusal, Service, Status};
 use super::regulation::{Condition, StepKind};
 use crate::operators::{ConfirmError, Operator, may_confirm};
 use crate::pki::cms::CmsError;
@@ -23,7 +23,18 @@ impl Workflow<'_> {
         let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let advance = if req.confirmed {
-            let receipt = format!("R-{}", &a.number);
+            // The receipt is kept with the documents seen (regulation §15.4, §20: the archive);
+            // every view shows their numbers masked.
+            let documents: Vec<Document> = req.documents.into_iter().map(Document::from).collect();
+            let seen: Vec<String> = documents.iter().map(Document::shown).collect();
+            let receipt = Receipt {
+                number: Receipt::number_for(&a.number),
+                application: a.number.clone(),
+                centre: a.centre.clone(),
+                operator: op.record.iin.clone(),
+                issued_at: t,
+                documents,
+            };
             // P1 gives the receipt as a step of its own; P5 gives it within the identity step.
             let mut steps = Vec::new();
             if process.steps.iter().any(|s| s.step == StepKind::Receipt) {
@@ -37,22 +48,18 @@ impl Workflow<'_> {
                 None,
             ));
             Advance {
-                to: "awaiting_confirmation".into(),
-                outcome: format!(
-                    "confirmed by {}; documents: {}",
-                    op.record.iin,
-                    req.documents.join(", ")
-                ),
+                to: Status::AwaitingConfirmation,
+                outcome: format!("confirmed by {}; documents: {}", op.record.iin, seen.join(", ")),
                 steps,
-                tbs: Some(to_be_signed(&a)),
+                tbs: Some(to_be_signed(&a)?),
                 receipt: Some(receipt),
                 ..Default::default()
             }
         } else {
             Advance {
-                to: "refused".into(),
+                to: Status::Refused,
                 outcome: "not confirmed".into(),
-                refusal: Some(refusal(
+                refusal: Some(Refusal::of(
                     Condition::IdentityConfirmed,
                     StepKind::Identity,
                     req.reason
@@ -61,7 +68,7 @@ impl Workflow<'_> {
                 ..Default::default()
             }
         };
-        self.advance(&a, "awaiting_documents", advance, "identity", Actor::operator(op))
+        self.advance(&a, Status::AwaitingDocuments, advance, StepKind::Identity, op.actor())
             .await
     }
 
@@ -70,7 +77,7 @@ impl Workflow<'_> {
         let a = self.operators_application(op, number).await?;
         a.tbs
             .clone()
-            .filter(|_| a.status == "awaiting_confirmation")
+            .filter(|_| a.status == Status::AwaitingConfirmation)
             .ok_or(WorkflowError::Status {
                 number: a.number,
                 status: a.status,
@@ -81,7 +88,7 @@ impl Workflow<'_> {
     /// issued and the application completes; invalid: refused. Takes effect once.
     pub async fn confirm(&self, op: &Operator, number: &str, cms: &[u8]) -> Result<ApplicationView, WorkflowError> {
         let a = self.operators_application(op, number).await?;
-        let tbs = a.tbs.clone().filter(|_| a.status == "awaiting_confirmation");
+        let tbs = a.tbs.clone().filter(|_| a.status == Status::AwaitingConfirmation);
         let Some(tbs) = tbs else {
             return Err(WorkflowError::Status {
                 number: a.number,
@@ -99,7 +106,7 @@ impl Workflow<'_> {
         };
         if let Err(why) = verdict {
             let refused = Advance {
-                to: "refused".into(),
+                to: Status::Refused,
                 outcome: format!("signature refused: {why}"),
                 steps: vec![step(
                     process,
@@ -108,7 +115,7 @@ impl Workflow<'_> {
                     t,
                     Some("invalid"),
                 )],
-                refusal: Some(refusal(
+                refusal: Some(Refusal::of(
                     Condition::OperatorSignatureValid,
                     StepKind::OperatorSignatureCheck,
                     why,
@@ -118,10 +125,10 @@ impl Workflow<'_> {
             return self
                 .advance(
                     &a,
-                    "awaiting_confirmation",
+                    Status::AwaitingConfirmation,
                     refused,
-                    "operator_signature_check",
-                    Actor::operator(op),
+                    StepKind::OperatorSignatureCheck,
+                    op.actor(),
                 )
                 .await;
         }
@@ -129,8 +136,8 @@ impl Workflow<'_> {
         // records the result step as an intent (revocation; issuance; or, on an ID card, the
         // certificates to write onto it), which is then done and recorded done; if this worker
         // fails in between, the driver finishes it.
-        let (intent, result_step) = match a.service.as_str() {
-            "revoke" => (Intent::Revoke, StepKind::Revoke),
+        let (intent, result_step) = match a.service {
+            Service::Revoke => (Intent::Revoke, StepKind::Revoke),
             _ if process.steps.iter().any(|s| s.step == StepKind::Issue) => (Intent::Issue, StepKind::Issue),
             _ => (Intent::Issue, StepKind::WriteCard),
         };
@@ -148,27 +155,34 @@ impl Workflow<'_> {
         }
         let until = now() + self.ca.config.workflow.lease_seconds;
         let issuing = Advance {
-            to: "issuing".into(),
+            to: Status::Issuing,
             outcome: "signed".into(),
             confirmed_by: Some(op.record.iin.clone()),
             steps,
-            intent: Some(intent.as_str().into()),
+            intent: Some(intent),
             intent_until: Some(until),
             ..Default::default()
         };
         if !self
-            .move_on(&a, "awaiting_confirmation", issuing, "", None, Actor::operator(op))
+            .move_on(
+                &a,
+                Status::AwaitingConfirmation,
+                issuing,
+                StepKind::OperatorSignatureCheck,
+                None,
+                op.actor(),
+            )
             .await?
         {
             return Err(WorkflowError::Status {
                 number: a.number,
-                status: "issuing".into(),
+                status: Status::Issuing,
             });
         }
         let claimed = ApplicationRecord {
-            status: "issuing".into(),
+            status: Status::Issuing,
             confirmed_by: Some(op.record.iin.clone()),
-            intent: Some(intent.as_str().into()),
+            intent: Some(intent),
             intent_until: Some(until),
             ..a
         };
@@ -178,26 +192,20 @@ impl Workflow<'_> {
 }
 
 /// The document an operator signs to confirm: what is confirmed, for whom, which keys, and a
-/// nonce so that no two confirmations are alike.
-pub(super) fn to_be_signed(a: &ApplicationRecord) -> String {
-    if a.service == "revoke" {
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        let mut nonce = [0u8; 16];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
-        let serials: Vec<&str> = data["certificates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str())
-            .collect();
-        return format!(
+/// nonce so that no two confirmations are alike. Without the operating system's randomness
+/// there is no nonce, and no confirmation: an internal fault, not a predictable document.
+pub(super) fn to_be_signed(a: &ApplicationRecord) -> Result<String, WorkflowError> {
+    let mut nonce = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(no_randomness)?;
+    if a.service == Service::Revoke {
+        return Ok(format!(
             "nca-confirmation v1\napplication: {}\napplicant: IIN{}\ndecision: revoke\ncertificates: {}\nreason: {}\nnonce: {}\n",
             a.number,
             a.iin,
-            serials.join(" "),
-            data["reason"].as_str().unwrap_or("unspecified"),
+            a.applicant.certificates.join(" "),
+            a.applicant.reason(),
             hex::encode(nonce)
-        );
+        ));
     }
     let sha = |s: &Option<String>| {
         hex::encode(ring::digest::digest(
@@ -205,9 +213,7 @@ pub(super) fn to_be_signed(a: &ApplicationRecord) -> String {
             s.as_deref().unwrap_or("").as_bytes(),
         ))
     };
-    let mut nonce = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
-    format!(
+    Ok(format!(
         "nca-confirmation v1\napplication: {}\napplicant: IIN{}\nauth-request-sha256: {}\nsign-request-sha256: {}\ndecision: {}\nnonce: {}\n",
         a.number,
         a.iin,
@@ -215,5 +221,5 @@ pub(super) fn to_be_signed(a: &ApplicationRecord) -> String {
         sha(&a.sign_csr),
         a.service,
         hex::encode(nonce)
-    )
+    ))
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::application::{ApplicationView, Workflow, WorkflowError};
+use super::model::{ApplicantData, OrganizationData};
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
 
@@ -13,10 +14,11 @@ use crate::pki::status::rfc3339;
 pub struct DeskView {
     #[serde(flatten)]
     pub application: ApplicationView,
-    /// `{iin, surname, name, patronymic, email, region, locality}` as submitted.
-    pub applicant: serde_json::Value,
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    pub organization: serde_json::Value,
+    /// `{iin, surname, name, patronymic, email, region, locality}` as submitted; null for a
+    /// revocation, which names only the IIN.
+    pub applicant: Option<ApplicantData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<OrganizationData>,
     pub storage: String,
     /// The registration centre with its names and address, for the receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,11 +35,10 @@ impl Workflow<'_> {
         if iin.is_some_and(|i| i != a.iin) {
             return Err(WorkflowError::NotFound(number.into()));
         }
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
         Ok(DeskView {
             application: self.view(&a.number).await?,
-            applicant: data["applicant"].clone(),
-            organization: data["organization"].clone(),
+            applicant: a.applicant.person,
+            organization: a.applicant.organization,
             storage: a.storage,
             centre: self.centres.centre(&a.centre).cloned(),
             created_at: rfc3339(a.created_at),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::application::Workflow;
+use super::model::{Status, WAITING_KEY_STORE};
 use super::regulation::Regulation;
 use crate::operators::centres::Centres;
 use crate::pki::Ca;
@@ -46,8 +47,24 @@ impl Driver {
                 return 0;
             }
         };
+        // An application waiting for the key store costs one signature per round, recorded
+        // nowhere, until the key signs again: no pending certificate, no audit record, no
+        // message. One probe serves every waiting application of the round.
+        let mut key_store: Option<Result<(), String>> = None;
         let mut done = 0;
         for a in due {
+            if a.status == Status::AwaitingKeyStore {
+                if key_store.is_none() {
+                    key_store = Some(self.probe_key_store().await);
+                }
+                if let Some(Err(cause)) = &key_store {
+                    tracing::debug!(application = %a.number, "key store still unavailable: {cause}");
+                    if let Err(e) = self.ca.store.release_intent(&a.number, WAITING_KEY_STORE).await {
+                        tracing::error!(application = %a.number, "workflow driver: {e}");
+                    }
+                    continue;
+                }
+            }
             match self.workflow().finish(&a, true).await {
                 Ok(()) => {
                     tracing::info!(application = %a.number, "workflow driver: result step taken up");
@@ -59,10 +76,35 @@ impl Driver {
         done
     }
 
-    /// Runs rounds until `stop`.
+    /// Whether the issuing key signs now: one signature over a fixed text, kept nowhere.
+    async fn probe_key_store(&self) -> Result<(), String> {
+        crate::keys::sign(&self.ca.issuing.signer, b"nca key store probe".to_vec())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The retention sweep of the document archive ([`super::archive::sweep`]).
+    pub async fn sweep_archive(&self) {
+        match super::archive::sweep(&self.ca, crate::store::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("archive: {n} receipts past their retention period deleted"),
+            Err(e) => tracing::error!("archive sweep: {e}"),
+        }
+    }
+
+    /// Runs rounds until `stop`; and the archive's retention sweep, at start and every
+    /// `archive.sweep_seconds` (on every instance: deleting what is past its period twice is
+    /// deleting it once).
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let every = Duration::from_secs(self.ca.config.workflow.driver_seconds.max(1));
+        let sweep_every = Duration::from_secs(self.ca.config.archive.sweep_seconds.max(1));
+        let mut swept: Option<std::time::Instant> = None;
         while !*stop.borrow() {
+            if swept.is_none_or(|t| t.elapsed() >= sweep_every) {
+                self.sweep_archive().await;
+                swept = Some(std::time::Instant::now());
+            }
             self.round().await;
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

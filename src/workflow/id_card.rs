@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::application::{ApplicationView, Workflow, WorkflowError};
-use super::model::Actor;
+use super::model::Status;
 use super::regulation::StepKind;
 use crate::operators::Operator;
 use crate::pki::normalise_serial;
@@ -51,17 +51,17 @@ impl Workflow<'_> {
                 a.number
             )));
         }
-        if a.status == "completed" {
+        if a.status == Status::Completed {
             return self.view(&a.number).await;
         }
         // Closes the open write_card step with its outcome.
         let done = Advance {
-            to: "completed".into(),
+            to: Status::Completed,
             outcome: "written".into(),
             ..Default::default()
         };
         tracing::info!(target: "audit", "card written: application=[{}] operator=[{}]", a.number, op.record.iin);
-        self.advance(&a, "issuing", done, "write_card", Actor::operator(op))
+        self.advance(&a, Status::Issuing, done, StepKind::WriteCard, op.actor())
             .await
     }
 }

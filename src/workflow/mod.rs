@@ -1,11 +1,14 @@
 //! The registration authority: the regulation's five processes, step by step: the processes as
 //! data ([`regulation`]), application numbers ([`number`]), applications with their steps and
-//! refusals ([`application`]) with their requests ([`request`]) and views ([`views`]), who acts and what is recorded to be done ([`model`]), the result
+//! refusals ([`application`]) with their requests ([`request`]) and views ([`views`]), the typed
+//! nouns, who acts and what is recorded to be done ([`model`]), receipts and the document
+//! archive ([`archive`]), the result
 //! step done from its recorded intent ([`outcome`]) and the driver that finishes what a fault
 //! left undone ([`driver`]), refusal messages in the three languages ([`refusals`]), and the
 //! SLA report ([`report`]).
 
 pub mod application;
+pub mod archive;
 pub mod centre;
 pub mod confirmation;
 pub mod desk;

@@ -28,10 +28,11 @@ fn check(values: &[u32]) -> u32 {
     (38 - p) % 37
 }
 
-/// A fresh application number.
-pub fn new_number() -> String {
+/// A fresh application number; an error when the operating system gives no randomness (the
+/// caller's fault to report, not a panic in a request).
+pub fn new_number() -> Result<String, ring::error::Unspecified> {
     let mut bytes = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("OS randomness");
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)?;
     let mut n = u64::from_be_bytes(bytes);
     let mut values = [0u32; 11];
     for v in values.iter_mut() {
@@ -40,13 +41,13 @@ pub fn new_number() -> String {
     }
     let c = check(&values);
     let chars: String = values.iter().map(|v| ALPHABET[*v as usize] as char).collect();
-    format!(
+    Ok(format!(
         "{}-{}-{}{}",
         &chars[0..4],
         &chars[4..8],
         &chars[8..11],
         CHECK_ALPHABET[c as usize] as char
-    )
+    ))
 }
 
 /// The canonical form of a number typed by a person (any case, dashes and spaces anywhere,
@@ -82,18 +83,18 @@ mod tests {
 
     #[test]
     fn numbers_round_trip_and_differ() {
-        let a = new_number();
+        let a = new_number().unwrap();
         assert_eq!(a.len(), 14);
         assert_eq!(parse(&a).as_deref(), Some(a.as_str()));
         assert_eq!(parse(&a.to_lowercase().replace('-', " ")).as_deref(), Some(a.as_str()));
-        let many: std::collections::HashSet<String> = (0..1000).map(|_| new_number()).collect();
+        let many: std::collections::HashSet<String> = (0..1000).map(|_| new_number().unwrap()).collect();
         assert_eq!(many.len(), 1000);
     }
 
     #[test]
     fn every_single_substitution_and_adjacent_swap_is_caught() {
         for _ in 0..50 {
-            let n = new_number();
+            let n = new_number().unwrap();
             let compact: Vec<u8> = n.bytes().filter(|b| *b != b'-').collect();
             for i in 0..compact.len() {
                 let alphabet: &[u8] = if i == 11 { CHECK_ALPHABET } else { ALPHABET };

@@ -8,8 +8,8 @@
 //! keeps that even between two workers), and revoking a revoked certificate changes nothing. So
 //! the driver ([`super::driver`]) may take up any intent whose worker died or failed.
 
-use super::application::{ApplicantData, OrganizationData, Workflow, WorkflowError, subject};
-use super::model::{Actor, Intent, WAITING_KEY_STORE};
+use super::application::{Workflow, WorkflowError, subject};
+use super::model::{Actor, Intent, Refusal, Status, WAITING_KEY_STORE};
 use super::regulation::StepKind;
 use crate::outbox::letters::{Kind, Letter};
 use crate::pki::revocation::RevokeError;
@@ -75,8 +75,6 @@ impl Workflow<'_> {
     pub(crate) async fn finish(&self, a: &ApplicationRecord, retry: bool) -> Result<(), WorkflowError> {
         let intent = a
             .intent
-            .as_deref()
-            .and_then(Intent::parse)
             .ok_or_else(|| WorkflowError::Internal(format!("application {} has no intent to finish", a.number)))?;
         let outcome = match intent {
             Intent::Issue => self.issue_pair(a, retry).await,
@@ -87,39 +85,38 @@ impl Workflow<'_> {
             Intent::Issue if self.onto_card(a)? => StepKind::WriteCard,
             Intent::Issue => StepKind::Issue,
         };
-        let step = super::application::kind_name(step);
         match outcome {
             Ok(done) => {
-                self.move_on(a, &a.status, done.change, &step, done.letter, Actor::Service)
+                self.move_on(a, a.status, done.change, step, done.letter, Actor::Service)
                     .await?;
             }
             Err(Failure::KeyStore(cause)) => {
                 tracing::warn!(application = %a.number, "key store: {cause}; the application waits for it");
-                if a.status == "awaiting_key_store" {
+                if a.status == Status::AwaitingKeyStore {
                     self.ca.store.release_intent(&a.number, WAITING_KEY_STORE).await?;
                 } else {
                     let wait = Advance {
-                        to: "awaiting_key_store".into(),
+                        to: Status::AwaitingKeyStore,
                         outcome: String::new(),
                         keep_steps_open: true,
-                        intent: a.intent.clone(),
+                        intent: a.intent,
                         intent_until: None,
                         waiting: Some(WAITING_KEY_STORE.into()),
                         ..Default::default()
                     };
-                    self.move_on(a, &a.status, wait, &step, None, Actor::Service).await?;
+                    self.move_on(a, a.status, wait, step, None, Actor::Service).await?;
                 }
             }
             Err(Failure::Fault(e)) => return Err(e),
             Err(Failure::Refused(code, message)) => {
                 tracing::error!(application = %a.number, "result step failed for good: {code}: {message}");
                 let refused = Advance {
-                    to: "refused".into(),
+                    to: Status::Refused,
                     outcome: "failed".into(),
-                    refusal: Some((code, step.clone(), message)),
+                    refusal: Some(Refusal::new(&code, step, message)),
                     ..Default::default()
                 };
-                self.move_on(a, &a.status, refused, &step, None, Actor::Service).await?;
+                self.move_on(a, a.status, refused, step, None, Actor::Service).await?;
             }
         }
         Ok(())
@@ -133,10 +130,13 @@ impl Workflow<'_> {
     /// Issues the pair (each certificate once: one the application already has is taken up),
     /// then revokes the pair a reissue supersedes.
     async fn issue_pair(&self, a: &ApplicationRecord, retry: bool) -> Result<Done, Failure> {
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        let applicant: ApplicantData = serde_json::from_value(data["applicant"].clone())
-            .map_err(|e| Failure::Fault(WorkflowError::Internal(format!("applicant of {}: {e}", a.number))))?;
-        let org: Option<OrganizationData> = serde_json::from_value(data["organization"].clone()).unwrap_or(None);
+        let applicant = a.applicant.person.as_ref().ok_or_else(|| {
+            Failure::Fault(WorkflowError::Internal(format!(
+                "application {} names no person to issue for",
+                a.number
+            )))
+        })?;
+        let org = a.applicant.organization.as_ref();
         let (auth_profile, sign_profile) = if org.is_some() {
             ("legal-auth", "legal-sign")
         } else {
@@ -148,12 +148,14 @@ impl Workflow<'_> {
         } else {
             Vec::new()
         };
-        let subject = subject(&applicant, org.as_ref());
+        let subject = subject(applicant, org);
         let request = |profile: &str, csr: &Option<String>| IssueRequest {
             profile: profile.into(),
             csr: csr.clone().unwrap_or_default().into_bytes(),
             subject: subject.clone(),
             application: Some(a.number.clone()),
+            // The result step of an application is the service's, done from its recorded intent.
+            actor: Actor::Service,
         };
         // Both at once: their writes share the group commit's transactions.
         let (auth, sign) = tokio::join!(
@@ -162,8 +164,7 @@ impl Workflow<'_> {
         );
         let (auth, sign) = (auth?, sign?);
         // A reissue supersedes the pair whose SIGN key signed the request, once the new one exists.
-        let superseded: Vec<String> = strings(&data["supersedes"]);
-        for serial in &superseded {
+        for serial in &a.applicant.supersedes {
             self.revoke_one(serial, "superseded").await?;
         }
         let onto_card = self.onto_card(a).map_err(Failure::Fault)?;
@@ -202,7 +203,7 @@ impl Workflow<'_> {
             change: Advance {
                 // P4 is complete when the certificates are on the card: the station writes them
                 // and says so (`card_written`); until then the application stays `issuing`.
-                to: if onto_card { "issuing" } else { "completed" }.into(),
+                to: if onto_card { Status::Issuing } else { Status::Completed },
                 outcome: "issued".into(),
                 auth_serial: Some(auth),
                 sign_serial: Some(sign),
@@ -254,22 +255,14 @@ impl Workflow<'_> {
 
     /// Revokes what a revocation application names (`{"certificates": [...], "reason"}`).
     async fn revoke_named(&self, a: &ApplicationRecord) -> Result<Done, Failure> {
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        let serials = strings(&data["certificates"]);
-        let reason = data["reason"].as_str().unwrap_or("unspecified").to_string();
-        for serial in &serials {
-            self.revoke_one(serial, &reason).await?;
+        let (serials, reason) = (&a.applicant.certificates, a.applicant.reason());
+        for serial in serials {
+            self.revoke_one(serial, reason).await?;
         }
-        let letter = self.letter(
-            a,
-            Kind::Revoked {
-                serials: &serials,
-                reason: &reason,
-            },
-        );
+        let letter = self.letter(a, Kind::Revoked { serials, reason });
         Ok(Done {
             change: Advance {
-                to: "completed".into(),
+                to: Status::Completed,
                 outcome: "revoked".into(),
                 ..Default::default()
             },
@@ -284,18 +277,11 @@ impl Workflow<'_> {
             reason: reason.to_string(),
             at: None,
             invalidity_date: None,
+            actor: Actor::Service,
         };
         self.ca.revoke(r).await?;
         Ok(())
     }
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
 }
 
 #[cfg(test)]

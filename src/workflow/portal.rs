@@ -4,7 +4,7 @@
 
 use super::application::*;
 use super::confirmation::to_be_signed;
-use super::model::{Actor, Intent};
+use super::model::{Actor, Applicant, Intent, Refusal, Status};
 use super::number;
 use super::registry_check::after_registry;
 use super::regulation::{Channel, Condition, Process, Service, StepKind};
@@ -17,7 +17,7 @@ impl Workflow<'_> {
     /// P1 steps 1–5: the request, the registry check (condition 1), registration. Returns the
     /// application, refused or awaiting the applicant at a centre.
     pub async fn submit(&self, req: ApplicationRequest) -> Result<ApplicationView, WorkflowError> {
-        if req.service != "issue" {
+        if req.service != Service::Issue.as_str() {
             return Err(WorkflowError::Invalid(format!(
                 "service {:?}: this endpoint takes issue as JSON (reissue and revoke are signed requests)",
                 req.service
@@ -94,7 +94,7 @@ impl Workflow<'_> {
         }
 
         let t = now();
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         let first = if service == Service::Reissue {
             StepKind::SignedRequest
         } else {
@@ -107,12 +107,12 @@ impl Workflow<'_> {
             t,
             Some(if signature.is_ok() { "done" } else { "invalid" }),
         )];
-        let mut refused: Option<(String, String, String)> = None;
-        let mut status = "awaiting_registry";
+        let mut refused: Option<Refusal> = None;
+        let mut status = Status::AwaitingRegistry;
         if let Err(why) = signature {
-            refused = Some(refusal(Condition::ApplicantSignatureValid, first, why));
+            refused = Some(Refusal::of(Condition::ApplicantSignatureValid, first, why));
         } else if let Some(p) = key_problem {
-            refused = Some(("key_rejected".into(), kind_name(StepKind::Request), p));
+            refused = Some(Refusal::new("key_rejected", StepKind::Request, p));
         } else {
             // Condition 1: the applicant's data exists in the state database, and is theirs. A
             // database that does not answer leaves the check open, to be asked again.
@@ -132,39 +132,36 @@ impl Workflow<'_> {
             }
         }
         if refused.is_some() {
-            status = "refused";
+            status = Status::Refused;
         }
-        let applicant =
-            serde_json::json!({"applicant": req.applicant, "organization": req.organization, "supersedes": supersedes, "lang": self.lang})
-                .to_string();
+        let applicant = Applicant {
+            person: Some(req.applicant),
+            organization: req.organization,
+            supersedes,
+            lang: self.lang.map(str::to_string),
+            ..Default::default()
+        };
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
-            service: if service == Service::Reissue {
-                "reissue"
-            } else {
-                "issue"
-            }
-            .into(),
-            channel: "portal".into(),
-            status: status.into(),
+            service,
+            channel: Channel::Portal,
+            status,
             iin: iin.as_str().to_string(),
             applicant,
             centre: req.registration_centre,
             storage: req.storage,
             auth_csr: Some(pair.auth),
             sign_csr: Some(pair.sign),
-            refusal_code: refused.as_ref().map(|r| r.0.clone()),
-            refusal_step: refused.as_ref().map(|r| r.1.clone()),
-            refusal_message: refused.as_ref().map(|r| r.2.clone()),
+            refusal: refused,
             created_at: t,
             updated_at: t,
             ..Default::default()
         };
-        if record.status == "awaiting_confirmation" {
-            record.tbs = Some(to_be_signed(&record));
+        if record.status == Status::AwaitingConfirmation {
+            record.tbs = Some(to_be_signed(&record)?);
         }
-        let letter = if ["refused", "awaiting_registry"].contains(&record.status.as_str()) {
+        let letter = if [Status::Refused, Status::AwaitingRegistry].contains(&record.status) {
             None
         } else {
             self.number_letter(&record)
@@ -182,7 +179,7 @@ impl Workflow<'_> {
         let content = crate::pki::cms::content_of(cms).map_err(|e| WorkflowError::Invalid(e.to_string()))?;
         let value: serde_json::Value =
             serde_json::from_slice(&content).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
-        if value["service"] == "reissue" {
+        if value["service"] == Service::Reissue.as_str() {
             let req: ApplicationRequest =
                 serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
             let (signature, supersedes, actor) = match self.applicant_signature(cms, &req.applicant.iin).await? {
@@ -202,25 +199,28 @@ impl Workflow<'_> {
             serde_json::from_value(value).map_err(|e| WorkflowError::Invalid(format!("signed content: {e}")))?;
         let (process, iin) = self.revocation_process(&req, Channel::Portal)?;
         let t = now();
-        let number = number::new_number();
+        let number = number::new_number().map_err(no_randomness)?;
         // Condition 1 before anything of the applicant's is looked at: a request not signed by
         // them gets the same refusal whatever their IIN holds.
         let signer = match self.applicant_signature(cms, iin.as_str()).await? {
             Ok(signer) => signer,
             Err(why) => {
-                let (code, failed_step, message) =
-                    refusal(Condition::ApplicantSignatureValid, StepKind::SignedRequest, why);
                 let mut record = ApplicationRecord {
                     number: number.clone(),
                     process: process.id.clone(),
-                    service: "revoke".into(),
-                    channel: "portal".into(),
-                    status: "refused".into(),
+                    service: Service::Revoke,
+                    channel: Channel::Portal,
+                    status: Status::Refused,
                     iin: iin.as_str().to_string(),
-                    applicant: serde_json::json!({"certificates": [], "lang": self.lang}).to_string(),
-                    refusal_code: Some(code),
-                    refusal_step: Some(failed_step),
-                    refusal_message: Some(message),
+                    applicant: Applicant {
+                        lang: self.lang.map(str::to_string),
+                        ..Default::default()
+                    },
+                    refusal: Some(Refusal::of(
+                        Condition::ApplicantSignatureValid,
+                        StepKind::SignedRequest,
+                        why,
+                    )),
                     created_at: t,
                     updated_at: t,
                     ..Default::default()
@@ -240,15 +240,20 @@ impl Workflow<'_> {
         let mut record = ApplicationRecord {
             number: number.clone(),
             process: process.id.clone(),
-            service: "revoke".into(),
-            channel: "portal".into(),
-            status: "issuing".into(),
+            service: Service::Revoke,
+            channel: Channel::Portal,
+            status: Status::Issuing,
             iin: iin.as_str().to_string(),
-            applicant: serde_json::json!({"certificates": serials, "reason": reason, "email": email, "lang": lang})
-                .to_string(),
+            applicant: Applicant {
+                certificates: serials,
+                reason: Some(reason),
+                email,
+                lang,
+                ..Default::default()
+            },
             created_at: t,
             updated_at: t,
-            intent: Some(Intent::Revoke.as_str().into()),
+            intent: Some(Intent::Revoke),
             intent_until: Some(t + self.ca.config.workflow.lease_seconds),
             ..Default::default()
         };
@@ -345,7 +350,7 @@ impl Workflow<'_> {
         req: &SignedRequest,
         channel: Channel,
     ) -> Result<(&Process, Iin), WorkflowError> {
-        if req.service != "revoke" {
+        if req.service != Service::Revoke.as_str() {
             return Err(WorkflowError::Invalid(format!(
                 "service {:?}: revoke was expected here",
                 req.service
@@ -366,7 +371,7 @@ impl Workflow<'_> {
     ) -> Result<(Option<String>, Option<String>), WorkflowError> {
         for serial in serials {
             if let Some(a) = self.ca.store.application_of_certificate(serial).await?
-                && let Some((email, lang)) = contact(&a)
+                && let Some((email, lang)) = a.applicant.contact()
             {
                 return Ok((Some(email), Some(self.lang.map(str::to_string).unwrap_or(lang))));
             }

@@ -3,7 +3,7 @@
 
 use super::application::*;
 use super::confirmation::to_be_signed;
-use super::model::Actor;
+use super::model::{Actor, Refusal, Status};
 use super::regulation::{Channel, Condition, Process, Service, StepKind};
 use crate::registry::{Iin, names_match};
 use crate::store::{Advance, ApplicationRecord, StepRecord, now};
@@ -16,12 +16,12 @@ impl Workflow<'_> {
         &self,
         iin: &Iin,
         applicant: &ApplicantData,
-    ) -> Result<(&'static str, Option<(String, String, String)>), WorkflowError> {
+    ) -> Result<(&'static str, Option<Refusal>), WorkflowError> {
         let Some(p) = self.registry.person(iin).await? else {
-            let refused = refusal(
+            let refused = Refusal::of(
                 Condition::ApplicantDataExists,
                 StepKind::RegistryCheck,
-                "the state database has no person with this IIN".into(),
+                "the state database has no person with this IIN",
             );
             return Ok(("not_found", Some(refused)));
         };
@@ -32,10 +32,10 @@ impl Workflow<'_> {
             .is_some_and(|g| !names_match(g, p.patronymic.as_deref().unwrap_or("")));
         if !names_match(&applicant.surname, &p.surname) || !names_match(&applicant.name, &p.name) || patronymic_differs
         {
-            let refused = (
-                "registry_mismatch".to_string(),
-                kind_name(StepKind::RegistryCheck),
-                "the names given differ from the state database's".to_string(),
+            let refused = Refusal::new(
+                "registry_mismatch",
+                StepKind::RegistryCheck,
+                "the names given differ from the state database's",
             );
             return Ok(("found", Some(refused)));
         }
@@ -47,11 +47,12 @@ impl Workflow<'_> {
     /// another instance moved it first.
     pub async fn retry_registry(&self, a: &ApplicationRecord) -> Result<bool, WorkflowError> {
         let process = self.process_of(a)?;
-        let data: serde_json::Value = serde_json::from_str(&a.applicant).unwrap_or_default();
-        let applicant: ApplicantData =
-            serde_json::from_value(data["applicant"].clone()).map_err(|e| WorkflowError::Internal(e.to_string()))?;
+        let applicant =
+            a.applicant.person.as_ref().ok_or_else(|| {
+                WorkflowError::Internal(format!("application {} names no person to look up", a.number))
+            })?;
         let iin = Iin::parse(&a.iin).map_err(|e| WorkflowError::Internal(format!("IIN {e}")))?;
-        let (outcome, refused) = match self.registry_check(&iin, &applicant).await {
+        let (outcome, refused) = match self.registry_check(&iin, applicant).await {
             Ok(r) => r,
             Err(WorkflowError::Registry(e)) => {
                 tracing::info!(application = %a.number, "state registry still unavailable: {e}");
@@ -63,31 +64,41 @@ impl Workflow<'_> {
         let t = now();
         let (steps, status) = if process.channel == Channel::ServiceCentre {
             match refused {
-                Some(_) => (Vec::new(), "refused"),
+                Some(_) => (Vec::new(), Status::Refused),
                 None => (
                     vec![step(process, StepKind::CardKeys, seq, t, None)],
-                    "awaiting_documents",
+                    Status::AwaitingDocuments,
                 ),
             }
         } else {
             after_registry(process, process.service, seq, t, refused.is_some())
         };
-        let tbs = (status == "awaiting_confirmation").then(|| to_be_signed(a));
+        let tbs = match status {
+            Status::AwaitingConfirmation => Some(to_be_signed(a)?),
+            _ => None,
+        };
         let letter = if process.channel == Channel::Portal && refused.is_none() {
             self.number_letter(a)
         } else {
             None
         };
         let change = Advance {
-            to: status.into(),
+            to: status,
             outcome: outcome.into(),
             steps,
             tbs,
             refusal: refused,
             ..Default::default()
         };
-        self.move_on(a, "awaiting_registry", change, "registry_check", letter, Actor::Service)
-            .await
+        self.move_on(
+            a,
+            Status::AwaitingRegistry,
+            change,
+            StepKind::RegistryCheck,
+            letter,
+            Actor::Service,
+        )
+        .await
     }
 }
 
@@ -100,14 +111,14 @@ pub(super) fn after_registry(
     seq: i64,
     t: i64,
     refused: bool,
-) -> (Vec<StepRecord>, &'static str) {
+) -> (Vec<StepRecord>, Status) {
     if refused {
-        return (Vec::new(), "refused");
+        return (Vec::new(), Status::Refused);
     }
     let (next, status) = if service == Service::Reissue {
-        (StepKind::Confirmation, "awaiting_confirmation")
+        (StepKind::Confirmation, Status::AwaitingConfirmation)
     } else {
-        (StepKind::Identity, "awaiting_documents")
+        (StepKind::Identity, Status::AwaitingDocuments)
     };
     (
         vec![

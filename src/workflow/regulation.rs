@@ -37,6 +37,13 @@ pub enum Actor {
     StateDatabase,
 }
 
+super::model::names!(Actor {
+    Applicant = "applicant",
+    Operator = "operator",
+    Nca = "nca",
+    StateDatabase = "state_database",
+});
+
 /// A condition of the regulation, and the refusal its failure gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,17 +68,19 @@ impl Condition {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Service {
+    #[default]
     Issue,
     Reissue,
     Revoke,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
+    #[default]
     Portal,
     ServiceCentre,
 }

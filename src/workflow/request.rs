@@ -15,7 +15,7 @@ pub struct ApplicationRequest {
     pub requests: Option<CsrPair>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicantData {
     pub iin: String,
@@ -27,7 +27,7 @@ pub struct ApplicantData {
     pub locality: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationData {
     pub bin: String,
@@ -89,8 +89,36 @@ pub struct CentreApplicant {
 pub struct IdentityRequest {
     pub confirmed: bool,
     #[serde(default)]
-    pub documents: Vec<String>,
+    pub documents: Vec<DocumentSeen>,
     pub reason: Option<String>,
+}
+
+/// A document the operator saw: its kind alone (`"identity card"`, as the console sends), or
+/// its kind and number (`{"kind", "number"}`), which the archive keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DocumentSeen {
+    Kind(String),
+    Numbered(NumberedDocument),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberedDocument {
+    pub kind: String,
+    pub number: Option<String>,
+}
+
+impl From<DocumentSeen> for super::model::Document {
+    fn from(d: DocumentSeen) -> Self {
+        match d {
+            DocumentSeen::Kind(kind) => super::model::Document { kind, number: None },
+            DocumentSeen::Numbered(n) => super::model::Document {
+                kind: n.kind,
+                number: n.number.filter(|n| !n.trim().is_empty()),
+            },
+        }
+    }
 }
 
 /// A field of a request that is wrong, and why.

@@ -95,7 +95,7 @@ impl Workflow<'_> {
     /// Records the applicant's answer to the survey of a finished application, once.
     pub async fn answer_survey(&self, number: &str, iin: &str, answer: SurveyAnswer) -> Result<(), SurveyError> {
         let view = self.view_for(number, iin).await?;
-        if view.status != "completed" && view.status != "refused" {
+        if !view.status.is_final() {
             return Err(SurveyError::NotFinished(view.number));
         }
         let record = SurveyRecord {

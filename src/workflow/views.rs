@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::application::{Workflow, WorkflowError};
+use super::model::{Channel, Service, Status, StepKind};
 use super::number;
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
@@ -12,9 +13,9 @@ use crate::pki::status::rfc3339;
 #[derive(Debug, Serialize)]
 pub struct ApplicationView {
     pub number: String,
-    pub service: String,
-    pub channel: String,
-    pub status: String,
+    pub service: Service,
+    pub channel: Channel,
+    pub status: Status,
     pub registration_centre: String,
     pub steps: Vec<StepView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,7 +31,7 @@ pub struct ApplicationView {
 
 #[derive(Debug, Serialize)]
 pub struct StepView {
-    pub step: String,
+    pub step: StepKind,
     pub actor: String,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -41,7 +42,7 @@ pub struct StepView {
 #[derive(Debug, Serialize)]
 pub struct RefusalView {
     pub code: String,
-    pub step: String,
+    pub step: StepKind,
     pub message: String,
 }
 
@@ -72,10 +73,10 @@ impl Workflow<'_> {
                     outcome: s.outcome,
                 })
                 .collect(),
-            refusal: a.refusal_code.map(|code| RefusalView {
-                message: super::refusals::message(&code, a.refusal_message.as_deref().unwrap_or(""), self.lang),
-                code,
-                step: a.refusal_step.unwrap_or_default(),
+            refusal: a.refusal.map(|r| RefusalView {
+                message: super::refusals::message(&r.code, &r.message, self.lang),
+                code: r.code,
+                step: r.step,
             }),
             receipt: a.receipt,
             certificates: a.auth_serial.zip(a.sign_serial).map(|(x, y)| vec![x, y]),
@@ -122,7 +123,7 @@ impl Workflow<'_> {
     }
 
     /// The operator's centre's queue.
-    pub async fn queue(&self, op: &Operator, status: &str) -> Result<Vec<ApplicationView>, WorkflowError> {
+    pub async fn queue(&self, op: &Operator, status: Status) -> Result<Vec<ApplicationView>, WorkflowError> {
         let mut out = Vec::new();
         for a in self.ca.store.centre_applications(&op.record.centre, status).await? {
             out.push(self.view(&a.number).await?);

@@ -101,3 +101,131 @@ fn every_change_is_chained_and_tampering_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every audit record names who made the decision, by role: the ceremony and the `nca`
+/// subcommands are the console's, the admin routes the administrator's (with the certificate
+/// they authenticated with), the portal request the applicant's, the identity step and the
+/// confirmation the operator's, and the result step, the scheduled CRLs and the checkpoints the
+/// service's (`nca`, with its instance).
+#[test]
+fn every_audit_record_names_its_actor_by_role() {
+    let (d, centre, work) = crate::workflow::running();
+    // Console: an operator added with `nca operator add`, a certificate issued and revoked, a CRL.
+    let op = crate::workflow::add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+    let (_, _, console_serial) = d.issue_individual(work.path(), "c", IIN, "ec:P-256");
+    run_ok(&mut d.nca(&["cert", "revoke", &console_serial, "--reason", "superseded"]));
+    run_ok(&mut d.nca(&["crl", "publish"]));
+    // Administrator: a certificate issued and revoked, a CRL, an operator suspended and resumed.
+    let (_, csr) = openssl_csr(work.path(), "admin-issued", "ec:P-256");
+    let body = format!(
+        r#"{{"profile":"individual-auth","csr":{},"subject":{{"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}}}"#,
+        js(&std::fs::read_to_string(csr).unwrap())
+    );
+    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    let pem_path = work.path().join("admin-issued.pem");
+    write(&pem_path, &pem);
+    let admin_serial = serial_of(&pem_path);
+    let (status, _) = d.admin_post(
+        "/api/v1/admin/revocations",
+        &format!(r#"{{"serial":"{admin_serial}","reason":"keyCompromise"}}"#),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(d.admin_post("/api/v1/admin/crl", "{}").0, 201);
+    assert_eq!(
+        d.admin_post("/api/v1/admin/operators/920708497088/suspend", "{}").0,
+        200
+    );
+    assert_eq!(d.admin_post("/api/v1/admin/operators/920708497088/resume", "{}").0, 200);
+    // Applicant, operator, service: a P1 to its end.
+    let (status, app) = crate::workflow::submit(
+        &d,
+        &crate::workflow::application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "p1"),
+    );
+    assert_eq!(status, 201, "{app}");
+    let number = app["number"].as_str().unwrap().to_string();
+    crate::workflow::post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
+    crate::workflow::confirm_completed(&d, &op, &number, work.path());
+    let v = crate::workflow::json(&d.get(&format!("/api/v1/applications/{number}?iin={IIN}")).1);
+    let pair: Vec<String> = v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+
+    let out = stdout(&run_ok(Command::new("python3").args([
+        "-c",
+        "import sys, sqlite3, json\n\
+         for k, s, d in sqlite3.connect(sys.argv[1]).execute('SELECT kind, subject, detail FROM audit ORDER BY seq'):\n\
+         \x20   print(json.dumps([k, s, json.loads(d)]))",
+        &d.path("nca.db").display().to_string(),
+    ])));
+    let records: Vec<(String, String, serde_json::Value)> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.len() > 20, "{records:?}");
+    let role_of = |kind: &str, subject: &str| -> Vec<&str> {
+        records
+            .iter()
+            .filter(|(k, s, _)| k == kind && s == subject)
+            .map(|(_, _, d)| d["actor"]["role"].as_str().unwrap_or(""))
+            .collect()
+    };
+    // Every record has one, of a known role, and a person's has their IIN and certificate.
+    for (kind, subject, detail) in &records {
+        let actor = &detail["actor"];
+        match actor["role"].as_str() {
+            Some("service") => assert_eq!(actor["name"], "nca", "{kind} {subject}: {actor}"),
+            Some("console") => assert!(actor["user"].is_string(), "{kind} {subject}: {actor}"),
+            Some("administrator" | "operator") => {
+                assert!(actor["iin"].as_str().is_some_and(|i| i.len() == 12), "{kind}: {actor}");
+                assert!(
+                    actor["certificate"].as_str().is_some_and(|c| !c.is_empty()),
+                    "{kind}: {actor}"
+                );
+            }
+            Some("applicant") => assert_eq!(actor["iin"], IIN, "{kind}: {actor}"),
+            _ => panic!("{kind} {subject} has no actor: {detail}"),
+        }
+    }
+    // And the right one.
+    assert!(
+        records
+            .iter()
+            .filter(|(k, _, _)| k == "ceremony.key")
+            .all(|(_, _, d)| d["actor"]["role"] == "console")
+    );
+    assert_eq!(role_of("operator.added", "920708497088"), ["console"]);
+    assert_eq!(role_of("certificate.issued", &console_serial), ["console"]);
+    assert_eq!(role_of("certificate.revoked", &console_serial), ["console"]);
+    assert_eq!(role_of("certificate.issued", &admin_serial), ["administrator"]);
+    assert_eq!(role_of("certificate.revoked", &admin_serial), ["administrator"]);
+    assert_eq!(role_of("operator.suspended", "920708497088"), ["administrator"]);
+    assert_eq!(role_of("operator.active", "920708497088"), ["administrator"]);
+    for serial in &pair {
+        assert_eq!(role_of("certificate.issued", serial), ["service"]);
+    }
+    let crls: Vec<&str> = records
+        .iter()
+        .filter(|(k, _, _)| k == "crl.published")
+        .map(|(_, _, d)| d["actor"]["role"].as_str().unwrap())
+        .collect();
+    for role in ["service", "console", "administrator"] {
+        assert!(crls.contains(&role), "no CRL published by the {role}: {crls:?}");
+    }
+    let app_roles: Vec<&str> = records
+        .iter()
+        .filter(|(k, s, _)| k.starts_with("application.") && *s == number)
+        .map(|(_, _, d)| d["actor"]["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(app_roles, ["applicant", "operator", "operator", "service"]);
+    let admin = records
+        .iter()
+        .find(|(k, s, _)| k == "certificate.issued" && *s == admin_serial)
+        .map(|(_, _, d)| d["actor"].clone())
+        .unwrap();
+    // The administrator of the ceremony, as nca.toml names them.
+    assert!(admin["iin"].as_str().is_some_and(|i| i.len() == 12), "{admin}");
+    // The chain still verifies with the actors in it.
+    assert!(stdout(&run_ok(&mut d.nca(&["audit", "verify"]))).contains("audit chain intact"));
+}

@@ -228,12 +228,27 @@ fn a_confirmation_while_the_key_store_is_away_waits_and_completes_once_it_is_bac
         "{v}"
     );
     assert!(v["certificates"].is_null(), "{v}");
-    // Driver rounds while it is still away change nothing.
-    std::thread::sleep(Duration::from_secs(3));
+    // Driver rounds while it is still away change nothing, and write nothing: no pending or
+    // abandoned certificate row, no audit record, no message per round (one attempt, then one
+    // unrecorded probe of the key per round).
+    let db = Db::Sqlite(d.path("nca.db"));
+    let written = |db: &Db| {
+        db.rows(
+            "SELECT (SELECT COUNT(*) FROM certificates), (SELECT COUNT(*) FROM audit WHERE kind <> 'audit.checkpoint'), \
+             (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM application_steps)",
+        )
+    };
+    let before = written(&db);
+    std::thread::sleep(Duration::from_secs(4));
     let v = application_view(&d, &number);
     assert_eq!(v["status"], "awaiting_key_store", "{v}");
     assert!(v["certificates"].is_null(), "{v}");
     assert_eq!(d.certificate_count("issued"), issued);
+    assert_eq!(
+        written(&db),
+        before,
+        "certificates, audit records, messages, steps after four driver rounds with the key store away"
+    );
     // A second confirmation is a conflict, not a second attempt.
     assert_eq!(post_confirmation(&d, &op, &number, &cms).0, 409);
 
@@ -246,7 +261,6 @@ fn a_confirmation_while_the_key_store_is_away_waits_and_completes_once_it_is_bac
     assert_eq!(v["certificates"].as_array().map(Vec::len), Some(2), "{v}");
     assert!(v["waiting"].is_null(), "{v}");
     assert_eq!(d.certificate_count("issued"), issued + 2);
-    let db = Db::Sqlite(d.path("nca.db"));
     let profiles = db.rows(&format!(
         "SELECT profile, COUNT(*) FROM certificates WHERE application = '{number}' AND status = 'issued' GROUP BY profile ORDER BY profile"
     ));

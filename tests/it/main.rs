@@ -4,6 +4,7 @@
 //! token that scripts/test.sh makes fresh for the run); `NCA_TEST_POSTGRES_URL` names the
 //! PostgreSQL server that store tests also run against.
 
+mod archive;
 mod audit;
 mod ca_core;
 mod cabinet;

@@ -46,13 +46,18 @@ async fn invariants(store: Store) {
     );
     store.add_pending(&pending(&s2, "IIN1", "k1")).await.unwrap();
 
-    store.mark_issued("nca", &s1, &[0x30, 0x01]).await.unwrap();
+    store
+        .mark_issued("nca", &s1, &[0x30, 0x01], &nca::audit::actor::Actor::Service)
+        .await
+        .unwrap();
     let rec = store.certificate(&s1).await.unwrap().unwrap();
     assert_eq!(rec.status, CertificateStatus::Issued);
     assert_eq!(rec.der.as_deref(), Some(&[0x30, 0x01][..]));
     // Issued once: a second mark is a conflict, not a silent overwrite.
     assert!(matches!(
-        store.mark_issued("nca", &s1, &[0x30, 0x02]).await,
+        store
+            .mark_issued("nca", &s1, &[0x30, 0x02], &nca::audit::actor::Actor::Service)
+            .await,
         Err(StoreError::StateConflict(_))
     ));
 
@@ -64,7 +69,12 @@ async fn invariants(store: Store) {
         store.certificate(&s2).await.unwrap().unwrap().status,
         CertificateStatus::Abandoned
     );
-    assert!(store.mark_issued("nca", &s2, &[0x30, 0x03]).await.is_err());
+    assert!(
+        store
+            .mark_issued("nca", &s2, &[0x30, 0x03], &nca::audit::actor::Actor::Service)
+            .await
+            .is_err()
+    );
     assert_eq!(
         store.certificate(&s1).await.unwrap().unwrap().status,
         CertificateStatus::Issued
