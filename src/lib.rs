@@ -11,6 +11,12 @@
 // Denied, not forbidden: one isolated, documented call (`pki::tsa::clock`, adjtimex) allows it.
 #![deny(unsafe_code)]
 
+// aws-lc-rs is the one crypto provider and keeps ring's API. Modules that other branches are
+// rewriting (workflow/, cabinet/, outbox/, station/, …) still say `ring::`: the name resolves to
+// aws-lc-rs here, so that those files compile unchanged. Renaming their paths to `aws_lc_rs::`
+// after the merge retires this line.
+extern crate aws_lc_rs as ring;
+
 pub mod audit;
 pub mod cabinet;
 pub mod config;

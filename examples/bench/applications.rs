@@ -87,7 +87,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         rustls_pemfile::certs(&mut read(op_dir.join("auth.crt"))?.as_slice()).collect::<Result<_, _>>()?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(op_dir.join("auth.key"))?.as_slice())?
         .ok_or_else(|| anyhow::anyhow!("no operator AUTH key"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -198,7 +198,7 @@ async fn http(args: &[String]) -> anyhow::Result<()> {
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<_, _>>()?;
     let key: PrivateKeyDer<'static> =
         rustls_pemfile::private_key(&mut key.as_slice())?.ok_or_else(|| anyhow::anyhow!("no key"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -113,7 +113,7 @@ impl Server {
 
         let key = Arc::new(TokenKey { key: auth });
         let certified = rustls::sign::CertifiedKey::new(vec![CertificateDer::from(auth_cert)], key);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ServerError::Tls(e.to_string()))?

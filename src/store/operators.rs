@@ -144,6 +144,7 @@ impl Store {
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
+        self.access_changed();
         self.operator(iin).await
     }
 
@@ -164,6 +165,7 @@ impl Store {
             append(&mut tx, self.backend(), &[event]).await?;
         }
         tx.commit().await?;
+        self.access_changed();
         self.operator(iin).await
     }
 

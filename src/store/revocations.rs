@@ -174,6 +174,7 @@ impl Store {
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
+        self.access_changed();
         Ok(Some(Revoked::Now(record)))
     }
 

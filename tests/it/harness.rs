@@ -35,7 +35,7 @@ pub fn fresh_postgres_database() -> String {
 
 pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b).unwrap();
     hex::encode(b)
 }
 

@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod http_api;
+mod keepalive;
 mod monitoring;
 mod notices;
 mod operators;
