@@ -172,27 +172,15 @@ pub trait Signer: Send + Sync + 'static {
             self.label()
         )))
     }
-    /// Whether a signature is cheaper than a hop to the blocking pool and back, so that the async
-    /// code may sign in place: a P-256 key in process memory (tens of microseconds). Never a
-    /// token's key (a round trip to the HSM) nor an RSA key (a quarter of a millisecond and more).
-    fn signs_inline(&self) -> bool {
-        false
-    }
 }
 
-/// The largest message signed in place: a certificate, an OCSP answer, a time-stamp token.
-const INLINE_MAX_BYTES: usize = 16 * 1024;
-
-/// Signs on the blocking pool so that an HSM round trip never stalls the async runtime; a key
-/// that [`Signer::signs_inline`] signs in place, where the hop would cost more than the signature.
+/// Signs on the blocking pool so that an HSM round trip never stalls the async runtime. A P-256
+/// key in memory was measured signing in place too (BENCHMARKS.md, issue #17): the engine no
+/// faster, the OCSP nonce path slower with a worse p99, so every key signs here.
 pub async fn sign<M>(signer: &Arc<dyn Signer>, msg: M) -> Result<Vec<u8>, KeyStoreError>
 where
     M: AsRef<[u8]> + Send + 'static,
 {
-    // A big message (a full CRL: tens of megabytes to hash) goes to the pool whatever the key.
-    if signer.signs_inline() && msg.as_ref().len() <= INLINE_MAX_BYTES {
-        return signer.sign_blocking(msg.as_ref());
-    }
     let signer = Arc::clone(signer);
     tokio::task::spawn_blocking(move || signer.sign_blocking(msg.as_ref()))
         .await

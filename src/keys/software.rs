@@ -177,10 +177,6 @@ impl Signer for SoftwareKey {
     fn spki_der(&self) -> &[u8] {
         &self.spki
     }
-    fn signs_inline(&self) -> bool {
-        // The engine measured both (BENCHMARKS.md, issuance engine): inline wins for P-256.
-        std::env::var_os("NCA_BENCH_SIGN_ON_POOL").is_none() && matches!(self.inner, Inner::Ec(_))
-    }
     fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         if let Some(file) = &self.file {
             fs::File::open(file).map_err(|e| err(format!("{}: {e}", file.display())))?;

@@ -59,7 +59,8 @@ impl Connection {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().unwrap())
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
             })
             .expect("content-length");
         assert!(
@@ -105,7 +106,10 @@ fn a_kept_alive_connection_is_refused_at_once_after_a_suspension_or_a_revocation
     let mut c = Connection::open(&d, &dir.join("auth.crt"), &dir.join("auth.key"));
     let admin = |path: &str, json: &str| {
         let (status, body) = d.admin_post(path, json);
-        (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default())
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+        )
     };
 
     // Decided once, then kept for the connection's next requests.
