@@ -193,8 +193,9 @@ async fn issue_key(
 
 /// Signs recorded TBS bytes; on failure the pending row is abandoned, since nothing was signed.
 async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Result<Vec<u8>, IssueError> {
-    let tbs_der = std::sync::Arc::<[u8]>::from(tbs_der);
-    match keys::sign(&issuer.signer, std::sync::Arc::clone(&tbs_der)).await {
+    // Shared with the signing thread, not copied for it.
+    let tbs_der = bytes::Bytes::from(tbs_der);
+    match keys::sign(&issuer.signer, tbs_der.clone()).await {
         Ok(sig) => Ok(build::assemble(&tbs_der, issuer.algorithm(), &sig)?),
         Err(e) => {
             tracing::error!(target: "audit", "signing failed: serial=[{serial}] issuer=[{}] error=[{e}]", issuer.id);
