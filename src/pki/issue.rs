@@ -123,8 +123,8 @@ async fn issue_key(
             message: e.to_string(),
         })?;
 
-    // Built and linted once; a serial the store says is taken (never, in practice) is replaced
-    // and the TBS encoded again.
+    // Built once; a serial the store says is taken (never, in practice) is replaced, and the
+    // structure linted and encoded again.
     let mut tbs = build::tbs(build::TbsParts {
         serial: build::random_serial(),
         signature: issuer.algorithm(),
@@ -135,13 +135,13 @@ async fn issue_key(
         spki,
         extensions,
     })?;
-    lint::leaf(&tbs, profile, &issuer.facts())?;
     let mut attempt = 0;
     let prepared = loop {
         attempt += 1;
         if attempt > 1 {
             tbs.serial_number = build::serial_number(&build::random_serial())?;
         }
+        lint::leaf(&tbs, profile, &issuer.facts())?;
         let tbs_der = tbs.to_der().map_err(|e| build::BuildError {
             what: "TBS",
             message: e.to_string(),
