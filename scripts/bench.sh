@@ -27,6 +27,9 @@
 #    PostgreSQL, from a `--role status` instance on a streaming replica of it, and from a
 #    static-response server (`bench static`, the same HTTP stack with nothing behind it) in
 #    the same run.
+# 8. Ratios (after the peers): the engine's share of its crypto bound, issuance over HTTP beside
+#    CFSSL and step-ca (../shared/bench/peers/stepca_sign.sh, HTTPS, records to its database),
+#    OCSP with a nonce beside `openssl ocsp`, each with both p99s: RESULT ratio.* lines.
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
@@ -400,7 +403,51 @@ if [[ $PEERS == 1 ]] && has http; then
     out=$(DURATION=$DURATION CONNS=$CONNS bash ../shared/bench/peers/cfssl_sign.sh 2>/dev/null | grep '^RESULT' || true)
     echo "$out"
     results+=("$out")
+    # step-ca answers over HTTPS and records each certificate in its database, as nca does.
+    log "peer: step-ca sign (${DURATION}s, wrk -c$CONNS)"
+    out=$(DURATION=$DURATION CONNS=$CONNS bash ../shared/bench/peers/stepca_sign.sh 2>/dev/null | grep '^RESULT' || true)
+    echo "$out"
+    results+=("$out")
 fi
+
+# The ratios the targets of issue #17 name, each from figures of this run: the engine's share of
+# its crypto bound, issuance over HTTP against CFSSL and step-ca (with both p99s), the nonce OCSP
+# path against `openssl ocsp`. A figure missing from the run (its section or PEERS off) is skipped.
+all=$(printf '%s\n' "${results[@]}")
+fig() { # fig REGEX -> the value (second field) of the first RESULT line matching it
+    { grep -E "$1" <<<"$all" || true; } | head -1 | awk '{print $3}'
+}
+kv() { # kv REGEX KEY -> KEY=value from the first RESULT line matching REGEX
+    { grep -E "$1" <<<"$all" || true; } | head -1 | sed -n "s/.*[[:space:]]$2=\([^[:space:]]*\).*/\1/p"
+}
+ratio() { # ratio NAME A B NOTE -> RESULT NAME A/B, when both are there
+    [[ -n $2 && -n $3 ]] || return 0
+    local line
+    line="RESULT $1 $(awk -v a="$2" -v b="$3" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "?" }') x ($4)"
+    echo "$line"; ratios+=("$line")
+}
+ratios=()
+for alg in $ALGS; do
+    peer=${alg/ec-p256/ecdsa-p256}
+    for store in $STORES; do
+        e=$(fig "^RESULT engine_vs_bound .*key_store=$store alg=$alg ")
+        if [[ -n $e ]]; then
+            line="RESULT ratio.engine_of_bound.$store.$alg $e % (goal >= 70)"; echo "$line"; ratios+=("$line")
+        fi
+    done
+    h=$(fig "^RESULT http_issue .*key_store=software alg=$alg$")
+    hp=$(fig "^RESULT http_p99 .*key_store=software alg=$alg$")
+    for p in cfssl stepca; do
+        goal=$([[ $p == cfssl ]] && { [[ $alg == rsa-2048 ]] && echo 3 || echo 2; } || { [[ $alg == rsa-2048 ]] && echo 4 || echo 3; })
+        ratio "ratio.http_over_$p.$alg" "$h" "$(fig "^RESULT $p\.sign\.$peer\.throughput ")" \
+            "nca software $h certs/s p99 $hp ms; $p $(fig "^RESULT $p\.sign\.$peer\.throughput ") certs/s p99 $(fig "^RESULT $p\.sign\.$peer\.p99 ") ms; goal >= $goal x with a lower p99"
+    done
+    o=$(fig "^RESULT ocsp\.nonce .*responder=$alg ")
+    op=$(kv "^RESULT ocsp\.nonce .*responder=$alg " p99_ms)
+    ratio "ratio.ocsp_nonce_over_openssl.$alg" "$o" "$(fig "^RESULT openssl\.ocsp\.$peer\.nonce\.throughput ")" \
+        "nca $o /s p99 $op ms; openssl ocsp $(fig "^RESULT openssl\.ocsp\.$peer\.nonce\.throughput ") /s p99 $(fig "^RESULT openssl\.ocsp\.$peer\.nonce\.p99 ") ms; goal >= 3 x with a lower p99"
+done
+results+=("${ratios[@]}")
 
 echo "== summary =="
 printf '%s\n' "${results[@]}"

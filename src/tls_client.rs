@@ -1,5 +1,5 @@
 //! TLS for the service's own outgoing links (the state registry's gateway, the monitoring
-//! system): rustls on the one crypto provider of the tree (ring), trusting the system's roots
+//! system): rustls on the one crypto provider of the tree (aws-lc-rs), trusting the system's roots
 //! or the CA file the configuration names instead.
 
 use std::path::Path;
@@ -50,7 +50,7 @@ pub fn client_config(ca_file: &Path, https: bool) -> Result<rustls::ClientConfig
         }
     }
     Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientTlsError::Config(e.to_string()))?
             .with_root_certificates(roots)

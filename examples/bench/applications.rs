@@ -88,7 +88,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         CertificateDer::pem_slice_iter(&read(op_dir.join("auth.crt"))?).collect::<Result<_, _>>()?;
     let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(&read(op_dir.join("auth.key"))?)
         .map_err(|e| anyhow::anyhow!("the operator's AUTH key: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -204,7 +204,7 @@ async fn http(args: &[String]) -> anyhow::Result<()> {
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert).collect::<Result<_, _>>()?;
     let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_slice(&key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

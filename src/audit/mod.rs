@@ -102,13 +102,13 @@ fn check_checkpoint(ca: &Ca, seq: i64, detail: &str) -> Result<(), AuditError> {
     let spki: spki::SubjectPublicKeyInfoOwned =
         der::Decode::from_der(service.signer.spki_der()).map_err(|_| bad("service key does not decode"))?;
     let key = spki.subject_public_key.raw_bytes();
-    let alg: &dyn ring::signature::VerificationAlgorithm = if service.signer.algorithm().is_rsa() {
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256
+    let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = if service.signer.algorithm().is_rsa() {
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256
     } else {
-        &ring::signature::ECDSA_P256_SHA256_ASN1
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1
     };
     let msg = format!("nca-audit-checkpoint {covers} {hash}");
-    ring::signature::UnparsedPublicKey::new(alg, key)
+    aws_lc_rs::signature::UnparsedPublicKey::new(alg, key)
         .verify(msg.as_bytes(), &sig)
         .map_err(|_| bad("signature does not verify"))
 }

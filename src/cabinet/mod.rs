@@ -12,10 +12,10 @@
 
 pub mod reminders;
 
+use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use der::Decode;
-use ring::signature::{self, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use x509_cert::Certificate;
 
@@ -195,12 +195,13 @@ pub struct Profile {
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, b))
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b))
 }
 
 fn random_token() -> Result<String, CabinetError> {
     let mut b = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| CabinetError::Randomness)?;
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| CabinetError::Randomness)?;
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 

@@ -184,7 +184,7 @@ impl Abuse {
         if stamp_iin != iin.trim() {
             return Err(AbuseError::ProofInvalid("the stamp is for another IIN"));
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, stamp.trim().as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, stamp.trim().as_bytes());
         if leading_zero_bits(digest.as_ref()) < bits {
             return Err(AbuseError::ProofInvalid("the hash does not have the bits it claims"));
         }
@@ -226,7 +226,9 @@ mod tests {
     fn mint(bits: u32, at: i64, iin: &str) -> String {
         (0u64..)
             .map(|c| format!("nca-pow1:{bits}:{at}:{iin}:0123456789abcdef:{c}"))
-            .find(|s| leading_zero_bits(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref()) >= bits)
+            .find(|s| {
+                leading_zero_bits(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes()).as_ref()) >= bits
+            })
             .unwrap()
     }
 

@@ -10,7 +10,7 @@ pub mod extract;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;
-mod operators;
+pub mod operators;
 mod pages;
 mod public;
 mod status;
@@ -166,7 +166,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = error::ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let who = parts.extensions.get::<ClientIdentity>();
-        Ok(Admin(crate::operators::administrator(&s.ca, who).await?))
+        Ok(Admin(operators::administrator(&s.ca, who).await?))
     }
 }
 
@@ -177,7 +177,7 @@ impl FromRequestParts<AppState> for OperatorClient {
     type Rejection = error::ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let who = parts.extensions.get::<ClientIdentity>();
-        Ok(OperatorClient(crate::operators::operator(&s.ca, who).await?))
+        Ok(OperatorClient(operators::operator(&s.ca, who).await?))
     }
 }
 

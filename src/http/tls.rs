@@ -57,7 +57,7 @@ pub fn server_config(
     roots
         .add(CertificateDer::from(client_ca_der.to_vec()))
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -75,6 +75,7 @@ fn identity(conn: &rustls::ServerConnection) -> Option<ClientIdentity> {
     Some(ClientIdentity {
         serial: hex::encode(cert.tbs_certificate.serial_number.as_bytes()),
         subject: crate::pki::subject::display(&cert.tbs_certificate.subject),
+        access: Default::default(),
     })
 }
 

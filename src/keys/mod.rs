@@ -174,10 +174,15 @@ pub trait Signer: Send + Sync + 'static {
     }
 }
 
-/// Signs on the blocking pool so that an HSM round trip never stalls the async runtime.
-pub async fn sign(signer: &Arc<dyn Signer>, msg: Vec<u8>) -> Result<Vec<u8>, KeyStoreError> {
+/// Signs on the blocking pool so that an HSM round trip never stalls the async runtime. A P-256
+/// key in memory was measured signing in place too (BENCHMARKS.md, issue #17): the engine no
+/// faster, the OCSP nonce path slower with a worse p99, so every key signs here.
+pub async fn sign<M>(signer: &Arc<dyn Signer>, msg: M) -> Result<Vec<u8>, KeyStoreError>
+where
+    M: AsRef<[u8]> + Send + 'static,
+{
     let signer = Arc::clone(signer);
-    tokio::task::spawn_blocking(move || signer.sign_blocking(&msg))
+    tokio::task::spawn_blocking(move || signer.sign_blocking(msg.as_ref()))
         .await
         .map_err(|e| KeyStoreError::Pkcs11(format!("signing task failed: {e}")))?
 }

@@ -417,7 +417,7 @@ impl KeyStore for Pkcs11Store {
         })?;
         let id = {
             let mut id = vec![0u8; 16];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut id)
                 .map_err(|_| KeyStoreError::Pkcs11("no randomness for CKA_ID".into()))?;
             id
         };
@@ -616,7 +616,7 @@ impl Signer for Pkcs11Key {
             }
             KeyAlgorithm::EcP256 => {
                 // SoftHSM2 has CKM_ECDSA but not CKM_ECDSA_SHA256: hash here, sign the digest.
-                let digest = ring::digest::digest(&ring::digest::SHA256, msg);
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, msg);
                 let raw = self.with_key(|s, key| s.sign(&Mechanism::Ecdsa, key, digest.as_ref()))?;
                 ecdsa_raw_to_der(&raw)
             }

@@ -16,6 +16,8 @@ use crate::store::{CertificateRecord, CertificateStatus, OperatorRecord, now};
 pub struct ClientIdentity {
     pub serial: String,
     pub subject: String,
+    /// The access decisions kept for this identity's TLS connection (`http::operators`).
+    pub access: std::sync::Arc<crate::http::operators::ConnectionAccess>,
 }
 
 /// Why a client may not use an endpoint.

@@ -59,7 +59,7 @@ pub struct IssuerUrls {
 pub fn random_serial() -> Vec<u8> {
     let mut b = [0u8; 20];
     loop {
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("OS randomness");
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b).expect("OS randomness");
         if (0x10..=0x7f).contains(&b[0]) {
             return b.to_vec();
         }
@@ -103,8 +103,8 @@ fn dp(url: &str) -> Result<DistributionPoint, BuildError> {
 
 /// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
 pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
-    ring::digest::digest(
-        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+    aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
         spki.subject_public_key.raw_bytes(),
     )
     .as_ref()
@@ -302,11 +302,16 @@ pub struct TbsParts {
     pub extensions: Vec<Extension>,
 }
 
+/// A serial's DER integer.
+pub fn serial_number(serial: &[u8]) -> Result<SerialNumber, BuildError> {
+    SerialNumber::new(serial).map_err(enc_err("serial"))
+}
+
 /// Assembles the TBS.
 pub fn tbs(p: TbsParts) -> Result<TbsCertificate, BuildError> {
     Ok(TbsCertificate {
         version: Version::V3,
-        serial_number: SerialNumber::new(&p.serial).map_err(enc_err("serial"))?,
+        serial_number: serial_number(&p.serial)?,
         signature: p.signature.signature_algorithm(),
         issuer: p.issuer,
         validity: Validity {
@@ -370,8 +375,8 @@ mod tests {
 
     /// An independent check of a P-256 signature (not the key's own code path).
     fn verifies(spki: &SubjectPublicKeyInfoOwned, msg: &[u8], sig: &[u8]) -> bool {
-        ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_ASN1,
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
             spki.subject_public_key.raw_bytes(),
         )
         .verify(msg, sig)

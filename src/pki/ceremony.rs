@@ -81,7 +81,7 @@ fn ca_name(country: &str, org: &str, cn: &str) -> Result<Name, BuildError> {
 }
 
 fn fingerprint(der: &[u8]) -> String {
-    hex::encode_upper(ring::digest::digest(&ring::digest::SHA256, der))
+    hex::encode_upper(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
         .as_bytes()
         .chunks(2)
         .map(|c| std::str::from_utf8(c).unwrap_or(""))
@@ -93,7 +93,7 @@ fn fingerprint(der: &[u8]) -> String {
 /// ceremony interrupted and run again) never mixes keys up.
 fn label(role: &str) -> String {
     let mut r = [0u8; 4];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut r);
     let date = time::OffsetDateTime::now_utc().date();
     format!("nca-{role}-{date}-{}", hex::encode(r))
 }
@@ -183,7 +183,10 @@ async fn ca_certificate(
             profile: "ca".into(),
             subject: cn.clone(),
             holder: cn,
-            key_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, subject_key.spki_der())),
+            key_sha256: hex::encode(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                subject_key.spki_der(),
+            )),
             not_before: validity.0,
             not_after: validity.1,
             tbs: tbs_der.clone(),

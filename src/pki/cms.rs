@@ -4,12 +4,12 @@
 //! The signer's certificate is taken from this CA's own records, not from the message: a
 //! certificate the CA did not issue (a stranger's, self-signed) cannot sign for anyone here.
 
+use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier};
 use const_oid::ObjectIdentifier;
 use der::asn1::OctetString;
 use der::{Decode, Encode};
-use ring::signature::{self, UnparsedPublicKey};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::KeyUsage;
 use x509_cert::time::Time;
@@ -106,12 +106,12 @@ fn malformed(e: impl std::fmt::Display) -> CmsError {
 
 pub(super) fn digest_of(alg: ObjectIdentifier, data: &[u8]) -> Result<Vec<u8>, CmsError> {
     let a = match alg {
-        SHA256 => &ring::digest::SHA256,
-        SHA384 => &ring::digest::SHA384,
-        SHA512 => &ring::digest::SHA512,
+        SHA256 => &aws_lc_rs::digest::SHA256,
+        SHA384 => &aws_lc_rs::digest::SHA384,
+        SHA512 => &aws_lc_rs::digest::SHA512,
         other => return Err(CmsError::UnsupportedAlgorithm(other.to_string())),
     };
-    Ok(ring::digest::digest(a, data).as_ref().to_vec())
+    Ok(aws_lc_rs::digest::digest(a, data).as_ref().to_vec())
 }
 
 /// The one value of a signed attribute.

@@ -554,8 +554,8 @@ mod tests {
         let crl = CertificateList::from_der(&crl).unwrap();
         assert_eq!(crl.tbs_cert_list.to_der().unwrap(), der);
         let spki = spki::SubjectPublicKeyInfoOwned::from_der(key.spki_der()).unwrap();
-        let verifier = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_ASN1,
+        let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
             spki.subject_public_key.raw_bytes(),
         );
         assert!(verifier.verify(&der, crl.signature.raw_bytes()).is_ok());

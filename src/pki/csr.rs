@@ -1,8 +1,8 @@
 //! PKCS#10 requests: parsed strictly (DER, one structure, nothing trailing) and their signature
 //! checked as proof that the requester holds the private key.
 
+use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use der::{Decode, Encode};
-use ring::signature::{self, UnparsedPublicKey};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::request::CertReq;
 

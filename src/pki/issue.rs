@@ -130,7 +130,7 @@ async fn issue_key(
         what: "SPKI",
         message: e.to_string(),
     })?;
-    let key_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &spki_der));
+    let key_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki_der));
     let not_before = (now() - BACKDATE_SECONDS).max(issuer.not_before);
     let not_after = (not_before + i64::from(profile.validity_days) * 86_400).min(issuer.not_after);
     let extensions = build::leaf_extensions(profile, &subject, &spki, key, &issuer.ski, &issuer.urls)?;
@@ -140,26 +140,30 @@ async fn issue_key(
             message: e.to_string(),
         })?;
 
+    // Built once; a serial the store says is taken (never, in practice) is replaced, and the
+    // structure linted and encoded again.
+    let mut tbs = build::tbs(build::TbsParts {
+        serial: build::random_serial(),
+        signature: issuer.algorithm(),
+        issuer: issuer_name,
+        not_before,
+        not_after,
+        subject: subject.name,
+        spki,
+        extensions,
+    })?;
     let mut attempt = 0;
     let prepared = loop {
         attempt += 1;
-        let serial = build::random_serial();
-        let tbs = build::tbs(build::TbsParts {
-            serial: serial.clone(),
-            signature: issuer.algorithm(),
-            issuer: issuer_name.clone(),
-            not_before,
-            not_after,
-            subject: subject.name.clone(),
-            spki: spki.clone(),
-            extensions: extensions.clone(),
-        })?;
+        if attempt > 1 {
+            tbs.serial_number = build::serial_number(&build::random_serial())?;
+        }
+        lint::leaf(&tbs, profile, &issuer.facts())?;
         let tbs_der = tbs.to_der().map_err(|e| build::BuildError {
             what: "TBS",
             message: e.to_string(),
         })?;
-        lint::leaf(&tbs_der, profile, &issuer.facts())?;
-        let serial = hex::encode(&serial);
+        let serial = hex::encode(tbs.serial_number.as_bytes());
         tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[{}] profile=[{}] subject=[{}]",
             application.unwrap_or(""), profile.name, subject.display);
         let pending = PendingCertificate {
@@ -171,11 +175,16 @@ async fn issue_key(
             key_sha256: key_sha256.clone(),
             not_before,
             not_after,
-            tbs: tbs_der.clone(),
+            tbs: tbs_der,
             application: application.map(str::to_string),
         };
         match ca.store.add_pending(&pending).await {
-            Ok(()) => break Prepared { serial, tbs_der },
+            Ok(()) => {
+                break Prepared {
+                    serial,
+                    tbs_der: pending.tbs,
+                };
+            }
             Err(StoreError::SerialTaken) if attempt < SERIAL_ATTEMPTS => continue,
             Err(e) => {
                 tracing::info!(target: "audit", "refused: serial=[{serial}] application=[{}] profile=[{}] reason=[{e}]",
@@ -201,6 +210,8 @@ async fn issue_key(
 
 /// Signs recorded TBS bytes; on failure the pending row is abandoned, since nothing was signed.
 async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Result<Vec<u8>, IssueError> {
+    // Shared with the signing thread, not copied for it.
+    let tbs_der = bytes::Bytes::from(tbs_der);
     match keys::sign(&issuer.signer, tbs_der.clone()).await {
         Ok(sig) => Ok(build::assemble(&tbs_der, issuer.algorithm(), &sig)?),
         Err(e) => {

@@ -173,8 +173,8 @@ pub enum OcspError {
     NoResponder,
 }
 
-fn digest(alg: &'static ring::digest::Algorithm, data: &[u8]) -> Vec<u8> {
-    ring::digest::digest(alg, data).as_ref().to_vec()
+fn digest(alg: &'static aws_lc_rs::digest::Algorithm, data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(alg, data).as_ref().to_vec()
 }
 
 impl Responder {
@@ -191,13 +191,16 @@ impl Responder {
         Ok(Responder {
             hashes: IssuerHashes {
                 sha1: (
-                    digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, name),
-                    digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key),
+                    digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, name),
+                    digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, key),
                 ),
-                sha256: (digest(&ring::digest::SHA256, name), digest(&ring::digest::SHA256, key)),
+                sha256: (
+                    digest(&aws_lc_rs::digest::SHA256, name),
+                    digest(&aws_lc_rs::digest::SHA256, key),
+                ),
             },
             responder_key_hash: digest(
-                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
                 responder
                     .tbs_certificate
                     .subject_public_key_info
@@ -394,7 +397,7 @@ impl Ca {
         let freshness = nonce.is_none().then(|| Freshness {
             produced_at: t,
             next_update: t + VALIDITY,
-            etag: format!("\"{}\"", hex::encode(&digest(&ring::digest::SHA256, &der)[..16])),
+            etag: format!("\"{}\"", hex::encode(&digest(&aws_lc_rs::digest::SHA256, &der)[..16])),
         });
         let answer = Answer {
             der: Arc::new(der),

@@ -100,7 +100,11 @@ pub(crate) struct SigningCertificateV2 {
 /// attributes contentType, signingTime, messageDigest (SHA-256) and signingCertificateV2.
 pub fn sign_with(signer: &dyn Signer, cert_der: &[u8], s: &Signing<'_>) -> Result<Vec<u8>, SignError> {
     let cert = Certificate::from_der(cert_der)?;
-    let sha256 = |d: &[u8]| ring::digest::digest(&ring::digest::SHA256, d).as_ref().to_vec();
+    let sha256 = |d: &[u8]| {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, d)
+            .as_ref()
+            .to_vec()
+    };
     let attr = |oid: ObjectIdentifier, value: Any| -> Result<Attribute, der::Error> {
         Ok(Attribute {
             oid,

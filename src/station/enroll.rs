@@ -311,7 +311,7 @@ async fn confirm(
     }
     let tbs = reply.body.to_vec();
     let doc = String::from_utf8_lossy(&tbs);
-    let sha = |s: &str| hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()));
+    let sha = |s: &str| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes()));
     let mut expected = vec![
         format!("application: {number}"),
         format!("applicant: IIN{iin}"),

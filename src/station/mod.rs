@@ -199,7 +199,7 @@ pub fn read_card_pin() -> Result<AuthPin, StationError> {
 /// A fresh label for an operator's key: prefix, date, a few random hex digits.
 pub fn key_label(prefix: &str) -> String {
     let mut r = [0u8; 3];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut r);
     let date = time::OffsetDateTime::now_utc().date();
     format!(
         "{prefix}{}{:02}{:02}-{}",

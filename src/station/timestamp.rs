@@ -79,7 +79,7 @@ fn check_imprint(token: &[u8], signature: &[u8]) -> Result<(), TimestampError> {
         .decode_as::<der::asn1::OctetString>()
         .map_err(|e| refused(&e))?;
     let tst = x509_tsp::TstInfo::from_der(content.as_bytes()).map_err(|e| refused(&e))?;
-    let want = ring::digest::digest(&ring::digest::SHA256, signature);
+    let want = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signature);
     if tst.message_imprint.hashed_message.as_bytes() != want.as_ref() {
         return Err(refused(&"the token is over something else than this signature"));
     }

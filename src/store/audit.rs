@@ -40,7 +40,7 @@ pub struct AuditRecord {
 /// The hash of a row: SHA-256 over the previous hash and the row's fields, newline-separated.
 pub fn chain_hash(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: &str) -> String {
     let text = format!("{prev}\n{seq}\n{at}\n{kind}\n{subject}\n{detail}");
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()))
 }
 
 /// Appends events inside the caller's transaction. The head row is locked first (a write on

@@ -68,45 +68,128 @@ pub struct CertificateRecord {
     pub issued_at: Option<i64>,
 }
 
-/// `add_pending` inside the writer's transaction.
-pub(super) async fn insert_pending(conn: &mut sqlx::AnyConnection, c: &PendingCertificate) -> Result<(), StoreError> {
-    let at = now();
-    // Insert, or touch the existing row, and read back who holds the key: the first holder wins,
-    // on both backends, also when two requests for one key race. No statement on this path fails
-    // for a refusal, so the writer's transaction needs no savepoints.
-    let holder: String = sqlx::query(
-        "INSERT INTO public_keys (key_sha256, holder, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (key_sha256) DO UPDATE SET holder = public_keys.holder RETURNING holder",
-    )
-    .bind(&c.key_sha256)
-    .bind(&c.holder)
-    .bind(at)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
-    if holder != c.holder {
-        return Err(StoreError::KeyBoundElsewhere);
+/// `$first, $first+1, …` for one row of `n` values.
+fn placeholders(sql: &mut String, first: usize, n: usize) {
+    sql.push('(');
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('$');
+        sql.push_str(&(first + i).to_string());
     }
-    let r = sqlx::query(
-        "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, not_before, not_after, tbs, application, created_at) \
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
-    )
-    .bind(&c.issuer)
-    .bind(&c.serial)
-    .bind(&c.profile)
-    .bind(&c.subject)
-    .bind(&c.holder)
-    .bind(&c.key_sha256)
-    .bind(c.not_before)
-    .bind(c.not_after)
-    .bind(&c.tbs)
-    .bind(&c.application)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 0 {
+    sql.push(')');
+}
+
+/// `add_pending` for every pending certificate of one group commit, in three statements whatever
+/// their number (one statement per row made every certificate two round trips to the database's
+/// thread): the keys' holders, the rows, and, only for a row that was not written, why not.
+///
+/// The answers are those of the rows written one after another in batch order: a key new to the
+/// database is bound to the first holder in the batch that names it, and a later request of the
+/// same batch for another holder is refused, as it would have been a statement later. No statement
+/// fails for a refusal, so the writer's transaction needs no savepoints.
+pub(super) async fn insert_pending_batch(
+    conn: &mut sqlx::AnyConnection,
+    batch: &[&PendingCertificate],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let at = now();
+    // Each key once: PostgreSQL refuses an upsert that touches one row twice in a statement.
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for c in batch {
+        if !keys.iter().any(|(k, _)| *k == c.key_sha256) {
+            keys.push((&c.key_sha256, &c.holder));
+        }
+    }
+    // Only placeholders are generated into these strings; every value is bound.
+    let mut sql = String::from("INSERT INTO public_keys (key_sha256, holder, created_at) VALUES ");
+    for i in 0..keys.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        placeholders(&mut sql, 3 * i + 1, 3);
+    }
+    sql.push_str(" ON CONFLICT (key_sha256) DO UPDATE SET holder = public_keys.holder RETURNING key_sha256, holder");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (k, h) in &keys {
+        q = q.bind(*k).bind(*h).bind(at);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut holders = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        holders.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
+    }
+    let mut results: Vec<Result<(), StoreError>> = batch
+        .iter()
+        .map(|c| match holders.get(&c.key_sha256) {
+            Some(h) if *h == c.holder => Ok(()),
+            _ => Err(StoreError::KeyBoundElsewhere),
+        })
+        .collect();
+
+    let rows_to_write: Vec<&PendingCertificate> = batch
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(c, _)| *c)
+        .collect();
+    if rows_to_write.is_empty() {
+        return Ok(results);
+    }
+    let mut sql = String::from(
+        "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, not_before, not_after, tbs, application, created_at) VALUES ",
+    );
+    for i in 0..rows_to_write.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let f = 11 * i + 1;
+        sql.push_str(&format!(
+            "(${}, ${}, 'pending', ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            f,
+            f + 1,
+            f + 2,
+            f + 3,
+            f + 4,
+            f + 5,
+            f + 6,
+            f + 7,
+            f + 8,
+            f + 9,
+            f + 10
+        ));
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING issuer, serial");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for c in &rows_to_write {
+        q = q
+            .bind(&c.issuer)
+            .bind(&c.serial)
+            .bind(&c.profile)
+            .bind(&c.subject)
+            .bind(&c.holder)
+            .bind(&c.key_sha256)
+            .bind(c.not_before)
+            .bind(c.not_after)
+            .bind(&c.tbs[..])
+            .bind(&c.application)
+            .bind(at);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut written = std::collections::HashSet::with_capacity(rows.len());
+    for r in &rows {
+        written.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+    }
+    for (c, result) in batch.iter().zip(results.iter_mut()) {
+        if result.is_err() || written.contains(&(c.issuer.clone(), c.serial.clone())) {
+            continue;
+        }
         // Either constraint: the serial, or the application's one certificate of this profile
         // (certificates_application_profile). Told apart only on this rare path.
+        *result = Err(StoreError::SerialTaken);
         if let Some(application) = &c.application {
             let held = sqlx::query(
                 "SELECT 1 FROM certificates WHERE application = $1 AND profile = $2 AND status <> 'abandoned'",
@@ -116,34 +199,66 @@ pub(super) async fn insert_pending(conn: &mut sqlx::AnyConnection, c: &PendingCe
             .fetch_optional(&mut *conn)
             .await?;
             if held.is_some() {
-                return Err(StoreError::AlreadyCertified);
+                *result = Err(StoreError::AlreadyCertified);
             }
         }
-        return Err(StoreError::SerialTaken);
     }
-    Ok(())
+    Ok(results)
 }
 
-/// `mark_issued` inside the writer's transaction.
-pub(super) async fn update_issued(
+/// A signed certificate to record as issued.
+pub(super) struct IssuedRow<'a> {
+    pub issuer: &'a str,
+    pub serial: &'a str,
+    pub der: &'a [u8],
+}
+
+/// `mark_issued` for every signed certificate of one group commit, in one statement. Only a
+/// pending row changes: a row the start-up reconciliation abandoned stays abandoned, and its
+/// caller is told.
+pub(super) async fn update_issued_batch(
     conn: &mut sqlx::AnyConnection,
-    issuer: &str,
-    serial: &str,
-    der: &[u8],
-) -> Result<(), StoreError> {
-    let r = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, issued_at = $2 WHERE issuer = $3 AND serial = $4 AND status = 'pending'")
-        .bind(der)
-        .bind(now())
-        .bind(issuer)
-        .bind(serial)
-        .execute(&mut *conn)
-        .await?;
-    if r.rows_affected() != 1 {
-        return Err(StoreError::StateConflict(format!(
-            "certificate {serial} is not pending"
-        )));
+    batch: &[IssuedRow<'_>],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    // A VALUES list's columns are column1, column2, … on both SQLite and PostgreSQL; only
+    // placeholders are generated into the string.
+    let mut sql =
+        String::from("UPDATE certificates SET status = 'issued', der = v.column3, issued_at = $1 FROM (VALUES ");
+    for i in 0..batch.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        placeholders(&mut sql, 3 * i + 2, 3);
+    }
+    sql.push_str(
+        ") AS v WHERE certificates.issuer = v.column1 AND certificates.serial = v.column2 \
+         AND certificates.status = 'pending' RETURNING issuer, serial",
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now());
+    for r in batch {
+        q = q.bind(r.issuer).bind(r.serial).bind(r.der);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut updated = std::collections::HashSet::with_capacity(rows.len());
+    for r in &rows {
+        updated.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+    }
+    Ok(batch
+        .iter()
+        .map(|r| {
+            if updated.contains(&(r.issuer.to_string(), r.serial.to_string())) {
+                Ok(())
+            } else {
+                Err(StoreError::StateConflict(format!(
+                    "certificate {} is not pending",
+                    r.serial
+                )))
+            }
+        })
+        .collect())
 }
 
 const CERT_COLUMNS: &str =

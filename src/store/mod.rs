@@ -91,6 +91,10 @@ pub struct Store {
     write_pool: AnyPool,
     backend: Backend,
     writer: tokio::sync::mpsc::Sender<writer::Job>,
+    /// Moves on every committed revocation and every change of an operator's status or dismissal
+    /// date made through this store, so that what was decided from the old rows (the operator
+    /// listener's access decisions, kept per connection) is dropped at once.
+    access_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -158,6 +162,7 @@ impl Store {
             write_pool,
             backend,
             writer,
+            access_epoch: Default::default(),
         };
         if read_only {
             migrate::check(&store).await?;
@@ -169,6 +174,16 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// See `access_epoch`: read it before the rows a decision is made from.
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After the commit of a change that may take someone's access away.
+    pub(crate) fn access_changed(&self) {
+        self.access_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -146,6 +146,7 @@ impl Store {
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
+        self.access_changed();
         self.operator(iin).await
     }
 
@@ -171,6 +172,7 @@ impl Store {
             append(&mut tx, self.backend(), &[event]).await?;
         }
         tx.commit().await?;
+        self.access_changed();
         self.operator(iin).await
     }
 

@@ -175,6 +175,7 @@ impl Store {
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
+        self.access_changed();
         Ok(Some(Revoked::Now(record)))
     }
 
@@ -392,7 +393,7 @@ impl Store {
             "crl.published",
             &c.issuer,
             serde_json::json!({"number": c.number, "kind": c.kind, "base_number": c.base_number, "entries": c.entries,
-                "sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, &c.der)), "actor": actor.audit()}),
+                "sha256": hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &c.der)), "actor": actor.audit()}),
         );
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;

@@ -65,7 +65,7 @@ impl WorkflowError {
 
 /// The operating system's random number generator failed: no number, no nonce; an internal
 /// fault (500, the cause in the log), never a predictable value.
-pub(super) fn no_randomness(_: ring::error::Unspecified) -> WorkflowError {
+pub(super) fn no_randomness(_: aws_lc_rs::error::Unspecified) -> WorkflowError {
     WorkflowError::Internal("the operating system's random number generator failed".into())
 }
 
@@ -313,7 +313,7 @@ pub(super) fn csr_digests(a: &ApplicationRecord) -> Option<String> {
     let digest = |pem: &Option<String>| {
         pem.as_deref().filter(|p| !p.is_empty()).map(|p| {
             serde_json::json!({
-                "sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, p.as_bytes())),
+                "sha256": hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, p.as_bytes())),
                 "bytes": p.len(),
             })
         })
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(d["sign"]["bytes"], 4);
         assert_eq!(
             d["sign"]["sha256"],
-            hex::encode(ring::digest::digest(&ring::digest::SHA256, b"SIGN"))
+            hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"SIGN"))
         );
         assert!(!d.to_string().contains("AUTH REQUEST"));
         // A revocation has no requests: nothing to keep.

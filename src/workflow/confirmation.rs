@@ -196,7 +196,7 @@ impl Workflow<'_> {
 /// there is no nonce, and no confirmation: an internal fault, not a predictable document.
 pub(super) fn to_be_signed(a: &ApplicationRecord) -> Result<String, WorkflowError> {
     let mut nonce = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).map_err(no_randomness)?;
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut nonce).map_err(no_randomness)?;
     if a.service == Service::Revoke {
         return Ok(format!(
             "nca-confirmation v1\napplication: {}\napplicant: IIN{}\ndecision: revoke\ncertificates: {}\nreason: {}\nnonce: {}\n",
@@ -208,8 +208,8 @@ pub(super) fn to_be_signed(a: &ApplicationRecord) -> Result<String, WorkflowErro
         ));
     }
     let sha = |s: &Option<String>| {
-        hex::encode(ring::digest::digest(
-            &ring::digest::SHA256,
+        hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
             s.as_deref().unwrap_or("").as_bytes(),
         ))
     };

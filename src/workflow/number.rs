@@ -30,9 +30,9 @@ fn check(values: &[u32]) -> u32 {
 
 /// A fresh application number; an error when the operating system gives no randomness (the
 /// caller's fault to report, not a panic in a request).
-pub fn new_number() -> Result<String, ring::error::Unspecified> {
+pub fn new_number() -> Result<String, aws_lc_rs::error::Unspecified> {
     let mut bytes = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)?;
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)?;
     let mut n = u64::from_be_bytes(bytes);
     let mut values = [0u32; 11];
     for v in values.iter_mut() {

@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod http_api;
+mod keepalive;
 mod kit;
 mod monitoring;
 mod notices;

@@ -246,7 +246,7 @@ fn tls_relay(chain: &Path, key: &Path, to: u16) -> (u16, tokio::runtime::Runtime
         .unwrap();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
     let cfg =
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()

@@ -76,7 +76,7 @@ fn mint(bits: u32, iin: &str) -> String {
     (0u64..)
         .map(|c| format!("nca-pow1:{bits}:{now}:{iin}:{random}:{c}"))
         .find(|s| {
-            let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
             let zeros = d
                 .as_ref()
                 .iter()

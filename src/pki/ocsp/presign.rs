@@ -299,7 +299,10 @@ impl Ca {
         if kept.next_update <= now() {
             return Ok(None);
         }
-        let etag = format!("\"{}\"", hex::encode(&digest(&ring::digest::SHA256, &kept.der)[..16]));
+        let etag = format!(
+            "\"{}\"",
+            hex::encode(&digest(&aws_lc_rs::digest::SHA256, &kept.der)[..16])
+        );
         Ok(Some(Answer {
             der: Arc::new(kept.der),
             freshness: Some(Freshness {

@@ -367,9 +367,9 @@ fn other_version(request: &[u8]) -> Option<String> {
 
 /// A TimeStampReq (DER) over `data`'s SHA-256, with a random nonce: what a client sends.
 pub fn request_for(data: &[u8], cert_req: bool) -> Result<Vec<u8>, der::Error> {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     let mut nonce = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut nonce);
     // Positive and minimal as a DER INTEGER: the top octet below 0x80 and not zero.
     nonce[0] = (nonce[0] & 0x7f).max(1);
     TimeStampReq {
