@@ -273,6 +273,36 @@ impl Default for WorkflowSection {
     }
 }
 
+/// Several instances on one database (README, "Beyond one machine").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// How long a duty's lease lasts without a heartbeat: a dead holder's duties move to
+    /// another instance within this time. Renewed every third of it.
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { lease_seconds: 15 }
+    }
+}
+
+/// What the outbox keeps (README, "Monitoring").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// Delivered messages and their attempts are removed this many days after delivery (the
+    /// monitoring system has them; the audit chain keeps the changes they told of).
+    pub retention_days: u32,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        OutboxSection { retention_days: 90 }
+    }
+}
+
 /// Both listeners' bounds against slow and greedy clients (`http::listen`, README
 /// "Connections").
 #[derive(Debug, Clone, Deserialize)]
@@ -332,6 +362,12 @@ struct FileConfig {
     /// Absent in a configuration written before the listeners' bounds: the built-in defaults.
     #[serde(default)]
     http: HttpSection,
+    /// Absent in a configuration written before the cluster: the built-in defaults.
+    #[serde(default)]
+    cluster: ClusterSection,
+    /// Absent in a configuration written before the outbox's retention: the built-in defaults.
+    #[serde(default)]
+    outbox: OutboxSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -355,6 +391,8 @@ pub struct Config {
     pub tsa: TsaSection,
     pub workflow: WorkflowSection,
     pub http: HttpSection,
+    pub cluster: ClusterSection,
+    pub outbox: OutboxSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -467,6 +505,11 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("NCA_WORKFLOW_LEASE_SECONDS", format!("{v:?} is not a number")))?;
         }
+        if let Some(v) = env("NCA_CLUSTER_LEASE_SECONDS") {
+            f.cluster.lease_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_CLUSTER_LEASE_SECONDS", format!("{v:?} is not a number")))?;
+        }
         if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
             let v = v
                 .parse()
@@ -489,6 +532,12 @@ impl Config {
         }
         if let Some(v) = env("NCA_CABINET_SESSION_SECONDS") {
             f.cabinet.session_seconds = i64::from(parse_u32("NCA_CABINET_SESSION_SECONDS", &v)?);
+        }
+        if f.cluster.lease_seconds < 3 {
+            return Err(invalid("cluster.lease_seconds", "at least 3 (renewed every third)".into()));
+        }
+        if f.outbox.retention_days < 1 {
+            return Err(invalid("outbox.retention_days", "days must be at least 1".into()));
         }
         if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
             return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
@@ -607,6 +656,8 @@ impl Config {
             tsa: f.tsa,
             workflow: f.workflow,
             http: f.http,
+            cluster: f.cluster,
+            outbox: f.outbox,
             data_dir,
             database_url,
             listen,

@@ -4,14 +4,18 @@
 //! The publisher polls the database every few seconds rather than waiting for a signal, so a
 //! revocation made by `nca cert revoke` in another process reaches the delta as fast as one made
 //! through the API.
+//!
+//! Publishing is a duty ([`crate::cluster::Duty::Crl`]): one instance of a cluster publishes,
+//! each CRL recorded under its fence; every instance serves the newest CRLs from the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::cluster::{Cluster, Duty};
 use crate::pki::Ca;
 use crate::pki::crl::{self, CrlKind};
-use crate::store::{CrlRecord, now};
+use crate::store::{CrlRecord, Fence, now};
 
 /// How often the schedule is checked.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -59,13 +63,28 @@ impl CrlCache {
     }
 }
 
-/// One pass of the schedule; publishes what is due and refreshes the served copies.
-pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
+/// One pass of the schedule: under the publishing duty's `fence`, publishes what is due; then
+/// serves the newest CRLs from the database (those another instance published, without one).
+pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<(), crl::CrlError> {
+    if let Some(fence) = fence {
+        publish_due(ca, fence).await?;
+    }
+    for (issuer, kind) in [(&ca.issuing.id, "full"), (&ca.issuing.id, "delta"), (&ca.root.id, "full")] {
+        if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
+            cache.put(&c);
+        }
+    }
+    Ok(())
+}
+
+/// Publishes what is due: the full CRL every 24 h, a delta at least hourly and after a change,
+/// the root's CRL before its nextUpdate.
+async fn publish_due(ca: &Ca, fence: &Fence) -> Result<(), crl::CrlError> {
     let t = now();
     let issuing = ca.issuing.id.clone();
     let full = match ca.store.latest_crl(&issuing, "full").await? {
         Some(f) if f.this_update + crl::FULL_EVERY > t => f,
-        _ => ca.publish_crl(&issuing, CrlKind::Full).await?,
+        _ => ca.publish_crl_under(&issuing, CrlKind::Full, Some(fence)).await?,
     };
     let delta = ca.store.latest_crl(&issuing, "delta").await?;
     let changed = ca.store.last_revocation_change(&issuing, t).await?;
@@ -79,38 +98,29 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
                 || changed.is_some_and(|c| c >= d.this_update && t > c)
         }
     };
-    let delta = if due {
-        ca.publish_crl(&issuing, CrlKind::Delta).await?
-    } else {
-        delta.expect("not due without a delta")
-    };
-    cache.put(&full);
-    cache.put(&delta);
-
+    if due {
+        ca.publish_crl_under(&issuing, CrlKind::Delta, Some(fence)).await?;
+    }
     let root = ca.root.id.clone();
-    let root_crl = match ca.store.latest_crl(&root, "full").await? {
-        Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => r,
-        _ => ca.publish_crl(&root, CrlKind::Full).await?,
-    };
-    cache.put(&root_crl);
+    match ca.store.latest_crl(&root, "full").await? {
+        Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => {}
+        _ => {
+            ca.publish_crl_under(&root, CrlKind::Full, Some(fence)).await?;
+        }
+    }
     Ok(())
 }
 
-/// How often the audit chain's head is signed by the service key.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
+/// How often the audit chain's heads are signed by the service key.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs the schedule until `stop` fires.
-pub async fn run(ca: Arc<Ca>, cache: Arc<CrlCache>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut last_checkpoint: Option<std::time::Instant> = None;
+/// Runs the schedule until `stop`: every instance refreshes its served copies each tick, the
+/// holder of the publishing duty publishes.
+pub async fn run(ca: Arc<Ca>, cache: Arc<CrlCache>, cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    cluster.want(Duty::Crl);
     loop {
-        if let Err(e) = tick(&ca, &cache).await {
+        if let Err(e) = tick(&ca, &cache, cluster.holds(Duty::Crl).as_ref()).await {
             tracing::error!("CRL publication: {e}");
-        }
-        if last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
-            match crate::audit::checkpoint(&ca).await {
-                Ok(()) => last_checkpoint = Some(std::time::Instant::now()),
-                Err(e) => tracing::error!("audit checkpoint: {e}"),
-            }
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

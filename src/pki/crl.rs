@@ -338,6 +338,16 @@ impl Ca {
     /// Generates, signs, records and returns a CRL of `issuer_id`, published at `now()`. A delta
     /// needs a full CRL to be its base; when there is none, a full CRL is published first.
     pub async fn publish_crl(&self, issuer_id: &str, kind: CrlKind) -> Result<CrlRecord, CrlError> {
+        self.publish_crl_under(issuer_id, kind, None).await
+    }
+
+    /// [`Ca::publish_crl`] as the publishing duty: recorded only while `fence` still holds it.
+    pub async fn publish_crl_under(
+        &self,
+        issuer_id: &str,
+        kind: CrlKind,
+        fence: Option<&crate::store::Fence>,
+    ) -> Result<CrlRecord, CrlError> {
         let issuer = self
             .issuer(issuer_id)
             .ok_or_else(|| CrlError::UnknownIssuer(issuer_id.to_string()))?;
@@ -360,7 +370,7 @@ impl Ca {
             CrlKind::Delta => {
                 let base = match self.store.latest_crl(&issuer.id, "full").await? {
                     Some(b) => b,
-                    None => Box::pin(self.publish_crl(issuer_id, CrlKind::Full)).await?,
+                    None => Box::pin(self.publish_crl_under(issuer_id, CrlKind::Full, fence)).await?,
                 };
                 let changed = self
                     .store
@@ -419,7 +429,7 @@ impl Ca {
             entries: count as i64,
             der,
         };
-        self.store.add_crl(&record).await?;
+        self.store.add_crl(&record, fence).await?;
         tracing::info!(target: "audit", "crl published: issuer=[{}] kind=[{}] number=[{number}] entries=[{count}]",
             issuer.id, kind.as_str());
         Ok(record)

@@ -17,6 +17,8 @@ const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_intents.sql")),
     (9, include_str!("../../migrations/sqlite/0009_tsa.sql")),
     (12, include_str!("../../migrations/sqlite/0012_cabinet.sql")),
+    (14, include_str!("../../migrations/sqlite/0014_cluster.sql")),
+    (15, include_str!("../../migrations/sqlite/0015_outbox_retention.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_ca_core.sql")),
@@ -29,6 +31,8 @@ const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/postgres/0008_intents.sql")),
     (9, include_str!("../../migrations/postgres/0009_tsa.sql")),
     (12, include_str!("../../migrations/postgres/0012_cabinet.sql")),
+    (14, include_str!("../../migrations/postgres/0014_cluster.sql")),
+    (15, include_str!("../../migrations/postgres/0015_outbox_retention.sql")),
 ];
 
 /// Any constant: the key of the advisory lock that serialises migrations.

@@ -9,6 +9,7 @@ mod applications;
 mod audit;
 mod cabinet;
 mod certificates;
+mod cluster;
 mod migrate;
 mod operators;
 mod outbox;
@@ -23,8 +24,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use applications::{Advance, ApplicationRecord, StepRecord, StepTiming};
-pub use audit::{AuditEvent, AuditRecord, chain_hash};
+pub use audit::{AuditEvent, AuditRecord, MAIN_CHAIN, ZERO_HASH, chain_hash};
 pub use cabinet::{ChallengeTaken, Expiring, HeldApplication, HeldCertificate, SessionRecord};
+pub use cluster::{Fence, InstanceRecord, LeaseRecord};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};

@@ -368,8 +368,14 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn add_crl(&self, c: &CrlRecord) -> Result<(), StoreError> {
+    /// Records a published CRL. Under a `fence` (the publishing duty's), only while the duty is
+    /// still held under it, checked in the same transaction: a paused old holder publishes
+    /// nothing once another instance has taken the duty over.
+    pub async fn add_crl(&self, c: &CrlRecord, fence: Option<&super::Fence>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(f) = fence {
+            super::cluster::check_fence(&mut tx, self.backend(), f).await?;
+        }
         sqlx::query(
             "INSERT INTO crls (issuer, number, kind, base_number, this_update, next_update, entries, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
