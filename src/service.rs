@@ -144,8 +144,9 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     );
     tasks.add("heartbeat", cluster.run(stop_rx.clone()));
     let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);
-    tasks.add(
+    tasks.add_with_grace(
         "operator listener",
+        LISTENER_GRACE,
         tokio::spawn(http::tls::serve(
             operator,
             tls_config,
@@ -155,8 +156,9 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         )),
     );
     // The client's address goes with each request, for the application form's rate limits.
-    tasks.add(
+    tasks.add_with_grace(
         "public listener",
+        LISTENER_GRACE,
         tokio::spawn(http::listen::serve_plain(
             public,
             http::public_router(state),
@@ -167,7 +169,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
-    tasks.stop(STOP_GRACE).await;
+    tasks.stop().await;
     // A database that is gone cannot be told goodbye: the pool is left to the process's end.
     if tokio::time::timeout(Duration::from_secs(2), store.close()).await.is_err() {
         tracing::warn!("the database did not answer the close");
@@ -175,32 +177,47 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long the tasks have to finish after SIGTERM before they are abandoned: a round or a
-/// request waiting on a database that has gone away would otherwise hold the process for the
+/// How long the background tasks have to finish after SIGTERM before they are abandoned: a
+/// round waiting on a database that has gone away would otherwise hold the process for the
 /// pool's timeouts, round after round.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// The service's tasks, by name, for a stop within a bound.
+/// How long a listener has to let the requests in flight finish (README, "Connections").
+const LISTENER_GRACE: Duration = Duration::from_secs(30);
+
+/// The service's tasks, by name, each with its time to stop.
 #[derive(Default)]
-struct Tasks(Vec<(&'static str, tokio::task::JoinHandle<()>)>);
+struct Tasks(Vec<(&'static str, Duration, tokio::task::AbortHandle, tokio::task::JoinHandle<()>)>);
 
 impl Tasks {
     fn add<T: Send + 'static>(&mut self, name: &'static str, task: tokio::task::JoinHandle<T>) {
+        self.add_with_grace(name, STOP_GRACE, task)
+    }
+
+    fn add_with_grace<T: Send + 'static>(
+        &mut self,
+        name: &'static str,
+        grace: Duration,
+        task: tokio::task::JoinHandle<T>,
+    ) {
+        let abort = task.abort_handle();
         self.0.push((
             name,
+            grace,
+            abort,
             tokio::spawn(async move {
                 let _ = task.await;
             }),
         ));
     }
 
-    /// Waits for every task up to `grace` in all, then aborts those still running.
-    async fn stop(self, grace: Duration) {
-        let deadline = tokio::time::Instant::now() + grace;
-        for (name, mut task) in self.0 {
-            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                tracing::warn!(task = name, "still running at the stop's end: abandoned");
-                task.abort();
+    /// Waits for every task up to its grace from now, then aborts those still running.
+    async fn stop(self) {
+        let start = tokio::time::Instant::now();
+        for (name, grace, abort, mut task) in self.0 {
+            if tokio::time::timeout_at(start + grace, &mut task).await.is_err() {
+                tracing::warn!(task = name, "still running at the end of its stop: abandoned");
+                abort.abort();
             }
         }
     }

@@ -80,8 +80,8 @@ impl Duty {
 /// A duty's round: called with the fence the duty is held under, as often as the duty says.
 pub type Round = Box<dyn FnMut(Fence) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// A lease this instance holds, and until when it may act on it: the lease's length from the
-/// moment the renewal was sent (the database's expiry is later than that).
+/// A lease this instance holds, and until when it may act on it: the lease row's time to live
+/// from the moment the renewal was sent (the database's expiry is later than that).
 #[derive(Debug, Clone, Copy)]
 struct Held {
     fence: i64,
@@ -124,6 +124,14 @@ impl Cluster {
         self.lease
     }
 
+    /// How long a lease row lives after a renewal: two thirds of the lease time. Renewed every
+    /// third, so a beat may fail once without the duty being lost; and a holder's death is at
+    /// most this after its last renewal, after which another instance takes the duty at its next
+    /// beat (at most a third later): the duty moves within the lease time.
+    fn ttl(&self) -> Duration {
+        self.lease * 2 / 3
+    }
+
     /// Declares that this instance runs `duty`: its heartbeat will take it when it is free.
     pub fn want(&self, duty: Duty) {
         if let Ok(mut w) = self.wanted.lock() {
@@ -149,7 +157,7 @@ impl Cluster {
         }
         let mut wanted: Vec<Duty> = self.wanted.lock().map(|w| w.iter().copied().collect()).unwrap_or_default();
         wanted.sort();
-        let lease_ms = self.lease.as_millis() as i64;
+        let lease_ms = self.ttl().as_millis() as i64;
         for duty in wanted {
             let sent = Instant::now();
             let current = self.held.lock().ok().and_then(|h| h.get(&duty).map(|x| x.fence));
@@ -163,7 +171,7 @@ impl Cluster {
                             duty,
                             Held {
                                 fence,
-                                until: sent + self.lease,
+                                until: sent + self.ttl(),
                             },
                         );
                     }

@@ -7,6 +7,7 @@
 mod audit;
 mod ca_core;
 mod cabinet;
+mod cluster;
 mod cms;
 mod faults;
 mod harness;
