@@ -534,7 +534,10 @@ impl Config {
             f.cabinet.session_seconds = i64::from(parse_u32("NCA_CABINET_SESSION_SECONDS", &v)?);
         }
         if f.cluster.lease_seconds < 3 {
-            return Err(invalid("cluster.lease_seconds", "at least 3 (renewed every third)".into()));
+            return Err(invalid(
+                "cluster.lease_seconds",
+                "at least 3 (renewed every third)".into(),
+            ));
         }
         if f.outbox.retention_days < 1 {
             return Err(invalid("outbox.retention_days", "days must be at least 1".into()));

@@ -69,7 +69,11 @@ pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<()
     if let Some(fence) = fence {
         publish_due(ca, fence).await?;
     }
-    for (issuer, kind) in [(&ca.issuing.id, "full"), (&ca.issuing.id, "delta"), (&ca.root.id, "full")] {
+    for (issuer, kind) in [
+        (&ca.issuing.id, "full"),
+        (&ca.issuing.id, "delta"),
+        (&ca.root.id, "full"),
+    ] {
         if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
             cache.put(&c);
         }
@@ -116,7 +120,12 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs the schedule until `stop`: every instance refreshes its served copies each tick, the
 /// holder of the publishing duty publishes.
-pub async fn run(ca: Arc<Ca>, cache: Arc<CrlCache>, cluster: Arc<Cluster>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    ca: Arc<Ca>,
+    cache: Arc<CrlCache>,
+    cluster: Arc<Cluster>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     cluster.want(Duty::Crl);
     loop {
         if let Err(e) = tick(&ca, &cache, cluster.holds(Duty::Crl).as_ref()).await {

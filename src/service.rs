@@ -171,7 +171,10 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     tasks.stop().await;
     // A database that is gone cannot be told goodbye: the pool is left to the process's end.
-    if tokio::time::timeout(Duration::from_secs(2), store.close()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), store.close())
+        .await
+        .is_err()
+    {
         tracing::warn!("the database did not answer the close");
     }
     Ok(())
@@ -187,7 +190,14 @@ const LISTENER_GRACE: Duration = Duration::from_secs(30);
 
 /// The service's tasks, by name, each with its time to stop.
 #[derive(Default)]
-struct Tasks(Vec<(&'static str, Duration, tokio::task::AbortHandle, tokio::task::JoinHandle<()>)>);
+struct Tasks(
+    Vec<(
+        &'static str,
+        Duration,
+        tokio::task::AbortHandle,
+        tokio::task::JoinHandle<()>,
+    )>,
+);
 
 impl Tasks {
     fn add<T: Send + 'static>(&mut self, name: &'static str, task: tokio::task::JoinHandle<T>) {
@@ -225,7 +235,12 @@ impl Tasks {
 
 /// Every periodic duty but CRL publishing (which every instance runs, to serve the newest
 /// CRLs) and OCSP: each runs on the instance that holds it.
-fn spawn_duties(tasks: &mut Tasks, state: &AppState, cluster: &Arc<Cluster>, stop: &tokio::sync::watch::Receiver<bool>) {
+fn spawn_duties(
+    tasks: &mut Tasks,
+    state: &AppState,
+    cluster: &Arc<Cluster>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
     use crate::cluster::duties;
     let cfg = &state.ca.config;
     let ca = &state.ca;
@@ -235,8 +250,16 @@ fn spawn_duties(tasks: &mut Tasks, state: &AppState, cluster: &Arc<Cluster>, sto
     };
     // Checked every minute, done hourly (and at once on a take-over).
     duty(Duty::AuditCheckpoint, secs(60), duties::checkpoint(Arc::clone(ca)));
-    duty(Duty::ScheduledDismissals, secs(60), duties::scheduled_dismissals(Arc::clone(ca)));
-    duty(Duty::IdleSuspension, secs(3600), duties::idle_suspension(Arc::clone(ca)));
+    duty(
+        Duty::ScheduledDismissals,
+        secs(60),
+        duties::scheduled_dismissals(Arc::clone(ca)),
+    );
+    duty(
+        Duty::IdleSuspension,
+        secs(3600),
+        duties::idle_suspension(Arc::clone(ca)),
+    );
     let retry_state = state.clone();
     duty(
         Duty::RegistryRetry,
@@ -262,7 +285,11 @@ fn spawn_duties(tasks: &mut Tasks, state: &AppState, cluster: &Arc<Cluster>, sto
             })
         }),
     );
-    duty(Duty::DelegatedRenewal, secs(86_400), duties::delegated_renewal(Arc::clone(ca)));
+    duty(
+        Duty::DelegatedRenewal,
+        secs(86_400),
+        duties::delegated_renewal(Arc::clone(ca)),
+    );
     let reminders_ca = Arc::clone(ca);
     duty(
         Duty::CabinetReminders,
@@ -276,7 +303,11 @@ fn spawn_duties(tasks: &mut Tasks, state: &AppState, cluster: &Arc<Cluster>, sto
             })
         }),
     );
-    duty(Duty::OutboxRetention, secs(60), duties::outbox_retention(Arc::clone(ca)));
+    duty(
+        Duty::OutboxRetention,
+        secs(60),
+        duties::outbox_retention(Arc::clone(ca)),
+    );
 }
 
 /// One round of the registry retry: the applications the state database did not answer for at

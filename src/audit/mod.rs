@@ -100,11 +100,7 @@ pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
 
 /// One chain: (records, checkpoints), or the first bad record with its time (the time of the
 /// record after a gap; none for a missing tail).
-async fn verify_chain(
-    ca: &Ca,
-    chain: &str,
-    head: Option<(i64, String)>,
-) -> Result<(i64, i64), (i64, AuditError)> {
+async fn verify_chain(ca: &Ca, chain: &str, head: Option<(i64, String)>) -> Result<(i64, i64), (i64, AuditError)> {
     let store = &ca.store;
     let (mut seq, mut hash) = (0i64, ZERO_HASH.to_string());
     let mut checkpoints = 0;
@@ -282,7 +278,12 @@ pub async fn checkpoint(ca: &Ca, fence: Option<&crate::store::Fence>) -> Result<
         "covers": seq, "hash": hash, "signature": base64::engine::general_purpose::STANDARD.encode(sig),
     });
     if !matches!(heads.as_slice(), [(c, _, _)] if c == MAIN_CHAIN) {
-        detail["heads"] = serde_json::json!(heads.iter().map(|(c, s, h)| serde_json::json!([c, s, h])).collect::<Vec<_>>());
+        detail["heads"] = serde_json::json!(
+            heads
+                .iter()
+                .map(|(c, s, h)| serde_json::json!([c, s, h]))
+                .collect::<Vec<_>>()
+        );
     }
     if let Some(t) = token {
         detail["timestamp"] = serde_json::json!(t);

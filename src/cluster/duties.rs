@@ -40,7 +40,12 @@ pub fn checkpoint(ca: Arc<Ca>) -> Round {
 /// Operators whose dismissal date has come get the status `dismissed`; operators idle for
 /// `operators.suspend_after_days` are suspended (§15), as the next access would do; both
 /// audited by the store. Returns the operators changed, as (iin, new status).
-pub async fn operators_round(ca: &Ca, dismissals: bool, idle: bool, t: i64) -> Result<Vec<(String, String)>, StoreError> {
+pub async fn operators_round(
+    ca: &Ca,
+    dismissals: bool,
+    idle: bool,
+    t: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
     let idle_after = i64::from(ca.config.operators.suspend_after_days) * DAY;
     let mut changed = Vec::new();
     for o in ca.store.operators().await? {

@@ -155,7 +155,11 @@ impl Cluster {
         if let Err(e) = self.store.instance_seen(&self.id, FORGET_MS).await {
             tracing::warn!("cluster heartbeat: {e}");
         }
-        let mut wanted: Vec<Duty> = self.wanted.lock().map(|w| w.iter().copied().collect()).unwrap_or_default();
+        let mut wanted: Vec<Duty> = self
+            .wanted
+            .lock()
+            .map(|w| w.iter().copied().collect())
+            .unwrap_or_default();
         wanted.sort();
         let lease_ms = self.ttl().as_millis() as i64;
         for duty in wanted {
@@ -206,11 +210,7 @@ impl Cluster {
                 }
                 me.heartbeat().await;
             }
-            let held: Vec<(Duty, Held)> = me
-                .held
-                .lock()
-                .map(|mut h| h.drain().collect())
-                .unwrap_or_default();
+            let held: Vec<(Duty, Held)> = me.held.lock().map(|mut h| h.drain().collect()).unwrap_or_default();
             let release = async {
                 for (duty, h) in held {
                     if let Err(e) = me.store.release_duty(duty.as_str(), &me.id, h.fence).await {

@@ -50,7 +50,9 @@ pub(super) async fn check_fence(conn: &mut AnyConnection, backend: Backend, fenc
         Backend::Sqlite => "SELECT holder, fence FROM duty_leases WHERE duty = $1",
     };
     let row = sqlx::query(q).bind(&fence.duty).fetch_optional(&mut *conn).await?;
-    let now: Option<(String, i64)> = row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?;
+    let now: Option<(String, i64)> = row
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()?;
     match now {
         Some((holder, number)) if holder == fence.holder && number == fence.number => Ok(()),
         Some((holder, number)) => Err(StoreError::StateConflict(format!(
@@ -82,14 +84,18 @@ impl Store {
     pub async fn instance_seen(&self, id: &str, forget_ms: i64) -> Result<(), StoreError> {
         let c = clock(self.backend());
         let mut tx = self.begin_write().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE instances SET last_seen = {c} WHERE id = $1")))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM instances WHERE last_seen < {c} - $1")))
-            .bind(forget_ms)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE instances SET last_seen = {c} WHERE id = $1"
+        )))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM instances WHERE last_seen < {c} - $1"
+        )))
+        .bind(forget_ms)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -240,14 +240,13 @@ impl Store {
                 _ => c.parked = n,
             }
         }
-        c.oldest_pending_created_at = sqlx::query(
-            "SELECT created_at FROM outbox WHERE channel = $1 AND state = 'pending' ORDER BY id LIMIT 1",
-        )
-        .bind(channel)
-        .fetch_optional(self.pool())
-        .await?
-        .map(|r| r.try_get::<i64, _>(0))
-        .transpose()?;
+        c.oldest_pending_created_at =
+            sqlx::query("SELECT created_at FROM outbox WHERE channel = $1 AND state = 'pending' ORDER BY id LIMIT 1")
+                .bind(channel)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get::<i64, _>(0))
+                .transpose()?;
         Ok(c)
     }
 
@@ -329,11 +328,13 @@ impl Store {
 
     /// How many attempts are recorded for a message (for the retention's tests).
     pub async fn outbox_attempt_count(&self, message_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM outbox_attempts WHERE message_id = $1")
-            .bind(message_id)
-            .fetch_one(self.pool())
-            .await?
-            .try_get::<i64, _>(0)?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM outbox_attempts WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get::<i64, _>(0)?,
+        )
     }
 
     pub async fn parked_messages(&self, channel: &str, limit: i64) -> Result<Vec<ParkedMessage>, StoreError> {

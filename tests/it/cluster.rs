@@ -61,7 +61,11 @@ const DUTIES: [&str; 9] = [
 /// through whichever instance answers, until `stop`; returns the serials revoked.
 fn revocations(d: &Deployment, operators: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<String>> {
     let cli = d.sibling();
-    let (root, cert, key) = (d.path("ca/root.pem"), d.path("admin/auth.crt"), d.path("admin/auth.key"));
+    let (root, cert, key) = (
+        d.path("ca/root.pem"),
+        d.path("admin/auth.crt"),
+        d.path("admin/auth.key"),
+    );
     std::thread::spawn(move || {
         let work = tempfile::tempdir().unwrap();
         let mut revoked = Vec::new();
@@ -224,7 +228,10 @@ fn three_instances_hold_each_duty_once_and_the_killed_holders_duties_move_within
     for r in crls.iter().filter(|r| r[1] == "delta") {
         let (number, at): (i64, i64) = (r[0].parse().unwrap(), r[2].parse().unwrap());
         if let Some((n, t)) = last {
-            assert!(number > n && at > t, "delta {number} at {at} after {n} at {t}: {crls:?}");
+            assert!(
+                number > n && at > t,
+                "delta {number} at {at} after {n} at {t}: {crls:?}"
+            );
         }
         last = Some((number, at));
     }
@@ -247,7 +254,9 @@ fn three_instances_hold_each_duty_once_and_the_killed_holders_duties_move_within
             .then_some(())
     });
     let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in db.rows("SELECT application, message_id FROM outbox WHERE channel = 'monitoring' ORDER BY application, seq") {
+    for r in
+        db.rows("SELECT application, message_id FROM outbox WHERE channel = 'monitoring' ORDER BY application, seq")
+    {
         want.entry(r[0].clone()).or_default().push(r[1].clone());
     }
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -291,13 +300,29 @@ fn runtime() -> tokio::runtime::Runtime {
 /// old holder's writes under the old fence are refused in their transaction.
 async fn a_stale_fence_writes_nothing(store: Store) {
     let duty = format!("test-{}", random_hex(4));
-    let a = store.take_duty(&duty, "a", None, 200).await.unwrap().expect("a free duty");
+    let a = store
+        .take_duty(&duty, "a", None, 200)
+        .await
+        .unwrap()
+        .expect("a free duty");
     assert_eq!(store.take_duty(&duty, "b", None, 200).await.unwrap(), None, "held by a");
-    assert_eq!(store.take_duty(&duty, "a", Some(a), 200).await.unwrap(), Some(a), "renewed");
+    assert_eq!(
+        store.take_duty(&duty, "a", Some(a), 200).await.unwrap(),
+        Some(a),
+        "renewed"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let b = store.take_duty(&duty, "b", None, 60_000).await.unwrap().expect("a's lease ran out");
+    let b = store
+        .take_duty(&duty, "b", None, 60_000)
+        .await
+        .unwrap()
+        .expect("a's lease ran out");
     assert!(b > a, "a new holder, a new fence: {a} then {b}");
-    assert_eq!(store.take_duty(&duty, "a", Some(a), 200).await.unwrap(), None, "a lost it");
+    assert_eq!(
+        store.take_duty(&duty, "a", Some(a), 200).await.unwrap(),
+        None,
+        "a lost it"
+    );
     let event = || nca::store::AuditEvent::new("test.fenced", &duty, serde_json::json!({}));
     let stale = Fence {
         duty: duty.clone(),
@@ -373,7 +398,11 @@ async fn retention(store: Store) {
         .collect();
     store.record_attempts("w", &attempts).await.unwrap();
     let counts = store.outbox_counts("monitoring").await.unwrap();
-    assert_eq!((counts.pending, counts.delivered), (1, 4), "counted on write, before a fold");
+    assert_eq!(
+        (counts.pending, counts.delivered),
+        (1, 4),
+        "counted on write, before a fold"
+    );
 
     let before = |t: i64| t - 90 * DAY;
     let t = nca::store::now();
@@ -392,10 +421,19 @@ async fn retention(store: Store) {
     assert_eq!(gone, 4);
     for a in &attempts {
         assert_eq!(store.outbox_attempt_count(&a.message_id).await.unwrap(), 0);
-        assert!(store.outbox_of("monitoring", &format!("app-{}", &a.message_id)).await.unwrap().is_empty());
+        assert!(
+            store
+                .outbox_of("monitoring", &format!("app-{}", &a.message_id))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
     let pending = due.iter().find(|m| !attempts.iter().any(|a| a.id == m.id)).unwrap();
-    assert_eq!(store.outbox_of("monitoring", &pending.application).await.unwrap().len(), 1);
+    assert_eq!(
+        store.outbox_of("monitoring", &pending.application).await.unwrap().len(),
+        1
+    );
     let counts = store.outbox_counts("monitoring").await.unwrap();
     assert_eq!((counts.pending, counts.delivered), (1, 0));
     store.fold_outbox_tally().await.unwrap();
@@ -471,7 +509,10 @@ fn two_chains_verify_as_one_and_tampering_in_one_is_named() {
     let held = HeadHeld::take(&url);
     let started = Instant::now();
     let (_, _, serial) = d.issue_individual(work.path(), "a", IIN, "ec:P-256");
-    assert!(started.elapsed() < Duration::from_secs(30), "the writer waited for the held head");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the writer waited for the held head"
+    );
     held.release();
     let rows = db.rows(&format!(
         "SELECT chain, seq FROM audit WHERE kind = 'certificate.issued' AND subject = '{serial}'"
@@ -485,9 +526,8 @@ fn two_chains_verify_as_one_and_tampering_in_one_is_named() {
     d.start();
     let verified = eventually(60, "a checkpoint of both chains", || {
         let out = run_ok(&mut d.nca(&["audit", "verify"]));
-        let checkpoint = db.rows(
-            "SELECT detail FROM audit WHERE kind = 'audit.checkpoint' AND detail LIKE '%\"heads\"%'",
-        );
+        let checkpoint =
+            db.rows("SELECT detail FROM audit WHERE kind = 'audit.checkpoint' AND detail LIKE '%\"heads\"%'");
         (!checkpoint.is_empty()).then(|| stdout(&out))
     });
     assert!(verified.contains("audit chain intact"), "{verified}");
@@ -509,7 +549,11 @@ fn two_chains_verify_as_one_and_tampering_in_one_is_named() {
     let (_, body) = d.admin_get("/api/v1/admin/audit/verify");
     let v = json(&body);
     assert_eq!(
-        (v["intact"].as_bool(), v["first_bad"].to_string(), v["first_bad_chain"].as_str()),
+        (
+            v["intact"].as_bool(),
+            v["first_bad"].to_string(),
+            v["first_bad_chain"].as_str()
+        ),
         (Some(false), seq.clone(), Some(chain.as_str())),
         "{v}"
     );
