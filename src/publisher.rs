@@ -43,14 +43,17 @@ impl CrlCache {
         self.put(r)
     }
 
+    /// Whether CRL `number` of `issuer` and `kind` is the one served.
+    fn serves(&self, issuer: &str, kind: &str, number: i64) -> bool {
+        self.get(&file_name(issuer, kind))
+            .is_some_and(|p| p.etag == etag(issuer, number))
+    }
+
     fn put(&self, r: &CrlRecord) {
-        let file = match r.kind.as_str() {
-            "delta" => format!("{}-delta.crl", r.issuer),
-            _ => format!("{}.crl", r.issuer),
-        };
+        let file = file_name(&r.issuer, &r.kind);
         let p = Published {
             der: Arc::new(r.der.clone()),
-            etag: format!("\"{}-{}\"", r.issuer, r.number),
+            etag: etag(&r.issuer, r.number),
             this_update: r.this_update,
             next_update: r.next_update,
         };
@@ -61,6 +64,18 @@ impl CrlCache {
             }
         }
     }
+}
+
+/// The file a CRL is served as: `nca.crl`, `nca-delta.crl`, `root.crl`.
+fn file_name(issuer: &str, kind: &str) -> String {
+    match kind {
+        "delta" => format!("{issuer}-delta.crl"),
+        _ => format!("{issuer}.crl"),
+    }
+}
+
+fn etag(issuer: &str, number: i64) -> String {
+    format!("\"{issuer}-{number}\"")
 }
 
 /// One pass of the schedule: under the publishing duty's `fence`, publishes what is due; then
@@ -74,6 +89,14 @@ pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<()
         (&ca.issuing.id, "delta"),
         (&ca.root.id, "full"),
     ] {
+        // The DER (tens of megabytes for a full CRL of a million entries) is read only when a
+        // newer CRL is there.
+        let Some(number) = ca.store.latest_crl_number(issuer, kind).await? else {
+            continue;
+        };
+        if cache.serves(issuer, kind, number) {
+            continue;
+        }
         if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
             cache.put(&c);
         }

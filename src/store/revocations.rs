@@ -400,6 +400,17 @@ impl Store {
         Ok(())
     }
 
+    /// The number of the newest CRL of a kind for an issuer, without its DER: instances that
+    /// serve what another published look at this every few seconds.
+    pub async fn latest_crl_number(&self, issuer: &str, kind: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(number) FROM crls WHERE issuer = $1 AND kind = $2")
+            .bind(issuer)
+            .bind(kind)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
     /// The newest CRL of a kind for an issuer.
     pub async fn latest_crl(&self, issuer: &str, kind: &str) -> Result<Option<CrlRecord>, StoreError> {
         let row = sqlx::query(
