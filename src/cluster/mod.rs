@@ -7,7 +7,7 @@
 //! own transaction ([`crate::store::Fence`]): a holder that was paused (a stopped process, a long
 //! garbage collection of the machine) past its lease finds on waking that its fence is stale,
 //! and writes nothing. SQLite has one instance, which takes every lease on its first heartbeat:
-//! the same code path.
+//! the same code path (a predecessor's leases, left by a crash, are ended at its start).
 
 pub mod duties;
 
@@ -109,6 +109,9 @@ impl Cluster {
     pub async fn join(store: Store, lease_seconds: u64) -> Result<Arc<Cluster>, StoreError> {
         let id = instance_id();
         store.register_instance(&id, env!("CARGO_PKG_VERSION")).await?;
+        if store.backend() == crate::store::Backend::Sqlite {
+            store.end_others_leases(&id).await?;
+        }
         tracing::info!(instance = %id, lease_seconds, "joined the cluster");
         Ok(Arc::new(Cluster {
             id,

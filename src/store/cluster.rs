@@ -147,6 +147,17 @@ impl Store {
         Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
     }
 
+    /// Ends every lease held by another instance than `holder`. Only for SQLite, where there is
+    /// one instance: a holder other than this one is its predecessor, gone (killed, or the
+    /// machine restarted), and its duties need not wait for its leases to run out.
+    pub async fn end_others_leases(&self, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE duty_leases SET expires_at = 0 WHERE holder <> $1")
+            .bind(holder)
+            .execute(self.write_pool())
+            .await?;
+        Ok(())
+    }
+
     /// Gives a duty up (a clean stop): its lease ends now, so another instance takes it at its
     /// next heartbeat instead of after the lease time.
     pub async fn release_duty(&self, duty: &str, holder: &str, fence: i64) -> Result<(), StoreError> {
