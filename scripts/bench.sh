@@ -27,9 +27,12 @@
 #    PostgreSQL, from a `--role status` instance on a streaming replica of it, and from a
 #    static-response server (`bench static`, the same HTTP stack with nothing behind it) in
 #    the same run.
-# 8. Ratios (after the peers): the engine's share of its crypto bound, issuance over HTTP beside
+# 9. Ratios (after the peers): the engine's share of its crypto bound, issuance over HTTP beside
 #    CFSSL and step-ca (../shared/bench/peers/stepca_sign.sh, HTTPS, records to its database),
 #    OCSP with a nonce beside `openssl ocsp`, each with both p99s: RESULT ratio.* lines.
+# 8. A cluster: P1 applications per second with one, two and three `nca serve` instances on the
+#    same PostgreSQL, the load spread evenly (one `bench applications` per instance, APP_CONC
+#    in all), beside the same bound as section 5 (half the issuing key's raw signing rate).
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
@@ -39,7 +42,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
 STORES=${STORES:-software pkcs11}; ALGS=${ALGS:-ec-p256 rsa-2048}; PEERS=${PEERS:-1}
-SECTIONS=${SECTIONS:-engine http status outbox applications tsa presign}; NREVOKED=${NREVOKED:-1000000}
+SECTIONS=${SECTIONS:-engine http status outbox applications cluster tsa presign}; NREVOKED=${NREVOKED:-1000000}
 NPRESIGN=${NPRESIGN:-500000}; PRESIGN_ALGS=${PRESIGN_ALGS:-ec-p256}
 NOUTBOX=${NOUTBOX:-100000}; APP_CONC=${APP_CONC:-16}
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
@@ -228,6 +231,62 @@ if has applications; then
     done
     unset NCA_DATABASE_URL
     scripts/pg-stop.sh "$tmp/pg" >/dev/null 2>&1 || true
+fi
+
+if has cluster; then
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=a -keyout "$tmp/app-auth.key" \
+        -out "$tmp/app-auth.csr" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=s -keyout "$tmp/app-sign.key" \
+        -out "$tmp/app-sign.csr" 2>/dev/null
+    pg_url=$(scripts/pg-start.sh "$tmp/pgc" "${BENCH_PG_PORT:-55498}" | tail -1)
+    alg=ec-p256
+    for n in 1 2 3; do
+        name="bench_cluster_${n}_$RANDOM"
+        psql "${pg_url%/*}/postgres" -qc "CREATE DATABASE $name" >/dev/null
+        export NCA_DATABASE_URL="${pg_url%/*}/$name"
+        d="$tmp/cluster-$n"
+        urls=(); op_urls=(); cpids=()
+        for i in $(seq 1 "$n"); do
+            # The instances share the data directory (keys, TLS, admin credentials) as a
+            # deployment's machines share their HSM and configuration.
+            if ((i == 1)); then
+                serve "$d" "$alg" software
+            else
+                (cd "$d" && exec env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" \
+                    NCA_LISTEN=127.0.0.1:0 NCA_OPERATOR_LISTEN=127.0.0.1:0 NCA_RATE_PER_ADDRESS=0 NCA_RATE_PER_IIN=0 \
+                    NCA_LOG=warn "$NCA" serve > "$d/serve-$i.out" 2> "$d/serve-$i.log") &
+                pid=$!; pids+=("$pid")
+                for _ in $(seq 1 600); do grep -q '^listening:' "$d/serve-$i.out" 2>/dev/null && break; sleep 0.1; done
+                url=$(sed -n 's/^listening: public=\([^ ]*\).*/\1/p' "$d/serve-$i.out")
+                op_url=$(sed -n 's/^listening: .*operator=\([^ ]*\).*/\1/p' "$d/serve-$i.out")
+                [[ -n $url ]] || { cat "$d/serve-$i.log" >&2; exit 1; }
+            fi
+            urls+=("$url"); op_urls+=("$op_url"); cpids+=("$pid")
+        done
+        centre=$(curl -s "${urls[0]}/api/v1/centres" | python3 -c 'import json,sys; print(json.load(sys.stdin)["regions"][0]["localities"][0]["centres"][0]["id"])')
+        (cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" operator add \
+            --iin 920708497088 --surname Сейітқали --name Айгерім --centre "$centre" --out "$d/op" \
+            --key-algorithm ec-p256 >/dev/null)
+        log "cluster: $n instance(s) on one PostgreSQL (${DURATION}s, concurrency $APP_CONC in all)"
+        outs=()
+        for i in $(seq 0 $((n - 1))); do
+            NCA_KEY_STORE=software NCA_LOG=warn "$BENCH" applications --public "${urls[$i]}" --operator "${op_urls[$i]}" \
+                --data "$d/data" --operator-dir "$d/op" --centre "$centre" --alg "$alg" --label "instances=$n" \
+                --auth-csr "$tmp/app-auth.csr" --sign-csr "$tmp/app-sign.csr" --seconds "$DURATION" \
+                --concurrency $((APP_CONC / n)) 2>/dev/null | grep '^RESULT' > "$d/bench-$i.out" &
+            outs+=($!)
+        done
+        wait "${outs[@]}"
+        cat "$d"/bench-*.out
+        total=$(cat "$d"/bench-*.out | sed -n 's/^RESULT applications.completed \([0-9.]*\).*/\1/p' | awk '{s += $1} END {printf "%.0f", s}')
+        bound=$(sed -n 's/^RESULT applications.bound \([0-9.]*\).*/\1/p' "$d/bench-0.out")
+        line="RESULT cluster.applications $total apps/s instances=$n database=postgres alg=$alg (sum over the instances; bound $bound apps/s measured by the first load process)"
+        echo "$line"; results+=("$line")
+        for p in "${cpids[@]}"; do kill "$p" 2>/dev/null || true; done
+        sleep 1
+    done
+    unset NCA_DATABASE_URL
+    scripts/pg-stop.sh "$tmp/pgc" >/dev/null 2>&1 || true
 fi
 
 # The TSA trusts the clock here: a benchmark host's kernel may say "unsynchronised".

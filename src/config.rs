@@ -296,6 +296,36 @@ impl Default for ArchiveSection {
     }
 }
 
+/// Several instances on one database (README, "Beyond one machine").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// How long a duty's lease lasts without a heartbeat: a dead holder's duties move to
+    /// another instance within this time. Renewed every third of it.
+    pub lease_seconds: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { lease_seconds: 15 }
+    }
+}
+
+/// What the outbox keeps (README, "Monitoring").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// Delivered messages and their attempts are removed this many days after delivery (the
+    /// monitoring system has them; the audit chain keeps the changes they told of).
+    pub retention_days: u32,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        OutboxSection { retention_days: 90 }
+    }
+}
+
 /// Both listeners' bounds against slow and greedy clients (`http::listen`, README
 /// "Connections").
 #[derive(Debug, Clone, Deserialize)]
@@ -424,6 +454,12 @@ struct FileConfig {
     /// Absent in a configuration written before answers were signed ahead: the defaults.
     #[serde(default)]
     ocsp: OcspSection,
+    /// Absent in a configuration written before the cluster: the built-in defaults.
+    #[serde(default)]
+    cluster: ClusterSection,
+    /// Absent in a configuration written before the outbox's retention: the built-in defaults.
+    #[serde(default)]
+    outbox: OutboxSection,
 }
 
 /// The resolved configuration: file (or embedded copy), then environment.
@@ -451,6 +487,8 @@ pub struct Config {
     pub ocsp: OcspSection,
     /// `NCA_ROLE`, or `nca serve --role`.
     pub role: Role,
+    pub cluster: ClusterSection,
+    pub outbox: OutboxSection,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
@@ -570,6 +608,11 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid("NCA_ARCHIVE_SWEEP_SECONDS", format!("{v:?} is not a number")))?;
         }
+        if let Some(v) = env("NCA_CLUSTER_LEASE_SECONDS") {
+            f.cluster.lease_seconds = v
+                .parse()
+                .map_err(|_| invalid("NCA_CLUSTER_LEASE_SECONDS", format!("{v:?} is not a number")))?;
+        }
         if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
             let v = v
                 .parse()
@@ -620,6 +663,15 @@ impl Config {
         // A period of nothing would let the sweep delete a receipt the day it was given.
         if f.archive.retention_days < 1 {
             return Err(invalid("archive.retention_days", "days must be at least 1".into()));
+        }
+        if f.cluster.lease_seconds < 3 {
+            return Err(invalid(
+                "cluster.lease_seconds",
+                "at least 3 (renewed every third)".into(),
+            ));
+        }
+        if f.outbox.retention_days < 1 {
+            return Err(invalid("outbox.retention_days", "days must be at least 1".into()));
         }
         if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
             return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
@@ -742,6 +794,8 @@ impl Config {
             http: f.http,
             ocsp: f.ocsp,
             role,
+            cluster: f.cluster,
+            outbox: f.outbox,
             data_dir,
             database_url,
             listen,

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod cabinet;
+pub mod cluster;
 pub mod config;
 pub mod fuzz_entry;
 pub mod http;

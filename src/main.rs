@@ -486,8 +486,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ca.store.close().await;
             let v = verified?;
             println!(
-                "audit chain intact: {} records, {} signed checkpoints, head {}",
-                v.records, v.checkpoints, v.head
+                "audit chain intact: {} records on {} chains, {} signed checkpoints, head {}",
+                v.records, v.chains, v.checkpoints, v.head
             );
             Ok(())
         }

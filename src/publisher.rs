@@ -4,15 +4,19 @@
 //! The publisher polls the database every few seconds rather than waiting for a signal, so a
 //! revocation made by `nca cert revoke` in another process reaches the delta as fast as one made
 //! through the API.
+//!
+//! Publishing is a duty ([`crate::cluster::Duty::Crl`]): one instance of a cluster publishes,
+//! each CRL recorded under its fence; every instance serves the newest CRLs from the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::audit::actor::Actor;
+use crate::cluster::{Cluster, Duty};
 use crate::pki::Ca;
 use crate::pki::crl::{self, CrlKind};
-use crate::store::{CrlRecord, now};
+use crate::store::{CrlRecord, Fence, now};
 
 /// How often the schedule is checked.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -40,14 +44,17 @@ impl CrlCache {
         self.put(r)
     }
 
+    /// Whether CRL `number` of `issuer` and `kind` is the one served.
+    fn serves(&self, issuer: &str, kind: &str, number: i64) -> bool {
+        self.get(&file_name(issuer, kind))
+            .is_some_and(|p| p.etag == etag(issuer, number))
+    }
+
     fn put(&self, r: &CrlRecord) {
-        let file = match r.kind.as_str() {
-            "delta" => format!("{}-delta.crl", r.issuer),
-            _ => format!("{}.crl", r.issuer),
-        };
+        let file = file_name(&r.issuer, &r.kind);
         let p = Published {
             der: Arc::new(r.der.clone()),
-            etag: format!("\"{}-{}\"", r.issuer, r.number),
+            etag: etag(&r.issuer, r.number),
             this_update: r.this_update,
             next_update: r.next_update,
         };
@@ -60,13 +67,55 @@ impl CrlCache {
     }
 }
 
-/// One pass of the schedule; publishes what is due and refreshes the served copies.
-pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
+/// The file a CRL is served as: `nca.crl`, `nca-delta.crl`, `root.crl`.
+fn file_name(issuer: &str, kind: &str) -> String {
+    match kind {
+        "delta" => format!("{issuer}-delta.crl"),
+        _ => format!("{issuer}.crl"),
+    }
+}
+
+fn etag(issuer: &str, number: i64) -> String {
+    format!("\"{issuer}-{number}\"")
+}
+
+/// One pass of the schedule: under the publishing duty's `fence`, publishes what is due; then
+/// serves the newest CRLs from the database (those another instance published, without one).
+pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<(), crl::CrlError> {
+    if let Some(fence) = fence {
+        publish_due(ca, fence).await?;
+    }
+    for (issuer, kind) in [
+        (&ca.issuing.id, "full"),
+        (&ca.issuing.id, "delta"),
+        (&ca.root.id, "full"),
+    ] {
+        // The DER (tens of megabytes for a full CRL of a million entries) is read only when a
+        // newer CRL is there.
+        let Some(number) = ca.store.latest_crl_number(issuer, kind).await? else {
+            continue;
+        };
+        if cache.serves(issuer, kind, number) {
+            continue;
+        }
+        if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
+            cache.put(&c);
+        }
+    }
+    Ok(())
+}
+
+/// Publishes what is due: the full CRL every 24 h, a delta at least hourly and after a change,
+/// the root's CRL before its nextUpdate.
+async fn publish_due(ca: &Ca, fence: &Fence) -> Result<(), crl::CrlError> {
     let t = now();
     let issuing = ca.issuing.id.clone();
     let full = match ca.store.latest_crl(&issuing, "full").await? {
         Some(f) if f.this_update + crl::FULL_EVERY > t => f,
-        _ => ca.publish_crl(&issuing, CrlKind::Full, &Actor::Service).await?,
+        _ => {
+            ca.publish_crl_under(&issuing, CrlKind::Full, &Actor::Service, Some(fence))
+                .await?
+        }
     };
     let delta = ca.store.latest_crl(&issuing, "delta").await?;
     let changed = ca.store.last_revocation_change(&issuing, t).await?;
@@ -80,38 +129,36 @@ pub async fn tick(ca: &Ca, cache: &CrlCache) -> Result<(), crl::CrlError> {
                 || changed.is_some_and(|c| c >= d.this_update && t > c)
         }
     };
-    let delta = if due {
-        ca.publish_crl(&issuing, CrlKind::Delta, &Actor::Service).await?
-    } else {
-        delta.expect("not due without a delta")
-    };
-    cache.put(&full);
-    cache.put(&delta);
-
+    if due {
+        ca.publish_crl_under(&issuing, CrlKind::Delta, &Actor::Service, Some(fence))
+            .await?;
+    }
     let root = ca.root.id.clone();
-    let root_crl = match ca.store.latest_crl(&root, "full").await? {
-        Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => r,
-        _ => ca.publish_crl(&root, CrlKind::Full, &Actor::Service).await?,
-    };
-    cache.put(&root_crl);
+    match ca.store.latest_crl(&root, "full").await? {
+        Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => {}
+        _ => {
+            ca.publish_crl_under(&root, CrlKind::Full, &Actor::Service, Some(fence))
+                .await?;
+        }
+    }
     Ok(())
 }
 
-/// How often the audit chain's head is signed by the service key.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
+/// How often the audit chain's heads are signed by the service key.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs the schedule until `stop` fires.
-pub async fn run(ca: Arc<Ca>, cache: Arc<CrlCache>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut last_checkpoint: Option<std::time::Instant> = None;
+/// Runs the schedule until `stop`: every instance refreshes its served copies each tick, the
+/// holder of the publishing duty publishes.
+pub async fn run(
+    ca: Arc<Ca>,
+    cache: Arc<CrlCache>,
+    cluster: Arc<Cluster>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    cluster.want(Duty::Crl);
     loop {
-        if let Err(e) = tick(&ca, &cache).await {
+        if let Err(e) = tick(&ca, &cache, cluster.holds(Duty::Crl).as_ref()).await {
             tracing::error!("CRL publication: {e}");
-        }
-        if last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
-            match crate::audit::checkpoint(&ca).await {
-                Ok(()) => last_checkpoint = Some(std::time::Instant::now()),
-                Err(e) => tracing::error!("audit checkpoint: {e}"),
-            }
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}

@@ -2,9 +2,11 @@
 //! first start, reconciliation, listeners) and a clean stop on SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::cluster::{Cluster, Duty};
 use crate::config::{Config, KeyStoreKind};
 use crate::http::{self, AppState};
 use crate::operators::centres::Centres;
@@ -61,12 +63,24 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         tracing::info!(target: "audit", "ceremony: {line}");
         ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
     }
-    let renewed = ceremony::renew_delegated(&ca).await?;
-    for line in &renewed {
-        tracing::info!(target: "audit", "{line}");
+
+    // The duties this instance runs are wanted before the first heartbeat, so that a single
+    // instance (and SQLite) holds them all from its start.
+    let cluster = Cluster::join(store.clone(), cfg.cluster.lease_seconds).await?;
+    for duty in Duty::ALL {
+        cluster.want(duty);
     }
-    if !renewed.is_empty() {
-        ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+    cluster.heartbeat().await;
+
+    // Renewed by one instance; the others read the renewed certificates when they open the CA.
+    if cluster.holds(Duty::DelegatedRenewal).is_some() {
+        let renewed = ceremony::renew_delegated(&ca).await?;
+        for line in &renewed {
+            tracing::info!(target: "audit", "{line}");
+        }
+        if !renewed.is_empty() {
+            ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+        }
     }
     ceremony::write_tsa_certificate(&ca)?;
 
@@ -79,8 +93,9 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 
     let crls = Arc::new(crate::publisher::CrlCache::default());
     let ca = Arc::new(ca);
-    // The first publication happens before the listeners open, so CRLs are there to serve.
-    if let Err(e) = crate::publisher::tick(&ca, &crls).await {
+    // The first publication (by the holder of the duty) happens before the listeners open, so
+    // CRLs are there to serve.
+    if let Err(e) = crate::publisher::tick(&ca, &crls, cluster.holds(Duty::Crl).as_ref()).await {
         tracing::error!("CRL publication: {e}");
     }
     let regulation = crate::workflow::regulation::Regulation::load(&cfg.regulation.file)?;
@@ -102,6 +117,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         centres: Arc::new(Centres::load(&cfg)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
         abuse: Arc::new(http::abuse::Abuse::new(&cfg.portal)),
+        cluster: Some(Arc::clone(&cluster)),
     };
 
     let public = TcpListener::bind(cfg.listen).await?;
@@ -120,78 +136,214 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(public = %public.local_addr()?, operator = %operator.local_addr()?, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let outbox = crate::outbox::spawn_workers(&ca, &stop_rx)?;
-    let retries = tokio::spawn(registry_retries(state.clone(), stop_rx.clone()));
-    let reminders = tokio::spawn(crate::cabinet::reminders::run(Arc::clone(&ca), stop_rx.clone()));
-    let driver = crate::workflow::driver::Driver {
+    let mut tasks = Tasks::default();
+    for w in crate::outbox::spawn_workers(&ca, &stop_rx)? {
+        tasks.add("outbox", w);
+    }
+    spawn_duties(&mut tasks, &state, &cluster, &stop_rx);
+    // OCSP answers signed ahead, by the holder of the duty only; its writes need no fence (an
+    // answer from an older reading never replaces a newer one, whoever writes it).
+    let ocsp_duty = Arc::clone(&cluster);
+    tasks.add(
+        "ocsp presigner",
+        tokio::spawn(crate::pki::ocsp::presign::run(
+            Arc::clone(&ca),
+            Box::new(move || ocsp_duty.holds(Duty::Ocsp).is_some()),
+            stop_rx.clone(),
+        )),
+    );
+    tasks.add(
+        "publisher",
+        tokio::spawn(crate::publisher::run(ca, crls, Arc::clone(&cluster), stop_rx.clone())),
+    );
+    tasks.add("heartbeat", cluster.run(stop_rx.clone()));
+    let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);
+    tasks.add_with_grace(
+        "operator listener",
+        LISTENER_GRACE,
+        tokio::spawn(http::tls::serve(
+            operator,
+            tls_config,
+            http::operator_router(state.clone()),
+            limits,
+            stop_rx.clone(),
+        )),
+    );
+    // The client's address goes with each request, for the application form's rate limits.
+    tasks.add_with_grace(
+        "public listener",
+        LISTENER_GRACE,
+        tokio::spawn(http::listen::serve_plain(
+            public,
+            http::public_router(state),
+            limits,
+            stop_rx.clone(),
+        )),
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    tasks.stop().await;
+    // A database that is gone cannot be told goodbye: the pool is left to the process's end.
+    if tokio::time::timeout(Duration::from_secs(2), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database did not answer the close");
+    }
+    Ok(())
+}
+
+/// How long the background tasks have to finish after SIGTERM before they are abandoned: a
+/// round waiting on a database that has gone away would otherwise hold the process for the
+/// pool's timeouts, round after round.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a listener has to let the requests in flight finish (README, "Connections").
+const LISTENER_GRACE: Duration = Duration::from_secs(30);
+
+/// The service's tasks, by name, each with its time to stop.
+#[derive(Default)]
+struct Tasks(
+    Vec<(
+        &'static str,
+        Duration,
+        tokio::task::AbortHandle,
+        tokio::task::JoinHandle<()>,
+    )>,
+);
+
+impl Tasks {
+    fn add<T: Send + 'static>(&mut self, name: &'static str, task: tokio::task::JoinHandle<T>) {
+        self.add_with_grace(name, STOP_GRACE, task)
+    }
+
+    fn add_with_grace<T: Send + 'static>(
+        &mut self,
+        name: &'static str,
+        grace: Duration,
+        task: tokio::task::JoinHandle<T>,
+    ) {
+        let abort = task.abort_handle();
+        self.0.push((
+            name,
+            grace,
+            abort,
+            tokio::spawn(async move {
+                let _ = task.await;
+            }),
+        ));
+    }
+
+    /// Waits for every task up to its grace from now, then aborts those still running.
+    async fn stop(self) {
+        let start = tokio::time::Instant::now();
+        for (name, grace, abort, mut task) in self.0 {
+            if tokio::time::timeout_at(start + grace, &mut task).await.is_err() {
+                tracing::warn!(task = name, "still running at the end of its stop: abandoned");
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// Every periodic duty but CRL publishing (which every instance runs, to serve the newest
+/// CRLs) and OCSP: each runs on the instance that holds it.
+fn spawn_duties(
+    tasks: &mut Tasks,
+    state: &AppState,
+    cluster: &Arc<Cluster>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::cluster::duties;
+    let cfg = &state.ca.config;
+    let ca = &state.ca;
+    let secs = |n: u64| Duration::from_secs(n.max(1));
+    let mut duty = |duty: Duty, every: Duration, round: crate::cluster::Round| {
+        tasks.add(duty.as_str(), cluster.spawn_duty(duty, every, stop.clone(), round));
+    };
+    // Checked every minute, done hourly (and at once on a take-over).
+    duty(Duty::AuditCheckpoint, secs(60), duties::checkpoint(Arc::clone(ca)));
+    duty(
+        Duty::ScheduledDismissals,
+        secs(60),
+        duties::scheduled_dismissals(Arc::clone(ca)),
+    );
+    duty(
+        Duty::IdleSuspension,
+        secs(3600),
+        duties::idle_suspension(Arc::clone(ca)),
+    );
+    let retry_state = state.clone();
+    duty(
+        Duty::RegistryRetry,
+        secs(cfg.registry.retry_seconds),
+        Box::new(move |_| {
+            let s = retry_state.clone();
+            Box::pin(async move { registry_retries(&s).await })
+        }),
+    );
+    let driver = Arc::new(crate::workflow::driver::Driver {
         ca: Arc::clone(&state.ca),
         regulation: Arc::clone(&state.regulation),
         registry: Arc::clone(&state.registry),
         centres: Arc::clone(&state.centres),
-    };
-    let driver = tokio::spawn(driver.run(stop_rx.clone()));
-    // OCSP answers signed ahead: the one call site (branch `cluster` holds it under Duty::Ocsp).
-    let presigner = tokio::spawn(crate::pki::ocsp::presign::run(Arc::clone(&ca), stop_rx.clone()));
-    let publisher = tokio::spawn(crate::publisher::run(ca, crls, stop_rx.clone()));
-    let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);
-    let op = tokio::spawn(http::tls::serve(
-        operator,
-        tls_config,
-        http::operator_router(state.clone()),
-        limits,
-        stop_rx.clone(),
-    ));
-    // The client's address goes with each request, for the application form's rate limits.
-    let pub_task = tokio::spawn(http::listen::serve_plain(
-        public,
-        http::public_router(state),
-        limits,
-        stop_rx.clone(),
-    ));
-    shutdown_signal().await;
-    tracing::info!("stopping");
-    let _ = stop_tx.send(true);
-    let _ = op.await;
-    let _ = publisher.await;
-    let _ = presigner.await;
-    for w in outbox {
-        let _ = w.await;
-    }
-    let _ = retries.await;
-    let _ = reminders.await;
-    let _ = driver.await;
-    let _ = pub_task.await;
-    store.close().await;
-    Ok(())
+    });
+    duty(
+        Duty::WorkflowDriver,
+        secs(cfg.workflow.driver_seconds),
+        Box::new(move |_| {
+            let d = Arc::clone(&driver);
+            Box::pin(async move {
+                d.round().await;
+            })
+        }),
+    );
+    duty(
+        Duty::DelegatedRenewal,
+        secs(86_400),
+        duties::delegated_renewal(Arc::clone(ca)),
+    );
+    let reminders_ca = Arc::clone(ca);
+    duty(
+        Duty::CabinetReminders,
+        secs(cfg.cabinet.reminder_every_seconds),
+        Box::new(move |_| {
+            let ca = Arc::clone(&reminders_ca);
+            Box::pin(async move {
+                if let Err(e) = crate::cabinet::reminders::run_once(&ca, now()).await {
+                    tracing::error!("expiry reminders: {e}");
+                }
+            })
+        }),
+    );
+    duty(
+        Duty::OutboxRetention,
+        secs(60),
+        duties::outbox_retention(Arc::clone(ca)),
+    );
 }
 
-/// Asks the state database again, every `registry.retry_seconds`, for the applications it did not
-/// answer for at submission.
-async fn registry_retries(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let every = std::time::Duration::from_secs(state.ca.config.registry.retry_seconds.max(1));
-    while !*stop.borrow() {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => break,
+/// One round of the registry retry: the applications the state database did not answer for at
+/// submission, asked again.
+async fn registry_retries(state: &AppState) {
+    let waiting = match state
+        .ca
+        .store
+        .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100)
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("registry retries: {e}");
+            return;
         }
-        let waiting = match state
-            .ca
-            .store
-            .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100)
-            .await
-        {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!("registry retries: {e}");
-                continue;
-            }
-        };
-        for a in waiting {
-            match state.workflow().retry_registry(&a).await {
-                Ok(true) => tracing::info!(application = %a.number, "registry check done on retry"),
-                Ok(false) => break,
-                Err(e) => tracing::error!(application = %a.number, "registry retry: {e}"),
-            }
+    };
+    for a in waiting {
+        match state.workflow().retry_registry(&a).await {
+            Ok(true) => tracing::info!(application = %a.number, "registry check done on retry"),
+            Ok(false) => break,
+            Err(e) => tracing::error!(application = %a.number, "registry retry: {e}"),
         }
     }
 }

@@ -9,41 +9,119 @@ use base64::Engine;
 
 use crate::keys;
 use crate::pki::Ca;
-use crate::store::{AuditEvent, StoreError, chain_hash};
+use crate::store::{AuditEvent, MAIN_CHAIN, StoreError, ZERO_HASH, chain_hash};
 
 /// Why the chain does not verify, or could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// The first record that does not fit the chain.
-    #[error("audit record {seq}: {why}")]
-    Broken { seq: i64, why: String },
+    /// The first record that does not fit its chain: its chain and place on it.
+    #[error("audit record {}: {why}", label(chain, *seq))]
+    Broken { chain: String, seq: i64, why: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     KeyStore(#[from] keys::KeyStoreError),
 }
 
+/// How a record is named: by its number on the main chain (every record of a single-instance
+/// deployment), by chain and number on the others.
+fn label(chain: &str, seq: i64) -> String {
+    if chain == MAIN_CHAIN {
+        seq.to_string()
+    } else {
+        format!("{chain}/{seq}")
+    }
+}
+
 /// A chain that verified.
 #[derive(Debug, serde::Serialize)]
 pub struct Verified {
+    /// Records on every chain.
     pub records: i64,
+    /// What a checkpoint signs now: the main chain's head hash when it is the only chain, else
+    /// the digest of every chain's head ([`heads_digest`]).
     pub head: String,
     pub checkpoints: i64,
+    /// How many chains the records are on.
+    pub chains: usize,
 }
 
 const PAGE: i64 = 10_000;
 
-/// Walks the chain from the first record to the head.
+/// What a checkpoint covers and signs for a set of chain heads: with the main chain alone, its
+/// last number and hash (as before there were several chains); otherwise the number of records
+/// on all chains and SHA-256 over one line "chain seq hash" per chain, in the chains' order.
+pub fn heads_digest(heads: &[(String, i64, String)]) -> (i64, String) {
+    if let [(chain, seq, hash)] = heads
+        && chain == MAIN_CHAIN
+    {
+        return (*seq, hash.clone());
+    }
+    let mut sorted: Vec<_> = heads.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let text: String = sorted.iter().map(|(c, s, h)| format!("{c} {s} {h}\n")).collect();
+    let covers = sorted.iter().map(|(_, s, _)| s).sum();
+    (
+        covers,
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())),
+    )
+}
+
+/// Walks every chain from its first record to its head. When several records are bad, the one
+/// named is the earliest written (by its time, then chain).
 pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
     let store = &ca.store;
-    let (mut seq, mut hash) = (0i64, "0".repeat(64));
+    let heads = store.audit_heads().await?;
+    let mut first: Option<(i64, AuditError)> = None;
+    let (mut records, mut checkpoints) = (0, 0);
+    let chains = store.audit_chains().await?;
+    for chain in &chains {
+        let head = heads.iter().find(|h| &h.0 == chain).map(|h| (h.1, h.2.clone()));
+        match verify_chain(ca, chain, head).await {
+            Ok((n, c)) => {
+                records += n;
+                checkpoints += c;
+            }
+            Err((at, e)) => {
+                if first.as_ref().is_none_or(|(t, _)| at < *t) {
+                    first = Some((at, e));
+                }
+            }
+        }
+    }
+    if let Some((_, e)) = first {
+        return Err(e);
+    }
+    Ok(Verified {
+        records,
+        head: heads_digest(&heads).1,
+        checkpoints,
+        chains: chains.len(),
+    })
+}
+
+/// One chain: (records, checkpoints), or the first bad record with its time (the time of the
+/// record after a gap; none for a missing tail).
+async fn verify_chain(ca: &Ca, chain: &str, head: Option<(i64, String)>) -> Result<(i64, i64), (i64, AuditError)> {
+    let store = &ca.store;
+    let (mut seq, mut hash) = (0i64, ZERO_HASH.to_string());
     let mut checkpoints = 0;
+    let fault = |at: i64, e: AuditError| (at, e);
     loop {
-        let rows = store.audit_rows(seq, PAGE).await?;
+        let rows = store
+            .audit_rows(chain, seq, PAGE)
+            .await
+            .map_err(|e| fault(i64::MIN, e.into()))?;
         for r in &rows {
-            let broken = |why: &str| AuditError::Broken {
-                seq: seq + 1,
-                why: why.to_string(),
+            let broken = |why: &str| {
+                (
+                    r.at,
+                    AuditError::Broken {
+                        chain: chain.to_string(),
+                        seq: seq + 1,
+                        why: why.to_string(),
+                    },
+                )
             };
             if r.seq != seq + 1 {
                 return Err(broken(&format!("missing (the next record present is {})", r.seq)));
@@ -55,8 +133,14 @@ pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
                 return Err(broken("changed after it was written"));
             }
             if r.kind == "audit.checkpoint" {
-                check_checkpoint(ca, r.seq, &r.detail)?;
-                check_checkpoint_token(ca, r.seq, &r.detail).await?;
+                let at = r.at;
+                check_checkpoint(ca, chain, r.seq, &r.detail).map_err(|e| fault(at, e))?;
+                check_checkpoint_heads(ca, chain, r.seq, &r.detail)
+                    .await
+                    .map_err(|e| fault(at, e))?;
+                check_checkpoint_token(ca, chain, r.seq, &r.detail)
+                    .await
+                    .map_err(|e| fault(at, e))?;
                 checkpoints += 1;
             }
             seq = r.seq;
@@ -66,24 +150,60 @@ pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
             break;
         }
     }
-    let (head_seq, head_hash) = store.audit_head().await?;
+    let (head_seq, head_hash) = head.unwrap_or((0, ZERO_HASH.to_string()));
     if head_seq != seq || head_hash != hash {
-        return Err(AuditError::Broken {
-            seq: seq + 1,
-            why: format!("missing: the head says {head_seq} records"),
-        });
+        return Err((
+            i64::MAX,
+            AuditError::Broken {
+                chain: chain.to_string(),
+                seq: seq + 1,
+                why: format!("missing: the head says {head_seq} records"),
+            },
+        ));
     }
-    Ok(Verified {
-        records: seq,
-        head: hash,
-        checkpoints,
-    })
+    Ok((seq, checkpoints))
+}
+
+/// A checkpoint of several chains lists their heads: each must be the record it names, and
+/// their digest what was signed.
+async fn check_checkpoint_heads(ca: &Ca, chain: &str, seq: i64, detail: &str) -> Result<(), AuditError> {
+    let bad = |why: String| AuditError::Broken {
+        chain: chain.to_string(),
+        seq,
+        why: format!("checkpoint: {why}"),
+    };
+    let v: serde_json::Value = serde_json::from_str(detail).map_err(|_| bad("detail is not JSON".into()))?;
+    let Some(list) = v["heads"].as_array() else {
+        return Ok(());
+    };
+    let mut heads = Vec::new();
+    for h in list {
+        let (Some(c), Some(s), Some(hash)) = (h[0].as_str(), h[1].as_i64(), h[2].as_str()) else {
+            return Err(bad("a head is not [chain, seq, hash]".into()));
+        };
+        heads.push((c.to_string(), s, hash.to_string()));
+    }
+    let (covers, digest) = heads_digest(&heads);
+    if Some(covers) != v["covers"].as_i64() || Some(digest.as_str()) != v["hash"].as_str() {
+        return Err(bad("the heads listed are not what was signed".into()));
+    }
+    for (c, s, hash) in &heads {
+        let found = match *s {
+            0 => Some(ZERO_HASH.to_string()),
+            _ => ca.store.audit_record(c, *s).await?.map(|r| r.hash),
+        };
+        if found.as_deref() != Some(hash.as_str()) {
+            return Err(bad(format!("the head {} it signed is not on its chain", label(c, *s))));
+        }
+    }
+    Ok(())
 }
 
 /// A checkpoint's signature: the service key over "nca-audit-checkpoint {seq} {hash}" of the
 /// record before it.
-fn check_checkpoint(ca: &Ca, seq: i64, detail: &str) -> Result<(), AuditError> {
+fn check_checkpoint(ca: &Ca, chain: &str, seq: i64, detail: &str) -> Result<(), AuditError> {
     let bad = |why: &str| AuditError::Broken {
+        chain: chain.to_string(),
         seq,
         why: format!("checkpoint: {why}"),
     };
@@ -115,8 +235,9 @@ fn check_checkpoint(ca: &Ca, seq: i64, detail: &str) -> Result<(), AuditError> {
 
 /// A checkpoint's time-stamp token, when it has one: this centre's TSA over the same message
 /// the service key signed, recorded as issued (`Ca::verify_token`).
-async fn check_checkpoint_token(ca: &Ca, seq: i64, detail: &str) -> Result<(), AuditError> {
+async fn check_checkpoint_token(ca: &Ca, chain: &str, seq: i64, detail: &str) -> Result<(), AuditError> {
     let bad = |why: String| AuditError::Broken {
+        chain: chain.to_string(),
         seq,
         why: format!("checkpoint: {why}"),
     };
@@ -138,12 +259,14 @@ async fn check_checkpoint_token(ca: &Ca, seq: i64, detail: &str) -> Result<(), A
         .map_err(|e| bad(format!("time-stamp: {e}")))
 }
 
-/// Appends a checkpoint signed by the service key over the current head, with a time-stamp
-/// token of the same message from this centre's TSA when it can give one (a clock it cannot
-/// trust leaves the checkpoint without, and says so in the log).
-pub async fn checkpoint(ca: &Ca) -> Result<(), AuditError> {
+/// Appends a checkpoint signed by the service key over every chain's head ([`heads_digest`]),
+/// with a time-stamp token of the same message from this centre's TSA when it can give one (a
+/// clock it cannot trust leaves the checkpoint without, and says so in the log). Under a
+/// `fence` (the checkpoint duty's), written only while the duty is still held under it.
+pub async fn checkpoint(ca: &Ca, fence: Option<&crate::store::Fence>) -> Result<(), AuditError> {
     let Some(service) = &ca.service else { return Ok(()) };
-    let (seq, hash) = ca.store.audit_head().await?;
+    let heads = ca.store.audit_heads().await?;
+    let (seq, hash) = heads_digest(&heads);
     let msg = format!("nca-audit-checkpoint {seq} {hash}");
     let token = match ca.timestamp_token(msg.as_bytes()).await {
         Ok(t) => Some(base64::engine::general_purpose::STANDARD.encode(t)),
@@ -157,11 +280,19 @@ pub async fn checkpoint(ca: &Ca) -> Result<(), AuditError> {
         "covers": seq, "hash": hash, "signature": base64::engine::general_purpose::STANDARD.encode(sig),
         "actor": actor::Actor::Service.audit(),
     });
+    if !matches!(heads.as_slice(), [(c, _, _)] if c == MAIN_CHAIN) {
+        detail["heads"] = serde_json::json!(
+            heads
+                .iter()
+                .map(|(c, s, h)| serde_json::json!([c, s, h]))
+                .collect::<Vec<_>>()
+        );
+    }
     if let Some(t) = token {
         detail["timestamp"] = serde_json::json!(t);
     }
     ca.store
-        .audit(&[AuditEvent::new("audit.checkpoint", &seq.to_string(), detail)])
+        .audit_under(&[AuditEvent::new("audit.checkpoint", &seq.to_string(), detail)], fence)
         .await?;
     Ok(())
 }

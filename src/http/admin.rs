@@ -130,18 +130,26 @@ pub async fn publish_crl(
 }
 
 /// `GET /api/v1/admin/audit/verify`: `{"intact": true, "records", "head", "checkpoints"}`, or
-/// `{"intact": false, "first_bad": seq, "why"}`.
+/// `{"intact": false, "first_bad": seq, "first_bad_chain", "why"}`.
 pub async fn verify_audit(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     let body = match crate::audit::verify(&s.ca).await {
         Ok(v) => {
-            serde_json::json!({"intact": true, "records": v.records, "head": v.head, "checkpoints": v.checkpoints})
+            serde_json::json!({"intact": true, "records": v.records, "head": v.head, "checkpoints": v.checkpoints, "chains": v.chains})
         }
-        Err(crate::audit::AuditError::Broken { seq, why }) => {
-            serde_json::json!({"intact": false, "code": "audit_chain_broken", "first_bad": seq, "why": why})
+        Err(crate::audit::AuditError::Broken { chain, seq, why }) => {
+            serde_json::json!({"intact": false, "code": "audit_chain_broken", "first_bad": seq, "first_bad_chain": chain, "why": why})
         }
         Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     Ok(axum::Json(body))
+}
+
+/// `GET /api/v1/admin/cluster`: the instances on this database and which holds each duty.
+pub async fn cluster(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
+    let Some(c) = &s.cluster else {
+        return Err(ApiError::Internal("this instance is not in the cluster".into()));
+    };
+    Ok(axum::Json(c.view().await?))
 }
 
 /// `GET /api/v1/admin/reports/sla`: per process and step, count, p50, p95, max and the number

@@ -95,3 +95,15 @@ pub fn render_outbox(out: &mut String, channels: &[(&str, crate::store::OutboxCo
         );
     }
 }
+
+/// Whether this instance holds each duty (1) or not (0): summed over the instances, each duty
+/// is 1 (held once) or 0 (between a holder's death and the take-over).
+pub fn render_duties(out: &mut String, held: &[(crate::cluster::Duty, bool)]) {
+    let _ = writeln!(
+        out,
+        "# HELP nca_duty_held Whether this instance holds the duty.\n# TYPE nca_duty_held gauge"
+    );
+    for (duty, h) in held {
+        let _ = writeln!(out, "nca_duty_held{{duty=\"{}\"}} {}", duty.as_str(), u8::from(*h));
+    }
+}

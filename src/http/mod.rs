@@ -44,6 +44,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Rate limits and proofs of work of the application form.
     pub abuse: Arc<abuse::Abuse>,
+    /// This instance in the cluster: the duties it holds (none for an instance that holds no
+    /// duty).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +106,8 @@ impl AppState {
             }
         }
         metrics::render_outbox(&mut text, &channels, crate::store::now());
+        let held = self.cluster.as_ref().map(|c| c.held_duties()).unwrap_or_default();
+        metrics::render_duties(&mut text, &held);
         text
     }
 
@@ -288,6 +293,7 @@ pub fn operator_routes() -> openapi::Routes {
         .get("/api/v1/admin/crl", admin::crl_status)
         .get("/api/v1/admin/reports/survey", admin::survey_report)
         .get("/api/v1/admin/audit/verify", admin::verify_audit)
+        .get("/api/v1/admin/cluster", admin::cluster)
         .get("/api/v1/admin/reports/sla", admin::sla_report)
         .get("/api/v1/admin/archive", admin::archive)
         .get("/api/v1/admin/monitoring", admin::monitoring)

@@ -344,6 +344,17 @@ impl Ca {
         kind: CrlKind,
         actor: &crate::audit::actor::Actor,
     ) -> Result<CrlRecord, CrlError> {
+        self.publish_crl_under(issuer_id, kind, actor, None).await
+    }
+
+    /// [`Ca::publish_crl`] as the publishing duty: recorded only while `fence` still holds it.
+    pub async fn publish_crl_under(
+        &self,
+        issuer_id: &str,
+        kind: CrlKind,
+        actor: &crate::audit::actor::Actor,
+        fence: Option<&crate::store::Fence>,
+    ) -> Result<CrlRecord, CrlError> {
         let issuer = self
             .issuer(issuer_id)
             .ok_or_else(|| CrlError::UnknownIssuer(issuer_id.to_string()))?;
@@ -366,7 +377,7 @@ impl Ca {
             CrlKind::Delta => {
                 let base = match self.store.latest_crl(&issuer.id, "full").await? {
                     Some(b) => b,
-                    None => Box::pin(self.publish_crl(issuer_id, CrlKind::Full, actor)).await?,
+                    None => Box::pin(self.publish_crl_under(issuer_id, CrlKind::Full, actor, fence)).await?,
                 };
                 let changed = self
                     .store
@@ -425,7 +436,7 @@ impl Ca {
             entries: count as i64,
             der,
         };
-        self.store.add_crl(&record, actor).await?;
+        self.store.add_crl(&record, actor, fence).await?;
         tracing::info!(target: "audit", "crl published: issuer=[{}] kind=[{}] number=[{number}] entries=[{count}]",
             issuer.id, kind.as_str());
         Ok(record)

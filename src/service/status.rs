@@ -122,6 +122,8 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         centres: Arc::new(Centres::load(&cfg)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
         abuse: Arc::new(http::abuse::Abuse::new(&cfg.portal)),
+        // A status instance holds no duty and is no member of the cluster's leases.
+        cluster: None,
     };
     let public = TcpListener::bind(cfg.listen).await?;
     // Tests and scripts read this line to learn the port; there is no operator listener.

@@ -28,6 +28,10 @@ impl AuditEvent {
 /// A row as stored.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
+    /// The chain it is on ('main' on SQLite and for every record written before there were
+    /// several).
+    pub chain: String,
+    /// Its place on its chain, from 1.
     pub seq: i64,
     pub at: i64,
     pub kind: String,
@@ -37,15 +41,24 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// The chain every record went on before there were several, and the only one on SQLite.
+pub const MAIN_CHAIN: &str = "main";
+
+/// The hash before a chain's first record.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// The hash of a row: SHA-256 over the previous hash and the row's fields, newline-separated.
 pub fn chain_hash(prev: &str, seq: i64, at: i64, kind: &str, subject: &str, detail: &str) -> String {
     let text = format!("{prev}\n{seq}\n{at}\n{kind}\n{subject}\n{detail}");
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()))
 }
 
-/// Appends events inside the caller's transaction. The head row is locked first (a write on
-/// SQLite, FOR UPDATE on PostgreSQL), so concurrent appenders, in this process or another,
-/// queue rather than fork the chain.
+/// Appends events inside the caller's transaction, to one chain whose head it locks first.
+///
+/// On PostgreSQL the writer takes the head of a chain no other transaction holds (FOR UPDATE
+/// SKIP LOCKED), and starts a new chain when every one is held: concurrent writers, in this
+/// process or another, never wait for each other here, and no chain forks. The number of chains
+/// is the most writers that were ever at it at once. SQLite has one writer at a time: one chain.
 pub(super) async fn append(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -55,18 +68,43 @@ pub(super) async fn append(
         return Ok(());
     }
     let head = match backend {
-        Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-        Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Backend::Postgres => {
+            sqlx::query("SELECT chain, seq, hash FROM audit_chains ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        Backend::Sqlite => {
+            sqlx::query("SELECT chain, seq, hash FROM audit_chains WHERE chain = $1")
+                .bind(MAIN_CHAIN)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
     };
-    let row = sqlx::query(head).fetch_one(&mut *conn).await?;
-    let (mut seq, mut hash): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+    let (chain, mut seq, mut hash): (String, i64, String) = match head {
+        Some(row) => (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?),
+        None => {
+            // Every chain is held by a transaction in flight: a new one, locked by its insert
+            // until this transaction ends.
+            let chain = match backend {
+                Backend::Sqlite => MAIN_CHAIN.to_string(),
+                Backend::Postgres => format!("c{}", new_chain_id()?),
+            };
+            sqlx::query("INSERT INTO audit_chains (chain, seq, hash) VALUES ($1, 0, $2)")
+                .bind(&chain)
+                .bind(ZERO_HASH)
+                .execute(&mut *conn)
+                .await?;
+            (chain, 0, ZERO_HASH.to_string())
+        }
+    };
     let at = now();
     for e in events {
         seq += 1;
         let h = chain_hash(&hash, seq, at, &e.kind, &e.subject, &e.detail);
         sqlx::query(
-            "INSERT INTO audit (seq, at, kind, subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit (chain, seq, at, kind, subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
+        .bind(&chain)
         .bind(seq)
         .bind(at)
         .bind(&e.kind)
@@ -78,53 +116,101 @@ pub(super) async fn append(
         .await?;
         hash = h;
     }
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+    sqlx::query("UPDATE audit_chains SET seq = $1, hash = $2 WHERE chain = $3")
         .bind(seq)
         .bind(&hash)
+        .bind(&chain)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
+/// Eight random bytes in hex: a new chain's name. Without the OS's randomness two writers could
+/// name the same chain: the write is refused instead.
+fn new_chain_id() -> Result<String, StoreError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| StoreError::Unavailable(format!("the OS random source failed: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        chain: r.try_get(0)?,
+        seq: r.try_get(1)?,
+        at: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        subject: r.try_get(4)?,
+        detail: r.try_get(5)?,
+        prev_hash: r.try_get(6)?,
+        hash: r.try_get(7)?,
+    })
+}
+
 impl Store {
     /// Appends events in a transaction of their own (for decisions that change nothing else).
     pub async fn audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        self.audit_under(events, None).await
+    }
+
+    /// [`Store::audit`] as a duty (the checkpoint): only while `fence` still holds it.
+    pub async fn audit_under(&self, events: &[AuditEvent], fence: Option<&super::Fence>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(f) = fence {
+            super::cluster::check_fence(&mut tx, self.backend(), f).await?;
+        }
         append(&mut tx, self.backend(), events).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The chain's head: the last sequence number and hash.
-    pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(self.pool())
+    /// Every chain's head, by name: (chain, last sequence number, hash).
+    pub async fn audit_heads(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT chain, seq, hash FROM audit_chains ORDER BY chain")
+            .fetch_all(self.pool())
             .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
-    /// Rows with `seq` greater than `after`, in order, at most `limit`.
-    pub async fn audit_rows(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    /// The names of the chains that have records or a head.
+    pub async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT chain FROM audit_chains UNION SELECT DISTINCT chain FROM audit ORDER BY 1")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Rows of `chain` with `seq` greater than `after`, in order, at most `limit`.
+    pub async fn audit_rows(&self, chain: &str, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, at, kind, subject, detail, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT chain, seq, at, kind, subject, detail, prev_hash, hash FROM audit WHERE chain = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
         )
+        .bind(chain)
         .bind(after)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    seq: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    subject: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                    prev_hash: r.try_get(5)?,
-                    hash: r.try_get(6)?,
-                })
-            })
+            .map(record)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    /// One record of a chain.
+    pub async fn audit_record(&self, chain: &str, seq: i64) -> Result<Option<AuditRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT chain, seq, at, kind, subject, detail, prev_hash, hash FROM audit WHERE chain = $1 AND seq = $2",
+        )
+        .bind(chain)
+        .bind(seq)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.as_ref().map(record).transpose()?)
     }
 }

@@ -18,6 +18,8 @@ const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_tsa.sql")),
     (12, include_str!("../../migrations/sqlite/0012_cabinet.sql")),
     (13, include_str!("../../migrations/sqlite/0013_receipts.sql")),
+    (14, include_str!("../../migrations/sqlite/0014_cluster.sql")),
+    (15, include_str!("../../migrations/sqlite/0015_outbox_retention.sql")),
     (16, include_str!("../../migrations/sqlite/0016_ocsp_answers.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
@@ -32,6 +34,8 @@ const POSTGRES: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/postgres/0009_tsa.sql")),
     (12, include_str!("../../migrations/postgres/0012_cabinet.sql")),
     (13, include_str!("../../migrations/postgres/0013_receipts.sql")),
+    (14, include_str!("../../migrations/postgres/0014_cluster.sql")),
+    (15, include_str!("../../migrations/postgres/0015_outbox_retention.sql")),
     (16, include_str!("../../migrations/postgres/0016_ocsp_answers.sql")),
 ];
 

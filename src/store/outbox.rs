@@ -220,25 +220,121 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// The queue's counts: the tally kept on write (`outbox_tally` and the differences not yet
+    /// folded into it), not a count of the rows; the oldest pending message by the queue's index.
     pub async fn outbox_counts(&self, channel: &str) -> Result<OutboxCounts, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*), MIN(created_at) FROM outbox WHERE channel = $1 GROUP BY state")
-            .bind(channel)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT state, CAST(SUM(n) AS BIGINT) FROM (SELECT state, n FROM outbox_tally WHERE channel = $1 \
+             UNION ALL SELECT state, d FROM outbox_tally_delta WHERE channel = $1) t GROUP BY state",
+        )
+        .bind(channel)
+        .fetch_all(self.pool())
+        .await?;
         let mut c = OutboxCounts::default();
         for r in rows {
             let state: String = r.try_get(0)?;
             let n: i64 = r.try_get(1)?;
             match state.as_str() {
-                "pending" => {
-                    c.pending = n;
-                    c.oldest_pending_created_at = r.try_get(2)?;
-                }
+                "pending" => c.pending = n,
                 "delivered" => c.delivered = n,
                 _ => c.parked = n,
             }
         }
+        c.oldest_pending_created_at =
+            sqlx::query("SELECT created_at FROM outbox WHERE channel = $1 AND state = 'pending' ORDER BY id LIMIT 1")
+                .bind(channel)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get::<i64, _>(0))
+                .transpose()?;
         Ok(c)
+    }
+
+    /// Folds the tally's differences into its totals, so that a read adds a few rows. On
+    /// PostgreSQL the rows removed are exactly the rows added up (one statement, one snapshot):
+    /// a difference committed meanwhile waits for the next fold.
+    pub async fn fold_outbox_tally(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        match self.backend() {
+            Backend::Postgres => {
+                sqlx::query(
+                    "WITH gone AS (DELETE FROM outbox_tally_delta RETURNING channel, state, d), \
+                     sums AS (SELECT channel, state, SUM(d) AS d FROM gone GROUP BY channel, state) \
+                     UPDATE outbox_tally t SET n = t.n + sums.d FROM sums \
+                     WHERE t.channel = sums.channel AND t.state = sums.state",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            Backend::Sqlite => {
+                // One writer: nothing is added between the two statements.
+                sqlx::query(
+                    "UPDATE outbox_tally SET n = n + COALESCE((SELECT SUM(d) FROM outbox_tally_delta x \
+                     WHERE x.channel = outbox_tally.channel AND x.state = outbox_tally.state), 0)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM outbox_tally_delta").execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes up to `limit` messages delivered before `before` (seconds) and their attempts,
+    /// oldest first, under the retention duty's `fence`; returns how many messages went.
+    pub async fn prune_delivered(
+        &self,
+        before: i64,
+        limit: i64,
+        fence: Option<&super::Fence>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(f) = fence {
+            super::cluster::check_fence(&mut tx, self.backend(), f).await?;
+        }
+        // The batch's last id: the two deletes below take the same rows (a delivered message
+        // never changes again).
+        let last = sqlx::query(
+            "SELECT MAX(id) FROM (SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < $1 \
+             ORDER BY id LIMIT $2) b",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get::<Option<i64>, _>(0)?;
+        let Some(last) = last else {
+            tx.commit().await?;
+            return Ok(0);
+        };
+        sqlx::query(
+            "DELETE FROM outbox_attempts WHERE message_id IN (SELECT message_id FROM outbox \
+             WHERE state = 'delivered' AND delivered_at < $1 AND id <= $2)",
+        )
+        .bind(before)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        let gone = sqlx::query("DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < $1 AND id <= $2")
+            .bind(before)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    /// How many attempts are recorded for a message (for the retention's tests).
+    pub async fn outbox_attempt_count(&self, message_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM outbox_attempts WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get::<i64, _>(0)?,
+        )
     }
 
     pub async fn parked_messages(&self, channel: &str, limit: i64) -> Result<Vec<ParkedMessage>, StoreError> {

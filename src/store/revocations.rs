@@ -374,8 +374,19 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn add_crl(&self, c: &CrlRecord, actor: &crate::audit::actor::Actor) -> Result<(), StoreError> {
+    /// Records a published CRL. Under a `fence` (the publishing duty's), only while the duty is
+    /// still held under it, checked in the same transaction: a paused old holder publishes
+    /// nothing once another instance has taken the duty over.
+    pub async fn add_crl(
+        &self,
+        c: &CrlRecord,
+        actor: &crate::audit::actor::Actor,
+        fence: Option<&super::Fence>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(f) = fence {
+            super::cluster::check_fence(&mut tx, self.backend(), f).await?;
+        }
         sqlx::query(
             "INSERT INTO crls (issuer, number, kind, base_number, this_update, next_update, entries, der) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -398,6 +409,17 @@ impl Store {
         append(&mut tx, self.backend(), &[event]).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The number of the newest CRL of a kind for an issuer, without its DER: instances that
+    /// serve what another published look at this every few seconds.
+    pub async fn latest_crl_number(&self, issuer: &str, kind: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(number) FROM crls WHERE issuer = $1 AND kind = $2")
+            .bind(issuer)
+            .bind(kind)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
     /// The newest CRL of a kind for an issuer.

@@ -8,6 +8,7 @@ mod archive;
 mod audit;
 mod ca_core;
 mod cabinet;
+mod cluster;
 mod cms;
 mod faults;
 mod harness;

@@ -242,8 +242,9 @@ pub async fn changes(ca: &Ca, since: i64) -> Result<(RoundReport, i64), OcspErro
 }
 
 /// The pre-signer, until `stop`: [`round`] every `presign_round_seconds`, [`changes`] every
-/// quarter second and when this instance revokes. The one call site is `service::serve`.
-pub async fn run(ca: Arc<Ca>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// quarter second and when this instance revokes, while `held` says this instance holds the
+/// OCSP duty (one instance of a cluster signs). The one call site is `service::serve`.
+pub async fn run(ca: Arc<Ca>, held: Box<dyn Fn() -> bool + Send + Sync>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(responder) = &ca.responder else {
         tracing::warn!("OCSP answers are not signed ahead: no responder key");
         return;
@@ -252,6 +253,16 @@ pub async fn run(ca: Arc<Ca>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut since = now() - LOOKBACK;
     let mut next_round = tokio::time::Instant::now();
     while !*stop.borrow() {
+        if !held() {
+            // Not this instance's duty (now): wait for it, and take up a full round at once
+            // when it comes, as the previous holder's last round is of unknown age.
+            next_round = tokio::time::Instant::now();
+            tokio::select! {
+                _ = tokio::time::sleep(CHANGES_EVERY) => {}
+                _ = stop.changed() => break,
+            }
+            continue;
+        }
         if tokio::time::Instant::now() >= next_round {
             let started = std::time::Instant::now();
             match round(&ca).await {

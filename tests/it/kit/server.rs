@@ -178,6 +178,23 @@ impl Deployment {
         }
     }
 
+    /// Stops the running service with SIGTERM; whether it exited within `within`. Killed with
+    /// SIGKILL if it did not.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut c) = self.server.take() else { return true };
+        run_ok(Command::new("kill").args(["-TERM", &c.id().to_string()]));
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if c.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     /// Another instance of the same deployment (same environment: data directory, database and
     /// key store), with its own log; not initialised again.
     pub fn sibling(&self) -> Deployment {
