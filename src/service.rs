@@ -289,6 +289,7 @@ fn spawn_duties(
         registry: Arc::clone(&state.registry),
         centres: Arc::clone(&state.centres),
     });
+    let archive_driver = Arc::clone(&driver);
     duty(
         Duty::WorkflowDriver,
         secs(cfg.workflow.driver_seconds),
@@ -321,6 +322,14 @@ fn spawn_duties(
         Duty::OutboxRetention,
         secs(60),
         duties::outbox_retention(Arc::clone(ca)),
+    );
+    duty(
+        Duty::ArchiveRetention,
+        secs(cfg.archive.sweep_seconds),
+        Box::new(move |_| {
+            let d = Arc::clone(&archive_driver);
+            Box::pin(async move { d.sweep_archive().await })
+        }),
     );
 }
 

@@ -107,51 +107,70 @@ async fn verify_chain(ca: &Ca, chain: &str, head: Option<(i64, String)>) -> Resu
     let (mut seq, mut hash) = (0i64, ZERO_HASH.to_string());
     let mut checkpoints = 0;
     let fault = |at: i64, e: AuditError| (at, e);
-    loop {
-        let rows = store
-            .audit_rows(chain, seq, PAGE)
-            .await
-            .map_err(|e| fault(i64::MIN, e.into()))?;
-        for r in &rows {
-            let broken = |why: &str| {
-                (
-                    r.at,
-                    AuditError::Broken {
-                        chain: chain.to_string(),
-                        seq: seq + 1,
-                        why: why.to_string(),
-                    },
-                )
-            };
-            if r.seq != seq + 1 {
-                return Err(broken(&format!("missing (the next record present is {})", r.seq)));
+    let mut head = head;
+    // The service goes on writing while it is verified: records past the head read at the start
+    // are walked too, and the head read again, until the walk ends where a head says (a few
+    // rounds at most; a tail that no head ever names is still "missing").
+    for round in 0.. {
+        loop {
+            let rows = store
+                .audit_rows(chain, seq, PAGE)
+                .await
+                .map_err(|e| fault(i64::MIN, e.into()))?;
+            for r in &rows {
+                let broken = |why: &str| {
+                    (
+                        r.at,
+                        AuditError::Broken {
+                            chain: chain.to_string(),
+                            seq: seq + 1,
+                            why: why.to_string(),
+                        },
+                    )
+                };
+                if r.seq != seq + 1 {
+                    return Err(broken(&format!("missing (the next record present is {})", r.seq)));
+                }
+                if r.prev_hash != hash {
+                    return Err(broken("does not follow the record before it"));
+                }
+                if chain_hash(&r.prev_hash, r.seq, r.at, &r.kind, &r.subject, &r.detail) != r.hash {
+                    return Err(broken("changed after it was written"));
+                }
+                if r.kind == "audit.checkpoint" {
+                    let at = r.at;
+                    check_checkpoint(ca, chain, r.seq, &r.detail).map_err(|e| fault(at, e))?;
+                    check_checkpoint_heads(ca, chain, r.seq, &r.detail)
+                        .await
+                        .map_err(|e| fault(at, e))?;
+                    check_checkpoint_token(ca, chain, r.seq, &r.detail)
+                        .await
+                        .map_err(|e| fault(at, e))?;
+                    checkpoints += 1;
+                }
+                seq = r.seq;
+                hash = r.hash.clone();
             }
-            if r.prev_hash != hash {
-                return Err(broken("does not follow the record before it"));
+            if (rows.len() as i64) < PAGE {
+                break;
             }
-            if chain_hash(&r.prev_hash, r.seq, r.at, &r.kind, &r.subject, &r.detail) != r.hash {
-                return Err(broken("changed after it was written"));
-            }
-            if r.kind == "audit.checkpoint" {
-                let at = r.at;
-                check_checkpoint(ca, chain, r.seq, &r.detail).map_err(|e| fault(at, e))?;
-                check_checkpoint_heads(ca, chain, r.seq, &r.detail)
-                    .await
-                    .map_err(|e| fault(at, e))?;
-                check_checkpoint_token(ca, chain, r.seq, &r.detail)
-                    .await
-                    .map_err(|e| fault(at, e))?;
-                checkpoints += 1;
-            }
-            seq = r.seq;
-            hash = r.hash.clone();
         }
-        if (rows.len() as i64) < PAGE {
+        let (head_seq, head_hash) = head.clone().unwrap_or((0, ZERO_HASH.to_string()));
+        if head_seq == seq && head_hash == hash {
             break;
         }
-    }
-    let (head_seq, head_hash) = head.unwrap_or((0, ZERO_HASH.to_string()));
-    if head_seq != seq || head_hash != hash {
+        if round < 5 && head_seq < seq {
+            head = store
+                .audit_heads()
+                .await
+                .map_err(|e| fault(i64::MIN, e.into()))?
+                .into_iter()
+                .find(|(c, _, _)| c == chain)
+                .map(|(_, s, h)| (s, h));
+            if head.as_ref().is_some_and(|(s, _)| *s > head_seq) {
+                continue;
+            }
+        }
         return Err((
             i64::MAX,
             AuditError::Broken {

@@ -42,12 +42,14 @@ pub enum Duty {
     /// Delivered outbox messages removed after `outbox.retention_days`; the outbox's counts
     /// folded.
     OutboxRetention,
+    /// Receipts of the document archive past `archive.retention_days` removed.
+    ArchiveRetention,
     /// OCSP answers signed ahead (a round registered with [`Cluster::spawn_duty`]).
     Ocsp,
 }
 
 impl Duty {
-    pub const ALL: [Duty; 10] = [
+    pub const ALL: [Duty; 11] = [
         Duty::Crl,
         Duty::AuditCheckpoint,
         Duty::ScheduledDismissals,
@@ -57,6 +59,7 @@ impl Duty {
         Duty::DelegatedRenewal,
         Duty::CabinetReminders,
         Duty::OutboxRetention,
+        Duty::ArchiveRetention,
         Duty::Ocsp,
     ];
 
@@ -72,6 +75,7 @@ impl Duty {
             Duty::DelegatedRenewal => "delegated_renewal",
             Duty::CabinetReminders => "cabinet_reminders",
             Duty::OutboxRetention => "outbox_retention",
+            Duty::ArchiveRetention => "archive_retention",
             Duty::Ocsp => "ocsp",
         }
     }

@@ -5,7 +5,6 @@
 //! lease that runs out (its holder was killed) lets the next round take it up.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::application::Workflow;
 use super::model::{Status, WAITING_KEY_STORE};
@@ -90,26 +89,6 @@ impl Driver {
             Ok(0) => {}
             Ok(n) => tracing::info!("archive: {n} receipts past their retention period deleted"),
             Err(e) => tracing::error!("archive sweep: {e}"),
-        }
-    }
-
-    /// Runs rounds until `stop`; and the archive's retention sweep, at start and every
-    /// `archive.sweep_seconds` (on every instance: deleting what is past its period twice is
-    /// deleting it once).
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let every = Duration::from_secs(self.ca.config.workflow.driver_seconds.max(1));
-        let sweep_every = Duration::from_secs(self.ca.config.archive.sweep_seconds.max(1));
-        let mut swept: Option<std::time::Instant> = None;
-        while !*stop.borrow() {
-            if swept.is_none_or(|t| t.elapsed() >= sweep_every) {
-                self.sweep_archive().await;
-                swept = Some(std::time::Instant::now());
-            }
-            self.round().await;
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.changed() => break,
-            }
         }
     }
 }

@@ -43,9 +43,8 @@ fn cluster_view(d: &Deployment) -> serde_json::Value {
     json(&body)
 }
 
-/// The duties every `nca serve` runs today (the OCSP pre-signer's round is registered by its
-/// own module).
-const DUTIES: [&str; 9] = [
+/// The duties every `nca serve` runs.
+const DUTIES: [&str; 11] = [
     "crl",
     "audit_checkpoint",
     "scheduled_dismissals",
@@ -55,6 +54,8 @@ const DUTIES: [&str; 9] = [
     "delegated_renewal",
     "cabinet_reminders",
     "outbox_retention",
+    "archive_retention",
+    "ocsp",
 ];
 
 /// Revokes certificates issued beside the load (`nca cert issue`), one about every second,
