@@ -6,9 +6,11 @@
 //! certificate's status is unchanged and the answer is fresh: relying traffic costs no signature.
 //!
 //! Before either, a single SHA-1 CertID without a nonce is answered from the answers signed
-//! ahead and kept in the database ([`presign`]): one read, no signature, on every instance. A
+//! ahead and kept in the database ([`presign`]): one read, no signature, on every instance, and
+//! none while the answer is hot in this instance's memory ([`hot`], at most 500 ms). A
 //! status instance (`--role status`) answers only from there: it holds no key.
 
+pub mod hot;
 pub mod presign;
 
 use std::collections::HashMap;
@@ -154,6 +156,8 @@ pub struct Responder {
     hashes: IssuerHashes,
     responder_key_hash: Vec<u8>,
     kept: RwLock<HashMap<Vec<u8>, Kept>>,
+    /// The kept answers (signed ahead) asked for just now, by serial.
+    hot: hot::HotAnswers,
     /// Woken when this instance revoked, held or released a certificate: the pre-signer signs
     /// the new answer at once instead of at its next look.
     changed: tokio::sync::Notify,
@@ -208,6 +212,7 @@ impl Responder {
                     .raw_bytes(),
             ),
             kept: RwLock::new(HashMap::new()),
+            hot: hot::HotAnswers::default(),
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -226,6 +231,7 @@ impl Responder {
         if let Ok(mut k) = self.kept.write() {
             k.clear();
         }
+        self.hot.clear();
     }
 }
 

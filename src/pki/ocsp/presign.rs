@@ -237,8 +237,16 @@ pub async fn changes(ca: &Ca, since: i64) -> Result<(RoundReport, i64), OcspErro
         .filter(|d| seen.insert(d.serial.clone()))
         .filter(|d| d.kept_state.as_deref() != Some(state_key(status_of(true, d.revocation.as_ref(), t)).as_str()))
         .collect();
-    let report = sign_and_keep(ca, due, as_of, t).await?;
-    Ok((report, t - LOOKBACK))
+    let report = sign_and_keep(ca, due, as_of, t).await;
+    // After the write, and every serial seen, not only those signed here: another instance may
+    // have signed it, and the look reaches `LOOKBACK` back, so a forget that raced a read of the
+    // older answer comes again at the next look.
+    if let Some(r) = &ca.responder
+        && !seen.is_empty()
+    {
+        r.hot.forget(seen.iter().map(String::as_str));
+    }
+    Ok((report?, t - LOOKBACK))
 }
 
 /// The pre-signer, until `stop`: [`round`] every `presign_round_seconds`, [`changes`] every
@@ -304,6 +312,12 @@ impl Ca {
             return Ok(None);
         }
         let serial = hex::encode(id.serial_number.as_bytes());
+        let hot = self.responder.as_ref().map(|r| &r.hot);
+        let read_at = std::time::Instant::now();
+        if let Some(answer) = hot.and_then(|h| h.get(&serial, read_at, now())) {
+            return Ok(Some(answer));
+        }
+        let epoch = hot.map(|h| h.epoch());
         let Some(kept) = self.store.presigned_answer(&self.issuing.id, &serial).await? else {
             return Ok(None);
         };
@@ -314,13 +328,17 @@ impl Ca {
             "\"{}\"",
             hex::encode(&digest(&aws_lc_rs::digest::SHA256, &kept.der)[..16])
         );
-        Ok(Some(Answer {
+        let answer = Answer {
             der: Arc::new(kept.der),
             freshness: Some(Freshness {
                 produced_at: kept.this_update,
                 next_update: kept.next_update,
                 etag,
             }),
-        }))
+        };
+        if let (Some(hot), Some(epoch)) = (hot, epoch) {
+            hot.put(serial, answer.clone(), kept.next_update, epoch, read_at);
+        }
+        Ok(Some(answer))
     }
 }
