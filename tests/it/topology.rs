@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{LEASE, cluster_view, clustered, holds};
 use crate::harness::*;
-use crate::presign::{openssl_ocsp, until_status};
+use crate::presign::{answer_times, ocsp_request, openssl_ocsp, post_ocsp, until_status};
 use crate::replica::{Postgres, readyz};
 
 /// Polls `urls` (name, public URL) round by round until each answers `cert` as revoked (no
@@ -43,6 +43,19 @@ fn until_revoked_at(
                 .collect()
         })
     })
+}
+
+/// The validity of the kept (signed ahead) answers, `[ocsp] presign_validity_seconds`' default;
+/// an answer signed on request is valid for an hour.
+const KEPT: u64 = 86_400;
+
+/// Asserts that every one of `urls` answers the no-nonce request `req` from the kept answers.
+fn kept_everywhere(urls: &[(String, String)], req: &Path) {
+    for (at, url) in urls {
+        let (_, times) = answer_times(&post_ocsp(url, req));
+        let (this, next) = times.unwrap_or_else(|| panic!("no answer at {at}"));
+        assert_eq!(next - this, KEPT, "{at} answered with an answer not signed ahead");
+    }
 }
 
 /// The serials (lower-case hex) the delta CRL served at `url` lists, by `openssl crl -text`.
@@ -155,6 +168,8 @@ fn topology_a_revocation_shows_at_three_instances_and_the_replicas_status_instan
     for (at, t) in &took {
         assert!(*t < Duration::from_secs(2), "revoked at {at} after {t:?}: {took:?}");
     }
+    // And from the answers signed ahead by the holder, not signed on request.
+    kept_everywhere(&urls, &ocsp_request(&instances[0], work.path(), &cert_a, false));
 
     // The delta CRL (its URL from /api/v1/ca, served by every instance): the publisher checks
     // every TICK and publishes a delta once the second of a change is over, so the holder of the
@@ -238,6 +253,7 @@ fn topology_a_revocation_shows_at_three_instances_and_the_replicas_status_instan
         );
     }
     assert!(new_holder.is_some(), "the ocsp duty not held once by the survivors");
+    kept_everywhere(&left, &ocsp_request(&instances[0], work.path(), &cert_b, false));
     // The first revocation stays revoked at the status instance.
     let text = openssl_ocsp(&instances[through], &status.public, &cert_a, false);
     assert!(text.contains(": revoked"), "{text}");
