@@ -18,15 +18,15 @@ use crate::receiver::{Receiver, free_port};
 use crate::workflow::{add_operator, application, json};
 
 /// The lease the cluster tests run with: short, so that a take-over is quick to wait for.
-const LEASE: u64 = 6;
+pub(crate) const LEASE: u64 = 6;
 
-fn clustered(d: &mut Deployment) {
+pub(crate) fn clustered(d: &mut Deployment) {
     quick_driver(d);
     d.env.push(("NCA_CLUSTER_LEASE_SECONDS".into(), LEASE.to_string()));
 }
 
 /// Whether the instance says in /metrics that it holds `duty`; None when it does not answer.
-fn holds(d: &Deployment, duty: &str) -> Option<bool> {
+pub(crate) fn holds(d: &Deployment, duty: &str) -> Option<bool> {
     let (status, body) = d.get("/metrics");
     if status != 200 {
         return None;
@@ -37,7 +37,7 @@ fn holds(d: &Deployment, duty: &str) -> Option<bool> {
         .find_map(|l| l.strip_prefix(&key).map(|v| v.trim() == "1"))
 }
 
-fn cluster_view(d: &Deployment) -> serde_json::Value {
+pub(crate) fn cluster_view(d: &Deployment) -> serde_json::Value {
     let (status, body) = d.admin_get("/api/v1/admin/cluster");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     json(&body)

@@ -28,6 +28,7 @@ mod replica;
 mod revocation;
 mod station;
 mod store;
+mod topology;
 mod tsa;
 mod verify;
 mod workflow;

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::presign::{answer_times, ocsp_request, openssl_ocsp, post_ocsp, until_status};
 
-/// A PostgreSQL server of scripts/pg-start.sh, stopped when dropped.
-struct Postgres {
+/// A PostgreSQL server of scripts/pg-start.sh, stopped when dropped (also the primary and
+/// replica of tests/it/topology.rs).
+pub(crate) struct Postgres {
     dir: tempfile::TempDir,
-    port: u16,
-    url: String,
+    pub(crate) port: u16,
+    pub(crate) url: String,
 }
 
 fn script(name: &str) -> PathBuf {
@@ -32,7 +33,7 @@ fn free_port() -> u16 {
 
 impl Postgres {
     /// A new server, or (`replica_of`) a streaming replica of one.
-    fn start(replica_of: Option<u16>) -> Postgres {
+    pub(crate) fn start(replica_of: Option<u16>) -> Postgres {
         let dir = tempfile::Builder::new().prefix("pg").tempdir_in("/tmp").unwrap();
         // The postgres OS user must reach the directory (pg-start.sh runs it as that user).
         run_ok(Command::new("chmod").arg("711").arg(dir.path()));
@@ -59,7 +60,7 @@ impl Drop for Postgres {
     }
 }
 
-fn readyz(url: &str) -> serde_json::Value {
+pub(crate) fn readyz(url: &str) -> serde_json::Value {
     let (_, body) = curl(&[&format!("{url}/readyz")]);
     serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&body)))
 }
