@@ -27,12 +27,12 @@
 #    PostgreSQL, from a `--role status` instance on a streaming replica of it, and from a
 #    static-response server (`bench static`, the same HTTP stack with nothing behind it) in
 #    the same run.
-# 9. Ratios (after the peers): the engine's share of its crypto bound, issuance over HTTP beside
-#    CFSSL and step-ca (../shared/bench/peers/stepca_sign.sh, HTTPS, records to its database),
-#    OCSP with a nonce beside `openssl ocsp`, each with both p99s: RESULT ratio.* lines.
 # 8. A cluster: P1 applications per second with one, two and three `nca serve` instances on the
 #    same PostgreSQL, the load spread evenly (one `bench applications` per instance, APP_CONC
 #    in all), beside the same bound as section 5 (half the issuing key's raw signing rate).
+# 9. Ratios (after the peers): the engine's share of its crypto bound, issuance over HTTP beside
+#    CFSSL and step-ca (../shared/bench/peers/stepca_sign.sh, HTTPS, records to its database),
+#    OCSP with a nonce beside `openssl ocsp`, each with both p99s: RESULT ratio.* lines.
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
