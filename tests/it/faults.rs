@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::kit::pkcs11::OwnKeyStore;
 use crate::workflow::{add_operator, application, confirmation, json, post_confirmation, post_identity, submit};
 
 /// Statuses an application may rest in: its end, or a wait the README documents.
@@ -143,60 +144,6 @@ pub(crate) fn check_invariants(db: &Db) {
     }
 }
 
-/// The CA key store of a deployment, made its own so that the test may take it away: in the
-/// pkcs11 run a SoftHSM2 token of its own (configuration and token directory in the
-/// deployment's temporary directory: the suite's token is shared with the tests running beside
-/// this one), in the software run the deployment's key files.
-struct OwnKeyStore {
-    /// pkcs11: SoftHSM2's token directory; software: the key directory.
-    dir: PathBuf,
-    away: PathBuf,
-}
-
-impl OwnKeyStore {
-    fn new(d: &mut Deployment) -> OwnKeyStore {
-        let away = d.dir.path().join("away");
-        if !is_pkcs11() {
-            return OwnKeyStore {
-                dir: d.data().join("keys"),
-                away,
-            };
-        }
-        let hsm = d.dir.path().join("hsm");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm/setup-token.sh");
-        let out = stdout(&run_ok(Command::new(script).arg(&hsm).args([
-            "nca-fault-ca",
-            "1234",
-            "5678",
-        ])));
-        let conf = out
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("SOFTHSM2_CONF="))
-            .map(|c| c.trim_matches(|ch| ch == '\'' || ch == '"').to_string())
-            .unwrap_or_else(|| panic!("setup-token.sh said {out}"));
-        for (k, v) in [
-            ("SOFTHSM2_CONF", conf),
-            ("NCA_PKCS11_TOKEN", "nca-fault-ca".to_string()),
-            ("NCA_PKCS11_PIN", "1234".to_string()),
-        ] {
-            d.env.push((k.into(), v));
-        }
-        OwnKeyStore {
-            dir: hsm.join("tokens"),
-            away,
-        }
-    }
-
-    /// The token (its directory, as an HSM unplugged) or the key files, gone.
-    fn take_away(&self) {
-        std::fs::rename(&self.dir, &self.away).unwrap();
-    }
-
-    fn give_back(&self) {
-        std::fs::rename(&self.away, &self.dir).unwrap();
-    }
-}
-
 fn application_view(d: &Deployment, number: &str) -> serde_json::Value {
     let (status, body) = d.get(&format!("/api/v1/applications/{number}?iin={IIN}"));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -206,7 +153,7 @@ fn application_view(d: &Deployment, number: &str) -> serde_json::Value {
 #[test]
 fn a_confirmation_while_the_key_store_is_away_waits_and_completes_once_it_is_back() {
     let mut d = Deployment::new();
-    let keys = OwnKeyStore::new(&mut d);
+    let keys = OwnKeyStore::new(&mut d, "nca-fault-ca");
     d.env.push(("NCA_WORKFLOW_DRIVER_SECONDS".into(), "1".into()));
     d.init();
     d.start();

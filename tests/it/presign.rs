@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use der::Decode;
 
 use crate::harness::*;
+use crate::kit::pkcs11::OwnKeyStore;
 
 /// `openssl ocsp` against `url`, no nonce unless asked: its report (stdout and stderr).
 pub fn openssl_ocsp(d: &Deployment, url: &str, cert: &Path, nonce: bool) -> String {
@@ -77,56 +78,6 @@ pub fn until_kept(url: &str, req: &Path, validity: u64) -> Vec<u8> {
     })
 }
 
-/// The key store made the deployment's own, so that the test can take it away (the pkcs11 run:
-/// a SoftHSM2 token in the deployment's directory; software: its key files), as in faults.rs.
-struct OwnKeyStore {
-    dir: PathBuf,
-    away: PathBuf,
-}
-
-impl OwnKeyStore {
-    fn new(d: &mut Deployment) -> OwnKeyStore {
-        let away = d.dir.path().join("away");
-        if !is_pkcs11() {
-            return OwnKeyStore {
-                dir: d.data().join("keys"),
-                away,
-            };
-        }
-        let hsm = d.dir.path().join("hsm");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm/setup-token.sh");
-        let out = stdout(&run_ok(Command::new(script).arg(&hsm).args([
-            "nca-presign-ca",
-            "1234",
-            "5678",
-        ])));
-        let conf = out
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("SOFTHSM2_CONF="))
-            .map(|c| c.trim_matches(|ch| ch == '\'' || ch == '"').to_string())
-            .unwrap_or_else(|| panic!("setup-token.sh said {out}"));
-        for (k, v) in [
-            ("SOFTHSM2_CONF", conf),
-            ("NCA_PKCS11_TOKEN", "nca-presign-ca".to_string()),
-            ("NCA_PKCS11_PIN", "1234".to_string()),
-        ] {
-            d.env.push((k.into(), v));
-        }
-        OwnKeyStore {
-            dir: hsm.join("tokens"),
-            away,
-        }
-    }
-
-    fn take_away(&self) {
-        std::fs::rename(&self.dir, &self.away).unwrap();
-    }
-
-    fn give_back(&self) {
-        std::fs::rename(&self.away, &self.dir).unwrap();
-    }
-}
-
 /// Waits until `url` answers `cert` with `status` (no nonce, `openssl ocsp`, verified); returns
 /// how long it took from `from`.
 pub fn until_status(d: &Deployment, url: &str, cert: &Path, status: &str, from: Instant, secs: u64) -> Duration {
@@ -189,7 +140,7 @@ fn a_revocation_is_in_the_no_nonce_answer_within_2_seconds() {
 #[test]
 fn the_kept_answer_is_served_with_the_key_store_away_and_a_nonce_request_fails() {
     let mut d = Deployment::new();
-    let keys = OwnKeyStore::new(&mut d);
+    let keys = OwnKeyStore::new(&mut d, "nca-presign-ca");
     d.init();
     d.start();
     let work = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! pkcs11-tool as the independent client of a token, and a token of a test's own.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::server::{Deployment, is_pkcs11};
@@ -95,5 +95,56 @@ pub fn ca_token(d: &mut Deployment) -> CaToken {
         conf: Some(conf),
         label: label.into(),
         pin: pin.into(),
+    }
+}
+
+/// The CA key store of a deployment, made its own so that the test may take it away: in the
+/// pkcs11 run a SoftHSM2 token of its own (configuration and token directory in the
+/// deployment's temporary directory: the suite's token is shared with the tests running beside
+/// this one), in the software run the deployment's key files.
+pub struct OwnKeyStore {
+    /// pkcs11: SoftHSM2's token directory; software: the key directory.
+    dir: PathBuf,
+    away: PathBuf,
+}
+
+impl OwnKeyStore {
+    /// `label` names the token of the pkcs11 run: one per test, as tests run side by side.
+    pub fn new(d: &mut Deployment, label: &str) -> OwnKeyStore {
+        let away = d.dir.path().join("away");
+        if !is_pkcs11() {
+            return OwnKeyStore {
+                dir: d.data().join("keys"),
+                away,
+            };
+        }
+        let hsm = d.dir.path().join("hsm");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm/setup-token.sh");
+        let out = stdout(&run_ok(Command::new(script).arg(&hsm).args([label, "1234", "5678"])));
+        let conf = out
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("SOFTHSM2_CONF="))
+            .map(|c| c.trim_matches(|ch| ch == '\'' || ch == '"').to_string())
+            .unwrap_or_else(|| panic!("setup-token.sh said {out}"));
+        for (k, v) in [
+            ("SOFTHSM2_CONF", conf),
+            ("NCA_PKCS11_TOKEN", label.to_string()),
+            ("NCA_PKCS11_PIN", "1234".to_string()),
+        ] {
+            d.env.push((k.into(), v));
+        }
+        OwnKeyStore {
+            dir: hsm.join("tokens"),
+            away,
+        }
+    }
+
+    /// The token (its directory, as an HSM unplugged) or the key files, gone.
+    pub fn take_away(&self) {
+        std::fs::rename(&self.dir, &self.away).unwrap();
+    }
+
+    pub fn give_back(&self) {
+        std::fs::rename(&self.away, &self.dir).unwrap();
     }
 }
