@@ -14,7 +14,7 @@ use nca::store::{Attempt, AttemptOutcome, Fence, OutboxMessage, Store, StoreErro
 
 use crate::faults::{Client, Db, OwnPostgres, Seen, check_invariants, load, quick_driver};
 use crate::harness::*;
-use crate::receiver::{Receiver, free_port};
+use crate::kit::monitoring::Receiver;
 use crate::workflow::{add_operator, application, json};
 
 /// The lease the cluster tests run with: short, so that a take-over is quick to wait for.

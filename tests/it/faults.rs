@@ -533,11 +533,7 @@ impl OwnPostgres {
         let dir = tempfile::tempdir().unwrap();
         // The postgres OS user must reach the cluster's directory.
         run_ok(Command::new("chmod").arg("711").arg(dir.path()));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let pg = OwnPostgres { dir, port };
         let url = pg.up();
         (pg, url)

@@ -21,7 +21,6 @@ mod notices;
 mod operators;
 mod portal;
 mod presign;
-mod receiver;
 mod registry;
 mod relying;
 mod replica;

@@ -11,7 +11,7 @@ use std::process::Command;
 use base64::Engine;
 
 use crate::harness::*;
-use crate::receiver::{Received, Receiver, free_port};
+use crate::kit::monitoring::{Received, Receiver, tls_relay};
 use crate::workflow::{add_operator, application, confirm_completed, json, post_identity, submit};
 
 fn monitored(d: &mut Deployment, port: u16) {
@@ -236,48 +236,12 @@ fn two_instances_on_one_postgresql_deliver_each_message_once() {
     assert_eq!(queue(&second)["delivered"], total as i64);
 }
 
-/// A TLS hop in front of the plain receiver, with the certificate `tls_files` made.
-fn tls_relay(chain: &Path, key: &Path, to: u16) -> (u16, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(chain)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let cfg =
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (port, rt)
-}
-
 #[test]
 fn messages_go_out_over_https_to_a_receiver_the_ca_file_trusts() {
     let port = free_port();
     let receiver = Receiver::start(port);
     let work = tempfile::tempdir().unwrap();
-    let (ca, chain, key) = crate::registry::tls_files(work.path());
+    let (ca, chain, key) = crate::kit::tls::tls_files(work.path());
     let (tls_port, _relay) = tls_relay(&chain, &key, port);
     let mut d = Deployment::new();
     d.env.push((

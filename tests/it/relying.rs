@@ -14,11 +14,7 @@ use crate::harness::*;
 /// A deployment whose base URL is the address it listens on, so that the URLs in its
 /// certificates and CRLs lead to it (the harness's others keep the default base URL).
 fn reachable() -> Deployment {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut d = Deployment::new();
     d.env.push(("NCA_LISTEN".into(), format!("127.0.0.1:{port}")));
     d.env.push(("NCA_BASE_URL".into(), format!("http://127.0.0.1:{port}")));

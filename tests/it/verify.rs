@@ -402,7 +402,7 @@ fn a_time_stamp_of_another_tsa_is_refused() {
 
 #[test]
 fn monitoring_signatures_carry_a_time_stamp_when_configured() {
-    use crate::receiver::{Receiver, free_port};
+    use crate::kit::monitoring::Receiver;
     let port = free_port();
     let receiver = Receiver::start(port);
     let mut d = Deployment::new();

@@ -72,3 +72,12 @@ pub fn random_hex(n: usize) -> String {
     aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b).unwrap();
     hex::encode(b)
 }
+
+/// A port nothing listens on now (a stand-in or a server binds it later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,10 +1,12 @@
 //! A stand-in for the state-service monitoring system: a real HTTP/1.1 server on loopback that
 //! records every POST (body and `X-Signature`) and answers 200, or 400 for the applications it
-//! is told to refuse. It can be started late (the link is down until then) and stopped.
+//! is told to refuse. It can be started late (the link is down until then) and stopped; and a
+//! TLS hop in front of it, for the `https://` monitoring URL.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,11 +39,6 @@ struct Shared {
 pub struct Receiver {
     pub port: u16,
     shared: Arc<Shared>,
-}
-
-/// A port nothing listens on now (the receiver binds it later).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Receiver {
@@ -155,4 +152,29 @@ fn serve(conn: TcpStream, s: &Shared) {
             return;
         }
     }
+}
+
+/// A TLS hop in front of the plain receiver on `to`, with the certificate
+/// [`tls_files`](super::tls::tls_files) made: its port, and the runtime that serves it (dropped,
+/// the hop is gone).
+pub fn tls_relay(chain: &Path, key: &Path, to: u16) -> (u16, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acceptor = super::tls::acceptor(chain, key);
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, rt)
 }
