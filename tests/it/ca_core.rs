@@ -13,8 +13,22 @@ use crate::harness::*;
 
 #[test]
 fn ceremony_makes_a_hierarchy_that_openssl_accepts_and_refuses_to_run_twice() {
-    let d = Deployment::new();
+    let mut d = Deployment::new();
+    // In the pkcs11 run the CA keys go onto a token of this test's own, so that "the refused
+    // ceremony made no keys" can be counted there (the suite's token is shared with the tests
+    // running beside this one); in the software run they are the key files.
+    let _own = is_pkcs11().then(|| crate::kit::pkcs11::OwnKeyStore::new(&mut d, "nca-ceremony"));
+    let token_keys = |d: &Deployment| {
+        let conf = d
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "SOFTHSM2_CONF")
+            .map(|(_, v)| std::path::PathBuf::from(v));
+        crate::kit::pkcs11::objects(conf.as_deref(), "nca-ceremony", "1234", Some("privkey")).len()
+    };
     let report = d.init();
+    let keys_before = if is_pkcs11() { token_keys(&d) } else { 0 };
     for what in [
         "root CA",
         "issuing CA",
@@ -81,7 +95,9 @@ fn ceremony_makes_a_hierarchy_that_openssl_accepts_and_refuses_to_run_twice() {
         root,
         "a refused ceremony changed the root"
     );
-    if !is_pkcs11() {
+    if is_pkcs11() {
+        assert_eq!(token_keys(&d), keys_before, "a refused ceremony made keys on the token");
+    } else {
         assert_eq!(
             std::fs::read_dir(d.path("keys")).unwrap().count(),
             // root, issuing, OCSP responder, service, time-stamping authority
@@ -542,18 +558,18 @@ fn ca_keys_on_the_token_are_sensitive_and_never_extractable() {
 #[test]
 fn production_refuses_software_keys_and_first_start_initialises() {
     let mut d = Deployment::new();
-    if !is_pkcs11() {
-        let mut cmd = d.nca(&["serve"]);
-        cmd.env("NCA_DEVELOPMENT", "false");
-        let out = run(&mut cmd);
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("unsafe configuration") && err.contains("software key store"),
-            "{err}"
-        );
-        assert!(!d.path("nca.db").exists(), "a refused start created state");
-    }
+    // The refusal is the software key store's, so it is asked for in both runs (the pkcs11
+    // run's deployment is a production one already, on its token).
+    let mut cmd = d.nca(&["serve"]);
+    cmd.env("NCA_KEY_STORE", "software").env("NCA_DEVELOPMENT", "false");
+    let out = run(&mut cmd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsafe configuration") && err.contains("software key store"),
+        "{err}"
+    );
+    assert!(!d.path("nca.db").exists(), "a refused start created state");
     // No `nca init`: the first start runs the ceremony and says so.
     d.start();
     assert!(d.log().contains("first start"), "{}", d.log());
