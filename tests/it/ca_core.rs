@@ -294,38 +294,68 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             revocation_pointers: true,
         },
     ];
+    // Each profile on its own: one that is wrong does not hide the others.
+    let mut all = Scenario::new("every profile");
     for (i, case) in cases.iter().enumerate() {
-        let (_, csr) = openssl_csr(work.path(), &format!("k{i}"), "rsa:2048");
+        all.check(case.profile, || profile_issues_as_said(&d, work.path(), i, case));
+    }
+    // The CA certificates lint clean too.
+    for f in ["ca/root.pem", "ca/issuing.pem"] {
+        all.check(&format!("{f} lints clean"), || {
+            let lint = run_ok(
+                Command::new("lint_pkix_cert")
+                    .args(["lint", "-s", "ERROR"])
+                    .arg(d.path(f)),
+            );
+            assert!(stdout(&lint).trim().is_empty(), "{f}: {}", stdout(&lint));
+        });
+    }
+    all.finish();
+}
+
+/// Issues a certificate under `case.profile` with `nca cert issue` and checks it against the
+/// profile: a step (the issuance), then checks that each report on their own.
+fn profile_issues_as_said(d: &Deployment, work: &std::path::Path, i: usize, case: &Expect) {
+    let mut sc = Scenario::new(case.profile);
+    let (pem_path, cert) = sc.step("issued, and openssl verifies it", || {
+        let (_, csr) = openssl_csr(work, &format!("k{i}"), "rsa:2048");
         let mut args = vec!["cert", "issue", "--profile", case.profile, "--csr"];
         let csr_s = csr.display().to_string();
         args.push(&csr_s);
         args.extend(case.args.iter().copied());
         let out = run_ok(&mut d.nca(&args));
-        let pem_path = work.path().join(format!("{}.pem", case.profile));
+        let pem_path = work.join(format!("{}.pem", case.profile));
         write(&pem_path, &out.stdout);
-        let v = openssl_verify(&d, &pem_path);
+        let v = openssl_verify(d, &pem_path);
         assert!(v.status.success(), "{}: {}", case.profile, stdout(&v));
-
         let (_, der) = der::pem::decode_vec(&out.stdout).unwrap();
-        let cert = Certificate::from_der(&der).unwrap();
+        (pem_path, Certificate::from_der(&der).unwrap())
+    });
+    sc.check("subject", || {
         let dn = subject_of(&cert);
         let want: Vec<_> = case.dn.iter().map(|(o, t, v)| (*o, *t, v.to_string())).collect();
         assert_eq!(dn, want, "{}: subject", case.profile);
+    });
+    sc.check("serial", || {
         let serial = cert.tbs_certificate.serial_number.as_bytes();
         assert_eq!(serial.len(), 20, "{}: serial of 20 octets", case.profile);
         assert!(serial[0] >= 0x10 && serial[0] < 0x80);
-
-        let exts: HashMap<String, (bool, Vec<u8>)> = cert
-            .tbs_certificate
+    });
+    let exts: HashMap<String, (bool, Vec<u8>)> = sc.step("extensions decode", || {
+        cert.tbs_certificate
             .extensions
             .clone()
             .unwrap()
             .into_iter()
             .map(|e| (e.extn_id.to_string(), (e.critical, e.extn_value.as_bytes().to_vec())))
-            .collect();
+            .collect()
+    });
+    sc.check("key usage", || {
         let (crit, ku) = &exts[&KeyUsage::OID.to_string()];
         assert!(*crit, "{}: keyUsage critical", case.profile);
         assert_eq!(ku_names(&KeyUsage::from_der(ku).unwrap()), case.ku, "{}", case.profile);
+    });
+    sc.check("extended key usage", || {
         let eku = ExtendedKeyUsage::from_der(&exts[&ExtendedKeyUsage::OID.to_string()].1).unwrap();
         assert_eq!(
             eku.0.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
@@ -333,14 +363,16 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             "{}",
             case.profile
         );
-        match case.policy {
-            Some(p) => {
-                let cp = CertificatePolicies::from_der(&exts["2.5.29.32"].1).unwrap();
-                assert_eq!(cp.0[0].policy_identifier.to_string(), p);
-                assert!(cp.0[0].policy_qualifiers.is_some(), "{}: CPS qualifier", case.profile);
-            }
-            None => assert!(!exts.contains_key("2.5.29.32"), "{}", case.profile),
+    });
+    sc.check("policy", || match case.policy {
+        Some(p) => {
+            let cp = CertificatePolicies::from_der(&exts["2.5.29.32"].1).unwrap();
+            assert_eq!(cp.0[0].policy_identifier.to_string(), p);
+            assert!(cp.0[0].policy_qualifiers.is_some(), "{}: CPS qualifier", case.profile);
         }
+        None => assert!(!exts.contains_key("2.5.29.32"), "{}", case.profile),
+    });
+    sc.check("key identifiers, revocation pointers, no basicConstraints", || {
         for oid in ["2.5.29.35", "2.5.29.14"] {
             assert!(exts.contains_key(oid), "{}: {oid}", case.profile);
         }
@@ -369,6 +401,8 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             "{}: end entity without basicConstraints",
             case.profile
         );
+    });
+    sc.check("as openssl prints it: e-mail, URLs, names", || {
         let text = stdout(&run_ok(
             Command::new("openssl")
                 .args(["x509", "-noout", "-text", "-in"])
@@ -390,8 +424,9 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
         if case.profile == "tls-server" {
             assert!(text.contains("DNS:ca.example.kz, IP Address:127.0.0.1"), "{text}");
         }
-
-        // An RFC 5280 linter finds nothing at error level.
+    });
+    // An RFC 5280 linter finds nothing at error level.
+    sc.check("pkilint", || {
         let lint = run(Command::new("lint_pkix_cert")
             .args(["lint", "-s", "ERROR"])
             .arg(&pem_path));
@@ -405,16 +440,8 @@ fn every_profile_issues_exactly_as_profiles_md_says() {
             case.profile,
             stdout(&lint)
         );
-    }
-    // The CA certificates lint clean too.
-    for f in ["ca/root.pem", "ca/issuing.pem"] {
-        let lint = run_ok(
-            Command::new("lint_pkix_cert")
-                .args(["lint", "-s", "ERROR"])
-                .arg(d.path(f)),
-        );
-        assert!(stdout(&lint).trim().is_empty(), "{f}: {}", stdout(&lint));
-    }
+    });
+    sc.finish();
 }
 
 #[test]

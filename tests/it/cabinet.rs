@@ -141,173 +141,202 @@ fn sign_in_with_the_auth_key_opens_a_session_and_every_wrong_challenge_key_or_ce
     let w = work.path();
     let op = add_operator(&d, "920708497088", "Сейітқали", &centre, w);
     let p = issued_pair(&d, &op, &centre, w, (IIN, "Құнанбай", "Абай"), "a");
+    let mut sc = Scenario::new("sign-in and its refusals");
 
     // Signed with the AUTH key: a session, in an HttpOnly, SameSite=Strict cookie (not Secure:
     // this service's base URL is plain HTTP).
-    let (status, v, cookie, set_cookie) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
-    assert_eq!(status, 201, "{v}");
-    assert_eq!(v["iin"], IIN);
-    assert_eq!(v["certificate"], p.auth_serial.as_str());
-    let cookie = cookie.expect("a session cookie");
-    assert!(cookie.starts_with("nca_cabinet="), "{set_cookie}");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
-        assert!(set_cookie.contains(attr), "{set_cookie}");
-    }
-    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
-
+    let cookie = sc.step("signed in with the AUTH key: a session in a strict cookie", || {
+        let (status, v, cookie, set_cookie) =
+            sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(v["iin"], IIN);
+        assert_eq!(v["certificate"], p.auth_serial.as_str());
+        let cookie = cookie.expect("a session cookie");
+        assert!(cookie.starts_with("nca_cabinet="), "{set_cookie}");
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+            assert!(set_cookie.contains(attr), "{set_cookie}");
+        }
+        assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+        cookie
+    });
     // The holder's certificates, applications, and one certificate with its chain.
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
-    let list = json(&body);
-    assert_eq!(status, 200, "{list}");
-    let certs = list["certificates"].as_array().unwrap();
-    assert_eq!(certs.len(), 2, "{list}");
-    let kinds: Vec<_> = certs.iter().map(|c| c["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"auth") && kinds.contains(&"sign"), "{list}");
-    assert!(certs.iter().all(|c| c["status"] == "valid"), "{list}");
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/applications", Some(&cookie));
-    assert_eq!(status, 200);
-    assert_eq!(json(&body)["applications"][0]["number"], p.number.as_str());
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/session", Some(&cookie));
-    let me = json(&body);
-    assert_eq!(status, 200, "{me}");
-    assert_eq!(me["applicant"]["email"], "abai@example.kz", "{me}");
-    assert_eq!(me["registration_centre"], centre.as_str(), "{me}");
-    let (status, pem) = cabinet_get(
-        &d,
-        &format!("/api/v1/cabinet/certificates/{}", p.auth_serial),
-        Some(&cookie),
-    );
-    assert_eq!(status, 200);
-    assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 3);
-
+    sc.check("the holder's certificates, applications and chain", || {
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
+        let list = json(&body);
+        assert_eq!(status, 200, "{list}");
+        let certs = list["certificates"].as_array().unwrap();
+        assert_eq!(certs.len(), 2, "{list}");
+        let kinds: Vec<_> = certs.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+        assert!(kinds.contains(&"auth") && kinds.contains(&"sign"), "{list}");
+        assert!(certs.iter().all(|c| c["status"] == "valid"), "{list}");
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/applications", Some(&cookie));
+        assert_eq!(status, 200);
+        assert_eq!(json(&body)["applications"][0]["number"], p.number.as_str());
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/session", Some(&cookie));
+        let me = json(&body);
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["applicant"]["email"], "abai@example.kz", "{me}");
+        assert_eq!(me["registration_centre"], centre.as_str(), "{me}");
+        let (status, pem) = cabinet_get(
+            &d,
+            &format!("/api/v1/cabinet/certificates/{}", p.auth_serial),
+            Some(&cookie),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(String::from_utf8(pem).unwrap().matches("BEGIN CERTIFICATE").count(), 3);
+    });
     // Signing in again from the same browser ends the session it had: one cookie, one session.
-    let (status, _, renewed, _) = sign_in(
-        &d,
-        Some(&cookie),
-        &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key),
-    );
-    assert_eq!(status, 201);
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
-    assert_eq!((status, code(&body)), (401, "session_ended".into()));
-    let cookie = renewed.unwrap();
-    assert_eq!(cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie)).0, 200);
-
+    let cookie = sc.step("signing in again ends the session the browser had", || {
+        let (status, _, renewed, _) = sign_in(
+            &d,
+            Some(&cookie),
+            &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key),
+        );
+        assert_eq!(status, 201);
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
+        assert_eq!((status, code(&body)), (401, "session_ended".into()));
+        let cookie = renewed.unwrap();
+        assert_eq!(cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie)).0, 200);
+        cookie
+    });
     // Someone else's certificate is not shown to this holder.
-    let other = issued_pair(&d, &op, &centre, w, OTHER, "o");
-    let (status, body) = cabinet_get(
-        &d,
-        &format!("/api/v1/cabinet/certificates/{}", other.auth_serial),
-        Some(&cookie),
-    );
-    assert_eq!((status, code(&body)), (404, "certificate_not_found".into()));
-
+    let other = sc.step("another holder's pair, not shown to this one", || {
+        let other = issued_pair(&d, &op, &centre, w, OTHER, "o");
+        let (status, body) = cabinet_get(
+            &d,
+            &format!("/api/v1/cabinet/certificates/{}", other.auth_serial),
+            Some(&cookie),
+        );
+        assert_eq!((status, code(&body)), (404, "certificate_not_found".into()));
+        other
+    });
     // A challenge is spent once: the same signed answer again is a replay.
-    let challenge = new_challenge(&d);
-    let body = signed(w, &challenge, &p.auth_crt, &p.auth_key);
-    assert_eq!(sign_in(&d, None, &body).0, 201);
-    let (status, v, cookie2, _) = sign_in(&d, None, &body);
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (401, Some("challenge_used")),
-        "{v}"
-    );
-    assert!(cookie2.is_none());
+    sc.check("a challenge is spent once", || {
+        let challenge = new_challenge(&d);
+        let body = signed(w, &challenge, &p.auth_crt, &p.auth_key);
+        assert_eq!(sign_in(&d, None, &body).0, 201);
+        let (status, v, cookie2, _) = sign_in(&d, None, &body);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (401, Some("challenge_used")),
+            "{v}"
+        );
+        assert!(cookie2.is_none());
+    });
     // One the service never gave.
-    let (status, v, _, _) = sign_in(&d, None, &signed(w, "bm90LWdpdmVu", &p.auth_crt, &p.auth_key));
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (401, Some("challenge_unknown")),
-        "{v}"
-    );
+    sc.check("a challenge the service never gave", || {
+        let (status, v, _, _) = sign_in(&d, None, &signed(w, "bm90LWdpdmVu", &p.auth_crt, &p.auth_key));
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (401, Some("challenge_unknown")),
+            "{v}"
+        );
+    });
     // The AUTH certificate with a signature by another key (the SIGN key of the same pair).
-    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.sign_key));
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (401, Some("sign_in_signature_invalid")),
-        "{v}"
-    );
+    sc.check("a signature by another key", || {
+        let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.sign_key));
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (401, Some("sign_in_signature_invalid")),
+            "{v}"
+        );
+    });
     // The SIGN certificate with its own key: not for signing in.
-    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.sign_crt, &p.sign_key));
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (403, Some("sign_in_not_auth_certificate")),
-        "{v}"
-    );
+    sc.check("the SIGN certificate is not for signing in", || {
+        let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.sign_crt, &p.sign_key));
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (403, Some("sign_in_not_auth_certificate")),
+            "{v}"
+        );
+    });
     // A certificate this CA did not issue, self-signed by its key.
-    let stranger = w.join("stranger.crt");
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-x509", "-new", "-subj", "/CN=stranger", "-days", "1", "-key"])
-            .arg(&p.auth_key)
-            .arg("-out")
-            .arg(&stranger),
-    );
-    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &stranger, &p.auth_key));
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (401, Some("sign_in_certificate_unknown")),
-        "{v}"
-    );
+    sc.check("a certificate this CA did not issue", || {
+        let stranger = w.join("stranger.crt");
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-x509", "-new", "-subj", "/CN=stranger", "-days", "1", "-key"])
+                .arg(&p.auth_key)
+                .arg("-out")
+                .arg(&stranger),
+        );
+        let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &stranger, &p.auth_key));
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (401, Some("sign_in_certificate_unknown")),
+            "{v}"
+        );
+    });
     // Malformed: refused, no session.
-    let (status, v, cookie3, _) = sign_in(&d, None, r#"{"challenge":"x"}"#);
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (400, Some("request_invalid")),
-        "{v}"
-    );
-    assert!(cookie3.is_none());
-
+    sc.check("a malformed sign-in", || {
+        let (status, v, cookie3, _) = sign_in(&d, None, r#"{"challenge":"x"}"#);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("request_invalid")),
+            "{v}"
+        );
+        assert!(cookie3.is_none());
+    });
     // Sessions: none, forged, signed out.
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", None);
-    assert_eq!((status, code(&body)), (401, "session_required".into()));
-    let (status, body) = cabinet_get(
-        &d,
-        "/api/v1/cabinet/certificates",
-        Some("nca_cabinet=Zm9yZ2VkLXNlc3Npb24tdG9rZW4tb2YtMzItYnl0ZXM"),
-    );
-    assert_eq!((status, code(&body)), (401, "session_invalid".into()));
-    let (status, _, out_body) = curl_with_headers(&[
-        "-X",
-        "DELETE",
-        "-H",
-        &format!("cookie: {cookie}"),
-        &format!("{}/api/v1/cabinet/session", d.public),
-    ]);
-    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&out_body));
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
-    assert_eq!((status, code(&body)), (401, "session_ended".into()));
-
+    sc.check("sessions: none, forged, signed out", || {
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", None);
+        assert_eq!((status, code(&body)), (401, "session_required".into()));
+        let (status, body) = cabinet_get(
+            &d,
+            "/api/v1/cabinet/certificates",
+            Some("nca_cabinet=Zm9yZ2VkLXNlc3Npb24tdG9rZW4tb2YtMzItYnl0ZXM"),
+        );
+        assert_eq!((status, code(&body)), (401, "session_invalid".into()));
+        let (status, _, out_body) = curl_with_headers(&[
+            "-X",
+            "DELETE",
+            "-H",
+            &format!("cookie: {cookie}"),
+            &format!("{}/api/v1/cabinet/session", d.public),
+        ]);
+        assert_eq!(status, 204, "{}", String::from_utf8_lossy(&out_body));
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&cookie));
+        assert_eq!((status, code(&body)), (401, "session_ended".into()));
+    });
     // A revoked AUTH certificate: no new session, and the open one ends.
-    let (_, _, live, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
-    let live = live.unwrap();
-    let (status, body) = d.admin_post(
-        "/api/v1/admin/revocations",
-        &format!(r#"{{"serial":"{}","reason":"keyCompromise"}}"#, p.auth_serial),
+    sc.step(
+        "a revoked AUTH certificate: no new session, and the open one ends",
+        || {
+            let (_, _, live, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+            let live = live.unwrap();
+            let (status, body) = d.admin_post(
+                "/api/v1/admin/revocations",
+                &format!(r#"{{"serial":"{}","reason":"keyCompromise"}}"#, p.auth_serial),
+            );
+            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+            let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
+            assert_eq!(
+                (status, v["error"]["code"].as_str()),
+                (403, Some("sign_in_certificate_revoked")),
+                "{v}"
+            );
+            let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&live));
+            assert_eq!((status, code(&body)), (401, "session_certificate_revoked".into()));
+        },
     );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let (status, v, _, _) = sign_in(&d, None, &signed(w, &new_challenge(&d), &p.auth_crt, &p.auth_key));
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (403, Some("sign_in_certificate_revoked")),
-        "{v}"
-    );
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", Some(&live));
-    assert_eq!((status, code(&body)), (401, "session_certificate_revoked".into()));
     // The other holder's session shows the revocation of nothing of theirs; theirs is valid.
-    let (_, _, theirs, _) = sign_in(
-        &d,
-        None,
-        &signed(w, &new_challenge(&d), &other.auth_crt, &other.auth_key),
-    );
-    let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", theirs.as_deref());
-    assert_eq!(status, 200);
-    assert!(
-        json(&body)["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["status"] == "valid")
-    );
+    sc.check("the other holder's certificates stay valid", || {
+        let (_, _, theirs, _) = sign_in(
+            &d,
+            None,
+            &signed(w, &new_challenge(&d), &other.auth_crt, &other.auth_key),
+        );
+        let (status, body) = cabinet_get(&d, "/api/v1/cabinet/certificates", theirs.as_deref());
+        assert_eq!(status, 200);
+        assert!(
+            json(&body)["certificates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["status"] == "valid")
+        );
+    });
+    sc.finish();
 }
 
 #[test]

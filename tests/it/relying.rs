@@ -92,158 +92,172 @@ fn every_url_named_answers_and_paths_validate_with_crls_deltas_and_ocsp() {
     let d = reachable();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
+    let mut sc = Scenario::new("every URL named, and paths");
     let sign = issue(&d, w, "sign", "individual-sign");
     let auth = issue(&d, w, "auth", "individual-auth");
     let revoked = issue(&d, w, "revoked", "individual-sign");
     // A revocation with an invalidity date, so that the CRLs have an entry with both extensions.
-    let (status, body) = d.admin_post(
-        "/api/v1/admin/revocations",
-        &format!(
-            r#"{{"serial":"{}","reason":"keyCompromise","invalidity_date":"2026-01-01T00:00:00Z"}}"#,
-            serial_of(&revoked)
-        ),
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    // A CRL lists what was recorded before the second it is published in.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    for body in [r#"{}"#, r#"{"delta":true}"#, r#"{"root":true}"#] {
-        let (status, out) = d.admin_post("/api/v1/admin/crl", body);
-        assert_eq!(status, 201, "{body}: {}", String::from_utf8_lossy(&out));
-    }
-    // The root publishes no delta: asking for one is refused, changing nothing.
-    let (status, out) = d.admin_post("/api/v1/admin/crl", r#"{"delta":true,"root":true}"#);
-    assert_eq!(status, 400);
-    assert!(String::from_utf8_lossy(&out).contains("crl_kind_invalid"));
-
-    // What the directory names.
-    let (_, dir) = d.get("/api/v1/ca");
-    let dir: serde_json::Value = serde_json::from_slice(&dir).unwrap();
-    let mut todo: Vec<String> = Vec::new();
-    for ca in dir["cas"].as_array().unwrap() {
-        for key in ["crl_url", "delta_crl_url", "ocsp_url"] {
-            match (ca["role"].as_str(), &ca[key]) {
-                (_, serde_json::Value::String(u)) => todo.push(u.clone()),
-                (Some("root"), serde_json::Value::Null) if key != "crl_url" => {}
-                (role, v) => panic!("{role:?} {key}: {v}"),
-            }
-        }
-    }
-    // What the certificates name.
-    for pem in [&sign, &auth, &d.path("ca/issuing.pem"), &d.path("ca/root.pem")] {
-        todo.extend(uris(&pem_text(pem)));
-    }
-    let policies_named: BTreeSet<String> = [&sign, &auth, &d.path("ca/issuing.pem")]
-        .iter()
-        .flat_map(|p| {
-            pem_text(p)
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("Policy: ").map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert!(policies_named.contains("1.2.398.3.3.2.3"), "{policies_named:?}");
-
-    let mut seen = BTreeSet::new();
-    let mut crls = Vec::new();
-    while let Some(url) = todo.pop() {
-        if !seen.insert(url.clone()) {
-            continue;
-        }
-        let path = url
-            .strip_prefix(&d.public)
-            .unwrap_or_else(|| panic!("{url} is not this service's ({})", d.public));
-        if path == "/ocsp" {
-            // The responder answers for the certificates that name it.
-            for cert in [&sign, &auth] {
-                let out = run(Command::new("openssl")
-                    .args(["ocsp", "-issuer"])
-                    .arg(d.path("ca/issuing.pem"))
-                    .arg("-cert")
-                    .arg(cert)
-                    .args(["-url", &url, "-CAfile"])
-                    .arg(d.path("ca/root.pem")));
-                let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-                assert!(
-                    text.contains(": good") && text.contains("Response verify OK"),
-                    "{url}: {text}"
-                );
-            }
-            continue;
-        }
-        let (status, body) = d.get(path);
-        assert_eq!(status, 200, "{url}");
-        let file = w.join(format!("fetched-{}", seen.len()));
-        write(&file, &body);
-        if path.ends_with(".crl") {
-            let text = openssl_text("crl", &file);
-            todo.extend(uris(&text));
-            crls.push(crl_pem(&file));
-        } else if path.ends_with(".cer") {
-            todo.extend(uris(&openssl_text("x509", &file)));
-        } else if path == "/cps" {
-            let page = String::from_utf8(body).unwrap();
-            for oid in &policies_named {
-                assert!(page.contains(oid), "the policy document does not name {oid}");
-            }
-        } else {
-            panic!("{url}: not a URL kind this test knows");
-        }
-    }
-    for must in [
-        "/crl/nca.crl",
-        "/crl/nca-delta.crl",
-        "/crl/root.crl",
-        "/cert/nca.cer",
-        "/cps",
-        "/ocsp",
-    ] {
-        assert!(
-            seen.contains(&format!("{}{must}", d.public)),
-            "{must} was never named: {seen:?}"
+    sc.step("one revoked with an invalidity date, and the CRLs published", || {
+        let (status, body) = d.admin_post(
+            "/api/v1/admin/revocations",
+            &format!(
+                r#"{{"serial":"{}","reason":"keyCompromise","invalidity_date":"2026-01-01T00:00:00Z"}}"#,
+                serial_of(&revoked)
+            ),
         );
-    }
-    assert!(!seen.iter().any(|u| u.ends_with("/root-delta.crl")), "{seen:?}");
-
-    // OpenSSL with every CRL and delta, then requiring the end-entity policy explicitly.
-    let verify = |cert: &Path, extra: &[&str]| {
-        let mut c = Command::new("openssl");
-        c.args(["verify", "-crl_check_all", "-extended_crl", "-use_deltas", "-CAfile"])
-            .arg(d.path("ca/root.pem"))
-            .arg("-untrusted")
-            .arg(d.path("ca/issuing.pem"));
-        for crl in &crls {
-            c.arg("-CRLfile").arg(crl);
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        // A CRL lists what was recorded before the second it is published in.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        for body in [r#"{}"#, r#"{"delta":true}"#, r#"{"root":true}"#] {
+            let (status, out) = d.admin_post("/api/v1/admin/crl", body);
+            assert_eq!(status, 201, "{body}: {}", String::from_utf8_lossy(&out));
         }
-        c.args(extra).arg(cert);
-        let out = run(&mut c);
-        format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
-    };
-    assert!(verify(&sign, &[]).contains(": OK"), "{}", verify(&sign, &[]));
-    let strict = ["-policy", "1.2.398.3.3.2.3", "-explicit_policy", "-policy_check"];
-    let out = verify(&sign, &strict);
-    assert!(out.contains(": OK"), "{out}");
-    // The check could fail: a certificate of another policy is refused under it.
-    assert!(!verify(&auth, &strict).contains(": OK"));
-    let out = verify(&revoked, &[]);
-    assert!(out.contains("revoked"), "{out}");
-
+    });
+    // The root publishes no delta: asking for one is refused, changing nothing.
+    sc.check("the root publishes no delta", || {
+        let (status, out) = d.admin_post("/api/v1/admin/crl", r#"{"delta":true,"root":true}"#);
+        assert_eq!(status, 400);
+        assert!(String::from_utf8_lossy(&out).contains("crl_kind_invalid"));
+    });
+    // What the directory names.
+    let (mut todo, policies_named) = sc.step("the URLs the directory and the certificates name", || {
+        let (_, dir) = d.get("/api/v1/ca");
+        let dir: serde_json::Value = serde_json::from_slice(&dir).unwrap();
+        let mut todo: Vec<String> = Vec::new();
+        for ca in dir["cas"].as_array().unwrap() {
+            for key in ["crl_url", "delta_crl_url", "ocsp_url"] {
+                match (ca["role"].as_str(), &ca[key]) {
+                    (_, serde_json::Value::String(u)) => todo.push(u.clone()),
+                    (Some("root"), serde_json::Value::Null) if key != "crl_url" => {}
+                    (role, v) => panic!("{role:?} {key}: {v}"),
+                }
+            }
+        }
+        // What the certificates name.
+        for pem in [&sign, &auth, &d.path("ca/issuing.pem"), &d.path("ca/root.pem")] {
+            todo.extend(uris(&pem_text(pem)));
+        }
+        let policies_named: BTreeSet<String> = [&sign, &auth, &d.path("ca/issuing.pem")]
+            .iter()
+            .flat_map(|p| {
+                pem_text(p)
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("Policy: ").map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(policies_named.contains("1.2.398.3.3.2.3"), "{policies_named:?}");
+        (todo, policies_named)
+    });
+    let (seen, crls) = sc.step("every URL named answers", || {
+        let mut seen = BTreeSet::new();
+        let mut crls = Vec::new();
+        while let Some(url) = todo.pop() {
+            if !seen.insert(url.clone()) {
+                continue;
+            }
+            let path = url
+                .strip_prefix(&d.public)
+                .unwrap_or_else(|| panic!("{url} is not this service's ({})", d.public));
+            if path == "/ocsp" {
+                // The responder answers for the certificates that name it.
+                for cert in [&sign, &auth] {
+                    let out = run(Command::new("openssl")
+                        .args(["ocsp", "-issuer"])
+                        .arg(d.path("ca/issuing.pem"))
+                        .arg("-cert")
+                        .arg(cert)
+                        .args(["-url", &url, "-CAfile"])
+                        .arg(d.path("ca/root.pem")));
+                    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+                    assert!(
+                        text.contains(": good") && text.contains("Response verify OK"),
+                        "{url}: {text}"
+                    );
+                }
+                continue;
+            }
+            let (status, body) = d.get(path);
+            assert_eq!(status, 200, "{url}");
+            let file = w.join(format!("fetched-{}", seen.len()));
+            write(&file, &body);
+            if path.ends_with(".crl") {
+                let text = openssl_text("crl", &file);
+                todo.extend(uris(&text));
+                crls.push(crl_pem(&file));
+            } else if path.ends_with(".cer") {
+                todo.extend(uris(&openssl_text("x509", &file)));
+            } else if path == "/cps" {
+                let page = String::from_utf8(body).unwrap();
+                for oid in &policies_named {
+                    assert!(page.contains(oid), "the policy document does not name {oid}");
+                }
+            } else {
+                panic!("{url}: not a URL kind this test knows");
+            }
+        }
+        (seen, crls)
+    });
+    sc.check("every kind of URL is named, and no root delta", || {
+        for must in [
+            "/crl/nca.crl",
+            "/crl/nca-delta.crl",
+            "/crl/root.crl",
+            "/cert/nca.cer",
+            "/cps",
+            "/ocsp",
+        ] {
+            assert!(
+                seen.contains(&format!("{}{must}", d.public)),
+                "{must} was never named: {seen:?}"
+            );
+        }
+        assert!(!seen.iter().any(|u| u.ends_with("/root-delta.crl")), "{seen:?}");
+    });
+    // OpenSSL with every CRL and delta, then requiring the end-entity policy explicitly.
+    sc.check("openssl verify with the CRLs and deltas, and under the policy", || {
+        let verify = |cert: &Path, extra: &[&str]| {
+            let mut c = Command::new("openssl");
+            c.args(["verify", "-crl_check_all", "-extended_crl", "-use_deltas", "-CAfile"])
+                .arg(d.path("ca/root.pem"))
+                .arg("-untrusted")
+                .arg(d.path("ca/issuing.pem"));
+            for crl in &crls {
+                c.arg("-CRLfile").arg(crl);
+            }
+            c.args(extra).arg(cert);
+            let out = run(&mut c);
+            format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
+        };
+        assert!(verify(&sign, &[]).contains(": OK"), "{}", verify(&sign, &[]));
+        let strict = ["-policy", "1.2.398.3.3.2.3", "-explicit_policy", "-policy_check"];
+        let out = verify(&sign, &strict);
+        assert!(out.contains(": OK"), "{out}");
+        // The check could fail: a certificate of another policy is refused under it.
+        assert!(!verify(&auth, &strict).contains(": OK"));
+        let out = verify(&revoked, &[]);
+        assert!(out.contains("revoked"), "{out}");
+    });
     // An independent library, fetching what the certificates name, revocation hard-fail.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/validate_path.py");
-    let pyhanko = |cert: &Path| {
-        let out = run(Command::new("python3")
-            .arg(script)
-            .arg(d.path("ca/root.pem"))
-            .arg(d.path("ca/issuing.pem"))
-            .arg(cert));
-        // The verdict is on stdout; stderr has the HTTP client's chatter.
-        (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    for cert in [&sign, &auth] {
-        let (out, err) = pyhanko(cert);
-        assert_eq!(out.trim(), "valid", "{}: {err}", cert.display());
-    }
-    let (out, err) = pyhanko(&revoked);
-    assert!(out.starts_with("invalid:") && out.contains("revoked"), "{out}{err}");
+    sc.check("pyhanko-certvalidator, fetching, revocation hard-fail", || {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/validate_path.py");
+        let pyhanko = |cert: &Path| {
+            let out = run(Command::new("python3")
+                .arg(script)
+                .arg(d.path("ca/root.pem"))
+                .arg(d.path("ca/issuing.pem"))
+                .arg(cert));
+            // The verdict is on stdout; stderr has the HTTP client's chatter.
+            (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        for cert in [&sign, &auth] {
+            let (out, err) = pyhanko(cert);
+            assert_eq!(out.trim(), "valid", "{}: {err}", cert.display());
+        }
+        let (out, err) = pyhanko(&revoked);
+        assert!(out.starts_with("invalid:") && out.contains("revoked"), "{out}{err}");
+    });
+    sc.finish();
 }
 
 /// `curl -D` on the public listener: (status, headers lower-cased, body).

@@ -151,206 +151,228 @@ pub(crate) fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path)
 fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results() {
     let (d, centre, work) = running();
     let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+    let mut sc = Scenario::new("P1, P2, P3 from the portal");
 
     // The citizen's request: registered, awaiting the visit to the centre.
-    let (status, app) = submit(
-        &d,
-        &application(IIN, "құнанбай", "Абай", "Құнанбайұлы", &centre, work.path(), "a"),
-    );
-    assert_eq!(status, 201, "{app}");
-    assert_eq!(app["status"], "awaiting_documents");
-    let number = app["number"].as_str().unwrap().to_string();
-    let steps = step_names(&app);
-    assert_eq!(
-        steps,
-        ["request", "registry_check", "register", "notify_number", "identity"],
-        "{app}"
-    );
-    assert_eq!(app["steps"][4]["deadline_seconds"], 900);
-    assert!(app["steps"][4]["finished_at"].is_null());
-
+    let number = sc.step("P1 registered, awaiting the visit", || {
+        let (status, app) = submit(
+            &d,
+            &application(IIN, "құнанбай", "Абай", "Құнанбайұлы", &centre, work.path(), "a"),
+        );
+        assert_eq!(status, 201, "{app}");
+        assert_eq!(app["status"], "awaiting_documents");
+        let number = app["number"].as_str().unwrap().to_string();
+        let steps = step_names(&app);
+        assert_eq!(
+            steps,
+            ["request", "registry_check", "register", "notify_number", "identity"],
+            "{app}"
+        );
+        assert_eq!(app["steps"][4]["deadline_seconds"], 900);
+        assert!(app["steps"][4]["finished_at"].is_null());
+        number
+    });
     // Only the applicant's IIN finds it.
-    assert_eq!(d.get(&format!("/api/v1/applications/{number}?iin={IIN}")).0, 200);
-    assert_eq!(d.get(&format!("/api/v1/applications/{number}?iin=000101594515")).0, 404);
-
+    sc.check("only the applicant's IIN finds it", || {
+        assert_eq!(d.get(&format!("/api/v1/applications/{number}?iin={IIN}")).0, 200);
+        assert_eq!(d.get(&format!("/api/v1/applications/{number}?iin=000101594515")).0, 404);
+    });
     // The operator's queue has it; identity confirmed gives the receipt.
-    let (status, body) = as_operator(&d, &op, "/api/v1/operator/applications?status=awaiting_documents", None);
-    assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains(&number));
-    let (status, body) = post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
-    let v = json(&body);
-    assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("awaiting_confirmation")),
-        "{v}"
-    );
-    assert!(v["receipt"].as_str().is_some_and(|r| r.contains(&number)), "{v}");
-
+    sc.step("P1 identity confirmed at the centre", || {
+        let (status, body) = as_operator(&d, &op, "/api/v1/operator/applications?status=awaiting_documents", None);
+        assert_eq!(status, 200);
+        assert!(String::from_utf8_lossy(&body).contains(&number));
+        let (status, body) = post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
+        let v = json(&body);
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("awaiting_confirmation")),
+            "{v}"
+        );
+        assert!(v["receipt"].as_str().is_some_and(|r| r.contains(&number)), "{v}");
+    });
     // The operator signs the to-be-signed bytes; the pair is issued.
-    let cms = confirmation(&d, &op, &number, work.path());
-    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
-    let v = json(&resp);
-    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
-    assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
-    let issued = d.certificate_count("issued");
-
+    let (cms, issued) = sc.step("P1 confirmed: the pair issued", || {
+        let cms = confirmation(&d, &op, &number, work.path());
+        let (status, resp) = post_confirmation(&d, &op, &number, &cms);
+        let v = json(&resp);
+        assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+        assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
+        let issued = d.certificate_count("issued");
+        (cms, issued)
+    });
     // A replayed confirmation issues nothing.
-    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
-    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&resp));
-    assert_eq!(d.certificate_count("issued"), issued);
-
+    sc.check("a replayed confirmation issues nothing", || {
+        let (status, resp) = post_confirmation(&d, &op, &number, &cms);
+        assert_eq!(status, 409, "{}", String::from_utf8_lossy(&resp));
+        assert_eq!(d.certificate_count("issued"), issued);
+    });
     // The install link: the pair and the chain, verifying.
-    let (status, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
-    assert_eq!(status, 200);
-    let text = String::from_utf8(pem).unwrap();
-    assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 4);
-    let first = text.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
-    let leaf = work.path().join("leaf.pem");
-    write(&leaf, first.as_bytes());
-    assert!(openssl_verify(&d, &leaf).status.success());
-    let subject = stdout(&run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-subject", "-nameopt", "utf8", "-in"])
-            .arg(&leaf),
-    ));
-    assert!(
-        subject.contains("ҚҰНАНБАЙ АБАЙ") && subject.contains("IIN850315306048"),
-        "{subject}"
-    );
-
-    // Refusals are results: not in the registry; names that are not the registry's.
-    let (status, v) = submit(
-        &d,
-        &application("760101300016", "Әкімші", "Бас", "", &centre, work.path(), "b"),
-    );
-    assert_eq!(
-        (status, v["refusal"]["code"].as_str()),
-        (422, Some("registry_not_found")),
-        "{v}"
-    );
-    assert_eq!(v["status"], "refused");
-    let (status, v) = submit(&d, &application(IIN, "Басқа", "Абай", "", &centre, work.path(), "c"));
-    assert_eq!(
-        (status, v["refusal"]["code"].as_str()),
-        (422, Some("registry_mismatch")),
-        "{v}"
-    );
-    // A malformed request records nothing.
-    let (status, v) = submit(&d, r#"{"service":"issue"}"#);
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (400, Some("request_invalid")),
-        "{v}"
-    );
+    let text = sc.step("the install link gives the pair and the chain", || {
+        let (status, pem) = d.get(&format!("/api/v1/applications/{number}/certificates?iin={IIN}"));
+        assert_eq!(status, 200);
+        let text = String::from_utf8(pem).unwrap();
+        assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 4);
+        let first = text.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
+        let leaf = work.path().join("leaf.pem");
+        write(&leaf, first.as_bytes());
+        assert!(openssl_verify(&d, &leaf).status.success());
+        let subject = stdout(&run_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-subject", "-nameopt", "utf8", "-in"])
+                .arg(&leaf),
+        ));
+        assert!(
+            subject.contains("ҚҰНАНБАЙ АБАЙ") && subject.contains("IIN850315306048"),
+            "{subject}"
+        );
+        text
+    });
+    sc.check("refusals are results and a malformed request records nothing", || {
+        // Refusals are results: not in the registry; names that are not the registry's.
+        let (status, v) = submit(
+            &d,
+            &application("760101300016", "Әкімші", "Бас", "", &centre, work.path(), "b"),
+        );
+        assert_eq!(
+            (status, v["refusal"]["code"].as_str()),
+            (422, Some("registry_not_found")),
+            "{v}"
+        );
+        assert_eq!(v["status"], "refused");
+        let (status, v) = submit(&d, &application(IIN, "Басқа", "Абай", "", &centre, work.path(), "c"));
+        assert_eq!(
+            (status, v["refusal"]["code"].as_str()),
+            (422, Some("registry_mismatch")),
+            "{v}"
+        );
+        // A malformed request records nothing.
+        let (status, v) = submit(&d, r#"{"service":"issue"}"#);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("request_invalid")),
+            "{v}"
+        );
+    });
 
     // Another operator's signature, even of this centre, does not confirm.
-    let other = add_operator(&d, "000101594515", "Ким", &centre, work.path());
-    let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "d"));
-    let number = app["number"].as_str().unwrap().to_string();
-    post_identity(&d, &op, &number, r#"{"confirmed":true}"#);
-    let (_, tbs) = as_operator(
-        &d,
-        &op,
-        &format!("/api/v1/operator/applications/{number}/to-be-signed"),
-        None,
-    );
-    let tbs_file = work.path().join("d.tbs");
-    write(&tbs_file, &tbs);
-    let forged = work.path().join("d.p7s");
-    run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-            .arg(&tbs_file)
-            .arg("-signer")
-            .arg(other.join("sign.crt"))
-            .arg("-inkey")
-            .arg(other.join("sign.key"))
-            .arg("-out")
-            .arg(&forged),
-    );
-    let (status, resp) = post_confirmation(&d, &op, &number, &forged);
-    let v = json(&resp);
-    assert_eq!(
-        (status, v["refusal"]["code"].as_str()),
-        (422, Some("operator_signature_invalid")),
-        "{v}"
-    );
-    assert!(
-        v["refusal"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("operator_signature_other_operator"),
-        "{v}"
-    );
+    sc.check("another operator's signature does not confirm", || {
+        let other = add_operator(&d, "000101594515", "Ким", &centre, work.path());
+        let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "d"));
+        let number = app["number"].as_str().unwrap().to_string();
+        post_identity(&d, &op, &number, r#"{"confirmed":true}"#);
+        let (_, tbs) = as_operator(
+            &d,
+            &op,
+            &format!("/api/v1/operator/applications/{number}/to-be-signed"),
+            None,
+        );
+        let tbs_file = work.path().join("d.tbs");
+        write(&tbs_file, &tbs);
+        let forged = work.path().join("d.p7s");
+        run_ok(
+            Command::new("openssl")
+                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
+                .arg(&tbs_file)
+                .arg("-signer")
+                .arg(other.join("sign.crt"))
+                .arg("-inkey")
+                .arg(other.join("sign.key"))
+                .arg("-out")
+                .arg(&forged),
+        );
+        let (status, resp) = post_confirmation(&d, &op, &number, &forged);
+        let v = json(&resp);
+        assert_eq!(
+            (status, v["refusal"]["code"].as_str()),
+            (422, Some("operator_signature_invalid")),
+            "{v}"
+        );
+        assert!(
+            v["refusal"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("operator_signature_other_operator"),
+            "{v}"
+        );
+    });
 
     // P2: the applicant asks for a new pair with a request signed by their current SIGN key;
     // no visit to a centre, the operator confirms.
-    let certs_now: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
-    let current_sign = work.path().join("current-sign.crt");
-    write(&current_sign, certs_now[1].as_bytes());
-    let reissue =
-        application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "r").replace("\"issue\"", "\"reissue\"");
-    let reissue_file = work.path().join("reissue.json");
-    write(&reissue_file, reissue.as_bytes());
-    let signed = work.path().join("reissue.p7s");
-    run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-            .arg(&reissue_file)
-            .arg("-signer")
-            .arg(&current_sign)
-            .arg("-inkey")
-            .arg(work.path().join("a-sign.key"))
-            .arg("-out")
-            .arg(&signed),
-    );
-    let (status, body) = curl(&[
-        "-H",
-        "content-type: application/pkcs7-mime",
-        "--data-binary",
-        &format!("@{}", signed.display()),
-        &format!("{}/api/v1/applications", d.public),
-    ]);
-    let v = json(&body);
-    assert_eq!(
-        (status, v["status"].as_str(), v["service"].as_str()),
-        (201, Some("awaiting_confirmation"), Some("reissue")),
-        "{v}"
-    );
-    let re_number = v["number"].as_str().unwrap().to_string();
-    let cms = confirmation(&d, &op, &re_number, work.path());
-    let (status, resp) = post_confirmation(&d, &op, &re_number, &cms);
-    let v = json(&resp);
-    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
-    assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
-    // The superseded pair is revoked once the new one exists.
-    for old in [certs_now[0], certs_now[1]] {
-        let f = work.path().join("old.pem");
-        write(&f, old.as_bytes());
-        let (_, body) = d.get(&format!("/api/v1/certificates/{}", serial_of(&f)));
-        let c = json(&body);
-        assert_eq!(
-            (c["status"].as_str(), c["revocation_reason"].as_str()),
-            (Some("revoked"), Some("superseded")),
-            "{c}"
+    let (certs_now, re_number) = sc.step("P2 reissued on a request signed by the current SIGN key", || {
+        let certs_now: Vec<&str> = text.split_inclusive("-----END CERTIFICATE-----\n").collect();
+        let current_sign = work.path().join("current-sign.crt");
+        write(&current_sign, certs_now[1].as_bytes());
+        let reissue =
+            application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "r").replace("\"issue\"", "\"reissue\"");
+        let reissue_file = work.path().join("reissue.json");
+        write(&reissue_file, reissue.as_bytes());
+        let signed = work.path().join("reissue.p7s");
+        run_ok(
+            Command::new("openssl")
+                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
+                .arg(&reissue_file)
+                .arg("-signer")
+                .arg(&current_sign)
+                .arg("-inkey")
+                .arg(work.path().join("a-sign.key"))
+                .arg("-out")
+                .arg(&signed),
         );
-    }
+        let (status, body) = curl(&[
+            "-H",
+            "content-type: application/pkcs7-mime",
+            "--data-binary",
+            &format!("@{}", signed.display()),
+            &format!("{}/api/v1/applications", d.public),
+        ]);
+        let v = json(&body);
+        assert_eq!(
+            (status, v["status"].as_str(), v["service"].as_str()),
+            (201, Some("awaiting_confirmation"), Some("reissue")),
+            "{v}"
+        );
+        let re_number = v["number"].as_str().unwrap().to_string();
+        let cms = confirmation(&d, &op, &re_number, work.path());
+        let (status, resp) = post_confirmation(&d, &op, &re_number, &cms);
+        let v = json(&resp);
+        assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+        assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
+        (certs_now, re_number)
+    });
+    // The superseded pair is revoked once the new one exists.
+    sc.check("P2: the superseded pair is revoked", || {
+        for old in [certs_now[0], certs_now[1]] {
+            let f = work.path().join("old.pem");
+            write(&f, old.as_bytes());
+            let (_, body) = d.get(&format!("/api/v1/certificates/{}", serial_of(&f)));
+            let c = json(&body);
+            assert_eq!(
+                (c["status"].as_str(), c["revocation_reason"].as_str()),
+                (Some("revoked"), Some("superseded")),
+                "{c}"
+            );
+        }
+    });
 
     // P3: the applicant revokes the new pair with a request signed by its SIGN key.
-    let (_, new_pem) = d.get(&format!("/api/v1/applications/{re_number}/certificates?iin={IIN}"));
-    let new_text = String::from_utf8(new_pem).unwrap();
-    let certs: Vec<&str> = new_text.split_inclusive("-----END CERTIFICATE-----\n").collect();
-    let (auth_pem, sign_pem) = (work.path().join("r-auth.crt"), work.path().join("r-sign.crt"));
-    write(&auth_pem, certs[0].as_bytes());
-    write(&sign_pem, certs[1].as_bytes());
-    let serials = [serial_of(&auth_pem), serial_of(&sign_pem)];
-    let request = work.path().join("revoke.json");
-    write(
-        &request,
-        serde_json::json!({"service": "revoke", "applicant": {"iin": IIN}, "certificates": serials, "reason": "keyCompromise"})
-            .to_string()
-            .as_bytes(),
-    );
+    let (auth_pem, sign_pem, serials, request) = sc.step("P3: the new pair and the revocation request", || {
+        let (_, new_pem) = d.get(&format!("/api/v1/applications/{re_number}/certificates?iin={IIN}"));
+        let new_text = String::from_utf8(new_pem).unwrap();
+        let certs: Vec<&str> = new_text.split_inclusive("-----END CERTIFICATE-----\n").collect();
+        let (auth_pem, sign_pem) = (work.path().join("r-auth.crt"), work.path().join("r-sign.crt"));
+        write(&auth_pem, certs[0].as_bytes());
+        write(&sign_pem, certs[1].as_bytes());
+        let serials = [serial_of(&auth_pem), serial_of(&sign_pem)];
+        let request = work.path().join("revoke.json");
+        write(
+            &request,
+            serde_json::json!({"service": "revoke", "applicant": {"iin": IIN}, "certificates": serials, "reason": "keyCompromise"})
+                .to_string()
+                .as_bytes(),
+        );
+        (auth_pem, sign_pem, serials, request)
+    });
     let signed_with = |cert: &Path, key: &Path, out: &Path| {
         run_ok(
             Command::new("openssl")
@@ -373,36 +395,45 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
         (status, json(&body))
     };
     // Signed with the AUTH key: not a signature in law; refused, nothing revoked.
-    let (status, v) = signed_with(&auth_pem, &work.path().join("r-auth.key"), &work.path().join("r1.p7s"));
-    assert_eq!(
-        (status, v["refusal"]["code"].as_str()),
-        (422, Some("applicant_signature_invalid")),
-        "{v}"
-    );
-    let (_, body) = d.get(&format!("/api/v1/certificates/{}", serials[1]));
-    assert_eq!(json(&body)["status"], "valid");
-    let (status, v) = signed_with(&sign_pem, &work.path().join("r-sign.key"), &work.path().join("r2.p7s"));
-    assert_eq!((status, v["status"].as_str()), (201, Some("completed")), "{v}");
-    let steps = step_names(&v);
-    assert_eq!(steps, ["signed_request", "revoke"]);
-    for serial in &serials {
-        let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
-        let c = json(&body);
+    sc.check("P3 signed with the AUTH key is refused and revokes nothing", || {
+        let (status, v) = signed_with(&auth_pem, &work.path().join("r-auth.key"), &work.path().join("r1.p7s"));
         assert_eq!(
-            (c["status"].as_str(), c["revocation_reason"].as_str()),
-            (Some("revoked"), Some("keyCompromise")),
-            "{c}"
+            (status, v["refusal"]["code"].as_str()),
+            (422, Some("applicant_signature_invalid")),
+            "{v}"
         );
-    }
+        let (_, body) = d.get(&format!("/api/v1/certificates/{}", serials[1]));
+        assert_eq!(json(&body)["status"], "valid");
+    });
+    sc.step("P3 signed with the SIGN key completes", || {
+        let (status, v) = signed_with(&sign_pem, &work.path().join("r-sign.key"), &work.path().join("r2.p7s"));
+        assert_eq!((status, v["status"].as_str()), (201, Some("completed")), "{v}");
+        let steps = step_names(&v);
+        assert_eq!(steps, ["signed_request", "revoke"]);
+    });
+    sc.check("P3: both certificates revoked for keyCompromise", || {
+        for serial in &serials {
+            let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
+            let c = json(&body);
+            assert_eq!(
+                (c["status"].as_str(), c["revocation_reason"].as_str()),
+                (Some("revoked"), Some("keyCompromise")),
+                "{c}"
+            );
+        }
+    });
     // Garbage is a bad request, recorded nowhere.
-    let (status, body) = curl(&[
-        "-H",
-        "content-type: application/pkcs7-mime",
-        "--data-binary",
-        "junk",
-        &format!("{}/api/v1/applications", d.public),
-    ]);
-    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    sc.check("garbage is a bad request", || {
+        let (status, body) = curl(&[
+            "-H",
+            "content-type: application/pkcs7-mime",
+            "--data-binary",
+            "junk",
+            &format!("{}/api/v1/applications", d.public),
+        ]);
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    });
+    sc.finish();
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod monitoring;
 pub mod openssl;
 pub mod pkcs11;
 pub mod registry;
+pub mod scenario;
 pub mod server;
 pub mod smtp;
 pub mod tls;
