@@ -118,30 +118,32 @@ fn three_instances_hold_each_duty_once_and_the_killed_holders_duties_move_within
         d.start();
         instances.push(d);
     }
+    let mut sc = Scenario::new("three instances");
 
     // Each duty is held by exactly one instance, and the list shows the three.
-    let view = eventually(30, "every duty held", || {
-        let v = cluster_view(&instances[1]);
-        let held = v["duties"]
+    sc.check("each duty held by one instance, three alive", || {
+        let view = eventually(30, "every duty held", || {
+            let v = cluster_view(&instances[1]);
+            let held = v["duties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| DUTIES.contains(&d["duty"].as_str().unwrap()) && d["holder"].is_string())
+                .count();
+            (held == DUTIES.len()).then_some(v)
+        });
+        let alive: Vec<_> = view["instances"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|d| DUTIES.contains(&d["duty"].as_str().unwrap()) && d["holder"].is_string())
-            .count();
-        (held == DUTIES.len()).then_some(v)
+            .filter(|i| i["alive"] == true)
+            .collect();
+        assert_eq!(alive.len(), 3, "{view}");
+        for duty in DUTIES {
+            let holders = instances.iter().filter(|d| holds(d, duty) == Some(true)).count();
+            assert_eq!(holders, 1, "{duty} held by {holders} instances: {view}");
+        }
     });
-    let alive: Vec<_> = view["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["alive"] == true)
-        .collect();
-    assert_eq!(alive.len(), 3, "{view}");
-    for duty in DUTIES {
-        let holders = instances.iter().filter(|d| holds(d, duty) == Some(true)).count();
-        assert_eq!(holders, 1, "{duty} held by {holders} instances: {view}");
-    }
-
     let centre = instances[0].first_centre();
     let work = tempfile::tempdir().unwrap();
     let op = add_operator(&instances[0], "920708497088", "Сейітқали", &centre, work.path());
@@ -159,144 +161,167 @@ fn three_instances_hold_each_duty_once_and_the_killed_holders_duties_move_within
     });
 
     // kill -9 the holder of the CRL duty, under the load.
-    let holder = instances
-        .iter()
-        .position(|d| holds(d, "crl") == Some(true))
-        .expect("a holder of the CRL duty");
-    let killed_duties: Vec<&str> = DUTIES
-        .iter()
-        .copied()
-        .filter(|duty| holds(&instances[holder], duty) == Some(true))
-        .collect();
-    let killed_at_unix = nca::store::now();
-    let killed_at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    instances[holder].kill();
-    let survivors: Vec<usize> = (0..instances.len()).filter(|i| *i != holder).collect();
-    for duty in &killed_duties {
-        eventually(LEASE + 30, "the duty taken over", || {
-            survivors
+    let (killed_duties, killed_at_unix, killed_at_ms, survivors) = sc.step(
+        "kill -9 of the CRL duty's holder under load; its duties taken over",
+        || {
+            let holder = instances
                 .iter()
-                .any(|i| holds(&instances[*i], duty) == Some(true))
-                .then_some(())
-        });
-    }
+                .position(|d| holds(d, "crl") == Some(true))
+                .expect("a holder of the CRL duty");
+            let killed_duties: Vec<&str> = DUTIES
+                .iter()
+                .copied()
+                .filter(|duty| holds(&instances[holder], duty) == Some(true))
+                .collect();
+            let killed_at_unix = nca::store::now();
+            let killed_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            instances[holder].kill();
+            let survivors: Vec<usize> = (0..instances.len()).filter(|i| *i != holder).collect();
+            for duty in &killed_duties {
+                eventually(LEASE + 30, "the duty taken over", || {
+                    survivors
+                        .iter()
+                        .any(|i| holds(&instances[*i], duty) == Some(true))
+                        .then_some(())
+                });
+            }
+            (killed_duties, killed_at_unix, killed_at_ms, survivors)
+        },
+    );
+    let db = Db::Postgres(url.clone());
     // When each was taken, by the lease table (the database's clock, on this machine): within
     // the lease time of the kill, and a second for a loaded machine's scheduling.
-    let db = Db::Postgres(url.clone());
-    for duty in &killed_duties {
-        let taken: i64 = db.rows(&format!("SELECT acquired_at FROM duty_leases WHERE duty = '{duty}'"))[0][0]
-            .parse()
-            .unwrap();
-        let moved_in = taken - killed_at_ms;
-        assert!(
-            moved_in <= (LEASE as i64 + 1) * 1000,
-            "{duty} moved {moved_in} ms after the kill (lease {LEASE} s)"
-        );
-    }
-    for duty in DUTIES {
-        let holders = survivors
-            .iter()
-            .filter(|i| holds(&instances[**i], duty) == Some(true))
-            .count();
-        assert_eq!(holders, 1, "{duty} after the kill");
-    }
-    let after = seen.lock().unwrap().numbers.len() + 20;
-    eventually(180, "applications after the kill", || {
-        (seen.lock().unwrap().numbers.len() >= after).then_some(())
-    });
-    // A revocation after the take-over, for the new holder's delta.
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let revoked = revoker.join().unwrap();
-    assert!(revoked.len() >= 3, "{} revocations", revoked.len());
-
-    // No application lost or stranded.
-    eventually(90, "every application at rest", || {
-        (db.count("SELECT COUNT(*) FROM applications WHERE status = 'issuing'") == 0).then_some(())
-    });
-    check_invariants(&db);
-    for n in &seen.lock().unwrap().numbers {
-        assert_eq!(
-            db.count(&format!("SELECT COUNT(*) FROM applications WHERE number = '{n}'")),
-            1,
-            "{n}"
-        );
-    }
-
-    // CRL numbers strictly increasing with time; one full CRL in this (shorter than a day)
-    // interval; deltas each their own number and second, and the new holder published some.
-    let crls = db.rows("SELECT number, kind, this_update FROM crls WHERE issuer = 'nca' ORDER BY number");
-    let fulls = crls.iter().filter(|r| r[1] == "full").count();
-    assert_eq!(fulls, 1, "full CRLs: {crls:?}");
-    let mut last: Option<(i64, i64)> = None;
-    for r in crls.iter().filter(|r| r[1] == "delta") {
-        let (number, at): (i64, i64) = (r[0].parse().unwrap(), r[2].parse().unwrap());
-        if let Some((n, t)) = last {
+    sc.check("each duty moved within the lease", || {
+        for duty in &killed_duties {
+            let taken: i64 = db.rows(&format!("SELECT acquired_at FROM duty_leases WHERE duty = '{duty}'"))[0][0]
+                .parse()
+                .unwrap();
+            let moved_in = taken - killed_at_ms;
             assert!(
-                number > n && at > t,
-                "delta {number} at {at} after {n} at {t}: {crls:?}"
+                moved_in <= (LEASE as i64 + 1) * 1000,
+                "{duty} moved {moved_in} ms after the kill (lease {LEASE} s)"
             );
         }
-        last = Some((number, at));
-    }
-    let late = crls
-        .iter()
-        .filter(|r| r[1] == "delta" && r[2].parse::<i64>().unwrap() > killed_at_unix)
-        .count();
-    assert!(late >= 1, "no delta after the take-over: {crls:?}");
+    });
+    sc.check("each duty held by one survivor", || {
+        for duty in DUTIES {
+            let holders = survivors
+                .iter()
+                .filter(|i| holds(&instances[**i], duty) == Some(true))
+                .count();
+            assert_eq!(holders, 1, "{duty} after the kill");
+        }
+    });
+    let revoked = sc.step("the load goes on after the kill, and stops", || {
+        let after = seen.lock().unwrap().numbers.len() + 20;
+        eventually(180, "applications after the kill", || {
+            (seen.lock().unwrap().numbers.len() >= after).then_some(())
+        });
+        // A revocation after the take-over, for the new holder's delta.
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let revoked = revoker.join().unwrap();
+        assert!(revoked.len() >= 3, "{} revocations", revoked.len());
+        revoked
+    });
+    // No application lost or stranded.
+    sc.check("no application lost or stranded", || {
+        eventually(90, "every application at rest", || {
+            (db.count("SELECT COUNT(*) FROM applications WHERE status = 'issuing'") == 0).then_some(())
+        });
+        check_invariants(&db);
+        for n in &seen.lock().unwrap().numbers {
+            assert_eq!(
+                db.count(&format!("SELECT COUNT(*) FROM applications WHERE number = '{n}'")),
+                1,
+                "{n}"
+            );
+        }
+    });
+    // CRL numbers strictly increasing with time; one full CRL in this (shorter than a day)
+    // interval; deltas each their own number and second, and the new holder published some.
+    sc.check(
+        "one full CRL, deltas strictly increasing, one after the take-over",
+        || {
+            let crls = db.rows("SELECT number, kind, this_update FROM crls WHERE issuer = 'nca' ORDER BY number");
+            let fulls = crls.iter().filter(|r| r[1] == "full").count();
+            assert_eq!(fulls, 1, "full CRLs: {crls:?}");
+            let mut last: Option<(i64, i64)> = None;
+            for r in crls.iter().filter(|r| r[1] == "delta") {
+                let (number, at): (i64, i64) = (r[0].parse().unwrap(), r[2].parse().unwrap());
+                if let Some((n, t)) = last {
+                    assert!(
+                        number > n && at > t,
+                        "delta {number} at {at} after {n} at {t}: {crls:?}"
+                    );
+                }
+                last = Some((number, at));
+            }
+            let late = crls
+                .iter()
+                .filter(|r| r[1] == "delta" && r[2].parse::<i64>().unwrap() > killed_at_unix)
+                .count();
+            assert!(late >= 1, "no delta after the take-over: {crls:?}");
+        },
+    );
     // Every revocation is in a CRL the survivors serve.
-    let listed = db.count(&format!(
-        "SELECT COUNT(*) FROM revocations WHERE serial IN ({})",
-        revoked.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",")
-    ));
-    assert_eq!(listed as usize, revoked.len());
-
+    sc.check("every revocation recorded for the CRLs", || {
+        let listed = db.count(&format!(
+            "SELECT COUNT(*) FROM revocations WHERE serial IN ({})",
+            revoked.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",")
+        ));
+        assert_eq!(listed as usize, revoked.len());
+    });
     // Each monitoring message delivered, once after de-duplication by its id, and each
     // application's in order.
-    eventually(90, "every monitoring message delivered", || {
-        (db.count("SELECT COUNT(*) FROM outbox WHERE channel = 'monitoring' AND state <> 'delivered'") == 0)
-            .then_some(())
-    });
-    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in
-        db.rows("SELECT application, message_id FROM outbox WHERE channel = 'monitoring' ORDER BY application, seq")
-    {
-        want.entry(r[0].clone()).or_default().push(r[1].clone());
-    }
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut ids = HashSet::new();
-    for m in receiver.received() {
-        if ids.insert(m.message_id().to_string()) {
-            got.entry(m.application().to_string())
-                .or_default()
-                .push(m.message_id().to_string());
+    sc.check("every monitoring message delivered once, in order", || {
+        eventually(90, "every monitoring message delivered", || {
+            (db.count("SELECT COUNT(*) FROM outbox WHERE channel = 'monitoring' AND state <> 'delivered'") == 0)
+                .then_some(())
+        });
+        let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in
+            db.rows("SELECT application, message_id FROM outbox WHERE channel = 'monitoring' ORDER BY application, seq")
+        {
+            want.entry(r[0].clone()).or_default().push(r[1].clone());
         }
-    }
-    assert_eq!(got, want, "monitoring messages per application, in order");
-
+        let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut ids = HashSet::new();
+        for m in receiver.received() {
+            if ids.insert(m.message_id().to_string()) {
+                got.entry(m.application().to_string())
+                    .or_default()
+                    .push(m.message_id().to_string());
+            }
+        }
+        assert_eq!(got, want, "monitoring messages per application, in order");
+    });
     // The list shows the killed instance as no longer alive, holding nothing.
-    let survivor = &instances[survivors[0]];
-    let v = eventually(30, "the killed instance seen as dead", || {
-        let v = cluster_view(survivor);
-        let dead = v["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["alive"] == false)
-            .count();
-        (dead == 1).then_some(v)
-    });
-    for i in v["instances"].as_array().unwrap() {
-        if i["alive"] == false {
-            assert_eq!(i["duties"], serde_json::json!([]), "{v}");
+    sc.check("the killed instance listed dead, holding nothing", || {
+        let survivor = &instances[survivors[0]];
+        let v = eventually(30, "the killed instance seen as dead", || {
+            let v = cluster_view(survivor);
+            let dead = v["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["alive"] == false)
+                .count();
+            (dead == 1).then_some(v)
+        });
+        for i in v["instances"].as_array().unwrap() {
+            if i["alive"] == false {
+                assert_eq!(i["duties"], serde_json::json!([]), "{v}");
+            }
         }
-    }
+    });
+    sc.finish();
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -106,38 +106,46 @@ fn topology_a_revocation_shows_at_three_instances_and_the_replicas_status_instan
     status.env.push(("NCA_DATABASE_URL".into(), replica_db.url.clone()));
     status.env.push(("NCA_ROLE".into(), "status".into()));
     status.start();
-    let r = readyz(&status.public);
-    assert_eq!(
-        (r["ready"].as_bool(), r["role"].as_str()),
-        (Some(true), Some("status")),
-        "{r}"
-    );
-
+    let mut sc = Scenario::new("the topology");
+    sc.check("the status instance is ready as one", || {
+        let r = readyz(&status.public);
+        assert_eq!(
+            (r["ready"].as_bool(), r["role"].as_str()),
+            (Some(true), Some("status")),
+            "{r}"
+        );
+    });
+    let all: Vec<usize> = (0..instances.len()).collect();
     // The three are one cluster, and one of them holds the `ocsp` duty (by the list and by each
     // instance's own word); the status instance holds nothing.
-    let all: Vec<usize> = (0..instances.len()).collect();
-    let ocsp = eventually(30, "the ocsp duty held by one instance", || {
-        let v = cluster_view(&instances[0]);
-        let alive = v["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["alive"] == true)
-            .count();
-        let listed = v["duties"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["duty"] == "ocsp" && d["holder"].is_string());
-        if alive != 3 || !listed {
-            return None;
-        }
-        holder_of(&instances, &all, "ocsp")
-    });
-    assert_ne!(
-        holds(&status, "ocsp"),
-        Some(true),
-        "the status instance holds the ocsp duty"
+    let ocsp = sc.step(
+        "one cluster of three, one holder of the ocsp duty, the status instance none",
+        || {
+            let ocsp = eventually(30, "the ocsp duty held by one instance", || {
+                let v = cluster_view(&instances[0]);
+                let alive = v["instances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i["alive"] == true)
+                    .count();
+                let listed = v["duties"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["duty"] == "ocsp" && d["holder"].is_string());
+                if alive != 3 || !listed {
+                    return None;
+                }
+                holder_of(&instances, &all, "ocsp")
+            });
+            assert_ne!(
+                holds(&status, "ocsp"),
+                Some(true),
+                "the status instance holds the ocsp duty"
+            );
+            ocsp
+        },
     );
     let through = (ocsp + 1) % instances.len();
     let name = |i: usize| format!("instance {i}");
@@ -146,115 +154,140 @@ fn topology_a_revocation_shows_at_three_instances_and_the_replicas_status_instan
     eprintln!("ocsp duty at instance {ocsp}; revoking through instance {through}");
 
     // Two certificates, good everywhere (the replica has them too).
-    let work = tempfile::tempdir().unwrap();
-    let (cert_a, _, serial_a) = instances[through].issue_individual(work.path(), "a", IIN, "ec:P-256");
-    let (cert_b, _, serial_b) = instances[through].issue_individual(work.path(), "b", IIN, "ec:P-256");
-    for (_, url) in &urls {
-        for cert in [&cert_a, &cert_b] {
-            until_status(&instances[0], url, cert, "good", Instant::now(), 20);
+    let (work, cert_a, serial_a, cert_b, serial_b) = sc.step("two certificates, good everywhere", || {
+        let work = tempfile::tempdir().unwrap();
+        let (cert_a, _, serial_a) = instances[through].issue_individual(work.path(), "a", IIN, "ec:P-256");
+        let (cert_b, _, serial_b) = instances[through].issue_individual(work.path(), "b", IIN, "ec:P-256");
+        for (_, url) in &urls {
+            for cert in [&cert_a, &cert_b] {
+                until_status(&instances[0], url, cert, "good", Instant::now(), 20);
+            }
         }
-    }
-
+        (work, cert_a, serial_a, cert_b, serial_b)
+    });
     // The revocation through an instance that does not sign OCSP answers: revoked at all four
     // within 2 s of its answer.
-    let (code, body) = instances[through].admin_post(
-        "/api/v1/admin/revocations",
-        &format!(r#"{{"serial":"{serial_a}","reason":"keyCompromise"}}"#),
-    );
-    let answered = Instant::now();
-    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
-    let took = until_revoked_at(&instances[0], &urls, &cert_a, answered, 10);
-    eprintln!("first revocation in OCSP: {took:?}");
-    for (at, t) in &took {
-        assert!(*t < Duration::from_secs(2), "revoked at {at} after {t:?}: {took:?}");
-    }
+    let answered = sc.step("a revocation through an instance that does not sign OCSP", || {
+        let (code, body) = instances[through].admin_post(
+            "/api/v1/admin/revocations",
+            &format!(r#"{{"serial":"{serial_a}","reason":"keyCompromise"}}"#),
+        );
+        let answered = Instant::now();
+        assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+        answered
+    });
+    sc.check("revoked at all four within 2 s", || {
+        let took = until_revoked_at(&instances[0], &urls, &cert_a, answered, 10);
+        eprintln!("first revocation in OCSP: {took:?}");
+        for (at, t) in &took {
+            assert!(*t < Duration::from_secs(2), "revoked at {at} after {t:?}: {took:?}");
+        }
+    });
     // And from the answers signed ahead by the holder, not signed on request.
-    kept_everywhere(&urls, &ocsp_request(&instances[0], work.path(), &cert_a, false));
-
+    sc.check("from the answers signed ahead", || {
+        kept_everywhere(&urls, &ocsp_request(&instances[0], work.path(), &cert_a, false));
+    });
     // The delta CRL (its URL from /api/v1/ca, served by every instance): the publisher checks
     // every TICK and publishes a delta once the second of a change is over, so the holder of the
     // CRL duty serves it within one round (and a second); the others read the newest CRL from
     // the database on their own round, so within a second one.
-    let (code, body) = instances[0].get("/api/v1/ca");
-    assert_eq!(code, 200);
-    let cas: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let delta_url = cas["cas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|c| c["delta_crl_url"].as_str())
-        .unwrap_or_else(|| panic!("no delta CRL URL in {cas}"))
-        .to_string();
-    let delta_path = format!(
-        "/{}",
-        delta_url
-            .split_once("://")
-            .map_or(delta_url.as_str(), |(_, rest)| rest)
-            .split_once('/')
-            .unwrap_or_else(|| panic!("{delta_url}"))
-            .1
-    );
-    let crl = holder_of(&instances, &all, "crl").expect("one holder of the crl duty");
-    let round = nca::publisher::TICK;
-    let mut listed: Vec<Option<Duration>> = vec![None; urls.len()];
-    eventually(
-        2 * round.as_secs() + 10,
-        "the delta CRL lists the revocation everywhere",
-        || {
-            for (i, (_, url)) in urls.iter().enumerate() {
-                if listed[i].is_none() && delta_serials(url, &delta_path, work.path()).contains(&serial_a) {
-                    listed[i] = Some(answered.elapsed());
-                }
-            }
-            listed.iter().all(Option::is_some).then_some(())
-        },
-    );
-    let listed: Vec<(String, Duration)> = urls
-        .iter()
-        .zip(&listed)
-        .map(|((n, _), t)| (n.clone(), t.unwrap()))
-        .collect();
-    eprintln!("first revocation in the delta CRL (crl duty at instance {crl}): {listed:?}");
-    assert!(
-        listed[crl].1 < round + Duration::from_secs(2),
-        "the CRL publisher's own delta after {:?}: {listed:?}",
-        listed[crl].1
-    );
-    for (at, t) in &listed {
-        assert!(
-            *t < 2 * round + Duration::from_secs(2),
-            "delta at {at} after {t:?}: {listed:?}"
+    sc.check("the delta CRL lists it at every instance within its rounds", || {
+        let (code, body) = instances[0].get("/api/v1/ca");
+        assert_eq!(code, 200);
+        let cas: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let delta_url = cas["cas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|c| c["delta_crl_url"].as_str())
+            .unwrap_or_else(|| panic!("no delta CRL URL in {cas}"))
+            .to_string();
+        let delta_path = format!(
+            "/{}",
+            delta_url
+                .split_once("://")
+                .map_or(delta_url.as_str(), |(_, rest)| rest)
+                .split_once('/')
+                .unwrap_or_else(|| panic!("{delta_url}"))
+                .1
         );
-    }
-
+        let crl = holder_of(&instances, &all, "crl").expect("one holder of the crl duty");
+        let round = nca::publisher::TICK;
+        let mut listed: Vec<Option<Duration>> = vec![None; urls.len()];
+        eventually(
+            2 * round.as_secs() + 10,
+            "the delta CRL lists the revocation everywhere",
+            || {
+                for (i, (_, url)) in urls.iter().enumerate() {
+                    if listed[i].is_none() && delta_serials(url, &delta_path, work.path()).contains(&serial_a) {
+                        listed[i] = Some(answered.elapsed());
+                    }
+                }
+                listed.iter().all(Option::is_some).then_some(())
+            },
+        );
+        let listed: Vec<(String, Duration)> = urls
+            .iter()
+            .zip(&listed)
+            .map(|((n, _), t)| (n.clone(), t.unwrap()))
+            .collect();
+        eprintln!("first revocation in the delta CRL (crl duty at instance {crl}): {listed:?}");
+        assert!(
+            listed[crl].1 < round + Duration::from_secs(2),
+            "the CRL publisher's own delta after {:?}: {listed:?}",
+            listed[crl].1
+        );
+        for (at, t) in &listed {
+            assert!(
+                *t < 2 * round + Duration::from_secs(2),
+                "delta at {at} after {t:?}: {listed:?}"
+            );
+        }
+    });
     // kill -9 the holder of the ocsp duty; at once a revocation through a survivor: revoked at
     // the survivors and at the status instance within the lease time and 2 s.
-    instances[ocsp].kill();
-    let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != ocsp).collect();
-    let (code, body) = instances[through].admin_post(
-        "/api/v1/admin/revocations",
-        &format!(r#"{{"serial":"{serial_b}","reason":"superseded"}}"#),
+    let (survivors, answered, left) = sc.step(
+        "kill -9 of the ocsp holder, and a second revocation through a survivor",
+        || {
+            instances[ocsp].kill();
+            let survivors: Vec<usize> = all.iter().copied().filter(|i| *i != ocsp).collect();
+            let (code, body) = instances[through].admin_post(
+                "/api/v1/admin/revocations",
+                &format!(r#"{{"serial":"{serial_b}","reason":"superseded"}}"#),
+            );
+            let answered = Instant::now();
+            assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+            let left: Vec<(String, String)> = urls
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != ocsp)
+                .map(|(_, u)| u.clone())
+                .collect();
+            (survivors, answered, left)
+        },
     );
-    let answered = Instant::now();
-    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
-    let left: Vec<(String, String)> = urls
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != ocsp)
-        .map(|(_, u)| u.clone())
-        .collect();
-    let took = until_revoked_at(&instances[through], &left, &cert_b, answered, LEASE + 20);
-    let new_holder = holder_of(&instances, &survivors, "ocsp");
-    eprintln!("second revocation in OCSP after the kill (ocsp duty now at {new_holder:?}): {took:?}");
-    for (at, t) in &took {
-        assert!(
-            *t < Duration::from_secs(LEASE + 2),
-            "revoked at {at} after {t:?} (lease {LEASE} s): {took:?}"
-        );
-    }
-    assert!(new_holder.is_some(), "the ocsp duty not held once by the survivors");
-    kept_everywhere(&left, &ocsp_request(&instances[0], work.path(), &cert_b, false));
+    sc.check(
+        "revoked at the survivors and the status instance within the lease and 2 s; the duty moved",
+        || {
+            let took = until_revoked_at(&instances[through], &left, &cert_b, answered, LEASE + 20);
+            let new_holder = holder_of(&instances, &survivors, "ocsp");
+            eprintln!("second revocation in OCSP after the kill (ocsp duty now at {new_holder:?}): {took:?}");
+            for (at, t) in &took {
+                assert!(
+                    *t < Duration::from_secs(LEASE + 2),
+                    "revoked at {at} after {t:?} (lease {LEASE} s): {took:?}"
+                );
+            }
+            assert!(new_holder.is_some(), "the ocsp duty not held once by the survivors");
+        },
+    );
+    sc.check("from the answers signed ahead after the kill", || {
+        kept_everywhere(&left, &ocsp_request(&instances[0], work.path(), &cert_b, false));
+    });
     // The first revocation stays revoked at the status instance.
-    let text = openssl_ocsp(&instances[through], &status.public, &cert_a, false);
-    assert!(text.contains(": revoked"), "{text}");
+    sc.check("the first revocation stays revoked at the status instance", || {
+        let text = openssl_ocsp(&instances[through], &status.public, &cert_a, false);
+        assert!(text.contains(": revoked"), "{text}");
+    });
+    sc.finish();
 }
