@@ -19,9 +19,10 @@ use der::Decode;
 use serde::{Deserialize, Serialize};
 use x509_cert::Certificate;
 
+use crate::config::Config;
 use crate::pki::Ca;
 use crate::pki::status::rfc3339;
-use crate::store::{ChallengeTaken, StoreError};
+use crate::store::{ChallengeTaken, Store, StoreError};
 
 /// What the page signs: the challenge under a label of its own, so that a signature made here is
 /// no signature over anything else.
@@ -239,7 +240,15 @@ fn status_at(c: &crate::store::HeldCertificate, t: i64) -> (&'static str, Option
     ("valid", None)
 }
 
-impl Ca {
+/// The cabinet's door: the CA it trusts certificates of, the store its sessions live in, and
+/// the configuration of their lifetimes.
+pub struct Cabinet<'a> {
+    pub ca: &'a Ca,
+    pub store: &'a Store,
+    pub config: &'a Config,
+}
+
+impl Cabinet<'_> {
     /// A fresh challenge, recorded.
     pub async fn cabinet_challenge(&self) -> Result<Challenge, CabinetError> {
         let challenge = random_token()?;
@@ -279,7 +288,7 @@ impl Ca {
             .await?
             .ok_or(CabinetError::CertificateUnknown)?;
         // The record's bytes, not the ones sent, are what this CA vouches for.
-        if record.issuer != self.issuing.id || record.der.as_deref() != Some(der.as_slice()) {
+        if record.issuer != self.ca.issuing.id || record.der.as_deref() != Some(der.as_slice()) {
             return Err(CabinetError::CertificateUnknown);
         }
         let spki = &cert.tbs_certificate.subject_public_key_info;
@@ -405,8 +414,8 @@ impl Ca {
             .find(|c| c.serial == wanted)
             .ok_or_else(|| CabinetError::NotFound(serial.into()))?;
         let mut pem = crate::pki::pem("CERTIFICATE", &c.der);
-        pem.push_str(&self.issuing.cert_pem());
-        pem.push_str(&self.root.cert_pem());
+        pem.push_str(&self.ca.issuing.cert_pem());
+        pem.push_str(&self.ca.root.cert_pem());
         Ok(pem)
     }
 

@@ -132,7 +132,7 @@ pub async fn publish_crl(
 /// `GET /api/v1/admin/audit/verify`: `{"intact": true, "records", "head", "checkpoints"}`, or
 /// `{"intact": false, "first_bad": seq, "first_bad_chain", "why"}`.
 pub async fn verify_audit(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
-    let body = match crate::audit::verify(&s.ca).await {
+    let body = match crate::audit::verify(&s.ca, &s.store).await {
         Ok(v) => {
             serde_json::json!({"intact": true, "records": v.records, "head": v.head, "checkpoints": v.checkpoints, "chains": v.chains})
         }
@@ -162,7 +162,7 @@ pub async fn sla_report(State(s): State<AppState>, Admin(_): Admin) -> Result<im
 /// pending message's age, the parked messages), and the mail queue's counts beside it.
 pub async fn monitoring(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(
-        crate::outbox::monitoring_view(&s.ca.store, &s.ca.config.monitoring.url).await?,
+        crate::outbox::monitoring_view(&s.store, &s.config.monitoring.url).await?,
     ))
 }
 
@@ -173,7 +173,7 @@ pub async fn retry_parked(
     Admin(admin): Admin,
     super::extract::Path(message_id): super::extract::Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !s.ca.store.requeue_parked(&message_id).await? {
+    if !s.store.requeue_parked(&message_id).await? {
         return Err(ApiError::not_found(
             "message_not_parked",
             format!("no parked message {message_id}"),
@@ -188,14 +188,14 @@ pub async fn retry_parked(
 /// nextUpdate.
 pub async fn crl_status(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(
-        serde_json::json!({ "crls": crate::publisher::status(&s.ca).await? }),
+        serde_json::json!({ "crls": crate::publisher::status(&s.ca, &s.store).await? }),
     ))
 }
 
 /// `GET /api/v1/admin/operators`: everyone on the operators' roll and their status.
 pub async fn operators(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(
-        serde_json::json!({ "operators": crate::operators::list(&s.ca).await? }),
+        serde_json::json!({ "operators": crate::operators::list(&s.store).await? }),
     ))
 }
 

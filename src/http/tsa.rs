@@ -36,7 +36,7 @@ pub async fn record(
     let serial = crate::pki::normalise_serial(&serial).ok_or_else(|| {
         super::error::ApiError::bad_request("serial_invalid", "a serial is hexadecimal, at most 20 octets")
     })?;
-    s.ca.store.timestamp(&serial).await?.map(axum::Json).ok_or_else(|| {
+    s.store.timestamp(&serial).await?.map(axum::Json).ok_or_else(|| {
         super::error::ApiError::not_found(
             "timestamp_not_found",
             format!("no time-stamp token with serial {serial}"),

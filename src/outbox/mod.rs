@@ -325,14 +325,15 @@ pub async fn run<D: Deliver>(
 /// messages wait in the queue), mail always.
 pub fn spawn_workers(
     ca: &Arc<crate::pki::Ca>,
+    store: &Store,
+    cfg: &crate::config::Config,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let cfg = &ca.config;
     let mut workers = Vec::new();
     if cfg.monitoring.url.is_empty() {
         tracing::warn!("NCA_MONITORING_URL is not set: status messages are kept in the queue");
     } else {
-        let sender = monitoring::Sender::new(ca)?;
+        let sender = monitoring::Sender::new(ca, &cfg.monitoring)?;
         let policy = Policy {
             batch: cfg.monitoring.batch,
             concurrency: cfg.monitoring.concurrency,
@@ -341,7 +342,7 @@ pub fn spawn_workers(
             retry_max_seconds: cfg.monitoring.retry_max_seconds,
         };
         workers.push(tokio::spawn(run(
-            ca.store.clone(),
+            store.clone(),
             MONITORING,
             policy,
             Arc::new(sender),
@@ -357,7 +358,7 @@ pub fn spawn_workers(
         retry_max_seconds: cfg.mail.retry_max_seconds,
     };
     workers.push(tokio::spawn(run(
-        ca.store.clone(),
+        store.clone(),
         MAIL,
         policy,
         Arc::new(postman),

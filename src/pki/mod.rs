@@ -209,9 +209,9 @@ pub struct Delegated {
 
 /// The running CA: its hierarchy, delegated signers, profiles and store.
 pub struct Ca {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub key_store: Arc<dyn KeyStore>,
+    config: Arc<Config>,
+    store: Store,
+    key_store: Arc<dyn KeyStore>,
     pub profiles: Profiles,
     pub root: Issuer,
     pub issuing: Issuer,

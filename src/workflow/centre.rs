@@ -30,7 +30,7 @@ impl Workflow<'_> {
             // and the registry check below refuses the applicant.
             Iin::parse(&applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?
         } else {
-            check_applicant(self.ca, &applicant, req.organization.as_ref())?.0
+            check_applicant(self.ca, self.config, &applicant, req.organization.as_ref())?.0
         };
         let t = now();
         let mut steps = vec![
@@ -108,7 +108,7 @@ impl Workflow<'_> {
                 .check_possession()
                 .map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
         }
-        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let seq = self.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let mut with_csrs = a.clone();
         with_csrs.auth_csr = Some(pair.auth.clone());
