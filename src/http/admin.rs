@@ -19,7 +19,7 @@ pub async fn issue_certificate(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = issue_request(body, admin.actor())?;
     tracing::info!(target: "audit", administrator = %admin.serial, profile = ?req.profile, "admin request: issue");
-    let issued = s.issue(req).await?;
+    let issued = s.ca.issue(req).await?;
     Ok((
         CREATED,
         [

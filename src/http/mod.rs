@@ -18,7 +18,6 @@ pub mod tls;
 mod tsa;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
@@ -31,7 +30,7 @@ use crate::config::Config;
 use crate::keys::KeyStore;
 use crate::operators::ClientIdentity;
 use crate::operators::centres::Centres;
-use crate::pki::{Ca, IssueError, IssueRequest, Issued};
+use crate::pki::Ca;
 use crate::store::Store;
 use metrics::Metrics;
 
@@ -107,7 +106,7 @@ impl AppState {
     pub async fn render_metrics(&self) -> String {
         let counts = self.store.certificate_counts().await.unwrap_or_default();
         let ready = self.readiness().await.ready;
-        let mut text = self.metrics.render(&counts, ready);
+        let mut text = self.metrics.render(crate::pki::issuance_counts(), &counts, ready);
         let mut channels = Vec::new();
         for channel in [crate::outbox::MONITORING, crate::outbox::MAIL] {
             if let Ok(c) = self.store.outbox_counts(channel).await {
@@ -156,18 +155,6 @@ impl AppState {
             store: &self.store,
             config: &self.config,
         }
-    }
-
-    /// Issues and counts.
-    pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
-        let r = self.ca.issue(req).await;
-        let counter = if r.is_ok() {
-            &self.metrics.certificates_issued
-        } else {
-            &self.metrics.issuance_refused
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        r
     }
 }
 
