@@ -556,19 +556,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: CrlCommand::Publish { config, delta, root },
         } => {
             let c = open_ca(config.config.as_deref()).await?;
-            let issuer = if root {
-                c.ca.root.id.clone()
-            } else {
-                c.ca.issuing.id.clone()
-            };
-            let kind = if delta {
-                nca::pki::crl::CrlKind::Delta
-            } else {
-                nca::pki::crl::CrlKind::Full
-            };
-            let r =
-                c.ca.publish_crl(&issuer, kind, &nca::audit::actor::Actor::console())
-                    .await;
+            let wanted = nca::publisher::Wanted { delta, root };
+            let r = nca::publisher::publish_now(&c.ca, None, wanted, &nca::audit::actor::Actor::console()).await;
             c.store.close().await;
             let r = r?;
             println!(

@@ -144,6 +144,36 @@ async fn publish_due(ca: &Ca, store: &Store, fence: &Fence) -> Result<(), crl::C
     Ok(())
 }
 
+/// Which CRL is asked for out of schedule: the issuing CA's (full or delta) or the root's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wanted {
+    /// A delta CRL rather than a full one.
+    #[serde(default)]
+    pub delta: bool,
+    /// The root's CRL rather than the issuing CA's.
+    #[serde(default)]
+    pub root: bool,
+}
+
+/// Publishes the CRL `wanted` now (an administrator's request, `nca crl publish`), and serves it
+/// from `cache` at once when this process serves CRLs, rather than at the next tick.
+pub async fn publish_now(
+    ca: &Ca,
+    cache: Option<&CrlCache>,
+    wanted: Wanted,
+    actor: &Actor,
+) -> Result<CrlRecord, crl::CrlError> {
+    let issuer = if wanted.root { &ca.root.id } else { &ca.issuing.id };
+    let kind = if wanted.delta { CrlKind::Delta } else { CrlKind::Full };
+    tracing::info!(target: "audit", issuer = %issuer, kind = kind.as_str(), "crl asked for out of schedule");
+    let r = ca.publish_crl(issuer, kind, actor).await?;
+    if let Some(cache) = cache {
+        cache.refresh(&r);
+    }
+    Ok(r)
+}
+
 /// How often the audit chain's heads are signed by the service key.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 

@@ -86,6 +86,14 @@ pub async fn administrator(
     Ok(a)
 }
 
+/// The role an added person gets on the roll.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Operator,
+    Administrator,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
@@ -95,7 +103,7 @@ pub struct AddBody {
     patronymic: Option<String>,
     centre: String,
     /// `operator` (default) or `administrator`.
-    role: Option<String>,
+    role: Option<RoleName>,
     /// PKCS#10, PEM: the AUTH and SIGN keys stay where they were made.
     auth_csr: String,
     sign_csr: String,
@@ -108,16 +116,6 @@ pub async fn add(
     Admin(admin): Admin,
     JsonBody(b): JsonBody<AddBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let administrator = match b.role.as_deref() {
-        None | Some("operator") => false,
-        Some("administrator") => true,
-        Some(r) => {
-            return Err(ApiError::bad_request(
-                "request_invalid",
-                format!("role {r:?}: operator or administrator"),
-            ));
-        }
-    };
     tracing::info!(target: "audit", administrator = %admin.serial, iin = ?b.iin, "admin request: operator add");
     let new = NewOperator {
         iin: b.iin,
@@ -125,7 +123,7 @@ pub async fn add(
         name: b.name,
         patronymic: b.patronymic,
         centre: b.centre,
-        administrator,
+        administrator: b.role == Some(RoleName::Administrator),
     };
     let keys = OperatorKeys::Csrs {
         auth: b.auth_csr.into_bytes(),

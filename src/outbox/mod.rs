@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::{ApplicationRecord, Attempt, AttemptOutcome, DueMessage, OutboxMessage, Store, now};
+use crate::store::{ApplicationRecord, Attempt, AttemptOutcome, DueMessage, OutboxMessage, Store, StoreError, now};
 
 pub const MONITORING: &str = "monitoring";
 pub const MAIL: &str = "mail";
@@ -319,6 +319,16 @@ pub async fn run<D: Deliver>(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// Puts a parked message back in the queue (after the receiver's side was fixed), with its
+/// audit line naming the administrator; false when no message of that id is parked.
+pub async fn requeue_parked(store: &Store, message_id: &str, administrator: &str) -> Result<bool, StoreError> {
+    let requeued = store.requeue_parked(message_id).await?;
+    if requeued {
+        tracing::info!(target: "audit", message_id = ?message_id, administrator = %administrator, "outbox: requeued");
+    }
+    Ok(requeued)
 }
 
 /// Starts the workers the configuration asks for: monitoring when a URL is set (otherwise the

@@ -9,8 +9,8 @@ use super::model::{Actor, Refusal, Status};
 use super::number;
 use super::regulation::{Process, Regulation, StepKind};
 pub use super::request::{
-    ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CsrPair, FieldError, IdentityRequest,
-    OrganizationData, SignedApplicant, SignedRequest,
+    ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CentreRequest, CsrPair, FieldError,
+    IdentityRequest, OrganizationData, SignedApplicant, SignedRequest, Submission,
 };
 pub use super::views::{ApplicationView, RefusalView, StepView};
 use crate::config::Config;

@@ -12,6 +12,14 @@ use crate::registry::Iin;
 use crate::store::{Advance, ApplicationRecord, now};
 
 impl Workflow<'_> {
+    /// What an operator files at a centre: P4 or P5.
+    pub async fn file_at_centre(&self, op: &Operator, req: CentreRequest) -> Result<ApplicationView, WorkflowError> {
+        match req {
+            CentreRequest::Issue(r) => self.create_issue_at_centre(op, r).await,
+            CentreRequest::Revoke(r) => self.create_at_centre(op, r).await,
+        }
+    }
+
     /// P4, issue onto an ID card at a centre: the operator, having identified the applicant,
     /// files the request; the registry is asked (condition 2); the application then waits for
     /// the CSRs made on the card.

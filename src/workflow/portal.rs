@@ -16,6 +16,14 @@ use crate::store::{ApplicationRecord, now};
 impl Workflow<'_> {
     /// P1 steps 1–5: the request, the registry check (condition 1), registration. Returns the
     /// application, refused or awaiting the applicant at a centre.
+    /// What the portal files: an issue request or a signed one.
+    pub async fn file(&self, s: Submission) -> Result<ApplicationView, WorkflowError> {
+        match s {
+            Submission::Request(r) => self.submit(*r).await,
+            Submission::Signed(cms) => self.submit_signed(&cms).await,
+        }
+    }
+
     pub async fn submit(&self, req: ApplicationRequest) -> Result<ApplicationView, WorkflowError> {
         if req.service != Service::Issue.as_str() {
             return Err(WorkflowError::Invalid(format!(
