@@ -6,8 +6,8 @@
 //! Composition is here (the message formats of DESIGN.md); the SQL is in `store/outbox.rs`; the
 //! deliveries are in `monitoring.rs` and `mail.rs`.
 
-pub mod letters;
-pub mod mail;
+pub(crate) mod letters;
+pub(crate) mod mail;
 pub mod monitoring;
 
 use std::sync::Arc;

@@ -1,22 +1,22 @@
 //! The certificate authority: builds, lints, records and signs certificates (and, later, CRLs
 //! and OCSP answers). It never decides whether to issue; the workflow and the administrator do.
 
-pub mod build;
+pub(crate) mod build;
 pub mod ceremony;
-pub mod cms;
+pub(crate) mod cms;
 pub mod crl;
 pub mod csr;
 mod issue;
-pub mod lint;
+pub(crate) mod lint;
 pub mod ocsp;
-pub mod policy;
+pub(crate) mod policy;
 pub mod profile;
 pub mod revocation;
 pub mod signed_data;
 pub mod status;
 pub mod subject;
 pub mod tsa;
-pub mod verify;
+pub(crate) mod verify;
 
 use std::sync::Arc;
 
