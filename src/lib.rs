@@ -11,7 +11,7 @@
 //! - **The CA** ([`pki::Ca`]): builds, lints, records and signs certificates in one pipeline
 //!   (pending before signed, issued before handed out), and counts what it signs; CRLs, OCSP
 //!   answers (signed ahead, `pki::ocsp::presign`) and time-stamp tokens (`pki::tsa`) are its
-//!   signatures too. [`pki::policy`] is the policy authority. It never decides whether to issue.
+//!   signatures too. `pki::policy` is the policy authority. It never decides whether to issue.
 //! - **The RA** (`workflow`, its door [`workflow::application::Workflow`]): the regulation's
 //!   processes as a typed state machine — the request, the registry check, the operator's
 //!   identity step and confirmation, then the CA's issuance or revocation as an intent a
