@@ -415,9 +415,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     invalidity_date,
                 },
         } => {
-            let ca = open_ca(config.config.as_deref()).await?;
-            let out = ca
-                .revoke(nca::pki::revocation::RevokeRequest {
+            let c = open_ca(config.config.as_deref()).await?;
+            let out =
+                c.ca.revoke(nca::pki::revocation::RevokeRequest {
                     serial,
                     reason,
                     at,
@@ -425,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     actor: nca::audit::actor::Actor::console(),
                 })
                 .await;
-            ca.store.close().await;
+            c.store.close().await;
             let out = out.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
             let v = nca::pki::status::revocation_view(&out.record, out.changed);
             println!("{}", serde_json::to_string(&v)?);
@@ -481,9 +481,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
-            let ca = open_ca(config.config.as_deref()).await?;
-            let verified = nca::audit::verify(&ca).await;
-            ca.store.close().await;
+            let c = open_ca(config.config.as_deref()).await?;
+            let verified = nca::audit::verify(&c.ca, &c.store).await;
+            c.store.close().await;
             let v = verified?;
             println!(
                 "audit chain intact: {} records on {} chains, {} signed checkpoints, head {}",
@@ -498,9 +498,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let content = content
                 .map(|c| std::fs::read(&c).map_err(|e| anyhow::anyhow!("{}: {e}", c.display())))
                 .transpose()?;
-            let ca = open_ca(config.config.as_deref()).await?;
-            let verified = ca.verify_cms(&signed, content.as_deref()).await;
-            ca.store.close().await;
+            let c = open_ca(config.config.as_deref()).await?;
+            let verified = c.ca.verify_cms(&signed, content.as_deref()).await;
+            c.store.close().await;
             let v = verified.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
             println!("{}", serde_json::to_string(&v)?);
             Ok(())
@@ -508,18 +508,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cabinet {
             command: CabinetCommand::Remind { config, at },
         } => {
-            let ca = open_ca(config.config.as_deref()).await?;
+            let c = open_ca(config.config.as_deref()).await?;
             let now = match at {
                 None => nca::store::now(),
-                Some(_) if !ca.config.service.development => {
+                Some(_) if !c.config.service.development => {
                     anyhow::bail!("--at moves the clock: allowed only in a development run (development = true)")
                 }
                 Some(t) => time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
                     .map_err(|e| anyhow::anyhow!("--at {t:?}: {e}"))?
                     .unix_timestamp(),
             };
-            let sent = nca::cabinet::reminders::run_once(&ca, now).await;
-            ca.store.close().await;
+            let sent = nca::cabinet::reminders::run_once(&c.store, &c.config, now).await;
+            c.store.close().await;
             for (application, days) in sent? {
                 println!("reminded: application={application} days={days}");
             }
@@ -535,11 +535,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let cfg = Arc::new(cfg);
             let (store, key_store) = nca::service::open_parts(&cfg).await?;
-            let ca = nca::pki::Ca::open(cfg, store, key_store).await?;
+            let ca = nca::pki::Ca::open(cfg, store.clone(), key_store).await?;
             let started = std::time::Instant::now();
             let r = nca::pki::ocsp::presign::round(&ca).await?;
             let seconds = started.elapsed().as_secs_f64();
-            let stats = ca.store.presigned_stats().await?;
+            let stats = store.presigned_stats().await?;
             println!(
                 "signed={} written={} pruned={} batches={} seconds={seconds:.2} kept={} der_bytes={} table_bytes={}",
                 r.signed,
@@ -555,21 +555,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crl {
             command: CrlCommand::Publish { config, delta, root },
         } => {
-            let ca = open_ca(config.config.as_deref()).await?;
-            let issuer = if root {
-                ca.root.id.clone()
-            } else {
-                ca.issuing.id.clone()
-            };
-            let kind = if delta {
-                nca::pki::crl::CrlKind::Delta
-            } else {
-                nca::pki::crl::CrlKind::Full
-            };
-            let r = ca
-                .publish_crl(&issuer, kind, &nca::audit::actor::Actor::console())
-                .await;
-            ca.store.close().await;
+            let c = open_ca(config.config.as_deref()).await?;
+            let wanted = nca::publisher::Wanted { delta, root };
+            let r = nca::publisher::publish_now(&c.ca, None, wanted, &nca::audit::actor::Actor::console()).await;
+            c.store.close().await;
             let r = r?;
             println!(
                 "published: issuer=[{}] kind=[{}] number=[{}] entries=[{}]",
@@ -658,11 +647,30 @@ async fn station_enroll(a: EnrollArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a direct command works with: the CA, and beside it (not through it) the store and the
+/// configuration it was opened on.
+struct Opened {
+    ca: nca::pki::Ca,
+    store: nca::store::Store,
+    config: Arc<Config>,
+}
+
+impl Opened {
+    fn roll(&self) -> nca::operators::Roll<'_> {
+        nca::operators::Roll {
+            ca: &self.ca,
+            store: &self.store,
+            config: &self.config,
+        }
+    }
+}
+
 /// Opens the CA on the service's database and key store, for the direct commands.
-async fn open_ca(config: Option<&std::path::Path>) -> anyhow::Result<nca::pki::Ca> {
+async fn open_ca(config: Option<&std::path::Path>) -> anyhow::Result<Opened> {
     let cfg = Arc::new(Config::load(config)?);
     let (store, key_store) = nca::service::open_parts(&cfg).await?;
-    Ok(nca::pki::Ca::open(cfg, store, key_store).await?)
+    let ca = nca::pki::Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+    Ok(Opened { ca, store, config: cfg })
 }
 
 async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
@@ -673,7 +681,7 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
         | OperatorCommand::Resume { config, iin }
         | OperatorCommand::Dismiss { config, iin, .. } => (config.config.clone(), iin.clone()),
     };
-    let ca = open_ca(config.as_deref()).await?;
+    let c = open_ca(config.as_deref()).await?;
     let result = match command {
         OperatorCommand::Add {
             surname,
@@ -686,7 +694,7 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
             key_algorithm,
             ..
         } => {
-            let centres = operators::centres::Centres::load(&ca.config)?;
+            let centres = operators::centres::Centres::load(&c.config)?;
             let new = NewOperator {
                 iin: iin.clone(),
                 surname,
@@ -701,12 +709,14 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
                 (None, Some(label)) => OperatorKeys::Token { label, algorithm },
                 (None, None) => anyhow::bail!("--out or --token"),
             };
-            operators::add(&ca, &centres, new, keys, &nca::audit::actor::Actor::console())
+            operators::add(c.roll(), &centres, new, keys, &nca::audit::actor::Actor::console())
                 .await
                 .map(|a| a.record)
         }
-        OperatorCommand::Suspend { .. } => operators::suspend(&ca, &iin, &nca::audit::actor::Actor::console()).await,
-        OperatorCommand::Resume { .. } => operators::resume(&ca, &iin, &nca::audit::actor::Actor::console()).await,
+        OperatorCommand::Suspend { .. } => {
+            operators::suspend(c.roll(), &iin, &nca::audit::actor::Actor::console()).await
+        }
+        OperatorCommand::Resume { .. } => operators::resume(c.roll(), &iin, &nca::audit::actor::Actor::console()).await,
         OperatorCommand::Dismiss { on, reason, .. } => {
             let how = match on {
                 Some(on) => Dismissal::On(on),
@@ -714,10 +724,10 @@ async fn operator_command(command: OperatorCommand) -> anyhow::Result<()> {
                     reason: reason.unwrap_or_default(),
                 },
             };
-            operators::dismiss(&ca, &iin, how, &nca::audit::actor::Actor::console()).await
+            operators::dismiss(c.roll(), &iin, how, &nca::audit::actor::Actor::console()).await
         }
     };
-    ca.store.close().await;
+    c.store.close().await;
     let record = result.map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
     println!("{}", serde_json::to_string(&OperatorView::from(&record))?);
     Ok(())

@@ -16,7 +16,7 @@ use crate::audit::actor::Actor;
 use crate::cluster::{Cluster, Duty};
 use crate::pki::Ca;
 use crate::pki::crl::{self, CrlKind};
-use crate::store::{CrlRecord, Fence, now};
+use crate::store::{CrlRecord, Fence, Store, now};
 
 /// How often the schedule is checked.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -81,9 +81,9 @@ fn etag(issuer: &str, number: i64) -> String {
 
 /// One pass of the schedule: under the publishing duty's `fence`, publishes what is due; then
 /// serves the newest CRLs from the database (those another instance published, without one).
-pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<(), crl::CrlError> {
+pub async fn tick(ca: &Ca, store: &Store, cache: &CrlCache, fence: Option<&Fence>) -> Result<(), crl::CrlError> {
     if let Some(fence) = fence {
-        publish_due(ca, fence).await?;
+        publish_due(ca, store, fence).await?;
     }
     for (issuer, kind) in [
         (&ca.issuing.id, "full"),
@@ -92,13 +92,13 @@ pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<()
     ] {
         // The DER (tens of megabytes for a full CRL of a million entries) is read only when a
         // newer CRL is there.
-        let Some(number) = ca.store.latest_crl_number(issuer, kind).await? else {
+        let Some(number) = store.latest_crl_number(issuer, kind).await? else {
             continue;
         };
         if cache.serves(issuer, kind, number) {
             continue;
         }
-        if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
+        if let Some(c) = store.latest_crl(issuer, kind).await? {
             cache.put(&c);
         }
     }
@@ -107,18 +107,18 @@ pub async fn tick(ca: &Ca, cache: &CrlCache, fence: Option<&Fence>) -> Result<()
 
 /// Publishes what is due: the full CRL every 24 h, a delta at least hourly and after a change,
 /// the root's CRL before its nextUpdate.
-async fn publish_due(ca: &Ca, fence: &Fence) -> Result<(), crl::CrlError> {
+async fn publish_due(ca: &Ca, store: &Store, fence: &Fence) -> Result<(), crl::CrlError> {
     let t = now();
     let issuing = ca.issuing.id.clone();
-    let full = match ca.store.latest_crl(&issuing, "full").await? {
+    let full = match store.latest_crl(&issuing, "full").await? {
         Some(f) if f.this_update + crl::FULL_EVERY > t => f,
         _ => {
             ca.publish_crl_under(&issuing, CrlKind::Full, &Actor::Service, Some(fence))
                 .await?
         }
     };
-    let delta = ca.store.latest_crl(&issuing, "delta").await?;
-    let changed = ca.store.last_revocation_change(&issuing, t).await?;
+    let delta = store.latest_crl(&issuing, "delta").await?;
+    let changed = store.last_revocation_change(&issuing, t).await?;
     let due = match &delta {
         None => true,
         Some(d) => {
@@ -134,7 +134,7 @@ async fn publish_due(ca: &Ca, fence: &Fence) -> Result<(), crl::CrlError> {
             .await?;
     }
     let root = ca.root.id.clone();
-    match ca.store.latest_crl(&root, "full").await? {
+    match store.latest_crl(&root, "full").await? {
         Some(r) if r.next_update - crl::ROOT_RENEW_BEFORE > t => {}
         _ => {
             ca.publish_crl_under(&root, CrlKind::Full, &Actor::Service, Some(fence))
@@ -144,6 +144,36 @@ async fn publish_due(ca: &Ca, fence: &Fence) -> Result<(), crl::CrlError> {
     Ok(())
 }
 
+/// Which CRL is asked for out of schedule: the issuing CA's (full or delta) or the root's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wanted {
+    /// A delta CRL rather than a full one.
+    #[serde(default)]
+    pub delta: bool,
+    /// The root's CRL rather than the issuing CA's.
+    #[serde(default)]
+    pub root: bool,
+}
+
+/// Publishes the CRL `wanted` now (an administrator's request, `nca crl publish`), and serves it
+/// from `cache` at once when this process serves CRLs, rather than at the next tick.
+pub async fn publish_now(
+    ca: &Ca,
+    cache: Option<&CrlCache>,
+    wanted: Wanted,
+    actor: &Actor,
+) -> Result<CrlRecord, crl::CrlError> {
+    let issuer = if wanted.root { &ca.root.id } else { &ca.issuing.id };
+    let kind = if wanted.delta { CrlKind::Delta } else { CrlKind::Full };
+    tracing::info!(target: "audit", issuer = %issuer, kind = kind.as_str(), "crl asked for out of schedule");
+    let r = ca.publish_crl(issuer, kind, actor).await?;
+    if let Some(cache) = cache {
+        cache.refresh(&r);
+    }
+    Ok(r)
+}
+
 /// How often the audit chain's heads are signed by the service key.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 
@@ -151,13 +181,14 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 /// holder of the publishing duty publishes.
 pub async fn run(
     ca: Arc<Ca>,
+    store: Store,
     cache: Arc<CrlCache>,
     cluster: Arc<Cluster>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     cluster.want(Duty::Crl);
     loop {
-        if let Err(e) = tick(&ca, &cache, cluster.holds(Duty::Crl).as_ref()).await {
+        if let Err(e) = tick(&ca, &store, &cache, cluster.holds(Duty::Crl).as_ref()).await {
             tracing::error!("CRL publication: {e}");
         }
         tokio::select! {
@@ -169,11 +200,11 @@ pub async fn run(
 
 /// What is published for each CA: the newest full and delta CRL, their numbers, thisUpdate and
 /// nextUpdate, for the administrators' page.
-pub async fn status(ca: &Ca) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+pub async fn status(ca: &Ca, store: &Store) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
     let mut out = Vec::new();
     for issuer in [&ca.root.id, &ca.issuing.id] {
         for kind in ["full", "delta"] {
-            if let Some(c) = ca.store.latest_crl(issuer, kind).await? {
+            if let Some(c) = store.latest_crl(issuer, kind).await? {
                 out.push(serde_json::json!({
                     "issuer": c.issuer, "kind": c.kind, "number": c.number, "base_number": c.base_number,
                     "entries": c.entries, "this_update": crate::pki::status::rfc3339(c.this_update),

@@ -79,7 +79,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
             tracing::info!(target: "audit", "{line}");
         }
         if !renewed.is_empty() {
-            ca = Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?;
+            ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
         }
     }
     ceremony::write_tsa_certificate(&ca)?;
@@ -95,7 +95,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     let ca = Arc::new(ca);
     // The first publication (by the holder of the duty) happens before the listeners open, so
     // CRLs are there to serve.
-    if let Err(e) = crate::publisher::tick(&ca, &crls, cluster.holds(Duty::Crl).as_ref()).await {
+    if let Err(e) = crate::publisher::tick(&ca, &store, &crls, cluster.holds(Duty::Crl).as_ref()).await {
         tracing::error!("CRL publication: {e}");
     }
     let regulation = crate::workflow::regulation::Regulation::load(&cfg.regulation.file)?;
@@ -113,6 +113,9 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         regulation: Arc::new(regulation),
         registry: Arc::new(registry),
         ca: Arc::clone(&ca),
+        store: store.clone(),
+        config: Arc::clone(&cfg),
+        key_store: Arc::clone(&key_store),
         crls: Arc::clone(&crls),
         centres: Arc::new(Centres::load(&cfg)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
@@ -137,7 +140,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Tasks::default();
-    for w in crate::outbox::spawn_workers(&ca, &stop_rx)? {
+    for w in crate::outbox::spawn_workers(&ca, &store, &cfg, &stop_rx)? {
         tasks.add("outbox", w);
     }
     spawn_duties(&mut tasks, &state, &cluster, &stop_rx);
@@ -154,7 +157,13 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     );
     tasks.add(
         "publisher",
-        tokio::spawn(crate::publisher::run(ca, crls, Arc::clone(&cluster), stop_rx.clone())),
+        tokio::spawn(crate::publisher::run(
+            ca,
+            store.clone(),
+            crls,
+            Arc::clone(&cluster),
+            stop_rx.clone(),
+        )),
     );
     tasks.add("heartbeat", cluster.run(stop_rx.clone()));
     let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);
@@ -256,23 +265,27 @@ fn spawn_duties(
     stop: &tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::cluster::duties;
-    let cfg = &state.ca.config;
-    let ca = &state.ca;
+    let cfg = &state.config;
+    let (ca, store) = (&state.ca, &state.store);
     let secs = |n: u64| Duration::from_secs(n.max(1));
     let mut duty = |duty: Duty, every: Duration, round: crate::cluster::Round| {
         tasks.add(duty.as_str(), cluster.spawn_duty(duty, every, stop.clone(), round));
     };
     // Checked every minute, done hourly (and at once on a take-over).
-    duty(Duty::AuditCheckpoint, secs(60), duties::checkpoint(Arc::clone(ca)));
+    duty(
+        Duty::AuditCheckpoint,
+        secs(60),
+        duties::checkpoint(Arc::clone(ca), store.clone()),
+    );
     duty(
         Duty::ScheduledDismissals,
         secs(60),
-        duties::scheduled_dismissals(Arc::clone(ca)),
+        duties::scheduled_dismissals(store.clone(), Arc::clone(cfg)),
     );
     duty(
         Duty::IdleSuspension,
         secs(3600),
-        duties::idle_suspension(Arc::clone(ca)),
+        duties::idle_suspension(store.clone(), Arc::clone(cfg)),
     );
     let retry_state = state.clone();
     duty(
@@ -285,6 +298,8 @@ fn spawn_duties(
     );
     let driver = Arc::new(crate::workflow::driver::Driver {
         ca: Arc::clone(&state.ca),
+        store: state.store.clone(),
+        config: Arc::clone(&state.config),
         regulation: Arc::clone(&state.regulation),
         registry: Arc::clone(&state.registry),
         centres: Arc::clone(&state.centres),
@@ -305,14 +320,14 @@ fn spawn_duties(
         secs(86_400),
         duties::delegated_renewal(Arc::clone(ca)),
     );
-    let reminders_ca = Arc::clone(ca);
+    let (reminders_store, reminders_cfg) = (store.clone(), Arc::clone(cfg));
     duty(
         Duty::CabinetReminders,
         secs(cfg.cabinet.reminder_every_seconds),
         Box::new(move |_| {
-            let ca = Arc::clone(&reminders_ca);
+            let (store, cfg) = (reminders_store.clone(), Arc::clone(&reminders_cfg));
             Box::pin(async move {
-                if let Err(e) = crate::cabinet::reminders::run_once(&ca, now()).await {
+                if let Err(e) = crate::cabinet::reminders::run_once(&store, &cfg, now()).await {
                     tracing::error!("expiry reminders: {e}");
                 }
             })
@@ -321,7 +336,7 @@ fn spawn_duties(
     duty(
         Duty::OutboxRetention,
         secs(60),
-        duties::outbox_retention(Arc::clone(ca)),
+        duties::outbox_retention(store.clone(), Arc::clone(cfg)),
     );
     duty(
         Duty::ArchiveRetention,
@@ -337,7 +352,6 @@ fn spawn_duties(
 /// submission, asked again.
 async fn registry_retries(state: &AppState) {
     let waiting = match state
-        .ca
         .store
         .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100)
         .await

@@ -65,7 +65,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 
     // The limit: two CA signatures per application, so half the raw signing rate of an issuing
     // key of the same algorithm on the same key store, measured here, now.
-    let (_dir, probe) = deployment(&alg, |_| {}).await?;
+    let (_dir, probe, probe_parts) = deployment(&alg, |_| {}).await?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let signer = Arc::clone(&probe.issuing.signer);
     let msg = vec![0x5au8; 1100];
@@ -73,6 +73,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         signer.sign_blocking(&msg).expect("sign");
     });
     drop(probe);
+    drop(probe_parts);
     let bound = raw / 2.0;
     let ctx = format!("{label} issuing={alg} concurrency={conc} seconds={seconds}");
     println!("RESULT applications.raw_sign {raw:.0} sigs/s {ctx}");

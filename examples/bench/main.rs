@@ -72,10 +72,17 @@ pub(crate) fn rate(threads: usize, per_thread: usize, f: impl Fn() + Sync) -> f6
 
 /// A fresh deployment in a temporary directory (SQLite) on the key store the environment names,
 /// issuing key `alg`; `adjust` changes the configuration first.
+/// What a deployment has beside its CA: the store, configuration and key store it was opened on.
+pub(crate) struct Parts {
+    pub store: nca::store::Store,
+    pub config: Arc<Config>,
+    pub key_store: Arc<dyn nca::keys::KeyStore>,
+}
+
 pub(crate) async fn deployment(
     alg: &str,
     adjust: impl FnOnce(&mut Config),
-) -> anyhow::Result<(tempfile::TempDir, Arc<Ca>)> {
+) -> anyhow::Result<(tempfile::TempDir, Arc<Ca>, Parts)> {
     let dir = tempfile::tempdir()?;
     let mut cfg = Config::from_toml(EMBEDDED_CONFIG, "embedded".into())?;
     cfg.data_dir = dir.path().to_path_buf();
@@ -91,8 +98,13 @@ pub(crate) async fn deployment(
     let cfg = Arc::new(cfg);
     let (store, key_store) = nca::service::open_parts(&cfg).await?;
     nca::pki::ceremony::init(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
-    let ca = Arc::new(Ca::open(Arc::clone(&cfg), store, key_store).await?);
-    Ok((dir, ca))
+    let ca = Arc::new(Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?);
+    let parts = Parts {
+        store,
+        config: cfg,
+        key_store,
+    };
+    Ok((dir, ca, parts))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,8 +126,8 @@ async fn engine(args: &[String]) -> anyhow::Result<()> {
     let n: usize = arg(args, "--n", "2000").parse()?;
     let conc: usize = arg(args, "--concurrency", "8").parse()?;
     let csr_pem = std::fs::read(arg(args, "--csr", "bench.csr"))?;
-    let (_dir, ca) = deployment(&alg, |_| {}).await?;
-    let key_store = Arc::clone(&ca.key_store);
+    let (_dir, ca, parts) = deployment(&alg, |_| {}).await?;
+    let key_store = Arc::clone(&parts.key_store);
     let ks = key_store.kind();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let ctx = format!("key_store={ks} alg={alg} threads={threads}");

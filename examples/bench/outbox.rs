@@ -35,9 +35,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let concurrency: usize = arg(args, "--concurrency", "32").parse()?;
     let count = Arc::new(AtomicU64::new(0));
     let url = receiver(Arc::clone(&count)).await?;
-    let (_dir, ca) = deployment(&alg, |c| c.monitoring.url = url.clone()).await?;
+    let (_dir, ca, parts) = deployment(&alg, |c| c.monitoring.url = url.clone()).await?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let ctx = format!("key_store={} service_key={alg} threads={threads}", ca.key_store.kind());
+    let ctx = format!(
+        "key_store={} service_key={alg} threads={threads}",
+        parts.key_store.kind()
+    );
 
     // A message as the workflow writes it, four per application (a P1 from submission to
     // completion), so the per-application order is in play.
@@ -52,7 +55,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     // The workflow names who made each change; an applicant's role and IIN is the usual size.
     let actor = serde_json::json!({"role": "applicant", "iin": "850315306048"});
     let sample = outbox::status_message(
-        &ca.config,
+        &parts.config,
         "NCA-P1",
         &template,
         "awaiting_documents",
@@ -84,7 +87,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         let mut a = template.clone();
         a.number = format!("B{:07}", i / statuses.len());
         let m: OutboxMessage = outbox::status_message(
-            &ca.config,
+            &parts.config,
             "NCA-P1",
             &a,
             statuses[i % statuses.len()],
@@ -94,18 +97,18 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         )?;
         chunk.push(m);
         if chunk.len() == 2000 {
-            ca.store.add_outbox(&chunk).await?;
+            parts.store.add_outbox(&chunk).await?;
             chunk.clear();
         }
     }
-    ca.store.add_outbox(&chunk).await?;
+    parts.store.add_outbox(&chunk).await?;
     println!(
         "RESULT outbox.backlog_written {:.0} msgs/s n={n}",
         n as f64 / started.elapsed().as_secs_f64()
     );
 
     // The drain: the worker's rounds as `nca serve` runs them.
-    let sender = outbox::monitoring::Sender::new(&ca)?;
+    let sender = outbox::monitoring::Sender::new(&ca, &parts.config.monitoring)?;
     let policy = Policy {
         batch,
         concurrency,
@@ -116,9 +119,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let instance = outbox::instance_name();
     let started = Instant::now();
     loop {
-        let claimed = outbox::round(&ca.store, outbox::MONITORING, &instance, &policy, &sender).await?;
+        let claimed = outbox::round(&parts.store, outbox::MONITORING, &instance, &policy, &sender).await?;
         if claimed == 0 {
-            let c = ca.store.outbox_counts(outbox::MONITORING).await?;
+            let c = parts.store.outbox_counts(outbox::MONITORING).await?;
             if c.pending == 0 {
                 break;
             }
@@ -126,7 +129,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let delivered = ca.store.outbox_counts(outbox::MONITORING).await?.delivered;
+    let delivered = parts.store.outbox_counts(outbox::MONITORING).await?.delivered;
     let got = count.load(Ordering::Relaxed);
     let drain = delivered as f64 / secs;
     let ctx = format!("{ctx} batch={batch} concurrency={concurrency} n={n} received={got}");

@@ -18,7 +18,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let conc: usize = arg(args, "--concurrency", "64").parse()?;
     let cfg = Arc::new(Config::load(None)?);
     let (store, key_store) = nca::service::open_parts(&cfg).await?;
-    let ca = Arc::new(Ca::open(cfg, store, key_store).await?);
+    let ca = Arc::new(Ca::open(cfg, store, Arc::clone(&key_store)).await?);
     let tsa = ca
         .tsa
         .as_ref()
@@ -26,7 +26,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let ctx = format!(
         "key_store={} alg={} threads={threads}",
-        ca.key_store.kind(),
+        key_store.kind(),
         tsa.signer.algorithm()
     );
     // A token's signed attributes (contentType, signingTime, messageDigest,

@@ -9,7 +9,7 @@ use base64::Engine;
 
 use crate::keys;
 use crate::pki::Ca;
-use crate::store::{AuditEvent, MAIN_CHAIN, StoreError, ZERO_HASH, chain_hash};
+use crate::store::{AuditEvent, MAIN_CHAIN, Store, StoreError, ZERO_HASH, chain_hash};
 
 /// Why the chain does not verify, or could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -69,15 +69,14 @@ pub fn heads_digest(heads: &[(String, i64, String)]) -> (i64, String) {
 
 /// Walks every chain from its first record to its head. When several records are bad, the one
 /// named is the earliest written (by its time, then chain).
-pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
-    let store = &ca.store;
+pub async fn verify(ca: &Ca, store: &Store) -> Result<Verified, AuditError> {
     let heads = store.audit_heads().await?;
     let mut first: Option<(i64, AuditError)> = None;
     let (mut records, mut checkpoints) = (0, 0);
     let chains = store.audit_chains().await?;
     for chain in &chains {
         let head = heads.iter().find(|h| &h.0 == chain).map(|h| (h.1, h.2.clone()));
-        match verify_chain(ca, chain, head).await {
+        match verify_chain(ca, store, chain, head).await {
             Ok((n, c)) => {
                 records += n;
                 checkpoints += c;
@@ -102,8 +101,12 @@ pub async fn verify(ca: &Ca) -> Result<Verified, AuditError> {
 
 /// One chain: (records, checkpoints), or the first bad record with its time (the time of the
 /// record after a gap; none for a missing tail).
-async fn verify_chain(ca: &Ca, chain: &str, head: Option<(i64, String)>) -> Result<(i64, i64), (i64, AuditError)> {
-    let store = &ca.store;
+async fn verify_chain(
+    ca: &Ca,
+    store: &Store,
+    chain: &str,
+    head: Option<(i64, String)>,
+) -> Result<(i64, i64), (i64, AuditError)> {
     let (mut seq, mut hash) = (0i64, ZERO_HASH.to_string());
     let mut checkpoints = 0;
     let fault = |at: i64, e: AuditError| (at, e);
@@ -140,7 +143,7 @@ async fn verify_chain(ca: &Ca, chain: &str, head: Option<(i64, String)>) -> Resu
                 if r.kind == "audit.checkpoint" {
                     let at = r.at;
                     check_checkpoint(ca, chain, r.seq, &r.detail).map_err(|e| fault(at, e))?;
-                    check_checkpoint_heads(ca, chain, r.seq, &r.detail)
+                    check_checkpoint_heads(store, chain, r.seq, &r.detail)
                         .await
                         .map_err(|e| fault(at, e))?;
                     check_checkpoint_token(ca, chain, r.seq, &r.detail)
@@ -185,7 +188,7 @@ async fn verify_chain(ca: &Ca, chain: &str, head: Option<(i64, String)>) -> Resu
 
 /// A checkpoint of several chains lists their heads: each must be the record it names, and
 /// their digest what was signed.
-async fn check_checkpoint_heads(ca: &Ca, chain: &str, seq: i64, detail: &str) -> Result<(), AuditError> {
+async fn check_checkpoint_heads(store: &Store, chain: &str, seq: i64, detail: &str) -> Result<(), AuditError> {
     let bad = |why: String| AuditError::Broken {
         chain: chain.to_string(),
         seq,
@@ -209,7 +212,7 @@ async fn check_checkpoint_heads(ca: &Ca, chain: &str, seq: i64, detail: &str) ->
     for (c, s, hash) in &heads {
         let found = match *s {
             0 => Some(ZERO_HASH.to_string()),
-            _ => ca.store.audit_record(c, *s).await?.map(|r| r.hash),
+            _ => store.audit_record(c, *s).await?.map(|r| r.hash),
         };
         if found.as_deref() != Some(hash.as_str()) {
             return Err(bad(format!("the head {} it signed is not on its chain", label(c, *s))));
@@ -282,9 +285,9 @@ async fn check_checkpoint_token(ca: &Ca, chain: &str, seq: i64, detail: &str) ->
 /// with a time-stamp token of the same message from this centre's TSA when it can give one (a
 /// clock it cannot trust leaves the checkpoint without, and says so in the log). Under a
 /// `fence` (the checkpoint duty's), written only while the duty is still held under it.
-pub async fn checkpoint(ca: &Ca, fence: Option<&crate::store::Fence>) -> Result<(), AuditError> {
+pub async fn checkpoint(ca: &Ca, store: &Store, fence: Option<&crate::store::Fence>) -> Result<(), AuditError> {
     let Some(service) = &ca.service else { return Ok(()) };
-    let heads = ca.store.audit_heads().await?;
+    let heads = store.audit_heads().await?;
     let (seq, hash) = heads_digest(&heads);
     let msg = format!("nca-audit-checkpoint {seq} {hash}");
     let token = match ca.timestamp_token(msg.as_bytes()).await {
@@ -310,7 +313,7 @@ pub async fn checkpoint(ca: &Ca, fence: Option<&crate::store::Fence>) -> Result<
     if let Some(t) = token {
         detail["timestamp"] = serde_json::json!(t);
     }
-    ca.store
+    store
         .audit_under(&[AuditEvent::new("audit.checkpoint", &seq.to_string(), detail)], fence)
         .await?;
     Ok(())

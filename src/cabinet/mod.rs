@@ -19,9 +19,10 @@ use der::Decode;
 use serde::{Deserialize, Serialize};
 use x509_cert::Certificate;
 
+use crate::config::Config;
 use crate::pki::Ca;
 use crate::pki::status::rfc3339;
-use crate::store::{ChallengeTaken, StoreError};
+use crate::store::{ChallengeTaken, Store, StoreError};
 
 /// What the page signs: the challenge under a label of its own, so that a signature made here is
 /// no signature over anything else.
@@ -239,9 +240,17 @@ fn status_at(c: &crate::store::HeldCertificate, t: i64) -> (&'static str, Option
     ("valid", None)
 }
 
-impl Ca {
+/// The cabinet's door: the CA it trusts certificates of, the store its sessions live in, and
+/// the configuration of their lifetimes.
+pub struct Cabinet<'a> {
+    pub ca: &'a Ca,
+    pub store: &'a Store,
+    pub config: &'a Config,
+}
+
+impl Cabinet<'_> {
     /// A fresh challenge, recorded.
-    pub async fn cabinet_challenge(&self) -> Result<Challenge, CabinetError> {
+    pub async fn challenge(&self) -> Result<Challenge, CabinetError> {
         let challenge = random_token()?;
         let t = crate::store::now();
         let expires = t + self.config.cabinet.challenge_seconds;
@@ -256,7 +265,7 @@ impl Ca {
     /// Checks a signed challenge and opens a session. The challenge is spent first, whatever
     /// follows: a refused sign-in cannot be tried again with it. A session the browser still
     /// had (`previous`, its cookie) is ended once the new one is open.
-    pub async fn cabinet_sign_in(&self, req: &SignIn, previous: Option<&str>) -> Result<Opened, CabinetError> {
+    pub async fn sign_in(&self, req: &SignIn, previous: Option<&str>) -> Result<Opened, CabinetError> {
         let t = crate::store::now();
         if req.challenge.is_empty() || req.challenge.len() > 128 {
             return Err(CabinetError::ChallengeUnknown);
@@ -279,7 +288,7 @@ impl Ca {
             .await?
             .ok_or(CabinetError::CertificateUnknown)?;
         // The record's bytes, not the ones sent, are what this CA vouches for.
-        if record.issuer != self.issuing.id || record.der.as_deref() != Some(der.as_slice()) {
+        if record.issuer != self.ca.issuing.id || record.der.as_deref() != Some(der.as_slice()) {
             return Err(CabinetError::CertificateUnknown);
         }
         let spki = &cert.tbs_certificate.subject_public_key_info;
@@ -331,7 +340,7 @@ impl Ca {
     }
 
     /// The holder of a session token (the cookie's value), if the session is still open.
-    pub async fn cabinet_holder(&self, token: Option<&str>) -> Result<Holder, CabinetError> {
+    pub async fn holder(&self, token: Option<&str>) -> Result<Holder, CabinetError> {
         let token = token.ok_or(CabinetError::SessionRequired)?;
         if token.is_empty() || token.len() > 128 {
             return Err(CabinetError::SessionInvalid);
@@ -365,7 +374,7 @@ impl Ca {
     }
 
     /// Signs out: the session is ended (an unknown token changes nothing).
-    pub async fn cabinet_sign_out(&self, token: Option<&str>) -> Result<(), CabinetError> {
+    pub async fn sign_out(&self, token: Option<&str>) -> Result<(), CabinetError> {
         if let Some(token) = token {
             self.store
                 .end_session(&sha256_hex(token.as_bytes()), crate::store::now())
@@ -374,7 +383,7 @@ impl Ca {
         Ok(())
     }
 
-    pub async fn cabinet_certificates(&self, h: &Holder) -> Result<Vec<CertificateView>, CabinetError> {
+    pub async fn certificates(&self, h: &Holder) -> Result<Vec<CertificateView>, CabinetError> {
         let t = crate::store::now();
         let held = self.store.held_certificates(&format!("IIN{}", h.iin)).await?;
         Ok(held
@@ -397,7 +406,7 @@ impl Ca {
     }
 
     /// One of the holder's certificates with the chain, PEM.
-    pub async fn cabinet_certificate_pem(&self, h: &Holder, serial: &str) -> Result<String, CabinetError> {
+    pub async fn certificate_pem(&self, h: &Holder, serial: &str) -> Result<String, CabinetError> {
         let wanted = crate::pki::normalise_serial(serial).ok_or_else(|| CabinetError::NotFound(serial.into()))?;
         let held = self.store.held_certificates(&format!("IIN{}", h.iin)).await?;
         let c = held
@@ -405,12 +414,12 @@ impl Ca {
             .find(|c| c.serial == wanted)
             .ok_or_else(|| CabinetError::NotFound(serial.into()))?;
         let mut pem = crate::pki::pem("CERTIFICATE", &c.der);
-        pem.push_str(&self.issuing.cert_pem());
-        pem.push_str(&self.root.cert_pem());
+        pem.push_str(&self.ca.issuing.cert_pem());
+        pem.push_str(&self.ca.root.cert_pem());
         Ok(pem)
     }
 
-    pub async fn cabinet_applications(&self, h: &Holder) -> Result<Vec<ApplicationSummary>, CabinetError> {
+    pub async fn applications(&self, h: &Holder) -> Result<Vec<ApplicationSummary>, CabinetError> {
         let apps = self.store.held_applications(&h.iin, 200).await?;
         Ok(apps
             .into_iter()
@@ -427,7 +436,7 @@ impl Ca {
     }
 
     /// The holder and the data their newest issued pair was issued for, to fill the reissue form.
-    pub async fn cabinet_profile(&self, h: Holder) -> Result<Profile, CabinetError> {
+    pub async fn profile(&self, h: Holder) -> Result<Profile, CabinetError> {
         let apps = self.store.held_applications(&h.iin, 200).await?;
         let issued = apps
             .iter()

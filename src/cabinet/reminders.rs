@@ -6,9 +6,9 @@
 //! `nca cabinet remind --at` (a development run only) another, so that tests move the clock
 //! instead of waiting a month.
 
+use crate::config::Config;
 use crate::outbox::letters::{self, Kind};
-use crate::pki::Ca;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 const DAY: i64 = 86_400;
 
@@ -22,13 +22,13 @@ fn due(thresholds: &[i64], now: i64, not_after: i64) -> Option<i64> {
 }
 
 /// One pass as of `now`: the reminders it sent, as (application, days).
-pub async fn run_once(ca: &Ca, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
-    let days = &ca.config.cabinet.reminder_days;
+pub async fn run_once(store: &Store, cfg: &Config, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    let days = &cfg.cabinet.reminder_days;
     let Some(&longest) = days.iter().max() else {
         return Ok(Vec::new());
     };
     let mut sent = Vec::new();
-    for pair in ca.store.expiring_pairs(now, now + longest * DAY).await? {
+    for pair in store.expiring_pairs(now, now + longest * DAY).await? {
         let Some(d) = due(days, now, pair.not_after) else {
             continue;
         };
@@ -43,7 +43,7 @@ pub async fn run_once(ca: &Ca, now: i64) -> Result<Vec<(String, i64)>, StoreErro
             let expires = crate::pki::status::rfc3339(pair.not_after);
             let url = format!(
                 "{}/cabinet/?lang={}#reissue",
-                ca.config.base_url,
+                cfg.base_url,
                 letters::language(Some(lang))
             );
             let l = letters::compose(
@@ -66,30 +66,12 @@ pub async fn run_once(ca: &Ca, now: i64) -> Result<Vec<(String, i64)>, StoreErro
                 continue;
             }
         };
-        if ca
-            .store
-            .add_reminder(&pair.application, d, now, letter.as_ref())
-            .await?
-        {
+        if store.add_reminder(&pair.application, d, now, letter.as_ref()).await? {
             tracing::info!(application = %pair.application, days = d, "expiry reminder");
             sent.push((pair.application, d));
         }
     }
     Ok(sent)
-}
-
-/// The periodic task: a pass every `cabinet.reminder_every_seconds`, until told to stop.
-pub async fn run(ca: std::sync::Arc<Ca>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let every = std::time::Duration::from_secs(ca.config.cabinet.reminder_every_seconds.max(1));
-    while !*stop.borrow() {
-        if let Err(e) = run_once(&ca, crate::store::now()).await {
-            tracing::error!("expiry reminders: {e}");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => break,
-        }
-    }
 }
 
 #[cfg(test)]

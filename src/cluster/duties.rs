@@ -6,18 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::Round;
+use crate::config::Config;
 use crate::pki::Ca;
-use crate::store::{Fence, StoreError, now};
+use crate::store::{Fence, Store, StoreError, now};
 
 const DAY: i64 = 86_400;
 
 /// The audit checkpoint: at once when the duty is taken (a start, or a take-over from an
 /// instance that may have died before its hourly one), then every
 /// [`crate::publisher::CHECKPOINT_EVERY`].
-pub fn checkpoint(ca: Arc<Ca>) -> Round {
+pub fn checkpoint(ca: Arc<Ca>, store: Store) -> Round {
     let last: Arc<Mutex<Option<(i64, Instant)>>> = Arc::new(Mutex::new(None));
     Box::new(move |fence: Fence| {
-        let (ca, last) = (Arc::clone(&ca), Arc::clone(&last));
+        let (ca, store, last) = (Arc::clone(&ca), store.clone(), Arc::clone(&last));
         Box::pin(async move {
             let due = last.lock().map(|l| {
                 l.is_none_or(|(f, at)| f != fence.number || at.elapsed() >= crate::publisher::CHECKPOINT_EVERY)
@@ -25,7 +26,7 @@ pub fn checkpoint(ca: Arc<Ca>) -> Round {
             if !due.unwrap_or(true) {
                 return;
             }
-            match crate::audit::checkpoint(&ca, Some(&fence)).await {
+            match crate::audit::checkpoint(&ca, &store, Some(&fence)).await {
                 Ok(()) => {
                     if let Ok(mut l) = last.lock() {
                         *l = Some((fence.number, Instant::now()));
@@ -41,14 +42,15 @@ pub fn checkpoint(ca: Arc<Ca>) -> Round {
 /// `operators.suspend_after_days` are suspended (§15), as the next access would do; both
 /// audited by the store. Returns the operators changed, as (iin, new status).
 pub async fn operators_round(
-    ca: &Ca,
+    store: &Store,
+    cfg: &Config,
     dismissals: bool,
     idle: bool,
     t: i64,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let idle_after = i64::from(ca.config.operators.suspend_after_days) * DAY;
+    let idle_after = i64::from(cfg.operators.suspend_after_days) * DAY;
     let mut changed = Vec::new();
-    for o in ca.store.operators().await? {
+    for o in store.operators().await? {
         if o.status == "dismissed" {
             continue;
         }
@@ -59,8 +61,7 @@ pub async fn operators_round(
         } else {
             continue;
         };
-        if ca
-            .store
+        if store
             .set_operator_status(&o.iin, from, to, None, &crate::audit::actor::Actor::Service)
             .await?
             .is_some()
@@ -73,22 +74,22 @@ pub async fn operators_round(
     Ok(changed)
 }
 
-pub fn scheduled_dismissals(ca: Arc<Ca>) -> Round {
+pub fn scheduled_dismissals(store: Store, cfg: Arc<Config>) -> Round {
     Box::new(move |_fence: Fence| {
-        let ca = Arc::clone(&ca);
+        let (store, cfg) = (store.clone(), Arc::clone(&cfg));
         Box::pin(async move {
-            if let Err(e) = operators_round(&ca, true, false, now()).await {
+            if let Err(e) = operators_round(&store, &cfg, true, false, now()).await {
                 tracing::error!("scheduled dismissals: {e}");
             }
         })
     })
 }
 
-pub fn idle_suspension(ca: Arc<Ca>) -> Round {
+pub fn idle_suspension(store: Store, cfg: Arc<Config>) -> Round {
     Box::new(move |_fence: Fence| {
-        let ca = Arc::clone(&ca);
+        let (store, cfg) = (store.clone(), Arc::clone(&cfg));
         Box::pin(async move {
-            if let Err(e) = operators_round(&ca, false, true, now()).await {
+            if let Err(e) = operators_round(&store, &cfg, false, true, now()).await {
                 tracing::error!("idle suspension: {e}");
             }
         })
@@ -122,28 +123,28 @@ const PRUNE_BATCH: i64 = 5_000;
 /// One round of retention as of `t`: delivered messages older than `outbox.retention_days` and
 /// their attempts removed, in batches; then the outbox's counts folded. Returns how many
 /// messages went.
-pub async fn retention_round(ca: &Ca, t: i64, fence: Option<&Fence>) -> Result<u64, StoreError> {
-    let before = t - i64::from(ca.config.outbox.retention_days) * DAY;
+pub async fn retention_round(store: &Store, cfg: &Config, t: i64, fence: Option<&Fence>) -> Result<u64, StoreError> {
+    let before = t - i64::from(cfg.outbox.retention_days) * DAY;
     let mut total = 0;
     loop {
-        let n = ca.store.prune_delivered(before, PRUNE_BATCH, fence).await?;
+        let n = store.prune_delivered(before, PRUNE_BATCH, fence).await?;
         total += n;
         if n < PRUNE_BATCH as u64 {
             break;
         }
     }
-    ca.store.fold_outbox_tally().await?;
+    store.fold_outbox_tally().await?;
     if total > 0 {
         tracing::info!(messages = total, "outbox retention: delivered messages removed");
     }
     Ok(total)
 }
 
-pub fn outbox_retention(ca: Arc<Ca>) -> Round {
+pub fn outbox_retention(store: Store, cfg: Arc<Config>) -> Round {
     Box::new(move |fence: Fence| {
-        let ca = Arc::clone(&ca);
+        let (store, cfg) = (store.clone(), Arc::clone(&cfg));
         Box::pin(async move {
-            if let Err(e) = retention_round(&ca, now(), Some(&fence)).await {
+            if let Err(e) = retention_round(&store, &cfg, now(), Some(&fence)).await {
                 tracing::error!("outbox retention: {e}");
             }
         })

@@ -3,23 +3,59 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde_json::{Map, Value};
+use serde::Deserialize;
 
 use super::error::{ApiError, CREATED};
 use super::{Admin, AppState, JsonBody};
 use crate::pki::IssueRequest;
 use crate::pki::subject::SubjectInput;
 
+/// The body of `POST /api/v1/admin/certificates`: the profile, the CSR (PEM), and the subject,
+/// either under `subject` or as its fields beside profile and csr.
+#[derive(Deserialize)]
+pub struct IssueBody {
+    profile: String,
+    csr: String,
+    #[serde(flatten)]
+    subject: SubjectShape,
+}
+
+/// The two shapes the subject comes in. Nested is tried first: a body with `subject` means it
+/// (the fields beside it are ignored, as they always were); without it, every other field is a
+/// subject field, and an unknown one is refused.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a subject: its fields under \"subject\", or beside profile and csr (iin, surname, name, …), none unknown"
+)]
+enum SubjectShape {
+    Nested { subject: SubjectInput },
+    TopLevel(SubjectInput),
+}
+
+impl IssueBody {
+    fn into_request(self, actor: crate::audit::actor::Actor) -> IssueRequest {
+        IssueRequest {
+            profile: self.profile,
+            csr: self.csr.into_bytes(),
+            subject: match self.subject {
+                SubjectShape::Nested { subject } | SubjectShape::TopLevel(subject) => subject,
+            },
+            application: None,
+            actor,
+        }
+    }
+}
+
 /// `POST /api/v1/admin/certificates`: `{"profile", "csr": PEM, "subject": {…}}`, or the subject's
 /// fields at the top level beside profile and csr. Answers 201 with the certificate in PEM.
 pub async fn issue_certificate(
     State(s): State<AppState>,
     Admin(admin): Admin,
-    JsonBody(body): JsonBody<Map<String, Value>>,
+    JsonBody(body): JsonBody<IssueBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req = issue_request(body, admin.actor())?;
-    tracing::info!(target: "audit", administrator = %admin.serial, profile = ?req.profile, "admin request: issue");
-    let issued = s.issue(req).await?;
+    tracing::info!(target: "audit", administrator = %admin.serial, profile = ?body.profile, "admin request: issue");
+    let issued = s.ca.issue(body.into_request(admin.actor())).await?;
     Ok((
         CREATED,
         [
@@ -28,32 +64,6 @@ pub async fn issue_certificate(
         ],
         issued.pem(),
     ))
-}
-
-fn issue_request(mut body: Map<String, Value>, actor: crate::audit::actor::Actor) -> Result<IssueRequest, ApiError> {
-    let mut take = |k: &str| match body.remove(k) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ApiError::bad_request(
-            "request_invalid",
-            format!("{k} must be a string"),
-        )),
-        None => Err(ApiError::bad_request("request_invalid", format!("{k} is required"))),
-    };
-    let profile = take("profile")?;
-    let csr = take("csr")?;
-    let subject = match body.remove("subject") {
-        Some(v) => v,
-        None => Value::Object(body),
-    };
-    let subject: SubjectInput = serde_json::from_value(subject)
-        .map_err(|e| ApiError::bad_request("request_invalid", format!("subject: {e}")))?;
-    Ok(IssueRequest {
-        profile,
-        csr: csr.into_bytes(),
-        subject,
-        application: None,
-        actor,
-    })
 }
 
 #[derive(serde::Deserialize)]
@@ -90,35 +100,15 @@ pub async fn revoke(
     ))
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CrlBody {
-    #[serde(default)]
-    delta: bool,
-    #[serde(default)]
-    root: bool,
-}
-
 /// `POST /api/v1/admin/crl`: publishes now; `{"delta": true}` a delta, `{"root": true}` the
 /// root's CRL.
 pub async fn publish_crl(
     State(s): State<AppState>,
     Admin(admin): Admin,
-    JsonBody(b): JsonBody<CrlBody>,
+    JsonBody(wanted): JsonBody<crate::publisher::Wanted>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let issuer = if b.root {
-        s.ca.root.id.clone()
-    } else {
-        s.ca.issuing.id.clone()
-    };
-    let kind = if b.delta {
-        crate::pki::crl::CrlKind::Delta
-    } else {
-        crate::pki::crl::CrlKind::Full
-    };
-    tracing::info!(target: "audit", administrator = %admin.serial, issuer = %issuer, kind = kind.as_str(), "admin request: crl");
-    let r = s.ca.publish_crl(&issuer, kind, &admin.actor()).await?;
-    s.crls.refresh(&r);
+    tracing::info!(target: "audit", administrator = %admin.serial, root = wanted.root, delta = wanted.delta, "admin request: crl");
+    let r = crate::publisher::publish_now(&s.ca, Some(&s.crls), wanted, &admin.actor()).await?;
     Ok((
         CREATED,
         axum::Json(serde_json::json!({
@@ -132,7 +122,7 @@ pub async fn publish_crl(
 /// `GET /api/v1/admin/audit/verify`: `{"intact": true, "records", "head", "checkpoints"}`, or
 /// `{"intact": false, "first_bad": seq, "first_bad_chain", "why"}`.
 pub async fn verify_audit(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
-    let body = match crate::audit::verify(&s.ca).await {
+    let body = match crate::audit::verify(&s.ca, &s.store).await {
         Ok(v) => {
             serde_json::json!({"intact": true, "records": v.records, "head": v.head, "checkpoints": v.checkpoints, "chains": v.chains})
         }
@@ -162,7 +152,7 @@ pub async fn sla_report(State(s): State<AppState>, Admin(_): Admin) -> Result<im
 /// pending message's age, the parked messages), and the mail queue's counts beside it.
 pub async fn monitoring(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(
-        crate::outbox::monitoring_view(&s.ca.store, &s.ca.config.monitoring.url).await?,
+        crate::outbox::monitoring_view(&s.store, &s.config.monitoring.url).await?,
     ))
 }
 
@@ -173,13 +163,12 @@ pub async fn retry_parked(
     Admin(admin): Admin,
     super::extract::Path(message_id): super::extract::Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !s.ca.store.requeue_parked(&message_id).await? {
+    if !crate::outbox::requeue_parked(&s.store, &message_id, &admin.serial).await? {
         return Err(ApiError::not_found(
             "message_not_parked",
             format!("no parked message {message_id}"),
         ));
     }
-    tracing::info!(target: "audit", message_id = ?message_id, administrator = %admin.serial, "outbox: requeued");
     Ok(axum::Json(
         serde_json::json!({"message_id": message_id, "state": "pending"}),
     ))
@@ -188,14 +177,14 @@ pub async fn retry_parked(
 /// nextUpdate.
 pub async fn crl_status(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(
-        serde_json::json!({ "crls": crate::publisher::status(&s.ca).await? }),
+        serde_json::json!({ "crls": crate::publisher::status(&s.ca, &s.store).await? }),
     ))
 }
 
 /// `GET /api/v1/admin/operators`: everyone on the operators' roll and their status.
 pub async fn operators(State(s): State<AppState>, Admin(_): Admin) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(
-        serde_json::json!({ "operators": crate::operators::list(&s.ca).await? }),
+        serde_json::json!({ "operators": crate::operators::list(&s.store).await? }),
     ))
 }
 

@@ -1,7 +1,7 @@
 //! The portal's application API and the operator's steps on applications.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -10,9 +10,7 @@ use super::abuse::POW_HEADER;
 use super::error::{ApiError, CREATED, application_status};
 use super::extract::{Body, Path, Query, RequestError, media_type};
 use super::{AppState, JsonBody, OperatorClient, PeerAddr};
-use crate::workflow::application::{
-    ApplicationRequest, CentreIssue, CsrPair, FieldError, IdentityRequest, SignedRequest, WorkflowError,
-};
+use crate::workflow::application::{CentreRequest, CsrPair, FieldError, IdentityRequest, Submission, WorkflowError};
 use crate::workflow::id_card::CardWritten;
 use crate::workflow::model::Status;
 use crate::workflow::survey::SurveyAnswer;
@@ -27,33 +25,46 @@ pub struct ByStatus {
     status: Option<String>,
 }
 
+/// The portal's submission, told apart by its media type: CMS SignedData
+/// (`application/pkcs7-mime` or `-signature`) is a signed request, JSON an issue request (whose
+/// field errors are answered as the workflow's); any other type is refused.
+pub struct Filed(pub Submission);
+
+impl<S: Send + Sync> FromRequest<S> for Filed {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ctype = media_type(req.headers());
+        let signed = ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature");
+        if !signed && !ctype.starts_with("application/json") {
+            return Err(RequestError::ContentType {
+                given: ctype,
+                expected: "application/json or application/pkcs7-mime",
+            }
+            .into());
+        }
+        let Body(body) = Body::from_request(req, state).await?;
+        Ok(Filed(if signed {
+            Submission::Signed(body.to_vec())
+        } else {
+            Submission::Request(Box::new(
+                serde_json::from_slice(&body).map_err(|e| WorkflowError::Fields(vec![FieldError::from_json(&e)]))?,
+            ))
+        }))
+    }
+}
+
 /// `POST /api/v1/applications`: an issue request as JSON, or a signed request (revoke) as CMS
 /// SignedData (`application/pkcs7-mime`, DER or PEM). 201 with the application, or 422 with it
-/// and its refusal; 429 past the rate limits (`abuse`).
+/// and its refusal; 429 past the rate limits (`abuse`), which are judged before the request.
 pub async fn submit(
     State(s): State<AppState>,
     PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
-    Body(body): Body,
+    Filed(filed): Filed,
 ) -> Result<impl IntoResponse, ApiError> {
-    let ctype = media_type(&headers);
     let proof = headers.get(POW_HEADER).and_then(|v| v.to_str().ok());
-    let view = if ctype.starts_with("application/pkcs7-mime") || ctype.starts_with("application/pkcs7-signature") {
-        s.abuse.admit(peer, None, proof, crate::store::now())?;
-        s.workflow_for(&headers).submit_signed(&body).await?
-    } else if ctype.starts_with("application/json") {
-        let req: ApplicationRequest =
-            serde_json::from_slice(&body).map_err(|e| WorkflowError::Fields(vec![FieldError::from_json(&e)]))?;
-        s.abuse
-            .admit(peer, Some(&req.applicant.iin), proof, crate::store::now())?;
-        s.workflow_for(&headers).submit(req).await?
-    } else {
-        return Err(RequestError::ContentType {
-            given: ctype,
-            expected: "application/json or application/pkcs7-mime",
-        }
-        .into());
-    };
+    s.abuse.admit(peer, filed.stated_iin(), proof, crate::store::now())?;
+    let view = s.workflow_for(&headers).file(filed).await?;
     Ok((
         application_status(view.status.as_str(), StatusCode::CREATED),
         Json(view),
@@ -135,18 +146,9 @@ pub async fn create_at_centre(
     State(s): State<AppState>,
     headers: HeaderMap,
     OperatorClient(op): OperatorClient,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonBody(req): JsonBody<CentreRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let invalid = |e: serde_json::Error| ApiError::bad_request("request_invalid", e.to_string());
-    let view = if body["service"] == "issue" {
-        s.workflow_for(&headers)
-            .create_issue_at_centre(&op, serde_json::from_value::<CentreIssue>(body).map_err(invalid)?)
-            .await?
-    } else {
-        s.workflow_for(&headers)
-            .create_at_centre(&op, serde_json::from_value::<SignedRequest>(body).map_err(invalid)?)
-            .await?
-    };
+    let view = s.workflow_for(&headers).file_at_centre(&op, req).await?;
     Ok((
         application_status(view.status.as_str(), StatusCode::CREATED),
         Json(view),

@@ -40,7 +40,7 @@ fn cookie(secure: bool, value: &str, max_age: i64) -> Result<HeaderValue, ApiErr
 }
 
 fn https(s: &AppState) -> bool {
-    s.ca.config.base_url.starts_with("https://")
+    s.config.base_url.starts_with("https://")
 }
 
 /// The signed-in holder, from the session cookie, before anything else is read.
@@ -50,7 +50,7 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let t = token(&parts.headers);
-        Ok(SignedIn(s.ca.cabinet_holder(t.as_deref()).await?))
+        Ok(SignedIn(s.cabinet().holder(t.as_deref()).await?))
     }
 }
 
@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for SignedIn {
 /// address's sign-in limit (`abuse`), since each challenge is a row written.
 pub async fn challenge(State(s): State<AppState>, PeerAddr(peer): PeerAddr) -> Result<impl IntoResponse, ApiError> {
     s.abuse.admit_sign_in(peer)?;
-    Ok((CREATED, Json(s.ca.cabinet_challenge().await?)))
+    Ok((CREATED, Json(s.cabinet().challenge().await?)))
 }
 
 /// `POST /api/v1/cabinet/session` `{"challenge", "certificate", "signature"}`: 201 with the
@@ -69,7 +69,7 @@ pub async fn sign_in(
     headers: HeaderMap,
     JsonBody(req): JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
-    let opened = s.ca.cabinet_sign_in(&req, token(&headers).as_deref()).await?;
+    let opened = s.cabinet().sign_in(&req, token(&headers).as_deref()).await?;
     let max_age = opened.holder.expires_at_unix - crate::store::now();
     let set = cookie(https(&s), &opened.token, max_age)?;
     let mut resp = (CREATED, Json(opened.holder)).into_response();
@@ -79,12 +79,12 @@ pub async fn sign_in(
 
 /// `GET /api/v1/cabinet/session`: the holder and the data the reissue form starts from.
 pub async fn session(State(s): State<AppState>, SignedIn(h): SignedIn) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.ca.cabinet_profile(h).await?))
+    Ok(Json(s.cabinet().profile(h).await?))
 }
 
 /// `DELETE /api/v1/cabinet/session`: signs out (204, the cookie cleared), whatever the cookie.
 pub async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    s.ca.cabinet_sign_out(token(&headers).as_deref()).await?;
+    s.cabinet().sign_out(token(&headers).as_deref()).await?;
     let mut resp = NO_CONTENT.into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie(https(&s), "", 0)?);
     Ok(resp)
@@ -92,7 +92,7 @@ pub async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> Result<R
 
 /// `GET /api/v1/cabinet/certificates`: `{"certificates": [...]}`.
 pub async fn certificates(State(s): State<AppState>, SignedIn(h): SignedIn) -> Result<impl IntoResponse, ApiError> {
-    let list = s.ca.cabinet_certificates(&h).await?;
+    let list = s.cabinet().certificates(&h).await?;
     Ok(Json(serde_json::json!({ "certificates": list })))
 }
 
@@ -102,13 +102,13 @@ pub async fn certificate(
     SignedIn(h): SignedIn,
     Path(serial): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let pem = s.ca.cabinet_certificate_pem(&h, &serial).await?;
+    let pem = s.cabinet().certificate_pem(&h, &serial).await?;
     Ok(([(header::CONTENT_TYPE, "application/pem-certificate-chain")], pem))
 }
 
 /// `GET /api/v1/cabinet/applications`: `{"applications": [...]}`.
 pub async fn applications(State(s): State<AppState>, SignedIn(h): SignedIn) -> Result<impl IntoResponse, ApiError> {
-    let list = s.ca.cabinet_applications(&h).await?;
+    let list = s.cabinet().applications(&h).await?;
     Ok(Json(serde_json::json!({ "applications": list })))
 }
 

@@ -50,9 +50,6 @@ pub enum ApiError {
     /// Nothing is at this path or under this identifier.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
-    /// The service cannot answer now (database or key store down).
-    #[error("{0}")]
-    Unavailable(String),
     /// A failure of the service itself.
     #[error("{0}")]
     Internal(String),
@@ -195,7 +192,6 @@ impl ApiError {
             ApiError::Verify(VerifyError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             // RFC 9110 §15.5.20: this server cannot answer for the target; another one can.
             ApiError::StatusInstance => (StatusCode::MISDIRECTED_REQUEST, "status_instance_read_only"),

@@ -8,8 +8,6 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_errors_client: AtomicU64,
     pub http_errors_server: AtomicU64,
-    pub certificates_issued: AtomicU64,
-    pub issuance_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -22,7 +20,8 @@ impl Metrics {
         };
     }
 
-    pub fn render(&self, certificates: &[(String, i64)], ready: bool) -> String {
+    /// The counters and gauges; `issuance` is the CA's own count (`pki::issuance_counts`).
+    pub fn render(&self, issuance: crate::pki::IssuanceCounts, certificates: &[(String, i64)], ready: bool) -> String {
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -45,12 +44,12 @@ impl Metrics {
         counter(
             "nca_certificates_issued_total",
             "Certificates issued by this process.",
-            self.certificates_issued.load(Ordering::Relaxed),
+            issuance.issued,
         );
         counter(
             "nca_issuance_refused_total",
             "Issuance requests refused by this process.",
-            self.issuance_refused.load(Ordering::Relaxed),
+            issuance.refused,
         );
         let _ = writeln!(
             s,

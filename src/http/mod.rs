@@ -18,7 +18,6 @@ pub mod tls;
 mod tsa;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
@@ -27,14 +26,23 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde::Serialize;
 
+use crate::config::Config;
+use crate::keys::KeyStore;
 use crate::operators::ClientIdentity;
 use crate::operators::centres::Centres;
-use crate::pki::{Ca, IssueError, IssueRequest, Issued};
+use crate::pki::Ca;
+use crate::store::Store;
 use metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The CA: issues, revokes, signs. It hands out none of the parts below.
     pub ca: Arc<Ca>,
+    /// The storage authority, shared by every role (a cheap clone of one pool).
+    pub store: Store,
+    pub config: Arc<Config>,
+    /// The key store the CA's keys live in: asked by `/readyz` whether it answers.
+    pub key_store: Arc<dyn KeyStore>,
     pub crls: Arc<crate::publisher::CrlCache>,
     pub centres: Arc<Centres>,
     /// The processes, as `ca-config/regulation.toml` has them.
@@ -68,13 +76,13 @@ pub struct Readiness {
 
 impl AppState {
     pub async fn readiness(&self) -> Readiness {
-        let database = self.ca.store.ping().await;
-        let role = self.ca.config.role;
+        let database = self.store.ping().await;
+        let role = self.config.role;
         let replica_lag_seconds = match role {
-            crate::config::Role::Status => self.ca.store.replica_lag_seconds().await.ok().flatten(),
+            crate::config::Role::Status => self.store.replica_lag_seconds().await.ok().flatten(),
             crate::config::Role::Primary => None,
         };
-        let ks = Arc::clone(&self.ca.key_store);
+        let ks = Arc::clone(&self.key_store);
         let key_store = tokio::task::spawn_blocking(move || ks.check())
             .await
             .unwrap_or_else(|e| Err(crate::keys::KeyStoreError::Pkcs11(e.to_string())));
@@ -96,12 +104,12 @@ impl AppState {
     }
 
     pub async fn render_metrics(&self) -> String {
-        let counts = self.ca.store.certificate_counts().await.unwrap_or_default();
+        let counts = self.store.certificate_counts().await.unwrap_or_default();
         let ready = self.readiness().await.ready;
-        let mut text = self.metrics.render(&counts, ready);
+        let mut text = self.metrics.render(crate::pki::issuance_counts(), &counts, ready);
         let mut channels = Vec::new();
         for channel in [crate::outbox::MONITORING, crate::outbox::MAIL] {
-            if let Ok(c) = self.ca.store.outbox_counts(channel).await {
+            if let Ok(c) = self.store.outbox_counts(channel).await {
                 channels.push((channel, c));
             }
         }
@@ -114,6 +122,8 @@ impl AppState {
     pub fn workflow(&self) -> crate::workflow::application::Workflow<'_> {
         crate::workflow::application::Workflow {
             ca: &self.ca,
+            store: &self.store,
+            config: &self.config,
             regulation: &self.regulation,
             registry: &self.registry,
             centres: &self.centres,
@@ -129,16 +139,22 @@ impl AppState {
         }
     }
 
-    /// Issues and counts.
-    pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
-        let r = self.ca.issue(req).await;
-        let counter = if r.is_ok() {
-            &self.metrics.certificates_issued
-        } else {
-            &self.metrics.issuance_refused
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        r
+    /// The operators' roll.
+    pub fn roll(&self) -> crate::operators::Roll<'_> {
+        crate::operators::Roll {
+            ca: &self.ca,
+            store: &self.store,
+            config: &self.config,
+        }
+    }
+
+    /// The citizens' cabinet.
+    pub fn cabinet(&self) -> crate::cabinet::Cabinet<'_> {
+        crate::cabinet::Cabinet {
+            ca: &self.ca,
+            store: &self.store,
+            config: &self.config,
+        }
     }
 }
 
@@ -171,7 +187,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = error::ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let who = parts.extensions.get::<ClientIdentity>();
-        Ok(Admin(operators::administrator(&s.ca, who).await?))
+        Ok(Admin(operators::administrator(s.roll(), who).await?))
     }
 }
 
@@ -182,7 +198,7 @@ impl FromRequestParts<AppState> for OperatorClient {
     type Rejection = error::ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let who = parts.extensions.get::<ClientIdentity>();
-        Ok(OperatorClient(operators::operator(&s.ca, who).await?))
+        Ok(OperatorClient(operators::operator(s.roll(), who).await?))
     }
 }
 
@@ -257,7 +273,7 @@ pub fn status_routes() -> openapi::Routes {
 
 /// A status instance's router.
 pub fn status_router(state: AppState) -> Router {
-    let cps = state.ca.config.ca.cps_uri.clone();
+    let cps = state.config.ca.cps_uri.clone();
     let mut routes = status_routes();
     if cps.starts_with('/') && cps != "/" && cps != DEFAULT_CPS_PATH {
         routes = routes.get_configured(&cps, public::policy_document);
@@ -271,7 +287,7 @@ const DEFAULT_CPS_PATH: &str = "/cps";
 
 /// The public listener's router.
 pub fn public_router(state: AppState) -> Router {
-    let cps = state.ca.config.ca.cps_uri.clone();
+    let cps = state.config.ca.cps_uri.clone();
     let mut routes = public_routes();
     // The CPS URI is served here when it is this service's (relative in the configuration).
     if cps.starts_with('/') && cps != "/" && cps != DEFAULT_CPS_PATH {
@@ -342,7 +358,7 @@ pub fn operator_router(state: AppState) -> Router {
 /// What both routers share: the envelope for unknown paths and methods, the status counter, the
 /// body limit.
 fn finish(routes: openapi::Routes, state: AppState) -> Router {
-    let max = state.ca.config.service.max_body_bytes;
+    let max = state.config.service.max_body_bytes;
     routes
         .into_router()
         .fallback(not_found)

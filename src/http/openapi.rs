@@ -71,7 +71,9 @@ impl Routes {
         self
     }
 
-    /// (method in lower case, path as axum writes it).
+    /// (method in lower case, path as axum writes it): what the unit test compares with the
+    /// document.
+    #[cfg(test)]
     pub fn table(&self) -> &[(&'static str, &'static str)] {
         &self.table
     }

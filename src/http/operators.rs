@@ -15,7 +15,6 @@ use super::{Admin, AppState, JsonBody, OperatorClient};
 use crate::operators::{
     self, AccessError, Administrator, ClientIdentity, Dismissal, NewOperator, Operator, OperatorKeys, OperatorView,
 };
-use crate::pki::Ca;
 
 /// How long a connection keeps an access decision. A revocation, suspension or dismissal made
 /// through this service drops every kept decision at once (the store's access epoch); one made
@@ -57,14 +56,14 @@ fn keep<T>(slot: &Mutex<Option<Kept<T>>>, epoch: u64, decision: T) {
 }
 
 /// [`operators::operator`], kept for the connection.
-pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator, AccessError> {
+pub async fn operator(roll: crate::operators::Roll<'_>, who: Option<&ClientIdentity>) -> Result<Operator, AccessError> {
     // Read before the rows: a change committed while this decision is made moves it, and the
     // decision is not used again.
-    let epoch = ca.store.access_epoch();
+    let epoch = roll.store.access_epoch();
     if let Some(o) = who.and_then(|w| kept(&w.access.operator, epoch)) {
         return Ok(o);
     }
-    let o = operators::operator(ca, who).await?;
+    let o = operators::operator(roll, who).await?;
     if let Some(w) = who {
         keep(&w.access.operator, epoch, o.clone());
     }
@@ -72,16 +71,27 @@ pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator,
 }
 
 /// [`operators::administrator`], kept for the connection.
-pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
-    let epoch = ca.store.access_epoch();
+pub async fn administrator(
+    roll: crate::operators::Roll<'_>,
+    who: Option<&ClientIdentity>,
+) -> Result<Administrator, AccessError> {
+    let epoch = roll.store.access_epoch();
     if let Some(a) = who.and_then(|w| kept(&w.access.administrator, epoch)) {
         return Ok(a);
     }
-    let a = operators::administrator(ca, who).await?;
+    let a = operators::administrator(roll, who).await?;
     if let Some(w) = who {
         keep(&w.access.administrator, epoch, a.clone());
     }
     Ok(a)
+}
+
+/// The role an added person gets on the roll.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Operator,
+    Administrator,
 }
 
 #[derive(Deserialize)]
@@ -93,7 +103,7 @@ pub struct AddBody {
     patronymic: Option<String>,
     centre: String,
     /// `operator` (default) or `administrator`.
-    role: Option<String>,
+    role: Option<RoleName>,
     /// PKCS#10, PEM: the AUTH and SIGN keys stay where they were made.
     auth_csr: String,
     sign_csr: String,
@@ -106,16 +116,6 @@ pub async fn add(
     Admin(admin): Admin,
     JsonBody(b): JsonBody<AddBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let administrator = match b.role.as_deref() {
-        None | Some("operator") => false,
-        Some("administrator") => true,
-        Some(r) => {
-            return Err(ApiError::bad_request(
-                "request_invalid",
-                format!("role {r:?}: operator or administrator"),
-            ));
-        }
-    };
     tracing::info!(target: "audit", administrator = %admin.serial, iin = ?b.iin, "admin request: operator add");
     let new = NewOperator {
         iin: b.iin,
@@ -123,13 +123,13 @@ pub async fn add(
         name: b.name,
         patronymic: b.patronymic,
         centre: b.centre,
-        administrator,
+        administrator: b.role == Some(RoleName::Administrator),
     };
     let keys = OperatorKeys::Csrs {
         auth: b.auth_csr.into_bytes(),
         sign: b.sign_csr.into_bytes(),
     };
-    let added = operators::add(&s.ca, &s.centres, new, keys, &admin.actor()).await?;
+    let added = operators::add(s.roll(), &s.centres, new, keys, &admin.actor()).await?;
     Ok((
         CREATED,
         Json(serde_json::json!({
@@ -145,7 +145,7 @@ pub async fn suspend(
     Path(iin): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(OperatorView::from(
-        &operators::suspend(&s.ca, &iin, &admin.actor()).await?,
+        &operators::suspend(s.roll(), &iin, &admin.actor()).await?,
     )))
 }
 
@@ -155,7 +155,7 @@ pub async fn resume(
     Path(iin): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(OperatorView::from(
-        &operators::resume(&s.ca, &iin, &admin.actor()).await?,
+        &operators::resume(s.roll(), &iin, &admin.actor()).await?,
     )))
 }
 
@@ -187,7 +187,7 @@ pub async fn dismiss(
         }
     };
     Ok(Json(OperatorView::from(
-        &operators::dismiss(&s.ca, &iin, how, &admin.actor()).await?,
+        &operators::dismiss(s.roll(), &iin, how, &admin.actor()).await?,
     )))
 }
 

@@ -36,7 +36,7 @@ pub async fn record(
     let serial = crate::pki::normalise_serial(&serial).ok_or_else(|| {
         super::error::ApiError::bad_request("serial_invalid", "a serial is hexadecimal, at most 20 octets")
     })?;
-    s.ca.store.timestamp(&serial).await?.map(axum::Json).ok_or_else(|| {
+    s.store.timestamp(&serial).await?.map(axum::Json).ok_or_else(|| {
         super::error::ApiError::not_found(
             "timestamp_not_found",
             format!("no time-stamp token with serial {serial}"),
@@ -53,17 +53,25 @@ pub struct VerifyRequest {
     content: Option<String>,
 }
 
-/// `POST /api/v1/verify`: `application/pkcs7-mime` (DER or PEM, attached), or JSON
-/// `{"cms": base64, "content": base64}` for a detached signature. Answers the report (200),
-/// valid or not; 400 for a body that is not a signed document.
-pub async fn verify(
-    State(s): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Body(body): Body,
-) -> Result<axum::Json<crate::pki::verify::Report>, ApiError> {
-    // The media type as every other handler reads it (`extract::media_type`).
-    let json = media_type(&headers) == "application/json";
-    let (cms, content) = if json {
+/// What `POST /api/v1/verify` is asked to verify: a CMS and, for a detached signature, its
+/// content; from JSON (base64 fields) or the body itself (`application/pkcs7-mime`).
+pub struct ToVerify {
+    cms: Vec<u8>,
+    content: Option<Vec<u8>>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ToVerify {
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The media type as every other handler reads it (`extract::media_type`).
+        let json = media_type(req.headers()) == "application/json";
+        let Body(body) = Body::from_request(req, state).await?;
+        if !json {
+            return Ok(ToVerify {
+                cms: body.to_vec(),
+                content: None,
+            });
+        }
         let req: VerifyRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("request_invalid", format!("body: {e}")))?;
         let b64 = |field: &str, v: &str| {
@@ -73,9 +81,19 @@ pub async fn verify(
                 .map_err(|e| ApiError::bad_request("request_invalid", format!("{field} is not base64: {e}")))
         };
         let content = req.content.as_deref().map(|c| b64("content", c)).transpose()?;
-        (b64("cms", &req.cms)?, content)
-    } else {
-        (body.to_vec(), None)
-    };
-    Ok(axum::Json(s.ca.verify_document(&cms, content.as_deref()).await?))
+        Ok(ToVerify {
+            cms: b64("cms", &req.cms)?,
+            content,
+        })
+    }
+}
+
+/// `POST /api/v1/verify`: `application/pkcs7-mime` (DER or PEM, attached), or JSON
+/// `{"cms": base64, "content": base64}` for a detached signature. Answers the report (200),
+/// valid or not; 400 for a body that is not a signed document.
+pub async fn verify(
+    State(s): State<AppState>,
+    v: ToVerify,
+) -> Result<axum::Json<crate::pki::verify::Report>, ApiError> {
+    Ok(axum::Json(s.ca.verify_document(&v.cms, v.content.as_deref()).await?))
 }

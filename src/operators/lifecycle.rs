@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::Roll;
 use super::centres::Centres;
 use crate::audit::actor::Actor;
 use crate::keys::KeyAlgorithm;
@@ -108,7 +109,7 @@ pub struct Added {
 
 /// Adds an operator: checks the IIN and the centre, issues AUTH and SIGN, records the operator.
 pub async fn add(
-    ca: &Ca,
+    roll: Roll<'_>,
     centres: &Centres,
     new: NewOperator,
     keys: OperatorKeys,
@@ -118,7 +119,7 @@ pub async fn add(
     if centres.centre(&new.centre).is_none() {
         return Err(OperatorError::UnknownCentre(new.centre));
     }
-    if ca.store.operator(&new.iin).await?.is_some() {
+    if roll.store.operator(&new.iin).await?.is_some() {
         return Err(OperatorError::Exists(new.iin));
     }
     let subject = SubjectInput {
@@ -139,13 +140,13 @@ pub async fn add(
                 actor: actor.clone(),
             };
             (
-                ca.issue(req(auth_profile, auth)).await?,
-                ca.issue(req("operator-sign", sign)).await?,
+                roll.ca.issue(req(auth_profile, auth)).await?,
+                roll.ca.issue(req("operator-sign", sign)).await?,
             )
         }
         OperatorKeys::Token { label, algorithm } => {
             let pin = crate::station::operator_pin().map_err(|e| OperatorError::Files(e.to_string()))?;
-            let module = ca.config.key_store.pkcs11_module.clone();
+            let module = roll.config.key_store.pkcs11_module.clone();
             let (token, alg) = (label.clone(), *algorithm);
             let made = tokio::task::spawn_blocking(move || -> Result<_, crate::keys::KeyStoreError> {
                 use crate::keys::KeyStore;
@@ -158,10 +159,12 @@ pub async fn add(
             .map_err(|e| OperatorError::Files(e.to_string()))?
             .map_err(|e| OperatorError::Files(format!("operator token {label:?}: {e}")))?;
             let (store, auth_key, sign_key) = made;
-            let auth = ca
+            let auth = roll
+                .ca
                 .issue_for_own_key(auth_profile, auth_key.spki_der(), &subject, actor)
                 .await?;
-            let sign = ca
+            let sign = roll
+                .ca
                 .issue_for_own_key("operator-sign", sign_key.spki_der(), &subject, actor)
                 .await?;
             let (auth_label, sign_label) = (auth_key.label().to_string(), sign_key.label().to_string());
@@ -179,11 +182,15 @@ pub async fn add(
             let files = |e: &dyn std::fmt::Display| OperatorError::Files(e.to_string());
             let (auth_key, auth_spki) = key_file(*algorithm).map_err(|e| files(&e))?;
             let (sign_key, sign_spki) = key_file(*algorithm).map_err(|e| files(&e))?;
-            let auth = ca.issue_for_own_key(auth_profile, &auth_spki, &subject, actor).await?;
-            let sign = ca
+            let auth = roll
+                .ca
+                .issue_for_own_key(auth_profile, &auth_spki, &subject, actor)
+                .await?;
+            let sign = roll
+                .ca
                 .issue_for_own_key("operator-sign", &sign_spki, &subject, actor)
                 .await?;
-            let chain = format!("{}{}", ca.issuing.cert_pem(), ca.root.cert_pem());
+            let chain = format!("{}{}", roll.ca.issuing.cert_pem(), roll.ca.root.cert_pem());
             for (name, bytes, secret) in [
                 ("auth.key", auth_key.as_bytes(), true),
                 ("auth.crt", auth.pem().as_bytes(), false),
@@ -211,11 +218,12 @@ pub async fn add(
         last_activity_at: t,
         dismissed_at: None,
     };
-    if let Err(e) = ca.store.add_operator(&record, actor).await {
+    if let Err(e) = roll.store.add_operator(&record, actor).await {
         // Another administrator added the same person meanwhile: these certificates belong to
         // no one on the roll, so they must not stay valid.
         for serial in [&auth.serial, &sign.serial] {
-            let _ = ca
+            let _ = roll
+                .ca
                 .revoke(revoke_request(serial, "cessationOfOperation", None, actor))
                 .await;
         }
@@ -240,18 +248,18 @@ fn revoke_request(serial: &str, reason: &str, at: Option<String>, actor: &Actor)
 }
 
 async fn transition(
-    ca: &Ca,
+    roll: Roll<'_>,
     iin: &str,
     from: &[&str],
     to: &str,
     actor: &Actor,
 ) -> Result<OperatorRecord, OperatorError> {
-    let current = ca
+    let current = roll
         .store
         .operator(iin)
         .await?
         .ok_or_else(|| OperatorError::NotFound(iin.to_string()))?;
-    match ca.store.set_operator_status(iin, from, to, None, actor).await? {
+    match roll.store.set_operator_status(iin, from, to, None, actor).await? {
         Some(r) => {
             tracing::info!(target: "audit", "operator {to}: iin=[{iin}]");
             Ok(r)
@@ -264,18 +272,23 @@ async fn transition(
 }
 
 /// Suspends an active operator (an absence of more than 15 days, §15).
-pub async fn suspend(ca: &Ca, iin: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
-    transition(ca, iin, &["active"], "suspended", actor).await
+pub async fn suspend(roll: Roll<'_>, iin: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
+    transition(roll, iin, &["active"], "suspended", actor).await
 }
 
 /// Resumes a suspended operator; their inactivity clock starts again.
-pub async fn resume(ca: &Ca, iin: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
-    transition(ca, iin, &["suspended"], "active", actor).await
+pub async fn resume(roll: Roll<'_>, iin: &str, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
+    transition(roll, iin, &["suspended"], "active", actor).await
 }
 
 /// Dismisses an operator, on a date or at once; revokes both certificates as of then.
-pub async fn dismiss(ca: &Ca, iin: &str, how: Dismissal, actor: &Actor) -> Result<OperatorRecord, OperatorError> {
-    let o = ca
+pub async fn dismiss(
+    roll: Roll<'_>,
+    iin: &str,
+    how: Dismissal,
+    actor: &Actor,
+) -> Result<OperatorRecord, OperatorError> {
+    let o = roll
         .store
         .operator(iin)
         .await?
@@ -293,9 +306,9 @@ pub async fn dismiss(ca: &Ca, iin: &str, how: Dismissal, actor: &Actor) -> Resul
             let day = time::Date::parse(date, &fmt).map_err(|_| OperatorError::BadDate(date.clone()))?;
             let at = day
                 .midnight()
-                .assume_offset(ca.config.timezone_offset())
+                .assume_offset(roll.config.timezone_offset())
                 .unix_timestamp();
-            let notice = ca.config.operators.dismiss_notice_days;
+            let notice = roll.config.operators.dismiss_notice_days;
             if at - now() < i64::from(notice) * 86_400 {
                 return Err(OperatorError::TooSoon(notice));
             }
@@ -305,15 +318,15 @@ pub async fn dismiss(ca: &Ca, iin: &str, how: Dismissal, actor: &Actor) -> Resul
     let at_text = crate::pki::status::rfc3339(at);
     for serial in [&o.auth_serial, &o.sign_serial] {
         let when = matches!(how, Dismissal::On(_)).then(|| at_text.clone());
-        ca.revoke(revoke_request(serial, &reason, when, actor)).await?;
+        roll.ca.revoke(revoke_request(serial, &reason, when, actor)).await?;
     }
     let record = match how {
         Dismissal::Now { .. } => {
-            ca.store
+            roll.store
                 .set_operator_status(iin, &["active", "suspended"], "dismissed", Some(at), actor)
                 .await?
         }
-        Dismissal::On(_) => ca.store.schedule_dismissal(iin, at, actor).await?,
+        Dismissal::On(_) => roll.store.schedule_dismissal(iin, at, actor).await?,
     }
     .ok_or_else(|| OperatorError::NotFound(iin.to_string()))?;
     tracing::info!(target: "audit", "operator dismissed: iin=[{iin}] at=[{at_text}] reason=[{reason}]");

@@ -8,8 +8,18 @@ pub use lifecycle::{
     Added, Dismissal, NewOperator, OperatorError, OperatorKeys, add, certificates_pem, dismiss, resume, suspend,
 };
 
+use crate::config::Config;
 use crate::pki::Ca;
-use crate::store::{CertificateRecord, CertificateStatus, OperatorRecord, now};
+use crate::store::{CertificateRecord, CertificateStatus, OperatorRecord, Store, now};
+
+/// The operators' door: the CA that certifies them, the store that keeps the roll, and the
+/// configuration of its rules (notice, inactivity). Handed out by the service, per call.
+#[derive(Clone, Copy)]
+pub struct Roll<'a> {
+    pub ca: &'a Ca,
+    pub store: &'a Store,
+    pub config: &'a Config,
+}
 
 /// Who a verified TLS client certificate belongs to.
 #[derive(Debug, Clone)]
@@ -95,21 +105,24 @@ impl Operator {
 /// The certificate behind a client identity: issued by this CA's issuing CA, recorded as
 /// issued, within its validity; and whether it is revoked (the caller decides which refusal
 /// comes first).
-async fn client_certificate(ca: &Ca, who: Option<&ClientIdentity>) -> Result<(CertificateRecord, bool), AccessError> {
+async fn client_certificate(
+    roll: Roll<'_>,
+    who: Option<&ClientIdentity>,
+) -> Result<(CertificateRecord, bool), AccessError> {
     let who = who.ok_or(AccessError::NoCertificate)?;
-    let rec = ca
+    let rec = roll
         .store
         .certificate(&who.serial)
         .await?
         .ok_or(AccessError::UnknownCertificate)?;
-    if rec.status != CertificateStatus::Issued || rec.issuer != ca.issuing.id {
+    if rec.status != CertificateStatus::Issued || rec.issuer != roll.ca.issuing.id {
         return Err(AccessError::UnknownCertificate);
     }
     let t = now();
     if rec.not_after < t {
         return Err(AccessError::Expired);
     }
-    let revoked = ca
+    let revoked = roll
         .store
         .revocation(&rec.serial)
         .await?
@@ -118,7 +131,7 @@ async fn client_certificate(ca: &Ca, who: Option<&ClientIdentity>) -> Result<(Ce
 }
 
 /// Whether an operator record allows acting now; applies the suspension after inactivity.
-async fn may_act(ca: &Ca, o: &OperatorRecord) -> Result<(), AccessError> {
+async fn may_act(roll: Roll<'_>, o: &OperatorRecord) -> Result<(), AccessError> {
     let t = now();
     if o.status == "dismissed" || o.dismissed_at.is_some_and(|d| d <= t) {
         return Err(AccessError::OperatorDismissed);
@@ -126,11 +139,11 @@ async fn may_act(ca: &Ca, o: &OperatorRecord) -> Result<(), AccessError> {
     if o.status == "suspended" {
         return Err(AccessError::OperatorSuspended);
     }
-    let idle = i64::from(ca.config.operators.suspend_after_days) * 86_400;
+    let idle = i64::from(roll.config.operators.suspend_after_days) * 86_400;
     if idle > 0 && t - o.last_activity_at > idle {
         // §15: an operator who has not acted for the configured days is suspended, and stays so
         // until an administrator resumes them.
-        ca.store
+        roll.store
             .set_operator_status(
                 &o.iin,
                 &["active"],
@@ -147,20 +160,20 @@ async fn may_act(ca: &Ca, o: &OperatorRecord) -> Result<(), AccessError> {
 
 /// Decides whether a client certificate belongs to an administrator: the `admin` profile, and,
 /// when the administrator is also on the operators' roll, an administrator who may act.
-pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
-    let (rec, revoked) = client_certificate(ca, who).await?;
+pub async fn administrator(roll: Roll<'_>, who: Option<&ClientIdentity>) -> Result<Administrator, AccessError> {
+    let (rec, revoked) = client_certificate(roll, who).await?;
     if rec.profile != "admin" {
         return Err(AccessError::NotAdministrator);
     }
-    let on_roll = ca.store.operator_by_certificate(&rec.serial).await?;
+    let on_roll = roll.store.operator_by_certificate(&rec.serial).await?;
     if let Some(o) = &on_roll {
-        may_act(ca, o).await?;
+        may_act(roll, o).await?;
     }
     if revoked {
         return Err(AccessError::Revoked);
     }
     if let Some(o) = on_roll.filter(|o| o.last_activity_at < crate::store::now() - 60) {
-        ca.store.touch_operator(&o.iin).await?;
+        roll.store.touch_operator(&o.iin).await?;
     }
     Ok(Administrator {
         iin: rec.holder.strip_prefix("IIN").unwrap_or(&rec.holder).to_string(),
@@ -171,9 +184,9 @@ pub async fn administrator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Admi
 
 /// Decides whether a client certificate belongs to an operator who may act now: an operator's
 /// AUTH certificate (profile `operator-auth`), on the roll, neither suspended nor dismissed.
-pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator, AccessError> {
-    let (rec, revoked) = client_certificate(ca, who).await?;
-    let o = ca
+pub async fn operator(roll: Roll<'_>, who: Option<&ClientIdentity>) -> Result<Operator, AccessError> {
+    let (rec, revoked) = client_certificate(roll, who).await?;
+    let o = roll
         .store
         .operator_by_certificate(&rec.serial)
         .await?
@@ -182,14 +195,14 @@ pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator,
         return Err(AccessError::NotOperator);
     }
     // A dismissed operator is told so, though the certificate's revocation would refuse too.
-    may_act(ca, &o).await?;
+    may_act(roll, &o).await?;
     if revoked {
         return Err(AccessError::Revoked);
     }
     // The record is for absences of days: written at most once a minute, so that a busy
     // operator's every request is not a write.
     if o.last_activity_at < crate::store::now() - 60 {
-        ca.store.touch_operator(&o.iin).await?;
+        roll.store.touch_operator(&o.iin).await?;
     }
     Ok(Operator {
         serial: rec.serial,
@@ -198,8 +211,8 @@ pub async fn operator(ca: &Ca, who: Option<&ClientIdentity>) -> Result<Operator,
 }
 
 /// Everyone on the operators' roll, as the administrators' page lists them.
-pub async fn list(ca: &Ca) -> Result<Vec<OperatorView>, crate::store::StoreError> {
-    Ok(ca.store.operators().await?.iter().map(OperatorView::from).collect())
+pub async fn list(store: &Store) -> Result<Vec<OperatorView>, crate::store::StoreError> {
+    Ok(store.operators().await?.iter().map(OperatorView::from).collect())
 }
 
 /// An operator as the API shows it.

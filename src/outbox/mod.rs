@@ -6,8 +6,8 @@
 //! Composition is here (the message formats of DESIGN.md); the SQL is in `store/outbox.rs`; the
 //! deliveries are in `monitoring.rs` and `mail.rs`.
 
-pub mod letters;
-pub mod mail;
+pub(crate) mod letters;
+pub(crate) mod mail;
 pub mod monitoring;
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::{ApplicationRecord, Attempt, AttemptOutcome, DueMessage, OutboxMessage, Store, now};
+use crate::store::{ApplicationRecord, Attempt, AttemptOutcome, DueMessage, OutboxMessage, Store, StoreError, now};
 
 pub const MONITORING: &str = "monitoring";
 pub const MAIL: &str = "mail";
@@ -321,18 +321,29 @@ pub async fn run<D: Deliver>(
     }
 }
 
+/// Puts a parked message back in the queue (after the receiver's side was fixed), with its
+/// audit line naming the administrator; false when no message of that id is parked.
+pub async fn requeue_parked(store: &Store, message_id: &str, administrator: &str) -> Result<bool, StoreError> {
+    let requeued = store.requeue_parked(message_id).await?;
+    if requeued {
+        tracing::info!(target: "audit", message_id = ?message_id, administrator = %administrator, "outbox: requeued");
+    }
+    Ok(requeued)
+}
+
 /// Starts the workers the configuration asks for: monitoring when a URL is set (otherwise the
 /// messages wait in the queue), mail always.
 pub fn spawn_workers(
     ca: &Arc<crate::pki::Ca>,
+    store: &Store,
+    cfg: &crate::config::Config,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let cfg = &ca.config;
     let mut workers = Vec::new();
     if cfg.monitoring.url.is_empty() {
         tracing::warn!("NCA_MONITORING_URL is not set: status messages are kept in the queue");
     } else {
-        let sender = monitoring::Sender::new(ca)?;
+        let sender = monitoring::Sender::new(ca, &cfg.monitoring)?;
         let policy = Policy {
             batch: cfg.monitoring.batch,
             concurrency: cfg.monitoring.concurrency,
@@ -341,7 +352,7 @@ pub fn spawn_workers(
             retry_max_seconds: cfg.monitoring.retry_max_seconds,
         };
         workers.push(tokio::spawn(run(
-            ca.store.clone(),
+            store.clone(),
             MONITORING,
             policy,
             Arc::new(sender),
@@ -357,7 +368,7 @@ pub fn spawn_workers(
         retry_max_seconds: cfg.mail.retry_max_seconds,
     };
     workers.push(tokio::spawn(run(
-        ca.store.clone(),
+        store.clone(),
         MAIL,
         policy,
         Arc::new(postman),

@@ -23,9 +23,8 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// The monitoring link of `ca`'s configuration, signing with its service key.
-    pub fn new(ca: &Arc<crate::pki::Ca>) -> anyhow::Result<Sender> {
-        let cfg = &ca.config.monitoring;
+    /// The monitoring link `cfg` names, signing with `ca`'s service key.
+    pub fn new(ca: &Arc<crate::pki::Ca>, cfg: &crate::config::MonitoringSection) -> anyhow::Result<Sender> {
         let url =
             reqwest::Url::parse(&cfg.url).map_err(|e| anyhow::anyhow!("NCA_MONITORING_URL {:?}: {e}", cfg.url))?;
         if !matches!(url.scheme(), "http" | "https") {

@@ -2,6 +2,8 @@
 //! sign, record it as issued. A certificate is never signed before the database knows it, and
 //! never handed out before the database says it is issued.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use der::Encode;
 use spki::SubjectPublicKeyInfoOwned;
 
@@ -58,9 +60,44 @@ const SERIAL_ATTEMPTS: usize = 3;
 /// see a certificate from the future.
 const BACKDATE_SECONDS: i64 = 60;
 
+/// Certificates this process signed and recorded as issued, and issuance requests it refused,
+/// counted where the signature is made (as Boulder's CA counts): whoever asked — an
+/// administrator, the workflow, the operators' roll, a delegated renewal — is counted once.
+/// Per process, not per [`Ca`]: the service opens the CA again after the ceremony and after a
+/// renewal, and what those signed counts too.
+static ISSUED: AtomicU64 = AtomicU64::new(0);
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// What this process's CA has issued and refused since it started (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IssuanceCounts {
+    pub issued: u64,
+    pub refused: u64,
+}
+
+/// The counts so far.
+pub fn issuance_counts() -> IssuanceCounts {
+    IssuanceCounts {
+        issued: ISSUED.load(Ordering::Relaxed),
+        refused: REFUSED.load(Ordering::Relaxed),
+    }
+}
+
+/// Counts a request that did not end in an issued certificate.
+fn refused<T>(r: Result<T, IssueError>) -> Result<T, IssueError> {
+    if r.is_err() {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
 impl Ca {
     /// Issues a certificate for a CSR under a profile, with a subject from verified data.
     pub async fn issue(&self, req: IssueRequest) -> Result<Issued, IssueError> {
+        refused(self.issue_csr(req).await)
+    }
+
+    async fn issue_csr(&self, req: IssueRequest) -> Result<Issued, IssueError> {
         let profile = self
             .profiles
             .get(&req.profile)
@@ -86,6 +123,16 @@ impl Ca {
     /// Issues for a key the CA made itself (the ceremony's delegated signers): no CSR to prove
     /// possession with.
     pub(crate) async fn issue_for_own_key(
+        &self,
+        profile: &str,
+        spki_der: &[u8],
+        subject: &SubjectInput,
+        actor: &crate::audit::actor::Actor,
+    ) -> Result<Issued, IssueError> {
+        refused(self.issue_own_key(profile, spki_der, subject, actor).await)
+    }
+
+    async fn issue_own_key(
         &self,
         profile: &str,
         spki_der: &[u8],
@@ -195,6 +242,7 @@ async fn issue_key(
     };
     let der = sign(ca, issuer, prepared.tbs_der, &prepared.serial).await?;
     ca.store.mark_issued(&issuer.id, &prepared.serial, &der, actor).await?;
+    ISSUED.fetch_add(1, Ordering::Relaxed);
     tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
         prepared.serial, application.unwrap_or(""), profile.name);
     Ok(Issued {

@@ -1,29 +1,29 @@
 //! The certificate authority: builds, lints, records and signs certificates (and, later, CRLs
 //! and OCSP answers). It never decides whether to issue; the workflow and the administrator do.
 
-pub mod build;
+pub(crate) mod build;
 pub mod ceremony;
-pub mod cms;
+pub(crate) mod cms;
 pub mod crl;
 pub mod csr;
 mod issue;
-pub mod lint;
+pub(crate) mod lint;
 pub mod ocsp;
-pub mod policy;
+pub(crate) mod policy;
 pub mod profile;
 pub mod revocation;
 pub mod signed_data;
 pub mod status;
 pub mod subject;
 pub mod tsa;
-pub mod verify;
+pub(crate) mod verify;
 
 use std::sync::Arc;
 
 use der::{Decode, Encode};
 use x509_cert::Certificate;
 
-pub use issue::{IssueRequest, Issued};
+pub use issue::{IssuanceCounts, IssueRequest, Issued, issuance_counts};
 
 use crate::config::Config;
 use crate::keys::{KeyAlgorithm, KeyStore, KeyStoreError, Signer};
@@ -209,9 +209,9 @@ pub struct Delegated {
 
 /// The running CA: its hierarchy, delegated signers, profiles and store.
 pub struct Ca {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub key_store: Arc<dyn KeyStore>,
+    config: Arc<Config>,
+    store: Store,
+    key_store: Arc<dyn KeyStore>,
     pub profiles: Profiles,
     pub root: Issuer,
     pub issuing: Issuer,

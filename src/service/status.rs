@@ -88,13 +88,13 @@ impl KeyStore for PublicKeys {
 /// How often the CRLs the primaries published are read again.
 const CRL_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn refresh_crls(ca: &Ca, cache: &crate::publisher::CrlCache) {
+async fn refresh_crls(ca: &Ca, store: &Store, cache: &crate::publisher::CrlCache) {
     for (issuer, kind) in [
         (&ca.issuing.id, "full"),
         (&ca.issuing.id, "delta"),
         (&ca.root.id, "full"),
     ] {
-        match ca.store.latest_crl(issuer, kind).await {
+        match store.latest_crl(issuer, kind).await {
             Ok(Some(r)) => cache.refresh(&r),
             Ok(None) => {}
             Err(e) => tracing::error!("CRLs from the database: {e}"),
@@ -111,13 +111,16 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         _ => "software",
     };
     let key_store: Arc<dyn KeyStore> = Arc::new(PublicKeys { kind, keys: records });
-    let ca = Arc::new(Ca::open(Arc::clone(&cfg), store.clone(), key_store).await?);
+    let ca = Arc::new(Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?);
     let crls = Arc::new(crate::publisher::CrlCache::default());
-    refresh_crls(&ca, &crls).await;
+    refresh_crls(&ca, &store, &crls).await;
     let state = AppState {
         regulation: Arc::new(crate::workflow::regulation::Regulation::load(&cfg.regulation.file)?),
         registry: Arc::new(crate::registry::StateRegistry::open(&cfg.registry)?),
         ca: Arc::clone(&ca),
+        store: store.clone(),
+        config: Arc::clone(&cfg),
+        key_store,
         crls: Arc::clone(&crls),
         centres: Arc::new(Centres::load(&cfg)?),
         metrics: Arc::new(http::metrics::Metrics::default()),
@@ -132,13 +135,14 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop = stop_rx.clone();
+    let crl_store = store.clone();
     let crl_task = tokio::spawn(async move {
         while !*stop.borrow() {
             tokio::select! {
                 _ = tokio::time::sleep(CRL_EVERY) => {}
                 _ = stop.changed() => break,
             }
-            refresh_crls(&ca, &crls).await;
+            refresh_crls(&ca, &crl_store, &crls).await;
         }
     });
     let limits = http::listen::Limits::new(&cfg.http, cfg.service.max_body_bytes);

@@ -5,8 +5,8 @@
 //! host, and nothing of the applicant's is written to the workstation's disk: the PIN, the
 //! requests and the certificates live in memory and on the card only.
 
-pub mod card;
-pub mod client;
+pub(crate) mod card;
+pub(crate) mod client;
 pub mod enroll;
 pub mod revoke;
 pub mod timestamp;

@@ -9,17 +9,18 @@ use super::model::{Actor, Refusal, Status};
 use super::number;
 use super::regulation::{Process, Regulation, StepKind};
 pub use super::request::{
-    ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CsrPair, FieldError, IdentityRequest,
-    OrganizationData, SignedApplicant, SignedRequest,
+    ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CentreRequest, CsrPair, FieldError,
+    IdentityRequest, OrganizationData, SignedApplicant, SignedRequest, Submission,
 };
 pub use super::views::{ApplicationView, RefusalView, StepView};
+use crate::config::Config;
 use crate::operators::Operator;
 use crate::operators::centres::Centres;
 use crate::outbox::letters::{self, Kind, Letter};
 use crate::pki::Ca;
 use crate::pki::subject::SubjectInput;
 use crate::registry::{Bin, Iin, RegistryError, StateRegistry};
-use crate::store::{Advance, ApplicationRecord, OutboxMessage, StepRecord, StoreError, now};
+use crate::store::{Advance, ApplicationRecord, OutboxMessage, StepRecord, Store, StoreError, now};
 
 /// Why a step of the workflow did not happen, by whose fault. A refusal under the regulation is
 /// not among them: it is a result, recorded and answered with the application.
@@ -86,7 +87,10 @@ pub(super) fn step(process: &Process, kind: StepKind, seq: i64, started: i64, do
 
 /// Everything the workflow needs from the service.
 pub struct Workflow<'a> {
+    /// The CA the workflow asks to issue and revoke; it decides nothing here.
     pub ca: &'a Ca,
+    pub store: &'a Store,
+    pub config: &'a Config,
     pub regulation: &'a Regulation,
     pub registry: &'a StateRegistry,
     pub centres: &'a Centres,
@@ -117,6 +121,7 @@ pub(super) fn auth_profile(ca: &Ca, legal: bool) -> Result<&crate::pki::profile:
 /// carry) before anything is recorded; returns the IIN and the AUTH profile.
 pub(super) fn check_applicant<'c>(
     ca: &'c Ca,
+    cfg: &Config,
     applicant: &ApplicantData,
     org: Option<&OrganizationData>,
 ) -> Result<(Iin, &'c crate::pki::profile::Profile), WorkflowError> {
@@ -140,7 +145,7 @@ pub(super) fn check_applicant<'c>(
     }
     let profile = auth_profile(ca, org.is_some())?;
     if wrong.is_empty()
-        && let Err(e) = crate::pki::subject::build(profile, &subject(applicant, org), &ca.config.ca.country)
+        && let Err(e) = crate::pki::subject::build(profile, &subject(applicant, org), &cfg.ca.country)
     {
         wrong.push(FieldError::new("applicant", "subject_invalid", e.to_string()));
     }
@@ -199,10 +204,7 @@ impl Workflow<'_> {
             a.sign_csr = None;
         }
         let messages = self.notices(a, a.status, current_step(steps), a.refusal.as_ref(), letter, actor)?;
-        self.ca
-            .store
-            .add_application(a, steps, &messages, &actor.audit())
-            .await?;
+        self.store.add_application(a, steps, &messages, &actor.audit()).await?;
         Ok(())
     }
 
@@ -231,7 +233,7 @@ impl Workflow<'_> {
         change.actor = actor.audit();
         let step = current_step(&change.steps).unwrap_or(at_step);
         change.messages = self.notices(a, change.to, Some(step), change.refusal.as_ref(), letter, &actor)?;
-        Ok(self.ca.store.advance_application(&a.number, from, &change).await?)
+        Ok(self.store.advance_application(&a.number, from, &change).await?)
     }
 
     /// The monitoring message of a change of `a` to `status`, and the letter if there is one. No
@@ -248,7 +250,7 @@ impl Workflow<'_> {
         let service_id = self.process_of(a).map(|p| p.service_id()).unwrap_or_default();
         let mut out = vec![
             crate::outbox::status_message(
-                &self.ca.config,
+                self.config,
                 &service_id,
                 a,
                 status.as_str(),
@@ -278,7 +280,7 @@ impl Workflow<'_> {
             .centre(&a.centre)
             .map(|c| c.names.get(&lang).to_string())
             .unwrap_or_else(|| a.centre.clone());
-        let status_url = format!("{}/", self.ca.config.base_url.trim_end_matches('/'));
+        let status_url = format!("{}/", self.config.base_url.trim_end_matches('/'));
         self.letter(
             a,
             Kind::OrderNumber {
@@ -295,7 +297,6 @@ impl Workflow<'_> {
     ) -> Result<ApplicationRecord, WorkflowError> {
         let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
         let a = self
-            .ca
             .store
             .application(&canonical)
             .await?

@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use super::application::{Workflow, WorkflowError};
-use crate::pki::Ca;
+use crate::config::Config;
 use crate::pki::status::rfc3339;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// The most receipts one listing gives; a longer period is asked for in parts.
 pub const ARCHIVE_LIMIT: i64 = 10_000;
@@ -77,9 +77,9 @@ pub fn retention_cutoff(now: i64, retention_days: i64) -> i64 {
 }
 
 /// The retention sweep at `now`: deletes the receipts past their period; returns how many.
-pub async fn sweep(ca: &Ca, now: i64) -> Result<u64, StoreError> {
-    ca.store
-        .sweep_receipts(retention_cutoff(now, ca.config.archive.retention_days))
+pub async fn sweep(store: &Store, cfg: &Config, now: i64) -> Result<u64, StoreError> {
+    store
+        .sweep_receipts(retention_cutoff(now, cfg.archive.retention_days))
         .await
 }
 
@@ -90,7 +90,7 @@ impl Workflow<'_> {
         if end <= start {
             return Err(WorkflowError::Invalid(format!("the period {from} to {to} is empty")));
         }
-        let mut receipts = self.ca.store.receipts(start, end, centre, ARCHIVE_LIMIT + 1).await?;
+        let mut receipts = self.store.receipts(start, end, centre, ARCHIVE_LIMIT + 1).await?;
         let truncated = receipts.len() as i64 > ARCHIVE_LIMIT;
         receipts.truncate(ARCHIVE_LIMIT as usize);
         Ok(ArchiveView {
@@ -98,7 +98,7 @@ impl Workflow<'_> {
             to: rfc3339(end),
             centre: centre.map(str::to_string),
             truncated,
-            retention_days: self.ca.config.archive.retention_days,
+            retention_days: self.config.archive.retention_days,
             receipts: receipts
                 .into_iter()
                 .map(|r| ReceiptView {

@@ -12,6 +12,14 @@ use crate::registry::Iin;
 use crate::store::{Advance, ApplicationRecord, now};
 
 impl Workflow<'_> {
+    /// What an operator files at a centre: P4 or P5.
+    pub async fn file_at_centre(&self, op: &Operator, req: CentreRequest) -> Result<ApplicationView, WorkflowError> {
+        match req {
+            CentreRequest::Issue(r) => self.create_issue_at_centre(op, r).await,
+            CentreRequest::Revoke(r) => self.create_at_centre(op, r).await,
+        }
+    }
+
     /// P4, issue onto an ID card at a centre: the operator, having identified the applicant,
     /// files the request; the registry is asked (condition 2); the application then waits for
     /// the CSRs made on the card.
@@ -30,7 +38,7 @@ impl Workflow<'_> {
             // and the registry check below refuses the applicant.
             Iin::parse(&applicant.iin).map_err(|e| WorkflowError::Invalid(format!("IIN {e}")))?
         } else {
-            check_applicant(self.ca, &applicant, req.organization.as_ref())?.0
+            check_applicant(self.ca, self.config, &applicant, req.organization.as_ref())?.0
         };
         let t = now();
         let mut steps = vec![
@@ -108,7 +116,7 @@ impl Workflow<'_> {
                 .check_possession()
                 .map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
         }
-        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let seq = self.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let mut with_csrs = a.clone();
         with_csrs.auth_csr = Some(pair.auth.clone());

@@ -20,7 +20,7 @@ impl Workflow<'_> {
     ) -> Result<ApplicationView, WorkflowError> {
         let a = self.operators_application(op, number).await?;
         let process = self.process_of(&a)?;
-        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let seq = self.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let advance = if req.confirmed {
             // The receipt is kept with the documents seen (regulation §15.4, §20: the archive);
@@ -96,7 +96,7 @@ impl Workflow<'_> {
             });
         };
         let process = self.process_of(&a)?;
-        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64;
+        let seq = self.store.application_steps(&a.number).await?.len() as i64;
         let t = now();
         let verdict: Result<(), String> = match self.ca.verify_cms(cms, Some(tbs.as_bytes())).await {
             Ok(v) if v.content != tbs.as_bytes() => Err(CmsError::ContentMismatch.code().to_string()),
@@ -153,7 +153,7 @@ impl Workflow<'_> {
         if !onto_card {
             steps.push(step(process, result_step, seq + 2, t, None));
         }
-        let until = now() + self.ca.config.workflow.lease_seconds;
+        let until = now() + self.config.workflow.lease_seconds;
         let issuing = Advance {
             to: Status::Issuing,
             outcome: "signed".into(),

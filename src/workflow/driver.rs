@@ -9,9 +9,11 @@ use std::sync::Arc;
 use super::application::Workflow;
 use super::model::{Status, WAITING_KEY_STORE};
 use super::regulation::Regulation;
+use crate::config::Config;
 use crate::operators::centres::Centres;
 use crate::pki::Ca;
 use crate::registry::StateRegistry;
+use crate::store::Store;
 
 /// How many applications one round takes up at most.
 const ROUND: i64 = 64;
@@ -19,6 +21,8 @@ const ROUND: i64 = 64;
 /// What the driver needs, owned (the service's shared parts).
 pub struct Driver {
     pub ca: Arc<Ca>,
+    pub store: Store,
+    pub config: Arc<Config>,
     pub regulation: Arc<Regulation>,
     pub registry: Arc<StateRegistry>,
     pub centres: Arc<Centres>,
@@ -28,6 +32,8 @@ impl Driver {
     fn workflow(&self) -> Workflow<'_> {
         Workflow {
             ca: &self.ca,
+            store: &self.store,
+            config: &self.config,
             regulation: &self.regulation,
             registry: &self.registry,
             centres: &self.centres,
@@ -38,8 +44,8 @@ impl Driver {
     /// One round: claims what is due and finishes each; returns how many were finished or moved
     /// on (waiting again counts as not).
     pub async fn round(&self) -> usize {
-        let cfg = &self.ca.config.workflow;
-        let due = match self.ca.store.claim_intents(ROUND, cfg.lease_seconds).await {
+        let cfg = &self.config.workflow;
+        let due = match self.store.claim_intents(ROUND, cfg.lease_seconds).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("workflow driver: {e}");
@@ -58,7 +64,7 @@ impl Driver {
                 }
                 if let Some(Err(cause)) = &key_store {
                     tracing::debug!(application = %a.number, "key store still unavailable: {cause}");
-                    if let Err(e) = self.ca.store.release_intent(&a.number, WAITING_KEY_STORE).await {
+                    if let Err(e) = self.store.release_intent(&a.number, WAITING_KEY_STORE).await {
                         tracing::error!(application = %a.number, "workflow driver: {e}");
                     }
                     continue;
@@ -85,7 +91,7 @@ impl Driver {
 
     /// The retention sweep of the document archive ([`super::archive::sweep`]).
     pub async fn sweep_archive(&self) {
-        match super::archive::sweep(&self.ca, crate::store::now()).await {
+        match super::archive::sweep(&self.store, &self.config, crate::store::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("archive: {n} receipts past their retention period deleted"),
             Err(e) => tracing::error!("archive sweep: {e}"),

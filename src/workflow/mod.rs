@@ -8,20 +8,20 @@
 //! SLA report ([`report`]).
 
 pub mod application;
-pub mod archive;
-pub mod centre;
-pub mod confirmation;
-pub mod desk;
-pub mod driver;
-pub mod id_card;
+pub(crate) mod archive;
+pub(crate) mod centre;
+pub(crate) mod confirmation;
+pub(crate) mod desk;
+pub(crate) mod driver;
+pub(crate) mod id_card;
 pub mod model;
-pub mod number;
-pub mod outcome;
-pub mod portal;
-pub mod refusals;
-pub mod registry_check;
+pub(crate) mod number;
+pub(crate) mod outcome;
+pub(crate) mod portal;
+pub(crate) mod refusals;
+pub(crate) mod registry_check;
 pub mod regulation;
-pub mod report;
+pub(crate) mod report;
 pub mod request;
-pub mod survey;
-pub mod views;
+pub(crate) mod survey;
+pub(crate) mod views;

@@ -93,7 +93,7 @@ impl Workflow<'_> {
             Err(Failure::KeyStore(cause)) => {
                 tracing::warn!(application = %a.number, "key store: {cause}; the application waits for it");
                 if a.status == Status::AwaitingKeyStore {
-                    self.ca.store.release_intent(&a.number, WAITING_KEY_STORE).await?;
+                    self.store.release_intent(&a.number, WAITING_KEY_STORE).await?;
                 } else {
                     let wait = Advance {
                         to: Status::AwaitingKeyStore,
@@ -144,7 +144,7 @@ impl Workflow<'_> {
         };
         // A first attempt, just recorded by this worker, has nothing behind it: no query.
         let existing = if retry {
-            self.ca.store.application_certificates(&a.number).await?
+            self.store.application_certificates(&a.number).await?
         } else {
             Vec::new()
         };
@@ -171,7 +171,7 @@ impl Workflow<'_> {
         let serials = [auth.clone(), sign.clone()];
         let install_url = format!(
             "{}/api/v1/applications/{}/certificates?iin={}",
-            self.ca.config.base_url.trim_end_matches('/'),
+            self.config.base_url.trim_end_matches('/'),
             a.number,
             a.iin
         );
@@ -188,7 +188,7 @@ impl Workflow<'_> {
             )
         };
         let steps = if onto_card {
-            let seq = self.ca.store.application_steps(&a.number).await?.len() as i64 + 1;
+            let seq = self.store.application_steps(&a.number).await?.len() as i64 + 1;
             vec![super::application::step(
                 self.process_of(a).map_err(Failure::Fault)?,
                 StepKind::WriteCard,
@@ -227,8 +227,7 @@ impl Workflow<'_> {
             match c.status {
                 CertificateStatus::Issued => return Ok(c.serial.clone()),
                 CertificateStatus::Pending => {
-                    self.ca
-                        .store
+                    self.store
                         .abandon_pending(&c.issuer, &c.serial, "its application's issuance was taken up again")
                         .await?;
                 }
@@ -240,7 +239,7 @@ impl Workflow<'_> {
             Ok(issued) => Ok(issued.serial),
             // Another worker got there first: its certificate, once it is issued.
             Err(IssueError::Store(StoreError::AlreadyCertified)) => {
-                let now_there = self.ca.store.application_certificates(number).await?;
+                let now_there = self.store.application_certificates(number).await?;
                 match now_there
                     .iter()
                     .find(|c| c.profile == profile && c.status == CertificateStatus::Issued)

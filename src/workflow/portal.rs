@@ -16,6 +16,14 @@ use crate::store::{ApplicationRecord, now};
 impl Workflow<'_> {
     /// P1 steps 1–5: the request, the registry check (condition 1), registration. Returns the
     /// application, refused or awaiting the applicant at a centre.
+    /// What the portal files: an issue request or a signed one.
+    pub async fn file(&self, s: Submission) -> Result<ApplicationView, WorkflowError> {
+        match s {
+            Submission::Request(r) => self.submit(*r).await,
+            Submission::Signed(cms) => self.submit_signed(&cms).await,
+        }
+    }
+
     pub async fn submit(&self, req: ApplicationRequest) -> Result<ApplicationView, WorkflowError> {
         if req.service != Service::Issue.as_str() {
             return Err(WorkflowError::Invalid(format!(
@@ -45,7 +53,7 @@ impl Workflow<'_> {
             .ok_or_else(|| WorkflowError::Internal(format!("no {service:?} process in the regulation")))?;
         // Every wrong field is named at once, so a form can mark them all.
         let mut wrong = Vec::new();
-        let checked = check_applicant(self.ca, &req.applicant, req.organization.as_ref());
+        let checked = check_applicant(self.ca, self.config, &req.applicant, req.organization.as_ref());
         if let Err(WorkflowError::Fields(f)) = &checked {
             wrong.extend(f.iter().cloned());
         }
@@ -185,7 +193,7 @@ impl Workflow<'_> {
             let (signature, supersedes, actor) = match self.applicant_signature(cms, &req.applicant.iin).await? {
                 Ok(signer_serial) => {
                     // The pair the signing certificate belongs to is the one superseded.
-                    let pair = match self.ca.store.application_of_certificate(&signer_serial).await? {
+                    let pair = match self.store.application_of_certificate(&signer_serial).await? {
                         Some(a) => a.auth_serial.into_iter().chain(a.sign_serial).collect(),
                         None => vec![signer_serial.clone()],
                     };
@@ -254,7 +262,7 @@ impl Workflow<'_> {
             created_at: t,
             updated_at: t,
             intent: Some(Intent::Revoke),
-            intent_until: Some(t + self.ca.config.workflow.lease_seconds),
+            intent_until: Some(t + self.config.workflow.lease_seconds),
             ..Default::default()
         };
         let steps = [
@@ -284,14 +292,8 @@ impl Workflow<'_> {
         if certificates.is_empty() {
             // None named: all of the applicant's certificates that are still in force.
             let mut all = Vec::new();
-            for serial in self.ca.store.certificates_of_holder(&holder).await? {
-                if !self
-                    .ca
-                    .store
-                    .revocation(&serial)
-                    .await?
-                    .is_some_and(|r| r.effective_at(t))
-                {
+            for serial in self.store.certificates_of_holder(&holder).await? {
+                if !self.store.revocation(&serial).await?.is_some_and(|r| r.effective_at(t)) {
                     all.push(serial);
                 }
             }
@@ -316,7 +318,7 @@ impl Workflow<'_> {
         for s in certificates {
             let serial =
                 crate::pki::normalise_serial(s).ok_or_else(|| WorkflowError::Invalid(format!("serial {s:?}")))?;
-            match self.ca.store.certificate(&serial).await? {
+            match self.store.certificate(&serial).await? {
                 Some(c) if c.holder == holder => serials.push(serial),
                 _ => {
                     return Err(WorkflowError::Invalid(format!(
@@ -370,7 +372,7 @@ impl Workflow<'_> {
         serials: &[String],
     ) -> Result<(Option<String>, Option<String>), WorkflowError> {
         for serial in serials {
-            if let Some(a) = self.ca.store.application_of_certificate(serial).await?
+            if let Some(a) = self.store.application_of_certificate(serial).await?
                 && let Some((email, lang)) = a.applicant.contact()
             {
                 return Ok((Some(email), Some(self.lang.map(str::to_string).unwrap_or(lang))));

@@ -60,7 +60,7 @@ impl Workflow<'_> {
             }
             Err(e) => return Err(e),
         };
-        let seq = self.ca.store.application_steps(&a.number).await?.len() as i64 + 1;
+        let seq = self.store.application_steps(&a.number).await?.len() as i64 + 1;
         let t = now();
         let (steps, status) = if process.channel == Channel::ServiceCentre {
             match refused {

@@ -109,7 +109,7 @@ pub fn sla(regulation: &Regulation, timings: &[StepTiming]) -> SlaReport {
 impl Workflow<'_> {
     /// The SLA report over every step recorded.
     pub async fn sla_report(&self) -> Result<SlaReport, WorkflowError> {
-        Ok(sla(self.regulation, &self.ca.store.step_timings().await?))
+        Ok(sla(self.regulation, &self.store.step_timings().await?))
     }
 }
 

@@ -42,6 +42,25 @@ pub struct CsrPair {
     pub sign: String,
 }
 
+/// What the portal files (`POST /api/v1/applications`): an issue request (P1, JSON), or a
+/// signed request (P2, P3) as CMS SignedData, DER or PEM, not yet read.
+#[derive(Debug, Clone)]
+pub enum Submission {
+    Request(Box<ApplicationRequest>),
+    Signed(Vec<u8>),
+}
+
+impl Submission {
+    /// The IIN the applicant states, when it can be read before the request is judged (the
+    /// application form's rate limits count per IIN).
+    pub fn stated_iin(&self) -> Option<&str> {
+        match self {
+            Submission::Request(r) => Some(&r.applicant.iin),
+            Submission::Signed(_) => None,
+        }
+    }
+}
+
 /// What a signed request (P2, P3) carries as its content.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SignedRequest {
@@ -66,6 +85,27 @@ pub struct CentreIssue {
     pub organization: Option<OrganizationData>,
     #[serde(default)]
     pub storage: Option<String>,
+}
+
+/// What an operator files at a centre: P4 (`"service": "issue"`) or P5 (a signed request's
+/// content, any other service, which the revocation's checks then judge), told apart by
+/// `service` before the rest is read, so that each is read with its own rules.
+#[derive(Debug, Clone)]
+pub enum CentreRequest {
+    Issue(CentreIssue),
+    Revoke(SignedRequest),
+}
+
+impl<'de> Deserialize<'de> for CentreRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let r = if v["service"] == "issue" {
+            serde_json::from_value(v).map(CentreRequest::Issue)
+        } else {
+            serde_json::from_value(v).map(CentreRequest::Revoke)
+        };
+        r.map_err(serde::de::Error::custom)
+    }
 }
 
 /// The applicant as the operator files them in P4. The IIN is read from the ID card the

@@ -84,7 +84,7 @@ impl Workflow<'_> {
     /// The applicant's answer, if given; the application must be theirs.
     pub async fn survey_of(&self, number: &str, iin: &str) -> Result<Option<SurveyAnswer>, SurveyError> {
         let view = self.view_for(number, iin).await?;
-        let Some(r) = self.ca.store.survey(&view.number).await? else {
+        let Some(r) = self.store.survey(&view.number).await? else {
             return Ok(None);
         };
         Ok(Level::parse(&r.process)
@@ -104,7 +104,7 @@ impl Workflow<'_> {
             information: answer.information.as_str().into(),
             answered_at: now(),
         };
-        if !self.ca.store.add_survey(&record).await? {
+        if !self.store.add_survey(&record).await? {
             return Err(SurveyError::Answered(view.number));
         }
         Ok(())
@@ -117,7 +117,7 @@ impl Workflow<'_> {
             process: zero(),
             information: zero(),
         };
-        for (process, information, n) in self.ca.store.survey_counts().await? {
+        for (process, information, n) in self.store.survey_counts().await? {
             report.answers += n;
             if let Some(l) = Level::parse(&process) {
                 *report.process.entry(l.as_str()).or_default() += n;

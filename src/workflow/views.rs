@@ -50,12 +50,11 @@ impl Workflow<'_> {
     /// The application with its steps, or `NotFound`.
     pub async fn view(&self, number: &str) -> Result<ApplicationView, WorkflowError> {
         let a = self
-            .ca
             .store
             .application(number)
             .await?
             .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
-        let steps = self.ca.store.application_steps(number).await?;
+        let steps = self.store.application_steps(number).await?;
         Ok(ApplicationView {
             number: a.number,
             service: a.service,
@@ -89,7 +88,6 @@ impl Workflow<'_> {
     pub async fn view_for(&self, number: &str, iin: &str) -> Result<ApplicationView, WorkflowError> {
         let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
         let a = self
-            .ca
             .store
             .application(&canonical)
             .await?
@@ -113,7 +111,7 @@ impl Workflow<'_> {
         })?;
         let mut pem = String::new();
         for s in serials {
-            if let Some(der) = self.ca.store.certificate(&s).await?.and_then(|c| c.der) {
+            if let Some(der) = self.store.certificate(&s).await?.and_then(|c| c.der) {
                 pem.push_str(&crate::pki::pem("CERTIFICATE", &der));
             }
         }
@@ -125,7 +123,7 @@ impl Workflow<'_> {
     /// The operator's centre's queue.
     pub async fn queue(&self, op: &Operator, status: Status) -> Result<Vec<ApplicationView>, WorkflowError> {
         let mut out = Vec::new();
-        for a in self.ca.store.centre_applications(&op.record.centre, status).await? {
+        for a in self.store.centre_applications(&op.record.centre, status).await? {
             out.push(self.view(&a.number).await?);
         }
         Ok(out)

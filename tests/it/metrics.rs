@@ -1,0 +1,70 @@
+//! `/metrics` counts what the CA signs, wherever the request came from: the counter is
+//! incremented where the signature is made (`pki::issue`), so the citizen's certificates issued
+//! by the workflow count as the administrator's do, each once.
+
+use crate::harness::*;
+use crate::workflow::{
+    add_operator, application, confirmation, json, post_confirmation, post_identity, running, submit,
+};
+
+/// The value of the counter `name` in the service's `/metrics`.
+fn counter(d: &Deployment, name: &str) -> u64 {
+    let (status, body) = d.get("/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_issued_count_includes_the_citizens_certificates_and_each_certificate_once() {
+    let (d, centre, work) = running();
+    // Added by `nca operator add`, another process: not this server's signatures.
+    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+    let before = counter(&d, "nca_certificates_issued_total");
+    let refused_before = counter(&d, "nca_issuance_refused_total");
+
+    // P1 through the portal and the operator: the workflow issues the pair.
+    let (status, app) = submit(
+        &d,
+        &application(IIN, "құнанбай", "Абай", "Құнанбайұлы", &centre, work.path(), "m"),
+    );
+    assert_eq!(status, 201, "{app}");
+    let number = app["number"].as_str().unwrap().to_string();
+    let (status, body) = post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let cms = confirmation(&d, &op, &number, work.path());
+    let (status, resp) = post_confirmation(&d, &op, &number, &cms);
+    let v = json(&resp);
+    assert_eq!((status, v["status"].as_str()), (200, Some("completed")), "{v}");
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        counter(&d, "nca_certificates_issued_total"),
+        before + 2,
+        "the citizen's AUTH and SIGN certificates are counted"
+    );
+
+    // The administrator's issuance counts once (no second count at the HTTP layer), and a
+    // refused request counts as refused, not issued.
+    let (_, csr) = openssl_csr(work.path(), "admin-issued", "rsa:2048");
+    let body = format!(
+        r#"{{"profile":"individual-sign","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
+        js(&std::fs::read_to_string(&csr).unwrap())
+    );
+    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    assert_eq!(counter(&d, "nca_certificates_issued_total"), before + 3);
+    let bad = format!(
+        r#"{{"profile":"no-such-profile","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
+        js(&std::fs::read_to_string(&csr).unwrap())
+    );
+    let (status, body) = d.admin_post("/api/v1/admin/certificates", &bad);
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("unknown_profile"));
+    assert_eq!(counter(&d, "nca_certificates_issued_total"), before + 3);
+    assert_eq!(counter(&d, "nca_issuance_refused_total"), refused_before + 1);
+}
