@@ -23,7 +23,7 @@ use std::sync::Arc;
 use der::{Decode, Encode};
 use x509_cert::Certificate;
 
-pub use issue::{IssueRequest, Issued};
+pub use issue::{IssueRequest, Issued, Together, Unrecorded};
 
 use crate::config::Config;
 use crate::keys::{KeyAlgorithm, KeyStore, KeyStoreError, Signer};

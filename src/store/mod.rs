@@ -24,7 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use applications::{Advance, ApplicationRecord, StepRecord, StepTiming};
+pub use applications::{Advance, ApplicationChange, ApplicationRecord, StepRecord, StepTiming};
 pub use audit::{AuditEvent, AuditRecord, MAIN_CHAIN, ZERO_HASH, chain_hash};
 pub use cabinet::{ChallengeTaken, Expiring, HeldApplication, HeldCertificate, SessionRecord};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
@@ -35,6 +35,7 @@ pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessag
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 pub use surveys::SurveyRecord;
 pub use timestamps::TimestampRecord;
+pub(crate) use writer::{IssuedCertificate, Together};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -68,7 +68,7 @@ impl Store {
     /// Records a token about to be signed, through the group-commit writer: returns once the
     /// row is committed, and only then may the token be signed and handed out.
     pub async fn add_timestamp(&self, t: &TimestampRecord) -> Result<(), StoreError> {
-        self.write(WriteOp::Timestamp(t.clone())).await
+        self.write(WriteOp::Timestamp(t.clone())).await.map(|_| ())
     }
 
     /// Marks a recorded token abandoned: its signing failed, so no token has this serial.
