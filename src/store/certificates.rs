@@ -4,7 +4,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, append};
-use super::writer::{IssuedCertificate, Together, WriteOp};
 use super::{Store, StoreError, is_unique_violation, now};
 
 /// A key the CA signs with, and the certificate that names it.
@@ -375,49 +374,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Records a certificate about to be signed, and binds its public key to its holder.
-    /// Refuses a used serial and a key bound to someone else; either way nothing is written.
-    /// Returns once the row is committed: only then may the certificate be signed.
-    pub async fn add_pending(&self, c: &PendingCertificate) -> Result<(), StoreError> {
-        let w = self
-            .write(WriteOp::Certificates(Together {
-                pending: vec![c.clone()],
-                ..Default::default()
-            }))
-            .await?;
-        w.pending
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Err(StoreError::Unavailable("a write had no answer".into())))
-    }
-
-    /// Marks a pending certificate issued. Only a pending row changes: a row the start-up
-    /// reconciliation abandoned stays abandoned, and the caller must not hand the certificate out.
-    /// `actor` asked for the certificate (the audit record names them).
-    pub async fn mark_issued(
-        &self,
-        issuer: &str,
-        serial: &str,
-        der: &[u8],
-        actor: &crate::audit::actor::Actor,
-    ) -> Result<(), StoreError> {
-        let w = self
-            .write(WriteOp::Certificates(Together {
-                issued: vec![IssuedCertificate {
-                    issuer: issuer.to_string(),
-                    serial: serial.to_string(),
-                    der: der.to_vec(),
-                    actor: actor.audit(),
-                }],
-                ..Default::default()
-            }))
-            .await?;
-        w.issued
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Err(StoreError::Unavailable("a write had no answer".into())))
     }
 
     /// Marks a pending certificate abandoned after signing failed: it was never signed.
