@@ -32,7 +32,12 @@
 #    in all), beside the same bound as section 5 (half the issuing key's raw signing rate).
 # 9. Ratios (after the peers): the engine's share of its crypto bound, issuance over HTTP beside
 #    CFSSL and step-ca (../shared/bench/peers/stepca_sign.sh, HTTPS, records to its database),
-#    OCSP with a nonce beside `openssl ocsp`, each with both p99s: RESULT ratio.* lines.
+#    OCSP with a nonce beside `openssl ocsp`, each with both p99s; P1 against its 500 apps/s
+#    goal with the confirmation's p99; the outbox drain against whole-CMS signing; the full CRL's
+#    time against `openssl ca -gencrl`'s: RESULT ratio.* lines.
+# 10. Statements (section `statements`, not in the default list): SQL statements per P1
+#    application from sqlx's statement log (BENCHMARKS.md's method), and how many of them touch
+#    the audit chain, the outbox, the steps, the applications and the certificates.
 #
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
@@ -53,6 +58,7 @@ command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v wrk >/dev/null || need+=(wrk)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 [[ -x /usr/bin/time ]] || need+=(time)
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
@@ -113,7 +119,7 @@ serve() {
     # `exec`, so that $! is `nca serve` itself: killing a subshell left the server running.
     (cd "$d" && exec env $envs NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LISTEN=127.0.0.1:0 \
         NCA_RATE_PER_ADDRESS=0 NCA_RATE_PER_IIN=0 \
-        NCA_OPERATOR_LISTEN=127.0.0.1:0 NCA_LOG=warn "$NCA" serve > "$d/serve.out" 2> "$d/serve.log") &
+        NCA_OPERATOR_LISTEN=127.0.0.1:0 NCA_LOG="${SERVE_LOG:-warn}" "$NCA" serve > "$d/serve.out" 2> "$d/serve.log") &
     pid=$!
     pids+=("$pid")
     for _ in $(seq 1 600); do grep -q '^listening:' "$d/serve.out" 2>/dev/null && break; sleep 0.1; done
@@ -231,6 +237,41 @@ if has applications; then
     done
     unset NCA_DATABASE_URL
     scripts/pg-stop.sh "$tmp/pg" >/dev/null 2>&1 || true
+fi
+
+# SQL statements per P1 application (section `statements`, BENCHMARKS.md's method): sqlx's
+# statement log of `nca serve` on SQLite with an RSA-2048 issuing key, counted over DURATION
+# seconds idle (the publisher's, the outbox's and the workflow's polls) and then over DURATION
+# seconds of P1 at concurrency 4; (load - idle) / applications completed. BEGIN and COMMIT are
+# not logged by sqlx, so not counted.
+if has statements; then
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=a -keyout "$tmp/app-auth.key" \
+        -out "$tmp/app-auth.csr" 2>/dev/null
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=s -keyout "$tmp/app-sign.key" \
+        -out "$tmp/app-sign.csr" 2>/dev/null
+    unset NCA_DATABASE_URL
+    d="$tmp/statements"
+    SERVE_LOG=warn,sqlx::query=debug serve "$d" rsa-2048 software
+    centre=$(curl -s "$url/api/v1/centres" | python3 -c 'import json,sys; print(json.load(sys.stdin)["regions"][0]["localities"][0]["centres"][0]["id"])')
+    (cd "$d" && env $(cat "$d/env") NCA_CONFIG="$d/nca.toml" NCA_DATA_DIR="$d/data" NCA_LOG=warn "$NCA" operator add \
+        --iin 920708497088 --surname Сейітқали --name Айгерім --centre "$centre" --out "$d/op" \
+        --key-algorithm ec-p256 >/dev/null)
+    count() { grep -c 'sqlx::query' "$d/serve.log" || true; }
+    log "statements: ${DURATION}s idle, then ${DURATION}s of P1 at concurrency 4"
+    c0=$(count); sleep "$DURATION"; c1=$(count)
+    out=$(NCA_KEY_STORE=software NCA_LOG=warn "$BENCH" applications --public "$url" --operator "$op_url" \
+        --data "$d/data" --operator-dir "$d/op" --centre "$centre" --alg rsa-2048 --label "database=sqlite" \
+        --auth-csr "$tmp/app-auth.csr" --sign-csr "$tmp/app-sign.csr" --seconds "$DURATION" \
+        --concurrency 4 2>/dev/null | grep '^RESULT')
+    sleep 1; c2=$(count)
+    done_apps=$(sqlite3 "$d/data/nca.db" "SELECT COUNT(*) FROM applications WHERE status = 'completed'")
+    line="RESULT statements.per_application $(awk -v a="$c0" -v b="$c1" -v c="$c2" -v n="$done_apps" \
+        'BEGIN {printf "%.1f", ((c - b) - (b - a)) / n}') statements (sqlx log; $((c2 - c1)) under load, $((c1 - c0)) idle, $done_apps applications; SQLite, RSA-2048, concurrency 4)"
+    echo "$line"; results+=("$line")
+    for k in "INSERT INTO audit " "audit_chains" "INTO outbox" "UPDATE outbox" "application_steps" "UPDATE applications" "certificates"; do
+        echo "RESULT statements.of \"$k\" $(sed -n "$((c1 + 1)),\$p" <<<"$(grep 'sqlx::query' "$d/serve.log")" | grep -c "$k" || true)"
+    done
+    kill "$pid" 2>/dev/null || true
 fi
 
 if has cluster; then
@@ -505,7 +546,19 @@ for alg in $ALGS; do
     op=$(kv "^RESULT ocsp\.nonce .*responder=$alg " p99_ms)
     ratio "ratio.ocsp_nonce_over_openssl.$alg" "$o" "$(fig "^RESULT openssl\.ocsp\.$peer\.nonce\.throughput ")" \
         "nca $o /s p99 $op ms; openssl ocsp $(fig "^RESULT openssl\.ocsp\.$peer\.nonce\.throughput ") /s p99 $(fig "^RESULT openssl\.ocsp\.$peer\.nonce\.p99 ") ms; goal >= 3 x with a lower p99"
+    for db in sqlite postgres; do
+        a=$(fig "^RESULT applications\.completed .*database=$db issuing=$alg ")
+        ap=$(fig "^RESULT applications\.confirmation_p99 .*database=$db issuing=$alg ")
+        if [[ -n $a ]]; then
+            line="RESULT ratio.applications_of_goal.$db.$alg $(awk -v a="$a" 'BEGIN{printf "%.2f", a/500}') x ($a apps/s of the 500 goal on SQLite; confirmation p99 $ap ms, goal < 50)"
+            echo "$line"; ratios+=("$line")
+        fi
+    done
 done
+d=$(fig "^RESULT outbox\.drain ")
+ratio "ratio.outbox_drain_of_cms_sign" "$d" "$(fig "^RESULT outbox\.cms_sign ")" "drained $d msgs/s; whole-CMS signing $(fig "^RESULT outbox\.cms_sign ") /s; goal >= 0.80"
+c=$(fig "^RESULT crl\.full\.")
+ratio "ratio.crl_time_of_openssl" "$c" "$(fig "^RESULT openssl\.gencrl\.wall ")" "nca crl publish $c s; openssl ca -gencrl $(fig "^RESULT openssl\.gencrl\.wall ") s; lower is faster"
 results+=("${ratios[@]}")
 
 echo "== summary =="

@@ -12,7 +12,9 @@ use super::profile::Profile;
 use super::subject::{self, SubjectInput};
 use super::{Ca, IssueError, Issuer, csr, lint, policy};
 use crate::keys::{self, KeyAlgorithm};
-use crate::store::{PendingCertificate, StoreError, now};
+use crate::store::{
+    ApplicationChange, IssuedCertificate, PendingCertificate, StoreError, Together as StoreTogether, now,
+};
 
 /// A request for one certificate, as the administrator or the workflow makes it.
 #[derive(Debug, Clone)]
@@ -162,16 +164,24 @@ struct Asker<'a> {
     actor: &'a crate::audit::actor::Actor,
 }
 
-async fn issue_key(
+/// A leaf built for a key: its TBS (linted before each encoding) and what its record says.
+struct Leaf {
+    tbs: x509_cert::TbsCertificate,
+    subject: String,
+    holder: String,
+    key_sha256: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+fn build_leaf(
     ca: &Ca,
     issuer: &Issuer,
     profile: &Profile,
     spki: SubjectPublicKeyInfoOwned,
     key: KeyAlgorithm,
     input: &SubjectInput,
-    asker: Asker<'_>,
-) -> Result<Issued, IssueError> {
-    let Asker { application, actor } = asker;
+) -> Result<Leaf, IssueError> {
     let subject = subject::build(profile, input, &ca.config.ca.country)?;
     let spki_der = spki.to_der().map_err(|e| build::BuildError {
         what: "SPKI",
@@ -186,10 +196,7 @@ async fn issue_key(
             what: "issuer name",
             message: e.to_string(),
         })?;
-
-    // Built once; a serial the store says is taken (never, in practice) is replaced, and the
-    // structure linted and encoded again.
-    let mut tbs = build::tbs(build::TbsParts {
+    let tbs = build::tbs(build::TbsParts {
         serial: build::random_serial(),
         signature: issuer.algorithm(),
         issuer: issuer_name,
@@ -199,32 +206,65 @@ async fn issue_key(
         spki,
         extensions,
     })?;
+    Ok(Leaf {
+        tbs,
+        subject: subject.display,
+        holder: subject.holder,
+        key_sha256,
+        not_before,
+        not_after,
+    })
+}
+
+/// Lints the leaf as built and encodes its TBS: the record to write before signing.
+fn pending_of(
+    leaf: &Leaf,
+    issuer: &Issuer,
+    profile: &Profile,
+    application: Option<&str>,
+) -> Result<PendingCertificate, IssueError> {
+    lint::leaf(&leaf.tbs, profile, &issuer.facts())?;
+    let tbs_der = leaf.tbs.to_der().map_err(|e| build::BuildError {
+        what: "TBS",
+        message: e.to_string(),
+    })?;
+    Ok(PendingCertificate {
+        issuer: issuer.id.clone(),
+        serial: hex::encode(leaf.tbs.serial_number.as_bytes()),
+        profile: profile.name.clone(),
+        subject: leaf.subject.clone(),
+        holder: leaf.holder.clone(),
+        key_sha256: leaf.key_sha256.clone(),
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
+        tbs: tbs_der,
+        application: application.map(str::to_string),
+    })
+}
+
+async fn issue_key(
+    ca: &Ca,
+    issuer: &Issuer,
+    profile: &Profile,
+    spki: SubjectPublicKeyInfoOwned,
+    key: KeyAlgorithm,
+    input: &SubjectInput,
+    asker: Asker<'_>,
+) -> Result<Issued, IssueError> {
+    let Asker { application, actor } = asker;
+    // Built once; a serial the store says is taken (never, in practice) is replaced, and the
+    // structure linted and encoded again.
+    let mut leaf = build_leaf(ca, issuer, profile, spki, key, input)?;
     let mut attempt = 0;
     let prepared = loop {
         attempt += 1;
         if attempt > 1 {
-            tbs.serial_number = build::serial_number(&build::random_serial())?;
+            leaf.tbs.serial_number = build::serial_number(&build::random_serial())?;
         }
-        lint::leaf(&tbs, profile, &issuer.facts())?;
-        let tbs_der = tbs.to_der().map_err(|e| build::BuildError {
-            what: "TBS",
-            message: e.to_string(),
-        })?;
-        let serial = hex::encode(tbs.serial_number.as_bytes());
+        let pending = pending_of(&leaf, issuer, profile, application)?;
+        let serial = pending.serial.clone();
         tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[{}] profile=[{}] subject=[{}]",
-            application.unwrap_or(""), profile.name, subject.display);
-        let pending = PendingCertificate {
-            issuer: issuer.id.clone(),
-            serial: serial.clone(),
-            profile: profile.name.clone(),
-            subject: subject.display.clone(),
-            holder: subject.holder.clone(),
-            key_sha256: key_sha256.clone(),
-            not_before,
-            not_after,
-            tbs: tbs_der,
-            application: application.map(str::to_string),
-        };
+            application.unwrap_or(""), profile.name, leaf.subject);
         match ca.store.add_pending(&pending).await {
             Ok(()) => {
                 break Prepared {
@@ -249,11 +289,161 @@ async fn issue_key(
         issuer: issuer.id.clone(),
         serial: prepared.serial,
         profile: profile.name.clone(),
-        subject: subject.display,
+        subject: leaf.subject,
         der,
-        not_before,
-        not_after,
+        not_before: leaf.not_before,
+        not_after: leaf.not_after,
     })
+}
+
+/// A certificate judged, built and linted for an application, not yet recorded: its serial is
+/// known and nothing is written. [`Ca::issue_together`] records, signs and records it issued.
+pub struct Unrecorded {
+    pending: PendingCertificate,
+}
+
+impl Unrecorded {
+    pub fn serial(&self) -> &str {
+        &self.pending.serial
+    }
+}
+
+/// What became of certificates issued together with their application's changes.
+#[derive(Debug)]
+pub enum Together {
+    /// The application was no longer where the change before them needs it: nothing written.
+    NotRecorded,
+    /// The change before them was written with their pending rows: each certificate issued, or
+    /// why not (in the order given); and whether the change after them was written with their
+    /// issued rows (only when every one was issued).
+    Recorded {
+        issued: Vec<Result<Issued, IssueError>>,
+        after: bool,
+    },
+}
+
+impl Ca {
+    /// Judges a request and builds and lints its certificate, writing nothing (the first half of
+    /// [`Ca::issue`], for [`Ca::issue_together`]).
+    pub async fn prepare(&self, req: &IssueRequest) -> Result<Unrecorded, IssueError> {
+        let profile = self
+            .profiles
+            .get(&req.profile)
+            .ok_or_else(|| IssueError::UnknownProfile(req.profile.clone()))?;
+        let csr = csr::parse(&req.csr)?;
+        let key = policy::judge_key(&csr.spki, profile)?;
+        csr.check_possession()?;
+        let leaf = build_leaf(self, &self.issuing, profile, csr.spki, key, &req.subject)?;
+        Ok(Unrecorded {
+            pending: pending_of(&leaf, &self.issuing, profile, req.application.as_deref())?,
+        })
+    }
+
+    /// Issues prepared certificates in the same order as [`Ca::issue`] (record pending, sign,
+    /// record issued), with an application's change before them written in the pending rows'
+    /// transaction and its change after them in the issued rows' (the group commit's:
+    /// [`crate::store::Together`]). A serial found taken is not drawn again here: that
+    /// certificate is answered `SerialTaken`, and the caller's retry issues it afresh.
+    pub async fn issue_together(
+        &self,
+        certs: Vec<Unrecorded>,
+        actor: &crate::audit::actor::Actor,
+        before: ApplicationChange,
+        after: ApplicationChange,
+    ) -> Result<Together, IssueError> {
+        let issuer = &self.issuing;
+        for c in &certs {
+            tracing::info!(target: "audit", "issuing: serial=[{}] application=[{}] profile=[{}] subject=[{}]",
+                c.pending.serial, c.pending.application.as_deref().unwrap_or(""), c.pending.profile, c.pending.subject);
+        }
+        let recorded = self
+            .store
+            .write_together(StoreTogether {
+                before: Some(before),
+                pending: certs.iter().map(|c| c.pending.clone()).collect(),
+                ..Default::default()
+            })
+            .await?;
+        if !recorded.before {
+            return Ok(Together::NotRecorded);
+        }
+        // One refused (a key bound to another holder, a serial taken): none is signed, and the
+        // others' rows are abandoned, so the application never holds half a pair.
+        if recorded.pending.iter().any(Result::is_err) {
+            let mut issued = Vec::with_capacity(certs.len());
+            for (c, r) in certs.iter().zip(recorded.pending) {
+                match r {
+                    Ok(()) => {
+                        let why = "the other certificate of its application was refused";
+                        self.store.abandon_pending(&issuer.id, &c.pending.serial, why).await?;
+                        issued.push(Err(IssueError::Store(StoreError::StateConflict(why.into()))));
+                    }
+                    Err(e) => issued.push(Err(e.into())),
+                }
+            }
+            REFUSED.fetch_add(issued.len() as u64, Ordering::Relaxed);
+            return Ok(Together::Recorded { issued, after: false });
+        }
+        // Each recorded certificate signed, all at once (their signatures share the pool).
+        let signed = futures_util::future::join_all(
+            certs
+                .iter()
+                .map(|c| sign(self, issuer, c.pending.tbs.clone(), &c.pending.serial)),
+        )
+        .await;
+        let all = signed.iter().all(Result::is_ok);
+        let rows = certs
+            .iter()
+            .zip(&signed)
+            .filter_map(|(c, s)| {
+                s.as_ref().ok().map(|der| IssuedCertificate {
+                    issuer: issuer.id.clone(),
+                    serial: c.pending.serial.clone(),
+                    der: der.clone(),
+                    actor: actor.audit(),
+                })
+            })
+            .collect();
+        let marked = self
+            .store
+            .write_together(StoreTogether {
+                issued: rows,
+                after: all.then_some(after),
+                ..Default::default()
+            })
+            .await?;
+        let mut marks = marked.issued.into_iter();
+        let issued = certs
+            .into_iter()
+            .zip(signed)
+            .map(|(c, s)| {
+                let der = s?;
+                marks
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::Unavailable("a write had no answer".into())))?;
+                let p = c.pending;
+                tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
+                    p.serial, p.application.as_deref().unwrap_or(""), p.profile);
+                // Counted where the signature was recorded, as on the one-by-one path.
+                ISSUED.fetch_add(1, Ordering::Relaxed);
+                Ok(Issued {
+                    issuer: p.issuer,
+                    serial: p.serial,
+                    profile: p.profile,
+                    subject: p.subject,
+                    der,
+                    not_before: p.not_before,
+                    not_after: p.not_after,
+                })
+            })
+            .collect::<Vec<Result<Issued, IssueError>>>();
+        let failed = issued.iter().filter(|r| r.is_err()).count();
+        REFUSED.fetch_add(failed as u64, Ordering::Relaxed);
+        Ok(Together::Recorded {
+            issued,
+            after: marked.after,
+        })
+    }
 }
 
 /// Signs recorded TBS bytes; on failure the pending row is abandoned, since nothing was signed.

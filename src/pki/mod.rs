@@ -23,7 +23,7 @@ use std::sync::Arc;
 use der::{Decode, Encode};
 use x509_cert::Certificate;
 
-pub use issue::{IssuanceCounts, IssueRequest, Issued, issuance_counts};
+pub use issue::{IssuanceCounts, IssueRequest, Issued, Together, Unrecorded, issuance_counts};
 
 use crate::config::Config;
 use crate::keys::{KeyAlgorithm, KeyStore, KeyStoreError, Signer};

@@ -197,6 +197,100 @@ async fn insert_steps(conn: &mut sqlx::AnyConnection, number: &str, steps: &[Ste
     Ok(())
 }
 
+/// A change of one application, recorded in the same transaction as other writes (the group
+/// commit's certificates: [`super::writer`]).
+#[derive(Debug, Clone)]
+pub struct ApplicationChange {
+    pub number: String,
+    /// The status it must still be in; otherwise nothing of the change is written.
+    pub from: Status,
+    pub change: Advance,
+}
+
+/// The statements of [`Store::advance_application`] but its outbox rows and audit record, inside
+/// the caller's transaction: the audit record to append, or None (nothing written) when the
+/// application is no longer in `from`. The caller appends `a.messages` and the record.
+pub(super) async fn change_application(
+    conn: &mut sqlx::AnyConnection,
+    number: &str,
+    from: Status,
+    a: &Advance,
+) -> Result<Option<AuditEvent>, StoreError> {
+    let at = now();
+    let refusal = a.refusal.as_ref();
+    let (code, step, message) = (
+        refusal.map(|r| r.code.as_str()),
+        refusal.map(|r| r.step.as_str()),
+        refusal.map(|r| r.message.as_str()),
+    );
+    let r = sqlx::query(
+            "UPDATE applications SET status = $1, tbs = COALESCE($2, tbs), receipt = COALESCE($3, receipt), \
+             confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
+             sign_serial = COALESCE($6, sign_serial), refusal_code = COALESCE($7, refusal_code), \
+             refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10, \
+             auth_csr = CASE WHEN $18 IS NULL THEN COALESCE($13, auth_csr) ELSE NULL END, \
+             sign_csr = CASE WHEN $18 IS NULL THEN COALESCE($14, sign_csr) ELSE NULL END, \
+             intent = $15, intent_until = $16, waiting = $17, csr_digests = COALESCE($18, csr_digests) \
+             WHERE number = $11 AND status = $12",
+        )
+        .bind(a.to.as_str())
+        .bind(&a.tbs)
+        .bind(a.receipt.as_ref().map(|r| r.number.as_str()))
+        .bind(&a.confirmed_by)
+        .bind(&a.auth_serial)
+        .bind(&a.sign_serial)
+        .bind(code)
+        .bind(step)
+        .bind(message)
+        .bind(at)
+        .bind(number)
+        .bind(from.as_str())
+        .bind(&a.auth_csr)
+        .bind(&a.sign_csr)
+        .bind(a.intent.map(Intent::as_str))
+        .bind(a.intent_until)
+        .bind(&a.waiting)
+        .bind(&a.csr_digests)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() != 1 {
+        return Ok(None);
+    }
+    if !a.keep_steps_open {
+        sqlx::query(
+            "UPDATE application_steps SET finished_at = $1, outcome = $2 WHERE number = $3 AND finished_at IS NULL",
+        )
+        .bind(at)
+        .bind(&a.outcome)
+        .bind(number)
+        .execute(&mut *conn)
+        .await?;
+    }
+    insert_steps(&mut *conn, number, &a.steps).await?;
+    if let Some(r) = &a.receipt {
+        let documents =
+            serde_json::to_string(&r.documents).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        sqlx::query(
+            "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.number)
+        .bind(&r.application)
+        .bind(&r.centre)
+        .bind(&r.operator)
+        .bind(r.issued_at)
+        .bind(documents)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Some(AuditEvent::new(
+        &format!("application.{}", a.to.as_str()),
+        number,
+        serde_json::json!({"from": from.as_str(), "outcome": a.outcome, "by": a.confirmed_by,
+                "refusal": code, "intent": a.intent.map(Intent::as_str), "waiting": a.waiting, "actor": a.actor}),
+    )))
+}
+
 impl Store {
     /// Records a new application with its first steps and the messages telling of it; the audit
     /// says its status.
@@ -329,80 +423,10 @@ impl Store {
     /// nothing, when it is not in `from` any more: a transition takes effect once (a replayed
     /// confirmation finds the application already moved on).
     pub async fn advance_application(&self, number: &str, from: Status, a: &Advance) -> Result<bool, StoreError> {
-        let at = now();
         let mut tx = self.begin_write().await?;
-        let refusal = a.refusal.as_ref();
-        let (code, step, message) = (
-            refusal.map(|r| r.code.as_str()),
-            refusal.map(|r| r.step.as_str()),
-            refusal.map(|r| r.message.as_str()),
-        );
-        let r = sqlx::query(
-            "UPDATE applications SET status = $1, tbs = COALESCE($2, tbs), receipt = COALESCE($3, receipt), \
-             confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
-             sign_serial = COALESCE($6, sign_serial), refusal_code = COALESCE($7, refusal_code), \
-             refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10, \
-             auth_csr = CASE WHEN $18 IS NULL THEN COALESCE($13, auth_csr) ELSE NULL END, \
-             sign_csr = CASE WHEN $18 IS NULL THEN COALESCE($14, sign_csr) ELSE NULL END, \
-             intent = $15, intent_until = $16, waiting = $17, csr_digests = COALESCE($18, csr_digests) \
-             WHERE number = $11 AND status = $12",
-        )
-        .bind(a.to.as_str())
-        .bind(&a.tbs)
-        .bind(a.receipt.as_ref().map(|r| r.number.as_str()))
-        .bind(&a.confirmed_by)
-        .bind(&a.auth_serial)
-        .bind(&a.sign_serial)
-        .bind(code)
-        .bind(step)
-        .bind(message)
-        .bind(at)
-        .bind(number)
-        .bind(from.as_str())
-        .bind(&a.auth_csr)
-        .bind(&a.sign_csr)
-        .bind(a.intent.map(Intent::as_str))
-        .bind(a.intent_until)
-        .bind(&a.waiting)
-        .bind(&a.csr_digests)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
+        let Some(e) = change_application(&mut tx, number, from, a).await? else {
             return Ok(false);
-        }
-        if !a.keep_steps_open {
-            sqlx::query(
-                "UPDATE application_steps SET finished_at = $1, outcome = $2 WHERE number = $3 AND finished_at IS NULL",
-            )
-            .bind(at)
-            .bind(&a.outcome)
-            .bind(number)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_steps(&mut tx, number, &a.steps).await?;
-        if let Some(r) = &a.receipt {
-            let documents = serde_json::to_string(&r.documents)
-                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
-            sqlx::query(
-                "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&r.number)
-            .bind(&r.application)
-            .bind(&r.centre)
-            .bind(&r.operator)
-            .bind(r.issued_at)
-            .bind(documents)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let e = AuditEvent::new(
-            &format!("application.{}", a.to.as_str()),
-            number,
-            serde_json::json!({"from": from.as_str(), "outcome": a.outcome, "by": a.confirmed_by,
-                "refusal": code, "intent": a.intent.map(Intent::as_str), "waiting": a.waiting, "actor": a.actor}),
-        );
+        };
         outbox::append(&mut tx, &a.messages).await?;
         // The audit chain's head is every writer's one shared row: taken last, held shortest.
         append(&mut tx, self.backend(), &[e]).await?;

@@ -41,6 +41,10 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// The most records one INSERT carries: 8 values each, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters.
+const AUDIT_ROWS: usize = 512;
+
 /// The chain every record went on before there were several, and the only one on SQLite.
 pub const MAIN_CHAIN: &str = "main";
 
@@ -98,23 +102,47 @@ pub(super) async fn append(
         }
     };
     let at = now();
+    // The hashes are chained here, in the order given; the rows go in as multi-row INSERTs (one
+    // statement per AUDIT_ROWS records, not one per record), so a group commit's records cost the
+    // same few statements whatever their number. The order on the chain is the order of `events`.
+    let mut rows = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;
         let h = chain_hash(&hash, seq, at, &e.kind, &e.subject, &e.detail);
-        sqlx::query(
-            "INSERT INTO audit (chain, seq, at, kind, subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&chain)
-        .bind(seq)
-        .bind(at)
-        .bind(&e.kind)
-        .bind(&e.subject)
-        .bind(&e.detail)
-        .bind(&hash)
-        .bind(&h)
-        .execute(&mut *conn)
-        .await?;
-        hash = h;
+        rows.push((seq, e, std::mem::replace(&mut hash, h.clone()), h));
+    }
+    for part in rows.chunks(AUDIT_ROWS) {
+        let mut sql =
+            String::from("INSERT INTO audit (chain, seq, at, kind, subject, detail, prev_hash, hash) VALUES ");
+        for i in 0..part.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            // Only placeholders are generated into the string; every value is bound.
+            let f = 8 * i;
+            sql.push('(');
+            for j in 1..=8 {
+                if j > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(f + j).to_string());
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, e, prev, h) in part {
+            q = q
+                .bind(&chain)
+                .bind(*seq)
+                .bind(at)
+                .bind(&e.kind)
+                .bind(&e.subject)
+                .bind(&e.detail)
+                .bind(prev)
+                .bind(h);
+        }
+        q.execute(&mut *conn).await?;
     }
     sqlx::query("UPDATE audit_chains SET seq = $1, hash = $2 WHERE chain = $3")
         .bind(seq)

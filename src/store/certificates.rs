@@ -4,7 +4,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, append};
-use super::writer::WriteOp;
 use super::{Store, StoreError, is_unique_violation, now};
 
 /// A key the CA signs with, and the certificate that names it.
@@ -375,32 +374,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Records a certificate about to be signed, and binds its public key to its holder.
-    /// Refuses a used serial and a key bound to someone else; either way nothing is written.
-    /// Returns once the row is committed: only then may the certificate be signed.
-    pub async fn add_pending(&self, c: &PendingCertificate) -> Result<(), StoreError> {
-        self.write(WriteOp::Pending(c.clone())).await
-    }
-
-    /// Marks a pending certificate issued. Only a pending row changes: a row the start-up
-    /// reconciliation abandoned stays abandoned, and the caller must not hand the certificate out.
-    /// `actor` asked for the certificate (the audit record names them).
-    pub async fn mark_issued(
-        &self,
-        issuer: &str,
-        serial: &str,
-        der: &[u8],
-        actor: &crate::audit::actor::Actor,
-    ) -> Result<(), StoreError> {
-        self.write(WriteOp::Issued {
-            issuer: issuer.to_string(),
-            serial: serial.to_string(),
-            der: der.to_vec(),
-            actor: actor.audit(),
-        })
-        .await
     }
 
     /// Marks a pending certificate abandoned after signing failed: it was never signed.

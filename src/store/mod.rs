@@ -10,6 +10,7 @@ mod audit;
 mod cabinet;
 mod certificates;
 mod cluster;
+mod group;
 mod migrate;
 mod ocsp;
 mod operators;
@@ -24,11 +25,12 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use applications::{Advance, ApplicationRecord, StepRecord, StepTiming};
+pub use applications::{Advance, ApplicationChange, ApplicationRecord, StepRecord, StepTiming};
 pub use audit::{AuditEvent, AuditRecord, MAIN_CHAIN, ZERO_HASH, chain_hash};
 pub use cabinet::{ChallengeTaken, Expiring, HeldApplication, HeldCertificate, SessionRecord};
 pub use certificates::{CaKeyRecord, CertificateRecord, CertificateStatus, PendingCertificate};
 pub use cluster::{Fence, InstanceRecord, LeaseRecord};
+pub(crate) use group::{IssuedCertificate, Together};
 pub use ocsp::{DueAnswer, PresignedAnswer, PresignedStats, StoredAnswer};
 pub use operators::OperatorRecord;
 pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessage, OutboxRow, ParkedMessage};
@@ -92,7 +94,7 @@ pub struct Store {
     /// same pool as reads.
     write_pool: AnyPool,
     backend: Backend,
-    writer: tokio::sync::mpsc::Sender<writer::Job>,
+    writer: writer::Writer<group::WriteOp>,
     /// Moves on every committed revocation and every change of an operator's status or dismissal
     /// date made through this store, so that what was decided from the old rows (the operator
     /// listener's access decisions, kept per connection) is dropped at once.
@@ -158,7 +160,7 @@ impl Store {
             let pool = options(16).connect(url).await?;
             (pool.clone(), pool)
         };
-        let writer = writer::start(write_pool.clone(), backend);
+        let writer = writer::Writer::start(write_pool.clone(), backend);
         let store = Store {
             pool,
             write_pool,

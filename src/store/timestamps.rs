@@ -3,7 +3,6 @@
 use sqlx::Row;
 
 use super::certificates::CaKeyRecord;
-use super::writer::WriteOp;
 use super::{Store, StoreError};
 
 /// What a token says, recorded before the TSA key signs it.
@@ -65,12 +64,6 @@ fn row(r: &sqlx::any::AnyRow) -> Result<TimestampRecord, sqlx::Error> {
 }
 
 impl Store {
-    /// Records a token about to be signed, through the group-commit writer: returns once the
-    /// row is committed, and only then may the token be signed and handed out.
-    pub async fn add_timestamp(&self, t: &TimestampRecord) -> Result<(), StoreError> {
-        self.write(WriteOp::Timestamp(t.clone())).await
-    }
-
     /// Marks a recorded token abandoned: its signing failed, so no token has this serial.
     pub async fn abandon_timestamp(&self, serial: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE timestamps SET status = 'abandoned' WHERE serial = $1")

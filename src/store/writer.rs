@@ -1,55 +1,68 @@
-//! Group commit for the issuance path's writes.
+//! Group commit: one task owns a kind of write, takes every operation waiting, runs them in one
+//! transaction, commits once, and only then answers each caller. A caller that is answered `Ok`
+//! has its rows committed.
 //!
-//! Every issuance writes twice (pending, then issued). Run from many tasks at once, those writes
-//! contend for SQLite's single write lock and spend their time in its busy handler; here one task
-//! owns the writes, takes every operation waiting, runs them in one transaction, appends the
-//! audit records of what it issued in that same transaction, commits once, and only then answers
-//! each caller. A caller that is answered `Ok` has its row committed.
-//!
-//! The operations are written so that a refusal (serial taken, key held by another, row not
-//! pending) is an answer, not a failed statement: nothing needs undoing and the batch needs no
-//! savepoints. A statement that does fail loses the whole batch, and every caller is told.
+//! Run from many tasks at once, single-row transactions contend for SQLite's single write lock
+//! and spend their time in its busy handler; here they share a commit. The writer knows nothing
+//! of what it writes: the operations are a [`Batch`] type, which says how a whole batch of them
+//! is written inside the transaction (`store/group.rs` for the issuance path). The operations
+//! should be written so that a refusal is an answer, not a failed statement: nothing needs
+//! undoing and the batch needs no savepoints. A statement that does fail loses the whole batch,
+//! and every caller is told.
 
-use sqlx::AnyPool;
+use std::future::Future;
+
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::{AuditEvent, append};
-use super::certificates::{IssuedRow, PendingCertificate, insert_pending_batch, update_issued_batch};
-use super::timestamps::{self, TimestampRecord};
 use super::{Backend, StoreError};
 
 /// The most operations one transaction takes.
 const MAX_BATCH: usize = 256;
 
-pub(super) enum WriteOp {
-    Pending(PendingCertificate),
-    Issued {
-        issuer: String,
-        serial: String,
-        der: Vec<u8>,
-        /// Who asked for it, in the audit record's form.
-        actor: serde_json::Value,
-    },
-    /// A time-stamp token about to be signed; no audit record (the table is the record, and a
-    /// token a second would flood the chain).
-    Timestamp(TimestampRecord),
+/// Operations written together: `execute` writes a whole batch inside the writer's transaction
+/// and answers each operation, in order; an error loses the batch (the transaction is rolled
+/// back and every caller told).
+pub(super) trait Batch: Sized + Send + Sync + 'static {
+    type Answer: Send + 'static;
+
+    fn execute<'a>(
+        conn: &'a mut AnyConnection,
+        backend: Backend,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send + 'a;
 }
 
-pub(super) struct Job {
-    op: WriteOp,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+struct Job<O: Batch> {
+    op: O,
+    reply: oneshot::Sender<Result<O::Answer, StoreError>>,
 }
 
-pub(super) fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Job> {
-    let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(pool, backend, rx));
-    tx
+/// The handle callers send their operations through.
+pub(super) struct Writer<O: Batch> {
+    jobs: mpsc::Sender<Job<O>>,
 }
 
-impl super::Store {
-    pub(super) async fn write(&self, op: WriteOp) -> Result<(), StoreError> {
+// By hand: derive would ask `O: Clone`, and only the channel's sender is cloned.
+impl<O: Batch> Clone for Writer<O> {
+    fn clone(&self) -> Self {
+        Writer {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<O: Batch> Writer<O> {
+    pub(super) fn start(pool: AnyPool, backend: Backend) -> Writer<O> {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(pool, backend, rx));
+        Writer { jobs }
+    }
+
+    /// Writes one operation with whatever else is waiting; returns once it is committed.
+    pub(super) async fn write(&self, op: O) -> Result<O::Answer, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer
+        self.jobs
             .send(Job { op, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
@@ -59,87 +72,35 @@ impl super::Store {
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match execute(&pool, backend, &batch).await {
-            Ok(results) => {
-                for (job, r) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(r);
+async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job<O>>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (ops, replies): (Vec<O>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
+        match execute(&pool, backend, &ops).await {
+            Ok(answers) => {
+                for (reply, a) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(a));
                 }
             }
             Err(e) => {
-                tracing::error!("write batch of {} failed: {e}", batch.len());
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                tracing::error!("write batch of {} failed: {e}", ops.len());
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
             }
         }
     }
 }
 
-/// One transaction; per-operation results, or the error that lost the whole batch. The pending
-/// rows go in as one multi-row INSERT, the issued ones as one UPDATE: a handful of statements per
-/// group commit, not two or three per certificate.
-async fn execute(pool: &AnyPool, backend: Backend, batch: &[Job]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+async fn execute<O: Batch>(pool: &AnyPool, backend: Backend, ops: &[O]) -> Result<Vec<O::Answer>, StoreError> {
     let mut tx = match backend {
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => pool.begin().await?,
     };
-    let mut results: Vec<Option<Result<(), StoreError>>> = (0..batch.len()).map(|_| None).collect();
-    let (mut pending, mut pending_at) = (Vec::new(), Vec::new());
-    let (mut issued, mut issued_at, mut issued_by) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, job) in batch.iter().enumerate() {
-        match &job.op {
-            WriteOp::Pending(c) => {
-                pending.push(c);
-                pending_at.push(i);
-            }
-            WriteOp::Issued {
-                issuer,
-                serial,
-                der,
-                actor,
-            } => {
-                issued.push(IssuedRow { issuer, serial, der });
-                issued_by.push(actor);
-                issued_at.push(i);
-            }
-            WriteOp::Timestamp(t) => {
-                let r = timestamps::insert(&mut tx, t).await;
-                if let Err(StoreError::Database(e)) = r {
-                    return Err(e.into());
-                }
-                results[i] = Some(r);
-            }
-        }
+    let answers = O::execute(&mut tx, backend, ops).await?;
+    if answers.len() != ops.len() {
+        return Err(StoreError::Unavailable("a write had no answer".into()));
     }
-    for (i, r) in pending_at
-        .into_iter()
-        .zip(insert_pending_batch(&mut tx, &pending).await?)
-    {
-        results[i] = Some(r);
-    }
-    let mut events = Vec::new();
-    for (((i, row), actor), r) in issued_at
-        .into_iter()
-        .zip(&issued)
-        .zip(issued_by)
-        .zip(update_issued_batch(&mut tx, &issued).await?)
-    {
-        if r.is_ok() {
-            events.push(AuditEvent::new(
-                "certificate.issued",
-                row.serial,
-                serde_json::json!({"issuer": row.issuer, "actor": actor}),
-            ));
-        }
-        results[i] = Some(r);
-    }
-    append(&mut tx, backend, &events).await?;
     tx.commit().await?;
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("a write had no answer".into()))))
-        .collect())
+    Ok(answers)
 }

@@ -216,11 +216,26 @@ impl Workflow<'_> {
         &self,
         a: &ApplicationRecord,
         from: Status,
-        mut change: Advance,
+        change: Advance,
         at_step: StepKind,
         letter: Option<Letter>,
         actor: Actor,
     ) -> Result<bool, WorkflowError> {
+        let change = self.change_of(a, from, change, at_step, letter, actor)?;
+        Ok(self.store.advance_application(&a.number, from, &change).await?)
+    }
+
+    /// A change from `from` as [`Workflow::move_on`] records it (allowed by [`Status::may_become`],
+    /// with its actor and the messages telling of it), for the caller to record with other writes.
+    pub(super) fn change_of(
+        &self,
+        a: &ApplicationRecord,
+        from: Status,
+        mut change: Advance,
+        at_step: StepKind,
+        letter: Option<Letter>,
+        actor: Actor,
+    ) -> Result<Advance, WorkflowError> {
         if !from.may_become(change.to) {
             return Err(WorkflowError::Internal(format!(
                 "application {}: no transition from {from} to {}",
@@ -233,7 +248,7 @@ impl Workflow<'_> {
         change.actor = actor.audit();
         let step = current_step(&change.steps).unwrap_or(at_step);
         change.messages = self.notices(a, change.to, Some(step), change.refusal.as_ref(), letter, &actor)?;
-        Ok(self.store.advance_application(&a.number, from, &change).await?)
+        Ok(change)
     }
 
     /// The monitoring message of a change of `a` to `status`, and the letter if there is one. No

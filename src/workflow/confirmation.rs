@@ -163,6 +163,17 @@ impl Workflow<'_> {
             intent_until: Some(until),
             ..Default::default()
         };
+        // The pair's issuance with this transition and the completion in its group commits.
+        match self.issue_confirmed(&a, issuing.clone(), op.actor()).await? {
+            Some(true) => return self.view(&a.number).await,
+            Some(false) => {
+                return Err(WorkflowError::Status {
+                    number: a.number,
+                    status: Status::Issuing,
+                });
+            }
+            None => {}
+        }
         if !self
             .move_on(
                 &a,

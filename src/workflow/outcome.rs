@@ -13,8 +13,10 @@ use super::model::{Actor, Intent, Refusal, Status, WAITING_KEY_STORE};
 use super::regulation::StepKind;
 use crate::outbox::letters::{Kind, Letter};
 use crate::pki::revocation::RevokeError;
-use crate::pki::{IssueError, IssueRequest};
-use crate::store::{Advance, ApplicationRecord, CertificateRecord, CertificateStatus, StoreError, now};
+use crate::pki::{IssueError, IssueRequest, Together};
+use crate::store::{
+    Advance, ApplicationChange, ApplicationRecord, CertificateRecord, CertificateStatus, StoreError, now,
+};
 
 /// Why a result step did not finish.
 enum Failure {
@@ -85,6 +87,17 @@ impl Workflow<'_> {
             Intent::Issue if self.onto_card(a)? => StepKind::WriteCard,
             Intent::Issue => StepKind::Issue,
         };
+        self.settle(a, step, outcome).await
+    }
+
+    /// Records the outcome of `a`'s result step: done, waiting for the key store, or refused; a
+    /// database fault is returned and nothing more is recorded.
+    async fn settle(
+        &self,
+        a: &ApplicationRecord,
+        step: StepKind,
+        outcome: Result<Done, Failure>,
+    ) -> Result<(), WorkflowError> {
         match outcome {
             Ok(done) => {
                 self.move_on(a, a.status, done.change, step, done.letter, Actor::Service)
@@ -130,43 +143,29 @@ impl Workflow<'_> {
     /// Issues the pair (each certificate once: one the application already has is taken up),
     /// then revokes the pair a reissue supersedes.
     async fn issue_pair(&self, a: &ApplicationRecord, retry: bool) -> Result<Done, Failure> {
-        let applicant = a.applicant.person.as_ref().ok_or_else(|| {
-            Failure::Fault(WorkflowError::Internal(format!(
-                "application {} names no person to issue for",
-                a.number
-            )))
-        })?;
-        let org = a.applicant.organization.as_ref();
-        let (auth_profile, sign_profile) = if org.is_some() {
-            ("legal-auth", "legal-sign")
-        } else {
-            ("individual-auth", "individual-sign")
-        };
         // A first attempt, just recorded by this worker, has nothing behind it: no query.
         let existing = if retry {
             self.store.application_certificates(&a.number).await?
         } else {
             Vec::new()
         };
-        let subject = subject(applicant, org);
-        let request = |profile: &str, csr: &Option<String>| IssueRequest {
-            profile: profile.into(),
-            csr: csr.clone().unwrap_or_default().into_bytes(),
-            subject: subject.clone(),
-            application: Some(a.number.clone()),
-            // The result step of an application is the service's, done from its recorded intent.
-            actor: Actor::Service,
-        };
+        let [auth, sign] = pair_requests(a)?;
         // Both at once: their writes share the group commit's transactions.
         let (auth, sign) = tokio::join!(
-            self.issue_once(&a.number, request(auth_profile, &a.auth_csr), &existing),
-            self.issue_once(&a.number, request(sign_profile, &a.sign_csr), &existing)
+            self.issue_once(&a.number, auth, &existing),
+            self.issue_once(&a.number, sign, &existing)
         );
         let (auth, sign) = (auth?, sign?);
         // A reissue supersedes the pair whose SIGN key signed the request, once the new one exists.
         for serial in &a.applicant.supersedes {
             self.revoke_one(serial, "superseded").await?;
         }
+        self.completion(a, auth, sign).await
+    }
+
+    /// The change that completes an issuance of the pair `auth`, `sign` (P4: opens the
+    /// write-card step), with the applicant's letter.
+    async fn completion(&self, a: &ApplicationRecord, auth: String, sign: String) -> Result<Done, Failure> {
         let onto_card = self.onto_card(a).map_err(Failure::Fault)?;
         let serials = [auth.clone(), sign.clone()];
         let install_url = format!(
@@ -280,6 +279,130 @@ impl Workflow<'_> {
         };
         self.ca.revoke(r).await?;
         Ok(())
+    }
+}
+
+/// The AUTH and SIGN requests of an application's pair, as the service asks for them.
+fn pair_requests(a: &ApplicationRecord) -> Result<[IssueRequest; 2], Failure> {
+    let applicant = a.applicant.person.as_ref().ok_or_else(|| {
+        Failure::Fault(WorkflowError::Internal(format!(
+            "application {} names no person to issue for",
+            a.number
+        )))
+    })?;
+    let org = a.applicant.organization.as_ref();
+    let (auth_profile, sign_profile) = if org.is_some() {
+        ("legal-auth", "legal-sign")
+    } else {
+        ("individual-auth", "individual-sign")
+    };
+    let subject = subject(applicant, org);
+    let request = |profile: &str, csr: &Option<String>| IssueRequest {
+        profile: profile.into(),
+        csr: csr.clone().unwrap_or_default().into_bytes(),
+        subject: subject.clone(),
+        application: Some(a.number.clone()),
+        // The result step of an application is the service's, done from its recorded intent.
+        actor: Actor::Service,
+    };
+    Ok([request(auth_profile, &a.auth_csr), request(sign_profile, &a.sign_csr)])
+}
+
+/// How decisive a failure of one certificate of a pair is for the application: a refusal says
+/// more than the key store, the key store more than a fault (a sibling abandoned for the other's
+/// refusal is a fault of its own).
+fn weight(f: &Failure) -> u8 {
+    match f {
+        Failure::Refused(..) => 2,
+        Failure::KeyStore(_) => 1,
+        Failure::Fault(_) => 0,
+    }
+}
+
+impl Workflow<'_> {
+    /// A valid confirmation whose result step is the pair's issuance (P1, P5 and a reissue that
+    /// supersedes nothing), done with its transitions folded into the issuance's group commits:
+    /// the `issuing` transition (steps, intent, monitoring message) in the pending rows'
+    /// transaction, the completion (steps, serials, messages) in the issued rows'. The order of
+    /// issuance is [`crate::pki::Ca::issue_together`]'s: record pending, sign, record issued.
+    /// A crash after the first commit leaves an `issuing` application with its intent and its
+    /// pending rows, which the driver takes up as after [`Workflow::finish`]'s first write.
+    ///
+    /// None when this path does not apply (a revocation, an ID card, a pair to supersede, or a
+    /// request refused before anything is written): the caller records the change and finishes
+    /// it step by step as before, which also records the refusal. Some(false): the application
+    /// had moved on (nothing written); Some(true): the outcome is recorded.
+    pub(super) async fn issue_confirmed(
+        &self,
+        a: &ApplicationRecord,
+        issuing: Advance,
+        actor: Actor,
+    ) -> Result<Option<bool>, WorkflowError> {
+        if issuing.intent != Some(Intent::Issue) || !a.applicant.supersedes.is_empty() || self.onto_card(a)? {
+            return Ok(None);
+        }
+        let Ok([auth, sign]) = pair_requests(a) else {
+            return Ok(None);
+        };
+        let (Ok(auth), Ok(sign)) = (self.ca.prepare(&auth).await, self.ca.prepare(&sign).await) else {
+            return Ok(None);
+        };
+        let claimed = ApplicationRecord {
+            status: Status::Issuing,
+            confirmed_by: issuing.confirmed_by.clone(),
+            intent: issuing.intent,
+            intent_until: issuing.intent_until,
+            ..a.clone()
+        };
+        let before = ApplicationChange {
+            number: a.number.clone(),
+            from: a.status,
+            change: self.change_of(a, a.status, issuing, StepKind::OperatorSignatureCheck, None, actor)?,
+        };
+        let done = match self
+            .completion(&claimed, auth.serial().into(), sign.serial().into())
+            .await
+        {
+            Ok(d) => d,
+            Err(Failure::Fault(e)) => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        let after = ApplicationChange {
+            number: a.number.clone(),
+            from: Status::Issuing,
+            change: self.change_of(
+                &claimed,
+                Status::Issuing,
+                done.change,
+                StepKind::Issue,
+                done.letter,
+                Actor::Service,
+            )?,
+        };
+        let outcome = self
+            .ca
+            .issue_together(vec![auth, sign], &Actor::Service, before, after)
+            .await
+            .map_err(|e| match Failure::from(e) {
+                Failure::Fault(e) => e,
+                Failure::KeyStore(m) | Failure::Refused(_, m) => WorkflowError::Internal(m),
+            })?;
+        let issued = match outcome {
+            Together::NotRecorded => return Ok(Some(false)),
+            Together::Recorded { after: true, .. } => return Ok(Some(true)),
+            Together::Recorded { issued, after: false } => issued,
+        };
+        // Not completed: a certificate was not issued (its failure decides what the application
+        // becomes, as in `finish`), or all were and another worker moved the application on.
+        let failure = issued
+            .into_iter()
+            .filter_map(Result::err)
+            .map(Failure::from)
+            .max_by_key(weight);
+        if let Some(f) = failure {
+            self.settle(&claimed, StepKind::Issue, Err(f)).await?;
+        }
+        Ok(Some(true))
     }
 }
 
