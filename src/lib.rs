@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod fuzz_entry;
 pub mod http;
+pub mod ids;
 pub mod keys;
 pub mod logging;
 pub mod operators;

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use super::centres::Centres;
 use crate::audit::actor::Actor;
+use crate::ids::{IdError, Iin};
 use crate::keys::KeyAlgorithm;
 use crate::pki::ceremony::{key_file, write_file};
 use crate::pki::revocation::{RevokeError, RevokeRequest};
 use crate::pki::subject::SubjectInput;
 use crate::pki::{Ca, IssueError, IssueRequest, Issued, pem};
-use crate::registry::{IdError, Iin};
 use crate::store::{OperatorRecord, StoreError, now};
 
 /// Who is added, as the administrator states it.

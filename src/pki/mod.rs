@@ -26,8 +26,8 @@ use x509_cert::Certificate;
 pub use issue::{IssueRequest, Issued};
 
 use crate::config::Config;
+use crate::ids::IdError;
 use crate::keys::{KeyAlgorithm, KeyStore, KeyStoreError, Signer};
-use crate::registry::IdError;
 use crate::store::{CaKeyRecord, Store, StoreError};
 use build::IssuerUrls;
 use profile::Profiles;
