@@ -824,6 +824,22 @@ impl Config {
         Ok(())
     }
 
+    /// What the key store is opened with; reads the token PIN only for a PKCS#11 store.
+    pub fn key_store_opening(&self) -> Result<crate::keys::Opening, KeyStoreError> {
+        Ok(match self.key_store.kind {
+            KeyStoreKind::Software => crate::keys::Opening::Software {
+                dir: self.data_dir.join("keys"),
+                development: self.service.development,
+            },
+            KeyStoreKind::Pkcs11 => crate::keys::Opening::Pkcs11(crate::keys::Pkcs11Config {
+                module: self.key_store.pkcs11_module.clone(),
+                token: self.key_store.pkcs11_token.clone(),
+                pin: self.pkcs11_pin()?,
+                sessions: self.key_store.sessions,
+            }),
+        })
+    }
+
     /// The token PIN, from `NCA_PKCS11_PIN` or the file `NCA_PKCS11_PIN_FILE` names. Never logged.
     pub fn pkcs11_pin(&self) -> Result<String, KeyStoreError> {
         if let Some(pin) = env("NCA_PKCS11_PIN") {

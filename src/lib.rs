@@ -19,6 +19,8 @@ pub mod fuzz_entry;
 pub mod http;
 pub mod ids;
 pub mod keys;
+#[cfg(test)]
+mod layering;
 pub mod logging;
 pub mod operators;
 pub mod outbox;
