@@ -533,118 +533,10 @@ impl Config {
             path: source.clone(),
             message: e.to_string(),
         })?;
-        if let Some(v) = env("NCA_DEVELOPMENT") {
-            f.service.development = parse_bool("NCA_DEVELOPMENT", &v)?;
-        }
-        if let Some(v) = env("NCA_DATA_DIR") {
-            f.service.data_dir = v.into();
-        }
-        if let Some(v) = env("NCA_DATABASE_URL") {
-            f.service.database_url = v;
-        }
-        if let Some(v) = env("NCA_LISTEN") {
-            f.service.listen = v;
-        }
-        if let Some(v) = env("NCA_OPERATOR_LISTEN") {
-            f.service.operator_listen = v;
-        }
-        if let Some(v) = env("NCA_BASE_URL") {
-            f.service.base_url = v;
-        }
-        if let Some(v) = env("NCA_TIMEZONE_OFFSET") {
-            f.service.timezone_offset = v;
-        }
-        if let Some(v) = env("NCA_KEY_STORE") {
-            f.key_store.kind = match v.as_str() {
-                "software" => KeyStoreKind::Software,
-                "pkcs11" => KeyStoreKind::Pkcs11,
-                _ => {
-                    return Err(invalid("NCA_KEY_STORE", format!("{v:?} (software or pkcs11)")));
-                }
-            };
-        }
-        if let Some(v) = env("NCA_PKCS11_MODULE") {
-            f.key_store.pkcs11_module = v.into();
-        }
-        if let Some(v) = env("NCA_PKCS11_TOKEN") {
-            f.key_store.pkcs11_token = v;
-        }
-        if let Some(v) = env("NCA_REGISTRY_FILE") {
-            f.registry.file = v.into();
-        }
-        if let Some(v) = env("NCA_REGISTRY_URL") {
-            f.registry.url = v;
-        }
-        if let Some(v) = env("NCA_REGISTRY_CA_FILE") {
-            f.registry.ca_file = v.into();
-        }
-        if let Some(v) = env("NCA_MONITORING_URL") {
-            f.monitoring.url = v;
-        }
-        if let Some(v) = env("NCA_MONITORING_CA_FILE") {
-            f.monitoring.ca_file = v.into();
-        }
-        if let Some(v) = env("NCA_MAIL") {
-            f.mail.transport = v;
-        }
-        // Not part of the contract: tests and drills shorten the waits between attempts.
-        if let Some(v) = env("NCA_REGISTRY_RETRY_SECONDS") {
-            f.registry.retry_seconds = v
-                .parse()
-                .map_err(|_| invalid("NCA_REGISTRY_RETRY_SECONDS", format!("{v:?} is not a number")))?;
-        }
-        if let Some(v) = env("NCA_WORKFLOW_DRIVER_SECONDS") {
-            f.workflow.driver_seconds = v
-                .parse()
-                .map_err(|_| invalid("NCA_WORKFLOW_DRIVER_SECONDS", format!("{v:?} is not a number")))?;
-        }
-        if let Some(v) = env("NCA_WORKFLOW_LEASE_SECONDS") {
-            f.workflow.lease_seconds = v
-                .parse()
-                .map_err(|_| invalid("NCA_WORKFLOW_LEASE_SECONDS", format!("{v:?} is not a number")))?;
-        }
-        if let Some(v) = env("NCA_ARCHIVE_SWEEP_SECONDS") {
-            f.archive.sweep_seconds = v
-                .parse()
-                .map_err(|_| invalid("NCA_ARCHIVE_SWEEP_SECONDS", format!("{v:?} is not a number")))?;
-        }
-        if let Some(v) = env("NCA_CLUSTER_LEASE_SECONDS") {
-            f.cluster.lease_seconds = v
-                .parse()
-                .map_err(|_| invalid("NCA_CLUSTER_LEASE_SECONDS", format!("{v:?} is not a number")))?;
-        }
-        if let Some(v) = env("NCA_OUTBOX_RETRY_MAX_SECONDS") {
-            let v = v
-                .parse()
-                .map_err(|_| invalid("NCA_OUTBOX_RETRY_MAX_SECONDS", format!("{v:?} is not a number")))?;
-            f.monitoring.retry_max_seconds = v;
-            f.mail.retry_max_seconds = v;
-        }
-        if let Some(v) = env("NCA_RATE_PER_ADDRESS") {
-            f.portal.rate_per_address_per_minute = parse_u32("NCA_RATE_PER_ADDRESS", &v)?;
-        }
-        if let Some(v) = env("NCA_RATE_PER_IIN") {
-            f.portal.rate_per_iin_per_hour = parse_u32("NCA_RATE_PER_IIN", &v)?;
-        }
-        if let Some(v) = env("NCA_POW_BITS") {
-            f.portal.pow_bits = parse_u32("NCA_POW_BITS", &v)?;
-        }
-        // Not part of the contract: tests shorten the cabinet's times to see them run out.
-        if let Some(v) = env("NCA_CABINET_CHALLENGE_SECONDS") {
-            f.cabinet.challenge_seconds = i64::from(parse_u32("NCA_CABINET_CHALLENGE_SECONDS", &v)?);
-        }
-        if let Some(v) = env("NCA_CABINET_SESSION_SECONDS") {
-            f.cabinet.session_seconds = i64::from(parse_u32("NCA_CABINET_SESSION_SECONDS", &v)?);
-        }
-        // Not part of the contract: tests shorten the pre-signed answers' life to see them renewed.
-        if let Some(v) = env("NCA_OCSP_PRESIGN_VALIDITY_SECONDS") {
-            f.ocsp.presign_validity_seconds = i64::from(parse_u32("NCA_OCSP_PRESIGN_VALIDITY_SECONDS", &v)?);
-        }
-        if let Some(v) = env("NCA_OCSP_PRESIGN_RENEW_BEFORE_SECONDS") {
-            f.ocsp.presign_renew_before_seconds = i64::from(parse_u32("NCA_OCSP_PRESIGN_RENEW_BEFORE_SECONDS", &v)?);
-        }
-        if let Some(v) = env("NCA_OCSP_PRESIGN_ROUND_SECONDS") {
-            f.ocsp.presign_round_seconds = u64::from(parse_u32("NCA_OCSP_PRESIGN_ROUND_SECONDS", &v)?);
+        for (name, set) in ENVIRONMENT {
+            if let Some(v) = env(name) {
+                set(&mut f, name, v)?;
+            }
         }
         if f.ocsp.presign_renew_before_seconds >= f.ocsp.presign_validity_seconds
             || f.ocsp.presign_renew_before_seconds < 1
@@ -675,19 +567,6 @@ impl Config {
         }
         if f.cabinet.reminder_days.iter().any(|d| *d < 1) {
             return Err(invalid("cabinet.reminder_days", "days must be at least 1".into()));
-        }
-        if let Some(v) = env("NCA_TSA_CLOCK") {
-            f.tsa.clock = match v.as_str() {
-                "host" => ClockCheck::Host,
-                "trust" => ClockCheck::Trust,
-                "unsynchronised" => ClockCheck::Unsynchronised,
-                _ => {
-                    return Err(invalid(
-                        "NCA_TSA_CLOCK",
-                        format!("{v:?} (host, trust or unsynchronised)"),
-                    ));
-                }
-            };
         }
         for p in std::iter::once(&f.tsa.policy).chain(&f.tsa.accepted_policies) {
             p.parse::<const_oid::ObjectIdentifier>()
@@ -824,6 +703,22 @@ impl Config {
         Ok(())
     }
 
+    /// What the key store is opened with; reads the token PIN only for a PKCS#11 store.
+    pub fn key_store_opening(&self) -> Result<crate::keys::Opening, KeyStoreError> {
+        Ok(match self.key_store.kind {
+            KeyStoreKind::Software => crate::keys::Opening::Software {
+                dir: self.data_dir.join("keys"),
+                development: self.service.development,
+            },
+            KeyStoreKind::Pkcs11 => crate::keys::Opening::Pkcs11(crate::keys::Pkcs11Config {
+                module: self.key_store.pkcs11_module.clone(),
+                token: self.key_store.pkcs11_token.clone(),
+                pin: self.pkcs11_pin()?,
+                sessions: self.key_store.sessions,
+            }),
+        })
+    }
+
     /// The token PIN, from `NCA_PKCS11_PIN` or the file `NCA_PKCS11_PIN_FILE` names. Never logged.
     pub fn pkcs11_pin(&self) -> Result<String, KeyStoreError> {
         if let Some(pin) = env("NCA_PKCS11_PIN") {
@@ -848,6 +743,102 @@ impl Config {
     pub fn timezone_offset(&self) -> time::UtcOffset {
         self.timezone_offset
     }
+}
+
+/// Sets one field (or two) of the file's configuration from a variable's value, or refuses the
+/// value naming the variable.
+type Setter = fn(&mut FileConfig, &'static str, String) -> Result<(), ConfigError>;
+
+/// The environment over the file, applied in this order (the first bad value is the one
+/// reported). README's list of variables is this table; `NCA_CONFIG` (which file) and `NCA_ROLE`
+/// (not a file setting) are read on their own, the PINs only when a key store is opened.
+// `Ok(field = value)`: one row, one assignment, read as a table.
+#[allow(clippy::unit_arg)]
+const ENVIRONMENT: &[(&str, Setter)] = &[
+    ("NCA_DEVELOPMENT", |f, n, v| {
+        Ok(f.service.development = parse_bool(n, &v)?)
+    }),
+    ("NCA_DATA_DIR", |f, _, v| Ok(f.service.data_dir = v.into())),
+    ("NCA_DATABASE_URL", |f, _, v| Ok(f.service.database_url = v)),
+    ("NCA_LISTEN", |f, _, v| Ok(f.service.listen = v)),
+    ("NCA_OPERATOR_LISTEN", |f, _, v| Ok(f.service.operator_listen = v)),
+    ("NCA_BASE_URL", |f, _, v| Ok(f.service.base_url = v)),
+    ("NCA_TIMEZONE_OFFSET", |f, _, v| Ok(f.service.timezone_offset = v)),
+    ("NCA_KEY_STORE", |f, n, v| {
+        f.key_store.kind = match v.as_str() {
+            "software" => KeyStoreKind::Software,
+            "pkcs11" => KeyStoreKind::Pkcs11,
+            _ => return Err(invalid(n, format!("{v:?} (software or pkcs11)"))),
+        };
+        Ok(())
+    }),
+    ("NCA_PKCS11_MODULE", |f, _, v| Ok(f.key_store.pkcs11_module = v.into())),
+    ("NCA_PKCS11_TOKEN", |f, _, v| Ok(f.key_store.pkcs11_token = v)),
+    ("NCA_REGISTRY_FILE", |f, _, v| Ok(f.registry.file = v.into())),
+    ("NCA_REGISTRY_URL", |f, _, v| Ok(f.registry.url = v)),
+    ("NCA_REGISTRY_CA_FILE", |f, _, v| Ok(f.registry.ca_file = v.into())),
+    ("NCA_MONITORING_URL", |f, _, v| Ok(f.monitoring.url = v)),
+    ("NCA_MONITORING_CA_FILE", |f, _, v| Ok(f.monitoring.ca_file = v.into())),
+    ("NCA_MAIL", |f, _, v| Ok(f.mail.transport = v)),
+    // Not part of the contract: tests and drills shorten the waits between attempts.
+    ("NCA_REGISTRY_RETRY_SECONDS", |f, n, v| {
+        Ok(f.registry.retry_seconds = number(n, &v)?)
+    }),
+    ("NCA_WORKFLOW_DRIVER_SECONDS", |f, n, v| {
+        Ok(f.workflow.driver_seconds = number(n, &v)?)
+    }),
+    ("NCA_WORKFLOW_LEASE_SECONDS", |f, n, v| {
+        Ok(f.workflow.lease_seconds = number(n, &v)?)
+    }),
+    ("NCA_ARCHIVE_SWEEP_SECONDS", |f, n, v| {
+        Ok(f.archive.sweep_seconds = number(n, &v)?)
+    }),
+    ("NCA_CLUSTER_LEASE_SECONDS", |f, n, v| {
+        Ok(f.cluster.lease_seconds = number(n, &v)?)
+    }),
+    ("NCA_OUTBOX_RETRY_MAX_SECONDS", |f, n, v| {
+        let v = number(n, &v)?;
+        f.monitoring.retry_max_seconds = v;
+        f.mail.retry_max_seconds = v;
+        Ok(())
+    }),
+    ("NCA_RATE_PER_ADDRESS", |f, n, v| {
+        Ok(f.portal.rate_per_address_per_minute = parse_u32(n, &v)?)
+    }),
+    ("NCA_RATE_PER_IIN", |f, n, v| {
+        Ok(f.portal.rate_per_iin_per_hour = parse_u32(n, &v)?)
+    }),
+    ("NCA_POW_BITS", |f, n, v| Ok(f.portal.pow_bits = parse_u32(n, &v)?)),
+    // Not part of the contract: tests shorten the cabinet's times to see them run out.
+    ("NCA_CABINET_CHALLENGE_SECONDS", |f, n, v| {
+        Ok(f.cabinet.challenge_seconds = i64::from(parse_u32(n, &v)?))
+    }),
+    ("NCA_CABINET_SESSION_SECONDS", |f, n, v| {
+        Ok(f.cabinet.session_seconds = i64::from(parse_u32(n, &v)?))
+    }),
+    // Not part of the contract: tests shorten the pre-signed answers' life to see them renewed.
+    ("NCA_OCSP_PRESIGN_VALIDITY_SECONDS", |f, n, v| {
+        Ok(f.ocsp.presign_validity_seconds = i64::from(parse_u32(n, &v)?))
+    }),
+    ("NCA_OCSP_PRESIGN_RENEW_BEFORE_SECONDS", |f, n, v| {
+        Ok(f.ocsp.presign_renew_before_seconds = i64::from(parse_u32(n, &v)?))
+    }),
+    ("NCA_OCSP_PRESIGN_ROUND_SECONDS", |f, n, v| {
+        Ok(f.ocsp.presign_round_seconds = u64::from(parse_u32(n, &v)?))
+    }),
+    ("NCA_TSA_CLOCK", |f, n, v| {
+        f.tsa.clock = match v.as_str() {
+            "host" => ClockCheck::Host,
+            "trust" => ClockCheck::Trust,
+            "unsynchronised" => ClockCheck::Unsynchronised,
+            _ => return Err(invalid(n, format!("{v:?} (host, trust or unsynchronised)"))),
+        };
+        Ok(())
+    }),
+];
+
+fn number<T: std::str::FromStr>(field: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.parse().map_err(|_| invalid(field, format!("{v:?} is not a number")))
 }
 
 fn invalid(field: &'static str, message: String) -> ConfigError {
@@ -888,6 +879,14 @@ pub fn read_data_file(path: &Path, embedded: &'static str) -> Result<String, Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variable_of_the_table_is_in_the_readme() {
+        let readme = include_str!("../README.md");
+        for (name, _) in ENVIRONMENT {
+            assert!(readme.contains(name), "{name} is not in README");
+        }
+    }
 
     #[test]
     fn embedded_defaults_parse() {

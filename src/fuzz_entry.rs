@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 
 use der::Decode;
 
+use crate::ids::{Bin, Iin};
 use crate::pki::profile::Profiles;
 use crate::pki::{cms, crl, csr, ocsp, policy, subject};
-use crate::registry::{Bin, Iin};
 use crate::registry::{Organization, Person, read_answer};
 use crate::workflow::application::{ApplicationRequest, FieldError};
 

@@ -64,7 +64,10 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzz_entry;
 mod http;
+pub mod ids;
 pub mod keys;
+#[cfg(test)]
+mod layering;
 pub mod logging;
 pub mod operators;
 pub mod outbox;

@@ -27,7 +27,8 @@ pub async fn open_parts(cfg: &Config) -> anyhow::Result<(Store, Arc<dyn crate::k
     std::fs::create_dir_all(&cfg.data_dir)?;
     let store = Store::open(&cfg.database_url).await?;
     let c = cfg.clone();
-    let key_store = tokio::task::spawn_blocking(move || crate::keys::open_store(&c)).await??;
+    let key_store =
+        tokio::task::spawn_blocking(move || c.key_store_opening().and_then(crate::keys::open_store)).await??;
     Ok((store, key_store))
 }
 

@@ -7,6 +7,7 @@
 
 mod pkcs11;
 mod software;
+pub mod token;
 
 use std::fmt;
 use std::sync::Arc;
@@ -286,19 +287,23 @@ pub fn rsa_modulus_bits(rsa_public_key_der: &[u8]) -> Option<usize> {
     Some((m.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
 }
 
-/// Opens the key store the configuration names.
-pub fn open_store(cfg: &crate::config::Config) -> Result<Arc<dyn KeyStore>, KeyStoreError> {
-    match cfg.key_store.kind {
-        crate::config::KeyStoreKind::Software => Ok(Arc::new(SoftwareStore::new(
-            cfg.data_dir.join("keys"),
-            cfg.service.development,
-        ))),
-        crate::config::KeyStoreKind::Pkcs11 => Ok(Arc::new(Pkcs11Store::open_reconnecting(Pkcs11Config {
-            module: cfg.key_store.pkcs11_module.clone(),
-            token: cfg.key_store.pkcs11_token.clone(),
-            pin: cfg.pkcs11_pin()?,
-            sessions: cfg.key_store.sessions,
-        })?)),
+/// Which key store to open, and with what: all `open_store` needs of the configuration
+/// (`Config::key_store_opening` makes it), so that the key stores depend on nothing above them.
+#[derive(Debug)]
+pub enum Opening {
+    /// PKCS#8 files in `dir`; `development` allows what only a development run may.
+    Software {
+        dir: std::path::PathBuf,
+        development: bool,
+    },
+    Pkcs11(Pkcs11Config),
+}
+
+/// Opens the key store named.
+pub fn open_store(opening: Opening) -> Result<Arc<dyn KeyStore>, KeyStoreError> {
+    match opening {
+        Opening::Software { dir, development } => Ok(Arc::new(SoftwareStore::new(dir, development))),
+        Opening::Pkcs11(config) => Ok(Arc::new(Pkcs11Store::open_reconnecting(config)?)),
     }
 }
 

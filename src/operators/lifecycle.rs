@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use super::Roll;
 use super::centres::Centres;
 use crate::audit::actor::Actor;
+use crate::ids::{IdError, Iin};
 use crate::keys::KeyAlgorithm;
 use crate::pki::ceremony::{key_file, write_file};
 use crate::pki::revocation::{RevokeError, RevokeRequest};
 use crate::pki::subject::SubjectInput;
 use crate::pki::{Ca, IssueError, IssueRequest, Issued, pem};
-use crate::registry::{IdError, Iin};
 use crate::store::{OperatorRecord, StoreError, now};
 
 /// Who is added, as the administrator states it.
@@ -145,14 +145,14 @@ pub async fn add(
             )
         }
         OperatorKeys::Token { label, algorithm } => {
-            let pin = crate::station::operator_pin().map_err(|e| OperatorError::Files(e.to_string()))?;
+            let pin = crate::keys::token::operator_pin().map_err(|e| OperatorError::Files(e.to_string()))?;
             let module = roll.config.key_store.pkcs11_module.clone();
             let (token, alg) = (label.clone(), *algorithm);
             let made = tokio::task::spawn_blocking(move || -> Result<_, crate::keys::KeyStoreError> {
                 use crate::keys::KeyStore;
-                let store = crate::station::open_token(module, &token, pin)?;
-                let auth = store.generate(&crate::station::key_label(crate::station::AUTH_PREFIX), alg)?;
-                let sign = store.generate(&crate::station::key_label(crate::station::SIGN_PREFIX), alg)?;
+                let store = crate::keys::token::open_token(module, &token, pin)?;
+                let auth = store.generate(&crate::keys::token::key_label(crate::keys::token::AUTH_PREFIX), alg)?;
+                let sign = store.generate(&crate::keys::token::key_label(crate::keys::token::SIGN_PREFIX), alg)?;
                 Ok((store, auth, sign))
             })
             .await

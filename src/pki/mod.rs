@@ -23,11 +23,13 @@ use std::sync::Arc;
 use der::{Decode, Encode};
 use x509_cert::Certificate;
 
+/// What `Ca::verify_cms` refuses with (the module that verifies is the crate's own).
+pub use cms::CmsError;
 pub use issue::{IssuanceCounts, IssueRequest, Issued, Together, Unrecorded, issuance_counts};
 
 use crate::config::Config;
+use crate::ids::IdError;
 use crate::keys::{KeyAlgorithm, KeyStore, KeyStoreError, Signer};
-use crate::registry::IdError;
 use crate::store::{CaKeyRecord, Store, StoreError};
 use build::IssuerUrls;
 use profile::Profiles;

@@ -10,7 +10,7 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 
 use super::PolicyError;
 use super::profile::{DnAttribute, Presence, Profile, SubjectKind};
-use crate::registry::{Bin, Iin};
+use crate::ids::{Bin, Iin};
 
 /// What the caller says about the subject, already verified (against the state registry in the
 /// workflow; by the administrator for `nca cert issue`).

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Bin, Iin};
+use crate::ids::{Bin, Iin};
 
 pub const EMBEDDED_CSV: &str = include_str!("../../ca-config/registry-sample.csv");
 const HEADER: &str = "kind,id,surname,name,patronymic,birth_date,org_name";

@@ -15,6 +15,7 @@ use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::Certificate;
 use x509_cert::request::{CertReq, CertReqInfo, Version};
 
+use crate::keys::token::{AUTH_PREFIX, SIGN_PREFIX};
 use crate::keys::{KeyAlgorithm, KeyStore, KeyStoreError, PinTries, Pkcs11Store, Pkcs11Token, Signer};
 
 /// Room the enrolment needs on a card that reports its free memory: two key pairs and two
@@ -83,8 +84,8 @@ pub enum Usage {
 impl Usage {
     fn prefix(self) -> &'static str {
         match self {
-            Usage::Auth => super::AUTH_PREFIX,
-            Usage::Sign => super::SIGN_PREFIX,
+            Usage::Auth => AUTH_PREFIX,
+            Usage::Sign => SIGN_PREFIX,
         }
     }
 }
@@ -127,8 +128,8 @@ impl Card {
 
     /// The applications whose keys are on the card, newest key first.
     pub fn applications(&self) -> Result<Vec<String>, CardError> {
-        let mut labels = self.store.key_labels(super::AUTH_PREFIX)?;
-        labels.extend(self.store.key_labels(super::SIGN_PREFIX)?);
+        let mut labels = self.store.key_labels(AUTH_PREFIX)?;
+        labels.extend(self.store.key_labels(SIGN_PREFIX)?);
         // YYYYMMDD follows the prefix: sorting on it puts the newest first.
         labels.sort_by_key(|l| std::cmp::Reverse(l.get(5..13).unwrap_or("").to_string()));
         let mut out: Vec<String> = Vec::new();
@@ -201,8 +202,8 @@ impl Card {
 /// The application number a card key label carries (`AUTH-YYYYMMDD-<number>`).
 fn application_of(label: &str) -> Option<String> {
     let rest = label
-        .strip_prefix(super::AUTH_PREFIX)
-        .or_else(|| label.strip_prefix(super::SIGN_PREFIX))?;
+        .strip_prefix(AUTH_PREFIX)
+        .or_else(|| label.strip_prefix(SIGN_PREFIX))?;
     let (date, number) = rest.split_once('-')?;
     (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) && !number.is_empty()).then(|| number.to_string())
 }

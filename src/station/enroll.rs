@@ -168,7 +168,7 @@ fn refused(v: &Value) -> Result<(), StationError> {
 async fn application(server: &Server, n: &str, iin: &str) -> Result<Option<Value>, StationError> {
     // Checked here, check character included: a number misread off a printed application
     // fails before it reaches the service.
-    let n = crate::workflow::number::parse(n)
+    let n = crate::ids::number::parse(n)
         .ok_or_else(|| StationError::Invalid(format!("{n:?} is not an application number")))?;
     if !iin.bytes().all(|b| b.is_ascii_digit()) {
         return Err(StationError::Invalid(format!("{iin:?} is not an IIN")));
@@ -187,7 +187,7 @@ async fn application(server: &Server, n: &str, iin: &str) -> Result<Option<Value
 async fn resumable(server: &Server, card: &Card, iin: &str) -> Result<Option<Value>, StationError> {
     for n in blocking(|| card.applications())? {
         // Keys labelled by something else than an application number are not ours to resume.
-        if crate::workflow::number::parse(&n).is_none() {
+        if crate::ids::number::parse(&n).is_none() {
             continue;
         }
         if let Some(v) = application(server, &n, iin).await?

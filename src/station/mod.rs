@@ -19,11 +19,8 @@ use cryptoki::types::AuthPin;
 use der::Decode;
 use x509_cert::Certificate;
 
-use crate::keys::{KeyStore, KeyStoreError, Pkcs11Config, Pkcs11Store, Signer};
-
-/// Label prefixes of the operator's keys on their token.
-pub const AUTH_PREFIX: &str = "AUTH-";
-pub const SIGN_PREFIX: &str = "SIGN-";
+use crate::keys::token::{self, AUTH_PREFIX, SIGN_PREFIX, open_token};
+use crate::keys::{KeyStore, KeyStoreError, Pkcs11Store, Signer};
 
 /// Why the workstation could not do its part. None of these carries a PIN.
 #[derive(Debug, thiserror::Error)]
@@ -82,22 +79,9 @@ pub enum StationError {
     Sign(#[from] crate::pki::signed_data::SignError),
 }
 
-/// Opens an operator's (or a card's) token by label, with the PIN given.
-pub fn open_token(module: PathBuf, label: &str, pin: String) -> Result<Pkcs11Store, KeyStoreError> {
-    Pkcs11Store::open(Pkcs11Config {
-        module,
-        token: label.to_string(),
-        pin,
-        sessions: 1,
-    })
-}
-
 /// The operator's PIN, from `NCA_OPERATOR_PIN`; never an argument, never logged.
 pub fn operator_pin() -> Result<String, StationError> {
-    std::env::var("NCA_OPERATOR_PIN")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .ok_or(StationError::PinMissing)
+    token::operator_pin().map_err(|token::PinMissing| StationError::PinMissing)
 }
 
 /// CMS SignedData, attached, DER, as [`crate::pki::signed_data::sign`] makes it.
@@ -194,18 +178,4 @@ pub fn read_card_pin() -> Result<AuthPin, StationError> {
         return Err(StationError::CardPinMissing);
     }
     Ok(AuthPin::from(line))
-}
-
-/// A fresh label for an operator's key: prefix, date, a few random hex digits.
-pub fn key_label(prefix: &str) -> String {
-    let mut r = [0u8; 3];
-    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut r);
-    let date = time::OffsetDateTime::now_utc().date();
-    format!(
-        "{prefix}{}{:02}{:02}-{}",
-        date.year(),
-        u8::from(date.month()),
-        date.day(),
-        hex::encode(r)
-    )
 }

@@ -6,7 +6,6 @@
 //! what is shown of an application [`super::views`].
 
 use super::model::{Actor, Refusal, Status};
-use super::number;
 use super::regulation::{Process, Regulation, StepKind};
 pub use super::request::{
     ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CentreRequest, CsrPair, FieldError,
@@ -14,12 +13,14 @@ pub use super::request::{
 };
 pub use super::views::{ApplicationView, RefusalView, StepView};
 use crate::config::Config;
+use crate::ids::number;
+use crate::ids::{Bin, Iin};
 use crate::operators::Operator;
 use crate::operators::centres::Centres;
 use crate::outbox::letters::{self, Kind, Letter};
 use crate::pki::Ca;
 use crate::pki::subject::SubjectInput;
-use crate::registry::{Bin, Iin, RegistryError, StateRegistry};
+use crate::registry::{RegistryError, StateRegistry};
 use crate::store::{Advance, ApplicationRecord, OutboxMessage, StepRecord, Store, StoreError, now};
 
 /// Why a step of the workflow did not happen, by whose fault. A refusal under the regulation is

@@ -4,11 +4,11 @@
 use super::application::*;
 use super::confirmation::to_be_signed;
 use super::model::{Applicant, Status};
-use super::number;
 use super::regulation::{Channel, Service, StepKind};
+use crate::ids::Iin;
+use crate::ids::number;
 use crate::operators::Operator;
 use crate::pki::{csr, policy};
-use crate::registry::Iin;
 use crate::store::{Advance, ApplicationRecord, now};
 
 impl Workflow<'_> {

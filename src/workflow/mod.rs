@@ -1,5 +1,5 @@
 //! The registration authority: the regulation's five processes, step by step: the processes as
-//! data ([`regulation`]), application numbers ([`number`]), applications with their steps and
+//! data ([`regulation`]), applications (numbered by [`crate::ids::number`]) with their steps and
 //! refusals ([`application`]) with their requests ([`request`]) and views ([`views`]), the typed
 //! nouns, who acts and what is recorded to be done ([`model`]), receipts and the document
 //! archive ([`archive`]), the result
@@ -15,7 +15,6 @@ pub(crate) mod desk;
 pub(crate) mod driver;
 pub(crate) mod id_card;
 pub mod model;
-pub(crate) mod number;
 pub(crate) mod outcome;
 pub(crate) mod portal;
 pub(crate) mod refusals;

@@ -5,12 +5,12 @@
 use super::application::*;
 use super::confirmation::to_be_signed;
 use super::model::{Actor, Applicant, Intent, Refusal, Status};
-use super::number;
 use super::registry_check::after_registry;
 use super::regulation::{Channel, Condition, Process, Service, StepKind};
+use crate::ids::Iin;
+use crate::ids::number;
 use crate::pki::cms::CmsError;
 use crate::pki::{csr, policy};
-use crate::registry::Iin;
 use crate::store::{ApplicationRecord, now};
 
 impl Workflow<'_> {

@@ -5,7 +5,8 @@ use super::application::*;
 use super::confirmation::to_be_signed;
 use super::model::{Actor, Refusal, Status};
 use super::regulation::{Channel, Condition, Process, Service, StepKind};
-use crate::registry::{Iin, names_match};
+use crate::ids::Iin;
+use crate::registry::names_match;
 use crate::store::{Advance, ApplicationRecord, StepRecord, now};
 
 impl Workflow<'_> {

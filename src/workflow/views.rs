@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::application::{Workflow, WorkflowError};
 use super::model::{Channel, Service, Status, StepKind};
-use super::number;
+use crate::ids::number;
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
 

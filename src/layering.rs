@@ -1,0 +1,333 @@
+//! The crate's layering, held by a test: for each top-level module, the other top-level modules
+//! it may name (`crate::X`). A new arrow — and above all an upward one that closes a cycle —
+//! fails `cargo test --lib` until it is either removed or written into [`MAY_USE`] on purpose,
+//! and a new cycle also has to be written into [`KNOWN_CYCLES`], where it stands out as debt.
+//!
+//! From the bottom up:
+//!
+//! - `ids` (IIN, BIN, application numbers) depends on nothing in the crate;
+//! - `keys` (the key stores, operators' tokens) on nothing either: `config` tells it what to
+//!   open through `keys::Opening`, and `service` opens it;
+//! - `config` on `keys` (the key algorithms it names); `tls_client`, `logging` and `web` on
+//!   nothing;
+//! - `registry` (the state databases) on `config`, `tls_client`, `ids`;
+//! - `station` (the workstation at a service centre) on `keys`, `ids`, `pki`'s encoders and
+//!   `tls_client` — never on the registration authority (`workflow`) or `operators`;
+//! - the core: `store` (the only SQL), `audit`, `pki` (the CA), `outbox`, `operators`,
+//!   `workflow` (the RA), `cabinet`, `cluster`, `publisher`, which still lean on one another
+//!   (see [`KNOWN_CYCLES`]);
+//! - `http` (the wire) and `service` (wiring everything together) on top; the binary's `cli/`
+//!   above them all, through `nca::`.
+//!
+//! What is read: every `.rs` file under `src/`, with `//` comments and a trailing
+//! `#[cfg(test)] mod …` cut off (tests may reach anything). `super::` is not followed: between
+//! top-level modules the crate always writes `crate::`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Each top-level module and the top-level modules it may use.
+const MAY_USE: &[(&str, &[&str])] = &[
+    ("ids", &[]),
+    ("keys", &[]),
+    ("config", &["keys"]),
+    ("logging", &[]),
+    ("tls_client", &[]),
+    ("web", &[]),
+    ("registry", &["config", "ids", "tls_client"]),
+    ("station", &["ids", "keys", "pki", "tls_client"]),
+    ("store", &["audit", "workflow"]),
+    ("audit", &["keys", "outbox", "pki", "store"]),
+    ("pki", &["audit", "config", "ids", "keys", "store"]),
+    ("outbox", &["config", "keys", "pki", "store", "tls_client", "workflow"]),
+    ("operators", &["audit", "config", "http", "ids", "keys", "pki", "store"]),
+    (
+        "workflow",
+        &[
+            "audit",
+            "config",
+            "ids",
+            "keys",
+            "operators",
+            "outbox",
+            "pki",
+            "registry",
+            "store",
+        ],
+    ),
+    ("cabinet", &["config", "outbox", "pki", "store"]),
+    ("cluster", &["audit", "config", "pki", "publisher", "store"]),
+    ("publisher", &["audit", "cluster", "pki", "store"]),
+    ("fuzz_entry", &["ids", "keys", "pki", "registry", "workflow"]),
+    (
+        "http",
+        &[
+            "audit",
+            "cabinet",
+            "cluster",
+            "config",
+            "keys",
+            "operators",
+            "outbox",
+            "pki",
+            "publisher",
+            "registry",
+            "store",
+            "web",
+            "workflow",
+        ],
+    ),
+    (
+        "service",
+        &[
+            "cabinet",
+            "cluster",
+            "config",
+            "http",
+            "keys",
+            "operators",
+            "outbox",
+            "pki",
+            "publisher",
+            "registry",
+            "store",
+            "workflow",
+        ],
+    ),
+];
+
+/// Arrows that close a cycle today, each a debt to pay rather than a pattern to follow:
+/// the store decodes rows into the RA's model types and the actor lives in `audit`; the audit
+/// chain signs its checkpoints with the CA and queues them; `operators` reaches `http`'s access
+/// cache; the outbox names the RA's refusals; the publisher and the cluster's duties call each
+/// other.
+const KNOWN_CYCLES: &[(&str, &str)] = &[
+    ("audit", "outbox"),
+    ("audit", "pki"),
+    ("audit", "store"),
+    ("cabinet", "outbox"),
+    ("cabinet", "pki"),
+    ("cabinet", "store"),
+    ("cluster", "audit"),
+    ("cluster", "pki"),
+    ("cluster", "publisher"),
+    ("cluster", "store"),
+    ("http", "audit"),
+    ("http", "cabinet"),
+    ("http", "cluster"),
+    ("http", "operators"),
+    ("http", "outbox"),
+    ("http", "pki"),
+    ("http", "publisher"),
+    ("http", "store"),
+    ("http", "workflow"),
+    ("operators", "audit"),
+    ("operators", "http"),
+    ("operators", "pki"),
+    ("operators", "store"),
+    ("outbox", "pki"),
+    ("outbox", "store"),
+    ("outbox", "workflow"),
+    ("pki", "audit"),
+    ("pki", "store"),
+    ("publisher", "audit"),
+    ("publisher", "cluster"),
+    ("publisher", "pki"),
+    ("publisher", "store"),
+    ("store", "audit"),
+    ("store", "workflow"),
+    ("workflow", "audit"),
+    ("workflow", "operators"),
+    ("workflow", "outbox"),
+    ("workflow", "pki"),
+    ("workflow", "store"),
+];
+
+/// The top-level modules each top-level module names, from the sources.
+fn used_by_module(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).unwrap();
+            let top = relative
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_str()
+                .unwrap()
+                .trim_end_matches(".rs")
+                .to_string();
+            // The crate root and the binary's command line stand above every module; this file
+            // only names them.
+            if matches!(top.as_str(), "lib" | "main" | "cli" | "layering") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let names = used.entry(top.clone()).or_default();
+            for other in crate_paths(&code_only(&text)) {
+                if other != top {
+                    names.insert(other);
+                }
+            }
+        }
+    }
+    used
+}
+
+/// The text without `//` comments and without a trailing test module.
+fn code_only(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod ") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    text.lines()
+        .map(|l| {
+            // `://` is a URL in a string, not a comment.
+            let comment = l.match_indices("//").find(|(i, _)| !l[..*i].ends_with(':'));
+            comment.map_or(l, |(i, _)| &l[..i])
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first segment after every `crate::`, and each first segment of a `crate::{a, b::c}`.
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        let before = rest[..i].chars().next_back();
+        rest = &rest[i + "crate::".len()..];
+        // `nca_crate::` or `$crate::` are not this crate's root.
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            // Only the top level of the group: `a::{b, c}` inside it names `a` once.
+            let mut depth = 0;
+            let mut start = 0;
+            for (j, c) in group[..end].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        out.insert(ident(group[start..j].trim()));
+                        start = j + 1;
+                    }
+                    _ => {}
+                }
+            }
+            out.insert(ident(group[start..end].trim()));
+        } else {
+            out.insert(ident(rest));
+        }
+    }
+    out.remove("");
+    out
+}
+
+/// Every arrow of `arrows` that lies on a cycle: `a → b` where `b` reaches `a`.
+fn cyclic(arrows: &BTreeMap<&str, BTreeSet<&str>>) -> BTreeSet<(String, String)> {
+    let reaches = |from: &str, to: &str| -> bool {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from];
+        while let Some(m) = todo.pop() {
+            if m == to {
+                return true;
+            }
+            if seen.insert(m) {
+                todo.extend(arrows.get(m).into_iter().flatten().copied());
+            }
+        }
+        false
+    };
+    let mut out = BTreeSet::new();
+    for (a, bs) in arrows {
+        for b in bs {
+            if reaches(b, a) {
+                out.insert((a.to_string(), b.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_module_uses_only_the_layers_it_may() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed: BTreeMap<&str, BTreeSet<&str>> = MAY_USE
+        .iter()
+        .map(|(m, uses)| (*m, uses.iter().copied().collect()))
+        .collect();
+    let mut wrong = Vec::new();
+    for (module, uses) in used_by_module(&src) {
+        let Some(may) = allowed.get(module.as_str()) else {
+            wrong.push(format!(
+                "{module}: a new top-level module; give it its place in MAY_USE"
+            ));
+            continue;
+        };
+        for other in uses.iter().filter(|o| !may.contains(o.as_str())) {
+            wrong.push(format!("{module} uses crate::{other}, which it may not"));
+        }
+    }
+    assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_cycle_beyond_the_known_ones() {
+    let allowed: BTreeMap<&str, BTreeSet<&str>> = MAY_USE
+        .iter()
+        .map(|(m, uses)| (*m, uses.iter().copied().collect()))
+        .collect();
+    let known: BTreeSet<(String, String)> = KNOWN_CYCLES
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let found = cyclic(&allowed);
+    let new: Vec<_> = found.difference(&known).collect();
+    assert!(new.is_empty(), "arrows closing a new cycle: {new:?}");
+    // A paid debt leaves the list, so that it cannot come back unnoticed.
+    let paid: Vec<_> = known.difference(&found).collect();
+    assert!(paid.is_empty(), "no longer cyclic, remove from KNOWN_CYCLES: {paid:?}");
+}
+
+#[test]
+fn the_identifiers_and_the_key_stores_stand_beneath_everything() {
+    let used = used_by_module(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    for bottom in ["ids", "keys"] {
+        assert_eq!(
+            used.get(bottom).cloned().unwrap_or_default(),
+            BTreeSet::new(),
+            "{bottom}"
+        );
+    }
+    let station = used.get("station").cloned().unwrap_or_default();
+    for above in ["workflow", "operators", "store", "http", "config"] {
+        assert!(!station.contains(above), "station uses {above}");
+    }
+}
+
+#[test]
+fn paths_are_read_from_code_not_comments() {
+    let code = code_only(
+        "use crate::{a::X, b, c::{d, e}};\nlet u = \"https://x\"; crate::f::g(); // crate::h\n$crate::i\n#[cfg(test)]\nmod tests { crate::j }",
+    );
+    let found: Vec<String> = crate_paths(&code).into_iter().collect();
+    assert_eq!(found, ["a", "b", "c", "f"]);
+}
