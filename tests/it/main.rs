@@ -16,6 +16,7 @@ mod hostile;
 mod http_api;
 mod keepalive;
 mod kit;
+mod migrations;
 mod monitoring;
 mod notices;
 mod operators;
