@@ -143,7 +143,7 @@ async fn issue_key(
     // Built once; a serial the store says is taken (never, in practice) is replaced, and the
     // structure linted and encoded again.
     let mut tbs = build::tbs(build::TbsParts {
-        serial: build::random_serial(),
+        serial: build::random_serial()?,
         signature: issuer.algorithm(),
         issuer: issuer_name,
         not_before,
@@ -156,7 +156,7 @@ async fn issue_key(
     let prepared = loop {
         attempt += 1;
         if attempt > 1 {
-            tbs.serial_number = build::serial_number(&build::random_serial())?;
+            tbs.serial_number = build::serial_number(&build::random_serial()?)?;
         }
         lint::leaf(&tbs, profile, &issuer.facts())?;
         let tbs_der = tbs.to_der().map_err(|e| build::BuildError {
