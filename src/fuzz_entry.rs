@@ -2,6 +2,10 @@
 //! `fuzz/` and by the replay of their corpora in the regular test suite (stable toolchain). Each
 //! takes any bytes, must never panic on them, and panics only where an invariant of ours breaks
 //! (an answer the code promises never to give, a CRL that does not read back as written).
+//!
+//! It is a test oracle, not service code: a broken invariant is reported by panicking (`expect`
+//! naming it), which is what the fuzzer and the replay look for.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::OnceLock;
 

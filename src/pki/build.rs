@@ -55,13 +55,17 @@ pub struct IssuerUrls {
 }
 
 /// A fresh serial: 20 octets from the OS CSPRNG, first octet in 0x10..=0x7f, so that the
-/// DER integer is positive, exactly 20 octets long and carries 159 random bits at the least.
-pub fn random_serial() -> Vec<u8> {
+/// DER integer is positive, exactly 20 octets long and carries 159 random bits at the least. A
+/// failing OS random source is an error, never a predictable serial.
+pub fn random_serial() -> Result<Vec<u8>, BuildError> {
     let mut b = [0u8; 20];
     loop {
-        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b).expect("OS randomness");
+        aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b).map_err(|_| BuildError {
+            what: "serial",
+            message: "the OS random source failed".into(),
+        })?;
         if (0x10..=0x7f).contains(&b[0]) {
-            return b.to_vec();
+            return Ok(b.to_vec());
         }
     }
 }
@@ -402,7 +406,7 @@ mod tests {
     fn root_tbs(k: &SoftwareKey) -> TbsCertificate {
         let name = Name::from_str("CN=Test Root").unwrap();
         tbs(TbsParts {
-            serial: random_serial(),
+            serial: random_serial().unwrap(),
             signature: KeyAlgorithm::EcP256,
             issuer: name.clone(),
             not_before: NOW,
@@ -506,10 +510,10 @@ mod tests {
         let end_2049 = 2_524_607_999; // 2049-12-31T23:59:59Z
         assert!(matches!(x509_time(end_2049).unwrap(), Time::UtcTime(_)));
         assert!(matches!(x509_time(end_2049 + 1).unwrap(), Time::GeneralTime(_)));
-        let a = random_serial();
+        let a = random_serial().unwrap();
         assert_eq!(a.len(), 20);
         assert!((0x10..=0x7f).contains(&a[0]));
-        assert_ne!(a, random_serial());
+        assert_ne!(a, random_serial().unwrap());
         // An EC key never gets keyEncipherment, whatever the profile asks.
         let ku = key_usage(
             &[KeyUsageBit::DigitalSignature, KeyUsageBit::KeyEncipherment],

@@ -137,7 +137,7 @@ async fn ca_certificate(
             what: "SPKI",
             message: e.to_string(),
         })?;
-    let serial = build::random_serial();
+    let serial = build::random_serial()?;
     let alg = issuer_signer.algorithm();
     let tbs = build::tbs(build::TbsParts {
         serial: serial.clone(),

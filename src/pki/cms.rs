@@ -376,7 +376,7 @@ mod tests {
         let spki = spki::SubjectPublicKeyInfoOwned::from_der(key.spki_der()).unwrap();
         let name = Name::from_str(&format!("CN={cn}")).unwrap();
         let tbs = build::tbs(TbsParts {
-            serial: build::random_serial(),
+            serial: build::random_serial().unwrap(),
             signature: KeyAlgorithm::EcP256,
             issuer: name.clone(),
             not_before: now() - 60,

@@ -197,7 +197,7 @@ fn build_leaf(
             message: e.to_string(),
         })?;
     let tbs = build::tbs(build::TbsParts {
-        serial: build::random_serial(),
+        serial: build::random_serial()?,
         signature: issuer.algorithm(),
         issuer: issuer_name,
         not_before,
@@ -259,7 +259,7 @@ async fn issue_key(
     let prepared = loop {
         attempt += 1;
         if attempt > 1 {
-            leaf.tbs.serial_number = build::serial_number(&build::random_serial())?;
+            leaf.tbs.serial_number = build::serial_number(&build::random_serial()?)?;
         }
         let pending = pending_of(&leaf, issuer, profile, application)?;
         let serial = pending.serial.clone();

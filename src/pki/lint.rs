@@ -319,7 +319,7 @@ mod tests {
                 issuer_ski,
                 profile,
                 parts: TbsParts {
-                    serial: build::random_serial(),
+                    serial: build::random_serial().unwrap(),
                     signature: KeyAlgorithm::EcP256,
                     issuer: issuer_name,
                     not_before: NOW,

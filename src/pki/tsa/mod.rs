@@ -274,7 +274,7 @@ impl Ca {
         let mut attempt = 0;
         let (serial, tst) = loop {
             attempt += 1;
-            let serial_bytes = super::build::random_serial();
+            let serial_bytes = super::build::random_serial().map_err(|e| system(&e))?;
             let tst = TstInfo {
                 version: TspVersion::V1,
                 policy: judged.policy,
