@@ -208,9 +208,28 @@ async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
+/// What relying parties read, served alike by a primary and by a status instance: health, CA
+/// certificates, certificate status, CRLs, OCSP, the policy document, signature verification.
+fn relying_routes() -> openapi::Routes {
+    openapi::Routes::default()
+        .get("/healthz", public::healthz)
+        .get("/readyz", public::readyz)
+        .get("/metrics", public::metrics)
+        .get("/cert/{file}", public::ca_certificate)
+        .get("/api/v1/openapi.json", openapi::document)
+        .get("/api/v1/ca", public::cas)
+        .get("/api/v1/certificates/{serial}", public::certificate)
+        .get("/crl/{file}", status::crl)
+        .post_limited("/ocsp", status::ocsp_post, crate::pki::ocsp::MAX_REQUEST_BYTES)
+        .get("/ocsp/{*request}", status::ocsp_get)
+        .get(DEFAULT_CPS_PATH, public::policy_document)
+        .get("/cert/tsa.cer", tsa::certificate)
+        .post("/api/v1/verify", tsa::verify)
+}
+
 /// The public listener's routes, recorded for the API description (`openapi.rs`).
 pub fn public_routes() -> openapi::Routes {
-    openapi::Routes::default()
+    relying_routes()
         .get("/", pages::portal)
         .get("/status", pages::status)
         .get("/cabinet/", pages::cabinet)
@@ -222,26 +241,13 @@ pub fn public_routes() -> openapi::Routes {
         .get("/api/v1/cabinet/certificates/{serial}", cabinet::certificate)
         .get("/api/v1/cabinet/applications", cabinet::applications)
         .get("/assets/{file}", pages::asset)
-        .get("/healthz", public::healthz)
-        .get("/readyz", public::readyz)
-        .get("/metrics", public::metrics)
-        .get("/cert/{file}", public::ca_certificate)
-        .get("/api/v1/openapi.json", openapi::document)
-        .get("/api/v1/ca", public::cas)
         .get("/api/v1/centres", public::centres)
-        .get("/api/v1/certificates/{serial}", public::certificate)
         .post("/api/v1/applications", applications::submit)
         .get("/api/v1/applications/{number}", applications::get)
         .get("/api/v1/applications/{number}/certificates", applications::certificates)
         .get("/api/v1/applications/{number}/survey", applications::survey)
         .post("/api/v1/applications/{number}/survey", applications::answer_survey)
-        .get("/crl/{file}", status::crl)
-        .post_limited("/ocsp", status::ocsp_post, crate::pki::ocsp::MAX_REQUEST_BYTES)
-        .get("/ocsp/{*request}", status::ocsp_get)
-        .get(DEFAULT_CPS_PATH, public::policy_document)
         .post("/tsp", tsa::tsp)
-        .get("/cert/tsa.cer", tsa::certificate)
-        .post("/api/v1/verify", tsa::verify)
 }
 
 /// A status instance's routes (`nca serve --role status`): the relying parties' side of the
@@ -249,20 +255,7 @@ pub fn public_routes() -> openapi::Routes {
 /// `status_instance_read_only`; its other routes (the portal, the cabinet, applications) are
 /// absent (404).
 pub fn status_routes() -> openapi::Routes {
-    openapi::Routes::default()
-        .get("/healthz", public::healthz)
-        .get("/readyz", public::readyz)
-        .get("/metrics", public::metrics)
-        .get("/cert/{file}", public::ca_certificate)
-        .get("/api/v1/openapi.json", openapi::document)
-        .get("/api/v1/ca", public::cas)
-        .get("/api/v1/certificates/{serial}", public::certificate)
-        .get("/crl/{file}", status::crl)
-        .post_limited("/ocsp", status::ocsp_post, crate::pki::ocsp::MAX_REQUEST_BYTES)
-        .get("/ocsp/{*request}", status::ocsp_get)
-        .get(DEFAULT_CPS_PATH, public::policy_document)
-        .get("/cert/tsa.cer", tsa::certificate)
-        .post("/api/v1/verify", tsa::verify)
+    relying_routes()
         .post("/tsp", status::read_only)
         .post("/api/v1/applications", status::read_only)
         .post("/api/v1/applications/{number}/survey", status::read_only)
