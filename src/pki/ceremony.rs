@@ -339,14 +339,7 @@ async fn make_root(
         signer: &key,
         tbs: ca_tbs(name.clone(), &key, name, spki, validity, extensions)?,
     };
-    let issued = issue_ca_certificate(store, cert, &Actor::console()).await?;
-    let root = Issuer::new(&cfg.ca.root_id, issued.der.clone(), Arc::clone(&key), cfg)?;
-    let made = Made {
-        issued,
-        key: Held::KeyStore(label),
-        algorithm: key.algorithm(),
-    };
-    Ok((root, made))
+    certify(cfg, store, &cfg.ca.root_id, &key, label, cert).await
 }
 
 /// The issuing CA, under the root: pathLen 0, the policies it issues under, CDP and AIA to the
@@ -380,14 +373,27 @@ async fn make_issuing(
         signer: &root.signer,
         tbs: ca_tbs(root_name, &root.signer, name, spki, validity, extensions)?,
     };
+    certify(cfg, store, &cfg.ca.issuing_id, &key, label, cert).await
+}
+
+/// Issues a CA certificate of the hierarchy, at the console, and makes the issuer `id` of it and
+/// its key (labelled `label` in the key store).
+async fn certify(
+    cfg: &Config,
+    store: &Store,
+    id: &str,
+    key: &Arc<dyn Signer>,
+    label: String,
+    cert: CaCertificate<'_>,
+) -> Result<(Issuer, Made), CeremonyError> {
     let issued = issue_ca_certificate(store, cert, &Actor::console()).await?;
-    let issuing = Issuer::new(&cfg.ca.issuing_id, issued.der.clone(), Arc::clone(&key), cfg)?;
+    let issuer = Issuer::new(id, issued.der.clone(), Arc::clone(key), cfg)?;
     let made = Made {
         issued,
         key: Held::KeyStore(label),
         algorithm: key.algorithm(),
     };
-    Ok((issuing, made))
+    Ok((issuer, made))
 }
 
 /// A subject of the centre's (its organisation, when it has one) named `cn`.
@@ -636,43 +642,37 @@ mod tests {
     /// The ceremony's CA certificates take the leaves' pipeline: recorded issued under the `ca`
     /// profile and counted; one the lint refuses is counted refused, and neither signed nor
     /// recorded.
-    #[test]
-    fn ca_certificates_are_recorded_linted_and_counted() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-            let store = Store::open(&url).await.unwrap();
-            let key = key();
-            let before = crate::pki::issuance_counts();
-            let issued = root(&store, &key, 0).await.unwrap();
-            let record = store.certificate(&issued.serial).await.unwrap().unwrap();
-            assert_eq!(record.status, CertificateStatus::Issued);
-            assert_eq!((record.profile.as_str(), record.issuer.as_str()), ("ca", "test-root"));
-            assert_eq!(record.der.as_deref(), Some(issued.der.as_slice()));
-            assert_eq!(record.subject, issued.subject);
-            assert!(issued.subject.contains("TEST ROOT"), "{}", issued.subject);
-            // Signed by its own key, over the TBS that was recorded pending.
-            let cert = <x509_cert::Certificate as der::Decode>::from_der(&issued.der).unwrap();
-            let tbs = cert.tbs_certificate.to_der().unwrap();
-            let spki = spki_of(&key).unwrap();
-            let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                spki.subject_public_key.raw_bytes(),
-            );
-            assert!(verifier.verify(&tbs, cert.signature.raw_bytes()).is_ok());
-            assert!(crate::pki::issuance_counts().issued > before.issued);
+    #[tokio::test]
+    async fn ca_certificates_are_recorded_linted_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let key = key();
+        let before = crate::pki::issuance_counts();
+        let issued = root(&store, &key, 0).await.unwrap();
+        let record = store.certificate(&issued.serial).await.unwrap().unwrap();
+        assert_eq!(record.status, CertificateStatus::Issued);
+        assert_eq!((record.profile.as_str(), record.issuer.as_str()), ("ca", "test-root"));
+        assert_eq!(record.der.as_deref(), Some(issued.der.as_slice()));
+        assert_eq!(record.subject, issued.subject);
+        assert!(issued.subject.contains("TEST ROOT"), "{}", issued.subject);
+        // Signed by its own key, over the TBS that was recorded pending.
+        let cert = <x509_cert::Certificate as der::Decode>::from_der(&issued.der).unwrap();
+        let tbs = cert.tbs_certificate.to_der().unwrap();
+        let spki = spki_of(&key).unwrap();
+        let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            spki.subject_public_key.raw_bytes(),
+        );
+        assert!(verifier.verify(&tbs, cert.signature.raw_bytes()).is_ok());
+        assert!(crate::pki::issuance_counts().issued > before.issued);
 
-            // A certificate that outlives its issuer: refused by the lint before any record.
-            let before = crate::pki::issuance_counts();
-            let refused = root(&store, &key, -1).await;
-            assert!(matches!(refused, Err(IssueError::Lint(_))), "{refused:?}");
-            assert!(crate::pki::issuance_counts().refused > before.refused);
-            assert_eq!(store.abandon_stale_pending(now() + 60).await.unwrap(), Vec::new());
-            store.close().await;
-        });
+        // A certificate that outlives its issuer: refused by the lint before any record.
+        let before = crate::pki::issuance_counts();
+        let refused = root(&store, &key, -1).await;
+        assert!(matches!(refused, Err(IssueError::Lint(_))), "{refused:?}");
+        assert!(crate::pki::issuance_counts().refused > before.refused);
+        assert_eq!(store.abandon_stale_pending(now() + 60).await.unwrap(), Vec::new());
+        store.close().await;
     }
 }
