@@ -60,7 +60,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     let mut ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
     // A deployment made before the time-stamping authority gets its key on this start.
-    if let Some(line) = ceremony::ensure_tsa(&ca).await? {
+    if let Some(line) = ceremony::ensure_tsa(&ca, &store, &*key_store).await? {
         tracing::info!(target: "audit", "ceremony: {line}");
         ca = Ca::open(Arc::clone(&cfg), store.clone(), Arc::clone(&key_store)).await?;
     }
@@ -75,7 +75,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
 
     // Renewed by one instance; the others read the renewed certificates when they open the CA.
     if cluster.holds(Duty::DelegatedRenewal).is_some() {
-        let renewed = ceremony::renew_delegated(&ca).await?;
+        let renewed = ceremony::renew_delegated(&ca, &store).await?;
         for line in &renewed {
             tracing::info!(target: "audit", "{line}");
         }
@@ -152,6 +152,7 @@ pub async fn serve(cfg: Arc<Config>) -> anyhow::Result<()> {
         "ocsp presigner",
         tokio::spawn(crate::pki::ocsp::presign::run(
             Arc::clone(&ca),
+            store.clone(),
             Box::new(move || ocsp_duty.holds(Duty::Ocsp).is_some()),
             stop_rx.clone(),
         )),
@@ -319,7 +320,7 @@ fn spawn_duties(
     duty(
         Duty::DelegatedRenewal,
         secs(86_400),
-        duties::delegated_renewal(Arc::clone(ca)),
+        duties::delegated_renewal(Arc::clone(ca), store.clone()),
     );
     let (reminders_store, reminders_cfg) = (store.clone(), Arc::clone(cfg));
     duty(

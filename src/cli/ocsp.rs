@@ -28,7 +28,7 @@ pub async fn run(command: OcspCommand) -> anyhow::Result<()> {
             }
             let (r, seconds, stats) = super::with_ca(cfg, async |ca| {
                 let started = std::time::Instant::now();
-                let r = nca::pki::ocsp::presign::round(&ca.ca).await?;
+                let r = nca::pki::ocsp::presign::round(&ca.ca, &ca.store).await?;
                 let seconds = started.elapsed().as_secs_f64();
                 Ok((r, seconds, ca.store.presigned_stats().await?))
             })

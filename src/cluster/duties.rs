@@ -98,11 +98,11 @@ pub fn idle_suspension(store: Store, cfg: Arc<Config>) -> Round {
 
 /// The delegated certificates renewed when near their end. The new certificate is in the
 /// database; each instance takes it up at its next start (a renewal leaves 30 days).
-pub fn delegated_renewal(ca: Arc<Ca>) -> Round {
+pub fn delegated_renewal(ca: Arc<Ca>, store: Store) -> Round {
     Box::new(move |_fence: Fence| {
-        let ca = Arc::clone(&ca);
+        let (ca, store) = (Arc::clone(&ca), store.clone());
         Box::pin(async move {
-            match crate::pki::ceremony::renew_delegated(&ca).await {
+            match crate::pki::ceremony::renew_delegated(&ca, &store).await {
                 Ok(lines) => {
                     for line in &lines {
                         tracing::info!(target: "audit", "{line}");

@@ -3,12 +3,11 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 
 use super::AppState;
 use super::error::{ApiError, NOT_MODIFIED};
 use super::extract::{Body, Path};
-use crate::pki::ocsp::{Answer, MAX_REQUEST_BYTES};
+use crate::pki::ocsp::Answer;
 use crate::store::now;
 
 /// An IMF-fixdate (`Tue, 01 Dec 2026 18:00:00 GMT`); a time before 1970 is the epoch.
@@ -76,43 +75,22 @@ fn ocsp_response(answer: Answer) -> Response {
         .into_response()
 }
 
-/// `POST /ocsp`, body DER. A body over [`MAX_REQUEST_BYTES`], or one slower than the listener's
+/// `POST /ocsp`, body DER. A body over [`crate::pki::ocsp::MAX_REQUEST_BYTES`], or one slower than the listener's
 /// body bound, is not read: it is answered `malformedRequest`, as OCSP answers every request it
 /// cannot take.
 pub async fn ocsp_post(State(s): State<AppState>, body: Result<Body, ApiError>) -> Response {
     match body {
         Ok(Body(body)) => ocsp_response(s.ca.ocsp_answer(&body).await),
-        Err(_) => ocsp_response(Answer {
-            der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
-            freshness: None,
-        }),
+        Err(_) => ocsp_response(Answer::malformed()),
     }
 }
 
-/// `GET /ocsp/{base64}` (RFC 6960 appendix A.1): the request DER, base64, URL-encoded; the
-/// URL-safe alphabet is accepted too. A cacheable answer carries RFC 5019 §6.2's headers, so
-/// that a CDN or proxy in front can carry relying traffic, and a matching `If-None-Match` gets
-/// 304 without the body.
+/// `GET /ocsp/{base64}` (RFC 6960 appendix A.1; the forms taken are
+/// [`crate::pki::ocsp::read_get_request`]'s). A cacheable answer carries RFC 5019 §6.2's
+/// headers, so that a CDN or proxy in front can carry relying traffic, and a matching
+/// `If-None-Match` gets 304 without the body.
 pub async fn ocsp_get(State(s): State<AppState>, Path(encoded): Path<String>, headers: HeaderMap) -> Response {
-    // Base64 of the largest request taken, and a little slack for padding and URL escapes.
-    if encoded.len() > MAX_REQUEST_BYTES / 3 * 4 + 8 {
-        return ocsp_response(Answer {
-            der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
-            freshness: None,
-        });
-    }
-    // No trimming: '/' is a base64 character, and a request may end in one.
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(&encoded)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(&encoded))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&encoded));
-    let answer = match der {
-        Ok(der) => s.ca.ocsp_answer(&der).await,
-        Err(_) => Answer {
-            der: std::sync::Arc::new(crate::pki::ocsp::malformed()),
-            freshness: None,
-        },
-    };
+    let answer = s.ca.ocsp_get_answer(&encoded).await;
     let Some(f) = answer.freshness.clone() else {
         return ocsp_response(answer);
     };

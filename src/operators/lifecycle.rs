@@ -148,11 +148,17 @@ pub async fn add(
             let pin = crate::keys::token::operator_pin().map_err(|e| OperatorError::Files(e.to_string()))?;
             let module = roll.config.key_store.pkcs11_module.clone();
             let (token, alg) = (label.clone(), *algorithm);
+            let fresh = |prefix| {
+                crate::keys::token::key_label(prefix)
+                    .map_err(|e @ crate::keys::token::RandomFailed| OperatorError::Files(e.to_string()))
+            };
+            let auth_label = fresh(crate::keys::token::AUTH_PREFIX)?;
+            let sign_label = fresh(crate::keys::token::SIGN_PREFIX)?;
             let made = tokio::task::spawn_blocking(move || -> Result<_, crate::keys::KeyStoreError> {
                 use crate::keys::KeyStore;
                 let store = crate::keys::token::open_token(module, &token, pin)?;
-                let auth = store.generate(&crate::keys::token::key_label(crate::keys::token::AUTH_PREFIX), alg)?;
-                let sign = store.generate(&crate::keys::token::key_label(crate::keys::token::SIGN_PREFIX), alg)?;
+                let auth = store.generate(&auth_label, alg)?;
+                let sign = store.generate(&sign_label, alg)?;
                 Ok((store, auth, sign))
             })
             .await

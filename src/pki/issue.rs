@@ -461,3 +461,107 @@ async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Resul
         }
     }
 }
+
+/// A CA's own certificate as the ceremony builds it — the root's, self-signed, or the issuing
+/// CA's, under the root — before there is a [`Ca`] to issue through: the built TBS, and what the
+/// pipeline needs of its issuer.
+pub(crate) struct CaCertificate<'a> {
+    /// The issuer's id, as its certificates are recorded under it.
+    pub issuer_id: &'a str,
+    /// The issuer as the lint checks the TBS against it (for the root, the root itself).
+    pub issuer: lint::IssuerFacts<'a>,
+    pub signer: &'a std::sync::Arc<dyn keys::Signer>,
+    pub tbs: x509_cert::TbsCertificate,
+}
+
+/// The profile name a CA certificate is recorded under.
+const CA_PROFILE: &str = "ca";
+
+/// Issues a CA certificate in the leaves' order and with their guarantees: linted (as a CA
+/// certificate) and recorded pending before it is signed, a serial found taken drawn again, a
+/// failed signature abandoning its row, recorded issued, audited and counted as every
+/// certificate this process signs.
+pub(crate) async fn issue_ca_certificate(
+    store: &crate::store::Store,
+    cert: CaCertificate<'_>,
+    actor: &crate::audit::actor::Actor,
+) -> Result<Issued, IssueError> {
+    refused(issue_ca(store, cert, actor).await)
+}
+
+async fn issue_ca(
+    store: &crate::store::Store,
+    cert: CaCertificate<'_>,
+    actor: &crate::audit::actor::Actor,
+) -> Result<Issued, IssueError> {
+    let CaCertificate {
+        issuer_id,
+        issuer,
+        signer,
+        mut tbs,
+    } = cert;
+    let encode = |what: &'static str, e: der::Error| build::BuildError {
+        what,
+        message: e.to_string(),
+    };
+    let subject = subject::display(&tbs.subject);
+    let spki_der = tbs.subject_public_key_info.to_der().map_err(|e| encode("SPKI", e))?;
+    let key_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki_der));
+    let validity = &tbs.validity;
+    let not_before = validity.not_before.to_unix_duration().as_secs() as i64;
+    let not_after = validity.not_after.to_unix_duration().as_secs() as i64;
+    let mut attempt = 0;
+    let (serial, tbs_der) = loop {
+        attempt += 1;
+        if attempt > 1 {
+            tbs.serial_number = build::serial_number(&build::random_serial()?)?;
+        }
+        let tbs_der = tbs.to_der().map_err(|e| encode("TBS", e))?;
+        lint::ca(&tbs_der, &issuer)?;
+        let serial = hex::encode(tbs.serial_number.as_bytes());
+        tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[] profile=[{CA_PROFILE}] subject=[{subject}]");
+        let pending = PendingCertificate {
+            issuer: issuer_id.to_string(),
+            serial: serial.clone(),
+            profile: CA_PROFILE.into(),
+            subject: subject.clone(),
+            holder: subject.clone(),
+            key_sha256: key_sha256.clone(),
+            not_before,
+            not_after,
+            tbs: tbs_der,
+            application: None,
+        };
+        match store.add_pending(&pending).await {
+            Ok(()) => break (serial, bytes::Bytes::from(pending.tbs)),
+            Err(StoreError::SerialTaken) if attempt < SERIAL_ATTEMPTS => continue,
+            Err(e) => {
+                tracing::info!(target: "audit", "refused: serial=[{serial}] application=[] profile=[{CA_PROFILE}] reason=[{e}]");
+                return Err(e.into());
+            }
+        }
+    };
+    // What `sign` does for a leaf, on the store itself: there is no `Ca` yet to hold it.
+    let der = match keys::sign(signer, tbs_der.clone()).await {
+        Ok(sig) => build::assemble(&tbs_der, signer.algorithm(), &sig)?,
+        Err(e) => {
+            tracing::error!(target: "audit", "signing failed: serial=[{serial}] issuer=[{issuer_id}] error=[{e}]");
+            if let Err(se) = store.mark_abandoned(issuer_id, &serial).await {
+                tracing::error!("marking {serial} abandoned failed: {se}");
+            }
+            return Err(e.into());
+        }
+    };
+    store.mark_issued(issuer_id, &serial, &der, actor).await?;
+    ISSUED.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(target: "audit", "issued: serial=[{serial}] application=[] profile=[{CA_PROFILE}]");
+    Ok(Issued {
+        issuer: issuer_id.to_string(),
+        serial,
+        profile: CA_PROFILE.into(),
+        subject,
+        der,
+        not_before,
+        not_after,
+    })
+}

@@ -213,7 +213,6 @@ pub struct Delegated {
 pub struct Ca {
     config: Arc<Config>,
     store: Store,
-    key_store: Arc<dyn KeyStore>,
     pub profiles: Profiles,
     pub root: Issuer,
     pub issuing: Issuer,
@@ -304,7 +303,6 @@ impl Ca {
             profiles,
             config,
             store,
-            key_store,
         })
     }
 

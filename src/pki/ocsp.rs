@@ -106,6 +106,27 @@ pub fn read_request(der: &[u8]) -> Result<Request, RequestError> {
     Ok(Request { request, nonce })
 }
 
+/// The longest path segment an OCSP GET may carry: base64 of the largest request taken, and a
+/// little slack for padding.
+const MAX_GET_CHARS: usize = MAX_REQUEST_BYTES / 3 * 4 + 8;
+
+/// Decodes the request of an OCSP GET (RFC 6960 appendix A.1: `{url}/{url-encoding of base-64
+/// encoding of the DER encoding of the OCSPRequest}`), as the router hands over its path,
+/// percent-decoded: the standard alphabet with its padding, and the URL-safe one with or
+/// without. Nothing is trimmed: `/` is a base64 character, and a request may end in one.
+pub fn read_get_request(encoded: &str) -> Result<Vec<u8>, RequestError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+    if encoded.len() > MAX_GET_CHARS {
+        return Err(RequestError::TooLarge);
+    }
+    STANDARD
+        .decode(encoded)
+        .or_else(|_| URL_SAFE.decode(encoded))
+        .or_else(|_| URL_SAFE_NO_PAD.decode(encoded))
+        .map_err(|_| RequestError::Malformed)
+}
+
 /// A status as OCSP states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -138,6 +159,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// `malformedRequest`, for a request that cannot be read (nor even received).
+    pub fn malformed() -> Answer {
+        Answer::uncacheable(malformed())
+    }
+
     fn uncacheable(der: Vec<u8>) -> Answer {
         Answer {
             der: Arc::new(der),
@@ -291,6 +317,15 @@ impl Ca {
         self.ocsp_answer(request).await.der.as_ref().clone()
     }
 
+    /// Answers the request of an OCSP GET, base64 in the path ([`read_get_request`]), as
+    /// [`Ca::ocsp_answer`] answers its DER.
+    pub async fn ocsp_get_answer(&self, encoded: &str) -> Answer {
+        match read_get_request(encoded) {
+            Ok(der) => self.ocsp_answer(&der).await,
+            Err(_) => Answer::malformed(),
+        }
+    }
+
     /// Answers a DER OCSP request, with what an HTTP cache needs when the answer may be cached.
     pub async fn ocsp_answer(&self, request: &[u8]) -> Answer {
         let Ok(Request { request: req, nonce }) = read_request(request) else {
@@ -441,6 +476,51 @@ mod tests {
         let value = OctetString::new(vec![0x5a; octets]).unwrap().to_der().unwrap();
         exts[0].extn_value = OctetString::new(value).unwrap();
         req.to_der().unwrap()
+    }
+
+    #[test]
+    fn get_requests_in_each_base64_form() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        // Long enough that padding, '+' and '/' (or '-' and '_') all occur in some form.
+        let ders: Vec<Vec<u8>> = (0..3).map(|n| [WITH_NONCE, &vec![0xfb; n][..]].concat()).collect();
+        for der in &ders {
+            for (form, encoded) in [
+                ("standard", STANDARD.encode(der)),
+                ("URL-safe", URL_SAFE.encode(der)),
+                ("URL-safe without padding", URL_SAFE_NO_PAD.encode(der)),
+            ] {
+                assert_eq!(read_get_request(&encoded).as_ref(), Ok(der), "{form}: {encoded}");
+            }
+            // Standard without padding is the same text when no padding is due.
+            if der.len() % 3 == 0 {
+                assert_eq!(read_get_request(&STANDARD_NO_PAD.encode(der)).as_ref(), Ok(der));
+            }
+        }
+        // The forms were met: padding, and the two alphabets differing.
+        assert!(ders.iter().any(|d| STANDARD.encode(d).ends_with('=')));
+        assert!(ders.iter().any(|d| STANDARD.encode(d) != URL_SAFE.encode(d)));
+    }
+
+    #[test]
+    fn get_requests_that_do_not_decode_are_malformed() {
+        use base64::Engine;
+        for bad in ["", "%", "not base64!", "MA=", "MA==MA==", " MAA=", "MAA= ", "MA%3D%3D"] {
+            let r = read_get_request(bad);
+            // "" decodes to nothing, which is no request: refused when it is read.
+            if bad.is_empty() {
+                assert_eq!(r, Ok(Vec::new()));
+                assert!(read_request(&[]).is_err());
+            } else {
+                assert_eq!(r, Err(RequestError::Malformed), "{bad:?}");
+            }
+        }
+        let largest = base64::engine::general_purpose::STANDARD.encode(vec![0x30; MAX_REQUEST_BYTES]);
+        assert!(read_get_request(&largest).is_ok());
+        assert_eq!(
+            read_get_request(&"A".repeat(MAX_GET_CHARS + 1)),
+            Err(RequestError::TooLarge)
+        );
     }
 
     #[test]

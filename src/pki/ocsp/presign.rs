@@ -36,7 +36,7 @@ use x509_ocsp::{
 
 use super::{Answer, Freshness, OcspError, SHA1, Status, digest, gtime, reason, status_of};
 use crate::pki::Ca;
-use crate::store::{DueAnswer, PresignedAnswer, now};
+use crate::store::{DueAnswer, PresignedAnswer, Store, now};
 
 /// How often [`run`] looks for changes without being told.
 pub const CHANGES_EVERY: Duration = Duration::from_millis(250);
@@ -107,8 +107,14 @@ fn cert_id(hashes: &(Vec<u8>, Vec<u8>), serial: &str) -> Result<CertId, der::Err
 }
 
 /// Signs the answers of `due` at `t`, `concurrency` signatures in flight (each a blocking task
-/// that builds and signs its share in turn), and keeps them.
-async fn sign_and_keep(ca: &Ca, due: Vec<DueAnswer>, as_of_ms: i64, t: i64) -> Result<RoundReport, OcspError> {
+/// that builds and signs its share in turn), and keeps them in `store`.
+async fn sign_and_keep(
+    ca: &Ca,
+    store: &Store,
+    due: Vec<DueAnswer>,
+    as_of_ms: i64,
+    t: i64,
+) -> Result<RoundReport, OcspError> {
     let (Some(responder), Some(delegated)) = (&ca.responder, &ca.ocsp) else {
         return Err(OcspError::NoResponder);
     };
@@ -184,7 +190,7 @@ async fn sign_and_keep(ca: &Ca, due: Vec<DueAnswer>, as_of_ms: i64, t: i64) -> R
         answers.extend(share);
     }
     let signed = answers.len() as u64;
-    let written = ca.store.put_presigned(&answers).await?;
+    let written = store.put_presigned(&answers).await?;
     Ok(RoundReport {
         signed,
         written,
@@ -193,9 +199,9 @@ async fn sign_and_keep(ca: &Ca, due: Vec<DueAnswer>, as_of_ms: i64, t: i64) -> R
     })
 }
 
-/// One full pass: every answer missing or due for renewal signed and kept, page by page; the
-/// answers of certificates past the grace period dropped.
-pub async fn round(ca: &Ca) -> Result<RoundReport, OcspError> {
+/// One full pass over the answers `store` keeps: every answer missing or due for renewal signed
+/// and kept, page by page; the answers of certificates past the grace period dropped.
+pub async fn round(ca: &Ca, store: &Store) -> Result<RoundReport, OcspError> {
     let t = now();
     let o = &ca.config.ocsp;
     let renew_by = t + o.presign_renew_before_seconds;
@@ -204,31 +210,29 @@ pub async fn round(ca: &Ca) -> Result<RoundReport, OcspError> {
     loop {
         // Taken before the read: an answer made from it loses to one made from a later read.
         let as_of = now_ms();
-        let due = ca
-            .store
+        let due = store
             .presign_due(&ca.issuing.id, answered_after(ca, t), renew_by, &after, o.presign_batch)
             .await?;
         let Some(last) = due.last().map(|d| d.serial.clone()) else {
             break;
         };
         let full = due.len() as i64 == o.presign_batch;
-        report += sign_and_keep(ca, due, as_of, now()).await?;
+        report += sign_and_keep(ca, store, due, as_of, now()).await?;
         if !full {
             break;
         }
         after = last;
     }
-    report.pruned = ca.store.prune_presigned(answered_after(ca, t)).await?;
+    report.pruned = store.prune_presigned(answered_after(ca, t)).await?;
     Ok(report)
 }
 
 /// Signs anew what changed since `since` (seconds) where the kept answer says otherwise;
 /// returns the report and the watermark for the next call.
-pub async fn changes(ca: &Ca, since: i64) -> Result<(RoundReport, i64), OcspError> {
+pub async fn changes(ca: &Ca, store: &Store, since: i64) -> Result<(RoundReport, i64), OcspError> {
     let t = now();
     let as_of = now_ms();
-    let rows = ca
-        .store
+    let rows = store
         .presign_changed(&ca.issuing.id, since, t, t - NEW_WITHIN, answered_after(ca, t))
         .await?;
     let mut seen = std::collections::HashSet::new();
@@ -237,7 +241,7 @@ pub async fn changes(ca: &Ca, since: i64) -> Result<(RoundReport, i64), OcspErro
         .filter(|d| seen.insert(d.serial.clone()))
         .filter(|d| d.kept_state.as_deref() != Some(state_key(status_of(true, d.revocation.as_ref(), t)).as_str()))
         .collect();
-    let report = sign_and_keep(ca, due, as_of, t).await;
+    let report = sign_and_keep(ca, store, due, as_of, t).await;
     // After the write, and every serial seen, not only those signed here: another instance may
     // have signed it, and the look reaches `LOOKBACK` back, so a forget that raced a read of the
     // older answer comes again at the next look.
@@ -252,7 +256,12 @@ pub async fn changes(ca: &Ca, since: i64) -> Result<(RoundReport, i64), OcspErro
 /// The pre-signer, until `stop`: [`round`] every `presign_round_seconds`, [`changes`] every
 /// quarter second and when this instance revokes, while `held` says this instance holds the
 /// OCSP duty (one instance of a cluster signs). The one call site is `service::serve`.
-pub async fn run(ca: Arc<Ca>, held: Box<dyn Fn() -> bool + Send + Sync>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    ca: Arc<Ca>,
+    store: Store,
+    held: Box<dyn Fn() -> bool + Send + Sync>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let Some(responder) = &ca.responder else {
         tracing::warn!("OCSP answers are not signed ahead: no responder key");
         return;
@@ -273,7 +282,7 @@ pub async fn run(ca: Arc<Ca>, held: Box<dyn Fn() -> bool + Send + Sync>, mut sto
         }
         if tokio::time::Instant::now() >= next_round {
             let started = std::time::Instant::now();
-            match round(&ca).await {
+            match round(&ca, &store).await {
                 Ok(r) if r.signed > 0 || r.pruned > 0 => tracing::info!(
                     signed = r.signed,
                     written = r.written,
@@ -287,7 +296,7 @@ pub async fn run(ca: Arc<Ca>, held: Box<dyn Fn() -> bool + Send + Sync>, mut sto
             }
             next_round = tokio::time::Instant::now() + every;
         }
-        match changes(&ca, since).await {
+        match changes(&ca, &store, since).await {
             Ok((r, next)) => {
                 if r.signed > 0 {
                     tracing::info!(signed = r.signed, "OCSP answers signed anew after a change");
