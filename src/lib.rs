@@ -69,6 +69,7 @@ pub mod keys;
 #[cfg(test)]
 mod layering;
 pub mod logging;
+pub mod model;
 pub mod operators;
 pub mod outbox;
 pub mod pki;

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::audit::actor::Actor;
 use crate::cluster::{Cluster, Duty};
+use crate::model::Actor;
 use crate::pki::Ca;
 use crate::pki::crl::{self, CrlKind};
 use crate::store::{CrlRecord, Fence, Store, now};

@@ -3,7 +3,9 @@
 //! key. Verification walks the chain and names the first record that was changed, removed or
 //! reordered.
 
-pub mod actor;
+/// Who acted lives beneath the store, which names it in every record ([`crate::model::actor`]);
+/// named here too for one release, for code written against the old path.
+pub use crate::model::actor;
 
 use base64::Engine;
 

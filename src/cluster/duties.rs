@@ -62,7 +62,7 @@ pub async fn operators_round(
             continue;
         };
         if store
-            .set_operator_status(&o.iin, from, to, None, &crate::audit::actor::Actor::Service)
+            .set_operator_status(&o.iin, from, to, None, &crate::model::Actor::Service)
             .await?
             .is_some()
         {

@@ -18,9 +18,9 @@ use super::build::{self, BuildError};
 use super::profile::Profiles;
 use super::subject::SubjectInput;
 use super::{Ca, IssueError, Issued, Issuer, issuer_urls, lint, pem};
-use crate::audit::actor::Actor;
 use crate::config::Config;
 use crate::keys::{self, KeyAlgorithm, KeyStore, KeyStoreError, Signer};
+use crate::model::Actor;
 use crate::store::{CaKeyRecord, PendingCertificate, Store, StoreError, now};
 
 /// Why a ceremony stopped.
