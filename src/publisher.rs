@@ -174,9 +174,6 @@ pub async fn publish_now(
     Ok(r)
 }
 
-/// How often the audit chain's heads are signed by the service key.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
-
 /// Runs the schedule until `stop`: every instance refreshes its served copies each tick, the
 /// holder of the publishing duty publishes.
 pub async fn run(

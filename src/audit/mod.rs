@@ -13,6 +13,10 @@ use crate::keys;
 use crate::pki::Ca;
 use crate::store::{AuditEvent, MAIN_CHAIN, Store, StoreError, ZERO_HASH, chain_hash};
 
+/// How often the audit chain's heads are signed by the service key (the cluster's checkpoint
+/// duty).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Why the chain does not verify, or could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
