@@ -1,6 +1,7 @@
 //! Operators and the places they work: registration centres, operator records and their
 //! lifecycle (regulation §15), and the decision whether a client certificate may act.
 
+pub mod access;
 pub mod centres;
 mod lifecycle;
 
@@ -26,8 +27,8 @@ pub struct Roll<'a> {
 pub struct ClientIdentity {
     pub serial: String,
     pub subject: String,
-    /// The access decisions kept for this identity's TLS connection (`http::operators`).
-    pub access: std::sync::Arc<crate::http::operators::ConnectionAccess>,
+    /// The access decisions kept for this identity's TLS connection ([`access`]).
+    pub access: std::sync::Arc<access::ConnectionAccess>,
 }
 
 /// Why a client may not use an endpoint.
