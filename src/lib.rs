@@ -18,10 +18,15 @@
 //!   background driver finishes if the request that recorded it died.
 //! - **The store** ([`store::Store`]): the storage authority on SQLite or PostgreSQL, and the
 //!   only place with SQL; a cheap clone, passed to every role that records.
+//! - **The shared nouns** ([`model`]): what the store reads and writes and the roles pass one
+//!   another — an application's status and its transitions, services, steps, refusals, the
+//!   applicant, receipts, intents — and [`model::Actor`], who made a decision. Beneath the store,
+//!   so that no role depends on the one above it for a type (after Boulder's `core`).
 //! - **The key stores** ([`keys`]): PKCS#11 (an HSM) or software files (development only); the
 //!   CA's private keys never leave them.
 //! - **Operators** ([`operators`], door [`operators::Roll`]): the registration centres and the
-//!   people at them, their lifecycle (§15), and whether a client certificate may act.
+//!   people at them, their lifecycle (§15), and whether a client certificate may act (kept per
+//!   TLS connection, `operators::access`).
 //! - **The station** ([`station`]): the operator's workstation side — their token, P4 onto an ID
 //!   card, P5 — run at a centre, never on the CA host.
 //! - **The state registry** ([`registry`]): persons and organisations, embedded or the gateway;
@@ -35,7 +40,7 @@
 //! - **The audit chain** ([`audit`]): every change named by its actor, hash-chained, with signed
 //!   and time-stamped checkpoints, and its verification.
 //! - **The cluster** (`cluster`): instances on one PostgreSQL, each periodic duty held once under
-//!   a fenced lease.
+//!   a fenced lease (CRL publishing and the audit checkpoint among them).
 //! - **HTTP** (`http`): the wire — routing, extractors, the API description, and (in
 //!   `http/error.rs` only) status codes. A handler extracts, makes one call, maps the error.
 //!
@@ -69,6 +74,7 @@ pub mod keys;
 #[cfg(test)]
 mod layering;
 pub mod logging;
+pub mod model;
 pub mod operators;
 pub mod outbox;
 pub mod pki;

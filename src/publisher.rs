@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::audit::actor::Actor;
 use crate::cluster::{Cluster, Duty};
+use crate::model::Actor;
 use crate::pki::Ca;
 use crate::pki::crl::{self, CrlKind};
 use crate::store::{CrlRecord, Fence, Store, now};
@@ -173,9 +173,6 @@ pub async fn publish_now(
     }
     Ok(r)
 }
-
-/// How often the audit chain's heads are signed by the service key.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs the schedule until `stop`: every instance refreshes its served copies each tick, the
 /// holder of the publishing duty publishes.

@@ -355,7 +355,7 @@ fn spawn_duties(
 async fn registry_retries(state: &AppState) {
     let waiting = match state
         .store
-        .applications_in(crate::workflow::model::Status::AwaitingRegistry, 100)
+        .applications_in(crate::model::Status::AwaitingRegistry, 100)
         .await
     {
         Ok(w) => w,

@@ -172,7 +172,7 @@ async fn engine(args: &[String]) -> anyhow::Result<()> {
                         ..Default::default()
                     },
                     application: None,
-                    actor: nca::audit::actor::Actor::Service,
+                    actor: nca::model::Actor::Service,
                 })
                 .await
                 .expect("issue");

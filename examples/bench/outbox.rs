@@ -48,8 +48,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let template = ApplicationRecord {
         number: "BNCH-0000-0000".into(),
         process: "P1".into(),
-        service: nca::workflow::model::Service::Issue,
-        channel: nca::workflow::model::Channel::Portal,
+        service: nca::model::Service::Issue,
+        channel: nca::model::Channel::Portal,
         ..Default::default()
     };
     // The workflow names who made each change; an applicant's role and IIN is the usual size.
@@ -116,7 +116,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         retry_initial_ms: 1000,
         retry_max_seconds: 5,
     };
-    let instance = outbox::instance_name();
+    let instance = nca::model::actor::instance_name();
     let started = Instant::now();
     loop {
         let claimed = outbox::round(&parts.store, outbox::MONITORING, &instance, &policy, &sender).await?;

@@ -3,13 +3,19 @@
 //! key. Verification walks the chain and names the first record that was changed, removed or
 //! reordered.
 
-pub mod actor;
+/// Who acted lives beneath the store, which names it in every record ([`crate::model::actor`]);
+/// named here too for one release, for code written against the old path.
+pub use crate::model::actor;
 
 use base64::Engine;
 
 use crate::keys;
 use crate::pki::Ca;
 use crate::store::{AuditEvent, MAIN_CHAIN, Store, StoreError, ZERO_HASH, chain_hash};
+
+/// How often the audit chain's heads are signed by the service key (the cluster's checkpoint
+/// duty).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Why the chain does not verify, or could not be read.
 #[derive(Debug, thiserror::Error)]

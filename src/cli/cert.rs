@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use nca::audit::actor::Actor;
+use nca::model::Actor;
 use nca::pki::IssueRequest;
 use nca::pki::revocation::RevokeRequest;
 use nca::pki::subject::SubjectInput;

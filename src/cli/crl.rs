@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use nca::audit::actor::Actor;
+use nca::model::Actor;
 
 use super::ConfigArg;
 

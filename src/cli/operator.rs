@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use nca::audit::actor::Actor;
+use nca::model::Actor;
 use nca::operators::{self, Dismissal, NewOperator, OperatorKeys, OperatorView};
 
 use super::{ConfigArg, coded};

@@ -14,15 +14,15 @@ const DAY: i64 = 86_400;
 
 /// The audit checkpoint: at once when the duty is taken (a start, or a take-over from an
 /// instance that may have died before its hourly one), then every
-/// [`crate::publisher::CHECKPOINT_EVERY`].
+/// [`crate::audit::CHECKPOINT_EVERY`].
 pub fn checkpoint(ca: Arc<Ca>, store: Store) -> Round {
     let last: Arc<Mutex<Option<(i64, Instant)>>> = Arc::new(Mutex::new(None));
     Box::new(move |fence: Fence| {
         let (ca, store, last) = (Arc::clone(&ca), store.clone(), Arc::clone(&last));
         Box::pin(async move {
-            let due = last.lock().map(|l| {
-                l.is_none_or(|(f, at)| f != fence.number || at.elapsed() >= crate::publisher::CHECKPOINT_EVERY)
-            });
+            let due = last
+                .lock()
+                .map(|l| l.is_none_or(|(f, at)| f != fence.number || at.elapsed() >= crate::audit::CHECKPOINT_EVERY));
             if !due.unwrap_or(true) {
                 return;
             }
@@ -62,7 +62,7 @@ pub async fn operators_round(
             continue;
         };
         if store
-            .set_operator_status(&o.iin, from, to, None, &crate::audit::actor::Actor::Service)
+            .set_operator_status(&o.iin, from, to, None, &crate::model::Actor::Service)
             .await?
             .is_some()
         {

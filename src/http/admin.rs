@@ -34,7 +34,7 @@ enum SubjectShape {
 }
 
 impl IssueBody {
-    fn into_request(self, actor: crate::audit::actor::Actor) -> IssueRequest {
+    fn into_request(self, actor: crate::model::Actor) -> IssueRequest {
         IssueRequest {
             profile: self.profile,
             csr: self.csr.into_bytes(),

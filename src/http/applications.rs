@@ -10,9 +10,9 @@ use super::abuse::POW_HEADER;
 use super::error::{ApiError, CREATED, application_status};
 use super::extract::{Body, Path, Query, RequestError, media_type};
 use super::{AppState, JsonBody, OperatorClient, PeerAddr};
+use crate::model::Status;
 use crate::workflow::application::{CentreRequest, CsrPair, FieldError, IdentityRequest, Submission, WorkflowError};
 use crate::workflow::id_card::CardWritten;
-use crate::workflow::model::Status;
 use crate::workflow::survey::SurveyAnswer;
 
 #[derive(Deserialize)]

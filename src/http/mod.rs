@@ -187,7 +187,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = error::ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let who = parts.extensions.get::<ClientIdentity>();
-        Ok(Admin(operators::administrator(s.roll(), who).await?))
+        Ok(Admin(crate::operators::access::administrator(s.roll(), who).await?))
     }
 }
 
@@ -198,7 +198,7 @@ impl FromRequestParts<AppState> for OperatorClient {
     type Rejection = error::ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
         let who = parts.extensions.get::<ClientIdentity>();
-        Ok(OperatorClient(operators::operator(s.roll(), who).await?))
+        Ok(OperatorClient(crate::operators::access::operator(s.roll(), who).await?))
     }
 }
 

@@ -1,8 +1,4 @@
-//! Operators' lifecycle for administrators, and the operator's own view; and the operator
-//! listener's access decisions, kept per TLS connection.
-
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! Operators' lifecycle for administrators, and the operator's own view.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,79 +8,7 @@ use serde::Deserialize;
 use super::error::{ApiError, CREATED};
 use super::extract::Path;
 use super::{Admin, AppState, JsonBody, OperatorClient};
-use crate::operators::{
-    self, AccessError, Administrator, ClientIdentity, Dismissal, NewOperator, Operator, OperatorKeys, OperatorView,
-};
-
-/// How long a connection keeps an access decision. A revocation, suspension or dismissal made
-/// through this service drops every kept decision at once (the store's access epoch); one made
-/// by another process on the same database (`nca cert revoke`, another instance) is seen by a
-/// kept-alive connection within this time, and by a new connection at once.
-pub const ACCESS_KEPT: Duration = Duration::from_secs(1);
-
-/// The access decisions of one TLS connection: the client certificate is the connection's, so
-/// the decision "issued, unrevoked, holder active" holds for its next requests too, for a short
-/// time, instead of three lookups per request. Only a permission is kept: a refusal is decided
-/// again on the next request, so that a resumption counts at once.
-#[derive(Debug, Default)]
-pub struct ConnectionAccess {
-    operator: Mutex<Option<Kept<Operator>>>,
-    administrator: Mutex<Option<Kept<Administrator>>>,
-}
-
-#[derive(Debug)]
-struct Kept<T> {
-    until: Instant,
-    epoch: u64,
-    decision: T,
-}
-
-fn kept<T: Clone>(slot: &Mutex<Option<Kept<T>>>, epoch: u64) -> Option<T> {
-    let slot = slot.lock().ok()?;
-    let k = slot.as_ref()?;
-    (k.epoch == epoch && Instant::now() < k.until).then(|| k.decision.clone())
-}
-
-fn keep<T>(slot: &Mutex<Option<Kept<T>>>, epoch: u64, decision: T) {
-    if let Ok(mut slot) = slot.lock() {
-        *slot = Some(Kept {
-            until: Instant::now() + ACCESS_KEPT,
-            epoch,
-            decision,
-        });
-    }
-}
-
-/// [`operators::operator`], kept for the connection.
-pub async fn operator(roll: crate::operators::Roll<'_>, who: Option<&ClientIdentity>) -> Result<Operator, AccessError> {
-    // Read before the rows: a change committed while this decision is made moves it, and the
-    // decision is not used again.
-    let epoch = roll.store.access_epoch();
-    if let Some(o) = who.and_then(|w| kept(&w.access.operator, epoch)) {
-        return Ok(o);
-    }
-    let o = operators::operator(roll, who).await?;
-    if let Some(w) = who {
-        keep(&w.access.operator, epoch, o.clone());
-    }
-    Ok(o)
-}
-
-/// [`operators::administrator`], kept for the connection.
-pub async fn administrator(
-    roll: crate::operators::Roll<'_>,
-    who: Option<&ClientIdentity>,
-) -> Result<Administrator, AccessError> {
-    let epoch = roll.store.access_epoch();
-    if let Some(a) = who.and_then(|w| kept(&w.access.administrator, epoch)) {
-        return Ok(a);
-    }
-    let a = operators::administrator(roll, who).await?;
-    if let Some(w) = who {
-        keep(&w.access.administrator, epoch, a.clone());
-    }
-    Ok(a)
-}
+use crate::operators::{self, Dismissal, NewOperator, OperatorKeys, OperatorView};
 
 /// The role an added person gets on the roll.
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use super::Roll;
 use super::centres::Centres;
-use crate::audit::actor::Actor;
 use crate::ids::{IdError, Iin};
 use crate::keys::KeyAlgorithm;
+use crate::model::Actor;
 use crate::pki::ceremony::{key_file, write_file};
 use crate::pki::revocation::{RevokeError, RevokeRequest};
 use crate::pki::subject::SubjectInput;

@@ -1,6 +1,7 @@
 //! Operators and the places they work: registration centres, operator records and their
 //! lifecycle (regulation §15), and the decision whether a client certificate may act.
 
+pub mod access;
 pub mod centres;
 mod lifecycle;
 
@@ -26,8 +27,8 @@ pub struct Roll<'a> {
 pub struct ClientIdentity {
     pub serial: String,
     pub subject: String,
-    /// The access decisions kept for this identity's TLS connection (`http::operators`).
-    pub access: std::sync::Arc<crate::http::operators::ConnectionAccess>,
+    /// The access decisions kept for this identity's TLS connection ([`access`]).
+    pub access: std::sync::Arc<access::ConnectionAccess>,
 }
 
 /// Why a client may not use an endpoint.
@@ -74,8 +75,8 @@ pub struct Administrator {
 
 impl Administrator {
     /// The administrator as the audit names them: IIN and the certificate they authenticated with.
-    pub fn actor(&self) -> crate::audit::actor::Actor {
-        crate::audit::actor::Actor::Operator {
+    pub fn actor(&self) -> crate::model::Actor {
+        crate::model::Actor::Operator {
             iin: self.iin.clone(),
             certificate: self.serial.clone(),
             administrator: true,
@@ -93,8 +94,8 @@ pub struct Operator {
 impl Operator {
     /// This operator (or administrator) as the audit names them: IIN and the serial of the
     /// certificate they authenticated with.
-    pub fn actor(&self) -> crate::audit::actor::Actor {
-        crate::audit::actor::Actor::Operator {
+    pub fn actor(&self) -> crate::model::Actor {
+        crate::model::Actor::Operator {
             iin: self.record.iin.clone(),
             certificate: self.serial.clone(),
             administrator: self.record.role == "administrator",
@@ -144,13 +145,7 @@ async fn may_act(roll: Roll<'_>, o: &OperatorRecord) -> Result<(), AccessError> 
         // §15: an operator who has not acted for the configured days is suspended, and stays so
         // until an administrator resumes them.
         roll.store
-            .set_operator_status(
-                &o.iin,
-                &["active"],
-                "suspended",
-                None,
-                &crate::audit::actor::Actor::Service,
-            )
+            .set_operator_status(&o.iin, &["active"], "suspended", None, &crate::model::Actor::Service)
             .await?;
         tracing::info!(target: "audit", "operator suspended: iin=[{}] reason=[no activity]", o.iin);
         return Err(AccessError::OperatorSuspended);

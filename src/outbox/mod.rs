@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::model::actor::instance_name;
 use crate::store::{ApplicationRecord, Attempt, AttemptOutcome, DueMessage, OutboxMessage, Store, StoreError, now};
 
 pub const MONITORING: &str = "monitoring";
@@ -104,7 +105,7 @@ pub fn status_message(
     a: &ApplicationRecord,
     status: &str,
     step: &str,
-    refusal: Option<&crate::workflow::model::Refusal>,
+    refusal: Option<&crate::model::Refusal>,
     actor: &serde_json::Value,
 ) -> Result<OutboxMessage, RandomnessError> {
     let id = message_id()?;
@@ -218,20 +219,6 @@ pub struct Policy {
     pub lease_seconds: i64,
     pub retry_initial_ms: u64,
     pub retry_max_seconds: u64,
-}
-
-/// A name for this process among instances sharing a database: its pid and the moment it first
-/// asked, in nanoseconds. Unique without the random source (two instances would need the same pid
-/// and the same nanosecond), so a name never depends on a call that can fail.
-pub fn instance_name() -> String {
-    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    let at = STARTED.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-    });
-    format!("{}-{:x}", std::process::id(), at)
 }
 
 /// One round: claim due messages, deliver them at once (they belong to different applications),

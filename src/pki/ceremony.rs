@@ -19,10 +19,10 @@ use super::issue::{CaCertificate, issue_ca_certificate};
 use super::profile::Profiles;
 use super::subject::SubjectInput;
 use super::{Ca, IssueError, Issued, Issuer, issuer_urls, lint, pem};
-use crate::audit::actor::Actor;
 use crate::config::Config;
 use crate::keys::token::{RandomFailed, random_hex};
 use crate::keys::{self, KeyAlgorithm, KeyStore, KeyStoreError, Signer};
+use crate::model::Actor;
 use crate::store::{CaKeyRecord, Store, StoreError, now};
 
 /// Why a ceremony stopped.

@@ -342,7 +342,7 @@ impl Ca {
         &self,
         issuer_id: &str,
         kind: CrlKind,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<CrlRecord, CrlError> {
         self.publish_crl_under(issuer_id, kind, actor, None).await
     }
@@ -352,7 +352,7 @@ impl Ca {
         &self,
         issuer_id: &str,
         kind: CrlKind,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
         fence: Option<&crate::store::Fence>,
     ) -> Result<CrlRecord, CrlError> {
         let issuer = self

@@ -26,7 +26,7 @@ pub struct IssueRequest {
     /// The application this certificate answers, when the workflow issues it.
     pub application: Option<String>,
     /// Who asks for it: the audit record of its issuance names them.
-    pub actor: crate::audit::actor::Actor,
+    pub actor: crate::model::Actor,
 }
 
 /// A certificate the database records as issued.
@@ -129,7 +129,7 @@ impl Ca {
         profile: &str,
         spki_der: &[u8],
         subject: &SubjectInput,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<Issued, IssueError> {
         refused(self.issue_own_key(profile, spki_der, subject, actor).await)
     }
@@ -139,7 +139,7 @@ impl Ca {
         profile: &str,
         spki_der: &[u8],
         subject: &SubjectInput,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<Issued, IssueError> {
         let profile = self
             .profiles
@@ -161,7 +161,7 @@ impl Ca {
 /// On whose behalf a certificate is issued: the application it answers, if any, and who asked.
 struct Asker<'a> {
     application: Option<&'a str>,
-    actor: &'a crate::audit::actor::Actor,
+    actor: &'a crate::model::Actor,
 }
 
 /// A leaf built for a key: its TBS (linted before each encoding) and what its record says.
@@ -347,7 +347,7 @@ impl Ca {
     pub async fn issue_together(
         &self,
         certs: Vec<Unrecorded>,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
         before: ApplicationChange,
         after: ApplicationChange,
     ) -> Result<Together, IssueError> {
@@ -484,7 +484,7 @@ const CA_PROFILE: &str = "ca";
 pub(crate) async fn issue_ca_certificate(
     store: &crate::store::Store,
     cert: CaCertificate<'_>,
-    actor: &crate::audit::actor::Actor,
+    actor: &crate::model::Actor,
 ) -> Result<Issued, IssueError> {
     refused(issue_ca(store, cert, actor).await)
 }
@@ -492,7 +492,7 @@ pub(crate) async fn issue_ca_certificate(
 async fn issue_ca(
     store: &crate::store::Store,
     cert: CaCertificate<'_>,
-    actor: &crate::audit::actor::Actor,
+    actor: &crate::model::Actor,
 ) -> Result<Issued, IssueError> {
     let CaCertificate {
         issuer_id,

@@ -87,7 +87,7 @@ pub struct RevokeRequest {
     pub at: Option<String>,
     pub invalidity_date: Option<String>,
     /// Who asks for it: the audit record of the revocation names them.
-    pub actor: crate::audit::actor::Actor,
+    pub actor: crate::model::Actor,
 }
 
 /// The answer: the record as it stands and whether this call changed it.

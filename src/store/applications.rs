@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use super::audit::{AuditEvent, append};
 use super::outbox::{self, OutboxMessage};
 use super::{Store, StoreError, now};
-use crate::workflow::model::{Applicant, Channel, Document, Intent, Receipt, Refusal, Service, Status, StepKind};
+use crate::model::{Applicant, Channel, Document, Intent, Receipt, Refusal, Service, Status, StepKind};
 
 /// An application as the store keeps it. Its names are typed here and written as text only in
 /// this file: a row holding a name this code does not know is a decode error, not a default.
@@ -524,7 +524,7 @@ impl Store {
                 "archive.swept",
                 "receipts",
                 serde_json::json!({"deleted": n, "issued_before": before,
-                    "actor": crate::audit::actor::Actor::Service.audit()}),
+                    "actor": crate::model::Actor::Service.audit()}),
             );
             append(&mut tx, self.backend(), &[e]).await?;
         }

@@ -305,11 +305,7 @@ impl Store {
     }
 
     /// Commits a key ceremony: all rows or none. A second ceremony collides on the unique role.
-    pub async fn commit_ceremony(
-        &self,
-        keys: &[CaKeyRecord],
-        actor: &crate::audit::actor::Actor,
-    ) -> Result<(), StoreError> {
+    pub async fn commit_ceremony(&self, keys: &[CaKeyRecord], actor: &crate::model::Actor) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for k in keys {
             let r = sqlx::query(
@@ -368,7 +364,7 @@ impl Store {
                 "delegated.renewed",
                 role,
                 // Renewed at start, by the service.
-                serde_json::json!({"serial": serial, "actor": crate::audit::actor::Actor::Service.audit()}),
+                serde_json::json!({"serial": serial, "actor": crate::model::Actor::Service.audit()}),
             )],
         )
         .await?;
@@ -397,7 +393,7 @@ impl Store {
                 "certificate.abandoned",
                 serial,
                 // Abandoning is always the service's own decision (a failed signature, a retry).
-                serde_json::json!({"issuer": issuer, "why": why, "actor": crate::audit::actor::Actor::Service.audit()}),
+                serde_json::json!({"issuer": issuer, "why": why, "actor": crate::model::Actor::Service.audit()}),
             );
             append(&mut tx, self.backend(), &[e]).await?;
         }
@@ -429,7 +425,7 @@ impl Store {
                     "certificate.abandoned",
                     serial,
                     serde_json::json!({"issuer": issuer, "why": "pending at start-up",
-                        "actor": crate::audit::actor::Actor::Service.audit()}),
+                        "actor": crate::model::Actor::Service.audit()}),
                 )
             })
             .collect();

@@ -100,7 +100,7 @@ impl super::Store {
         issuer: &str,
         serial: &str,
         der: &[u8],
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<(), StoreError> {
         let w = self
             .write(WriteOp::Certificates(Box::new(Together {

@@ -43,7 +43,7 @@ fn row(r: &AnyRow) -> Result<OperatorRecord, sqlx::Error> {
 
 impl Store {
     /// Adds an operator; an IIN already on record is refused (`StateConflict`).
-    pub async fn add_operator(&self, o: &OperatorRecord, actor: &crate::audit::actor::Actor) -> Result<(), StoreError> {
+    pub async fn add_operator(&self, o: &OperatorRecord, actor: &crate::model::Actor) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "INSERT INTO operators (iin, surname, name, patronymic, centre, role, status, auth_serial, sign_serial, created_at, last_activity_at) \
@@ -113,7 +113,7 @@ impl Store {
         from: &[&str],
         to: &str,
         dismissed_at: Option<i64>,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<Option<OperatorRecord>, StoreError> {
         // `from` holds at most three fixed words; spelled out rather than bound as a list,
         // which the two backends bind differently.
@@ -155,7 +155,7 @@ impl Store {
         &self,
         iin: &str,
         at: i64,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<Option<OperatorRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE operators SET dismissed_at = $1 WHERE iin = $2 AND status <> 'dismissed'")

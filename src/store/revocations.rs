@@ -91,7 +91,7 @@ impl Store {
         revoked_at: i64,
         reason: u8,
         invalidity_date: Option<i64>,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<Option<Revoked>, StoreError> {
         let mut tx = self.begin_write().await?;
         let cert = sqlx::query("SELECT issuer, status FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1")
@@ -184,7 +184,7 @@ impl Store {
     pub async fn lift_hold(
         &self,
         serial: &str,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
     ) -> Result<Option<RevocationRecord>, StoreError> {
         let at = now();
         let mut tx = self.begin_write().await?;
@@ -380,7 +380,7 @@ impl Store {
     pub async fn add_crl(
         &self,
         c: &CrlRecord,
-        actor: &crate::audit::actor::Actor,
+        actor: &crate::model::Actor,
         fence: Option<&super::Fence>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;

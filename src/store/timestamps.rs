@@ -97,7 +97,7 @@ impl Store {
     pub async fn add_ca_key(&self, k: &CaKeyRecord) -> Result<(), StoreError> {
         // The ceremony's own commit, for one key: the same row, the same audit record.
         // Added at start, by the service.
-        self.commit_ceremony(std::slice::from_ref(k), &crate::audit::actor::Actor::Service)
+        self.commit_ceremony(std::slice::from_ref(k), &crate::model::Actor::Service)
             .await
     }
 }

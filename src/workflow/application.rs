@@ -5,7 +5,6 @@
 //! refusal is a result, recorded with its step and reason. The requests are [`super::request`],
 //! what is shown of an application [`super::views`].
 
-use super::model::{Actor, Refusal, Status};
 use super::regulation::{Process, Regulation, StepKind};
 pub use super::request::{
     ApplicantData, ApplicationRequest, CentreApplicant, CentreIssue, CentreRequest, CsrPair, FieldError,
@@ -15,6 +14,7 @@ pub use super::views::{ApplicationView, RefusalView, StepView};
 use crate::config::Config;
 use crate::ids::number;
 use crate::ids::{Bin, Iin};
+use crate::model::{Actor, Refusal, Status};
 use crate::operators::Operator;
 use crate::operators::centres::Centres;
 use crate::outbox::letters::{self, Kind, Letter};

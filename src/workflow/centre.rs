@@ -3,10 +3,10 @@
 
 use super::application::*;
 use super::confirmation::to_be_signed;
-use super::model::{Applicant, Status};
 use super::regulation::{Channel, Service, StepKind};
 use crate::ids::Iin;
 use crate::ids::number;
+use crate::model::{Applicant, Status};
 use crate::operators::Operator;
 use crate::pki::{csr, policy};
 use crate::store::{Advance, ApplicationRecord, now};

@@ -3,8 +3,8 @@
 //! SIGN key (condition 3), which records the result step as an intent and has it done.
 
 use super::application::*;
-use super::model::{Document, Intent, Receipt, Refusal, Service, Status};
 use super::regulation::{Condition, StepKind};
+use crate::model::{Document, Intent, Receipt, Refusal, Service, Status};
 use crate::operators::{ConfirmError, Operator, may_confirm};
 use crate::pki::cms::CmsError;
 use crate::store::{Advance, ApplicationRecord, now};

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::application::{ApplicationView, Workflow, WorkflowError};
-use super::model::{ApplicantData, OrganizationData};
+use crate::model::{ApplicantData, OrganizationData};
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
 

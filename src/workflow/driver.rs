@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use super::application::Workflow;
-use super::model::{Status, WAITING_KEY_STORE};
 use super::regulation::Regulation;
 use crate::config::Config;
+use crate::model::{Status, WAITING_KEY_STORE};
 use crate::operators::centres::Centres;
 use crate::pki::Ca;
 use crate::registry::StateRegistry;

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::application::{ApplicationView, Workflow, WorkflowError};
-use super::model::Status;
 use super::regulation::StepKind;
+use crate::model::Status;
 use crate::operators::Operator;
 use crate::pki::normalise_serial;
 use crate::store::Advance;

@@ -1,7 +1,7 @@
 //! The registration authority: the regulation's five processes, step by step: the processes as
 //! data ([`regulation`]), applications (numbered by [`crate::ids::number`]) with their steps and
 //! refusals ([`application`]) with their requests ([`request`]) and views ([`views`]), the typed
-//! nouns, who acts and what is recorded to be done ([`model`]), receipts and the document
+//! nouns, who acts and what is recorded to be done (in [`crate::model`], beneath the store), receipts and the document
 //! archive ([`archive`]), the result
 //! step done from its recorded intent ([`outcome`]) and the driver that finishes what a fault
 //! left undone ([`driver`]), refusal messages in the three languages ([`refusals`]), and the
@@ -14,7 +14,6 @@ pub(crate) mod confirmation;
 pub(crate) mod desk;
 pub(crate) mod driver;
 pub(crate) mod id_card;
-pub mod model;
 pub(crate) mod outcome;
 pub(crate) mod portal;
 pub(crate) mod refusals;
@@ -24,3 +23,8 @@ pub(crate) mod report;
 pub mod request;
 pub(crate) mod survey;
 pub(crate) mod views;
+
+/// The nouns were the workflow's own (`workflow::model`) until the store, which the workflow uses,
+/// had to decode rows into them; named here too for one release, for code written against the old
+/// path. New code names [`crate::model`].
+pub use crate::model;

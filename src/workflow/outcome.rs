@@ -9,8 +9,8 @@
 //! the driver ([`super::driver`]) may take up any intent whose worker died or failed.
 
 use super::application::{Workflow, WorkflowError, subject};
-use super::model::{Actor, Intent, Refusal, Status, WAITING_KEY_STORE};
 use super::regulation::StepKind;
+use crate::model::{Actor, Intent, Refusal, Status, WAITING_KEY_STORE};
 use crate::outbox::letters::{Kind, Letter};
 use crate::pki::revocation::RevokeError;
 use crate::pki::{IssueError, IssueRequest, Together};

@@ -4,11 +4,11 @@
 
 use super::application::*;
 use super::confirmation::to_be_signed;
-use super::model::{Actor, Applicant, Intent, Refusal, Status};
 use super::registry_check::after_registry;
 use super::regulation::{Channel, Condition, Process, Service, StepKind};
 use crate::ids::Iin;
 use crate::ids::number;
+use crate::model::{Actor, Applicant, Intent, Refusal, Status};
 use crate::pki::cms::CmsError;
 use crate::pki::{csr, policy};
 use crate::store::{ApplicationRecord, now};

@@ -3,9 +3,9 @@
 
 use super::application::*;
 use super::confirmation::to_be_signed;
-use super::model::{Actor, Refusal, Status};
 use super::regulation::{Channel, Condition, Process, Service, StepKind};
 use crate::ids::Iin;
+use crate::model::{Actor, Refusal, Status};
 use crate::registry::names_match;
 use crate::store::{Advance, ApplicationRecord, StepRecord, now};
 

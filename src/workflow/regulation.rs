@@ -6,26 +6,9 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-pub const EMBEDDED: &str = include_str!("../../ca-config/regulation.toml");
+pub use crate::model::{Channel, Condition, Service, StepKind};
 
-/// What a step does. The workflow implements each kind once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Request,
-    SignedRequest,
-    RegistryCheck,
-    Register,
-    NotifyNumber,
-    Identity,
-    Receipt,
-    Confirmation,
-    OperatorSignatureCheck,
-    CardKeys,
-    Issue,
-    WriteCard,
-    Revoke,
-}
+pub const EMBEDDED: &str = include_str!("../../ca-config/regulation.toml");
 
 /// Who acts in a step (the regulation's structural-functional units).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -37,53 +20,12 @@ pub enum Actor {
     StateDatabase,
 }
 
-super::model::names!(Actor {
+crate::model::names!(Actor {
     Applicant = "applicant",
     Operator = "operator",
     Nca = "nca",
     StateDatabase = "state_database",
 });
-
-/// A condition of the regulation, and the refusal its failure gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Condition {
-    ApplicantDataExists,
-    IdentityConfirmed,
-    OperatorSignatureValid,
-    ApplicantSignatureValid,
-    RequestValid,
-}
-
-impl Condition {
-    /// The refusal code (DESIGN.md) a failed condition gives.
-    pub fn refusal_code(self) -> &'static str {
-        match self {
-            Condition::ApplicantDataExists => "registry_not_found",
-            Condition::IdentityConfirmed => "identity_not_confirmed",
-            Condition::OperatorSignatureValid => "operator_signature_invalid",
-            Condition::ApplicantSignatureValid => "applicant_signature_invalid",
-            Condition::RequestValid => "request_invalid",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Service {
-    #[default]
-    Issue,
-    Reissue,
-    Revoke,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    #[default]
-    Portal,
-    ServiceCentre,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

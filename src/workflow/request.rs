@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::{ApplicantData, OrganizationData};
+
 /// What the portal sends (DESIGN.md, "Application JSON (request)").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,26 +15,6 @@ pub struct ApplicationRequest {
     pub registration_centre: String,
     pub storage: String,
     pub requests: Option<CsrPair>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicantData {
-    pub iin: String,
-    pub surname: String,
-    pub name: String,
-    pub patronymic: Option<String>,
-    pub email: Option<String>,
-    pub region: Option<String>,
-    pub locality: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrganizationData {
-    pub bin: String,
-    pub name: String,
-    pub role: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,11 +131,11 @@ pub struct NumberedDocument {
     pub number: Option<String>,
 }
 
-impl From<DocumentSeen> for super::model::Document {
+impl From<DocumentSeen> for crate::model::Document {
     fn from(d: DocumentSeen) -> Self {
         match d {
-            DocumentSeen::Kind(kind) => super::model::Document { kind, number: None },
-            DocumentSeen::Numbered(n) => super::model::Document {
+            DocumentSeen::Kind(kind) => crate::model::Document { kind, number: None },
+            DocumentSeen::Numbered(n) => crate::model::Document {
                 kind: n.kind,
                 number: n.number.filter(|n| !n.trim().is_empty()),
             },

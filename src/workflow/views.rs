@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::application::{Workflow, WorkflowError};
-use super::model::{Channel, Service, Status, StepKind};
 use crate::ids::number;
+use crate::model::{Channel, Service, Status, StepKind};
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
 

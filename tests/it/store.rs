@@ -47,7 +47,7 @@ async fn invariants(store: Store) {
     store.add_pending(&pending(&s2, "IIN1", "k1")).await.unwrap();
 
     store
-        .mark_issued("nca", &s1, &[0x30, 0x01], &nca::audit::actor::Actor::Service)
+        .mark_issued("nca", &s1, &[0x30, 0x01], &nca::model::Actor::Service)
         .await
         .unwrap();
     let rec = store.certificate(&s1).await.unwrap().unwrap();
@@ -56,7 +56,7 @@ async fn invariants(store: Store) {
     // Issued once: a second mark is a conflict, not a silent overwrite.
     assert!(matches!(
         store
-            .mark_issued("nca", &s1, &[0x30, 0x02], &nca::audit::actor::Actor::Service)
+            .mark_issued("nca", &s1, &[0x30, 0x02], &nca::model::Actor::Service)
             .await,
         Err(StoreError::StateConflict(_))
     ));
@@ -71,7 +71,7 @@ async fn invariants(store: Store) {
     );
     assert!(
         store
-            .mark_issued("nca", &s2, &[0x30, 0x03], &nca::audit::actor::Actor::Service)
+            .mark_issued("nca", &s2, &[0x30, 0x03], &nca::model::Actor::Service)
             .await
             .is_err()
     );

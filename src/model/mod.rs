@@ -1,16 +1,19 @@
-//! The registration authority's nouns that the processes share: where an application is
-//! ([`Status`], with the transitions it may make), what it is for ([`Service`], [`Channel`]),
-//! who applies ([`Applicant`]), why it was refused ([`Refusal`]), the receipt for the documents
-//! seen ([`Receipt`]), who acted ([`Actor`], the audit's), and the result step recorded but not
-//! yet done ([`Intent`]). String forms only at the store's and the wire's edges.
+//! The nouns the roles share, beneath everything that records them (after Boulder's `core`,
+//! which its storage authority depends on): where an application is ([`Status`], with the
+//! transitions it may make), what it is for ([`Service`], [`Channel`]), who applies
+//! ([`Applicant`]), the steps and conditions of the regulation ([`StepKind`], [`Condition`]),
+//! why it was refused ([`Refusal`]), the receipt for the documents seen ([`Receipt`]), who acted
+//! ([`Actor`]), and the result step recorded but not yet done ([`Intent`]). The store decodes its
+//! rows into them and the outbox names them, so they cannot live in the registration authority
+//! (`workflow`) that uses the store. String forms only at the store's and the wire's edges.
 
 use serde::{Deserialize, Serialize};
 #[cfg(test)]
 use serde_json::json;
 
-pub use super::regulation::{Channel, Condition, Service, StepKind};
-pub use super::request::{ApplicantData, OrganizationData};
-pub use crate::audit::actor::{Actor, instance};
+pub mod actor;
+
+pub use actor::{Actor, instance};
 
 /// The string forms of a closed set of names, as the store keeps them and the wire shows them
 /// (the same as serde's `snake_case`; a unit test holds the two together).
@@ -27,12 +30,12 @@ macro_rules! names {
         }
 
         impl std::str::FromStr for $t {
-            type Err = $crate::workflow::model::UnknownName;
+            type Err = $crate::model::UnknownName;
 
-            fn from_str(s: &str) -> Result<$t, $crate::workflow::model::UnknownName> {
+            fn from_str(s: &str) -> Result<$t, $crate::model::UnknownName> {
                 match s {
                     $($s => Ok($t::$v),)+
-                    _ => Err($crate::workflow::model::UnknownName { of: stringify!($t), name: s.to_string() }),
+                    _ => Err($crate::model::UnknownName { of: stringify!($t), name: s.to_string() }),
                 }
             }
         }
@@ -112,6 +115,23 @@ impl Status {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    #[default]
+    Issue,
+    Reissue,
+    Revoke,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    #[default]
+    Portal,
+    ServiceCentre,
+}
+
 names!(Service {
     Issue = "issue",
     Reissue = "reissue",
@@ -122,6 +142,25 @@ names!(Channel {
     Portal = "portal",
     ServiceCentre = "service_centre",
 });
+
+/// What a step does. The workflow implements each kind once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Request,
+    SignedRequest,
+    RegistryCheck,
+    Register,
+    NotifyNumber,
+    Identity,
+    Receipt,
+    Confirmation,
+    OperatorSignatureCheck,
+    CardKeys,
+    Issue,
+    WriteCard,
+    Revoke,
+}
 
 names!(StepKind {
     Request = "request",
@@ -138,6 +177,30 @@ names!(StepKind {
     WriteCard = "write_card",
     Revoke = "revoke",
 });
+
+/// A condition of the regulation, and the refusal its failure gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    ApplicantDataExists,
+    IdentityConfirmed,
+    OperatorSignatureValid,
+    ApplicantSignatureValid,
+    RequestValid,
+}
+
+impl Condition {
+    /// The refusal code (DESIGN.md) a failed condition gives.
+    pub fn refusal_code(self) -> &'static str {
+        match self {
+            Condition::ApplicantDataExists => "registry_not_found",
+            Condition::IdentityConfirmed => "identity_not_confirmed",
+            Condition::OperatorSignatureValid => "operator_signature_invalid",
+            Condition::ApplicantSignatureValid => "applicant_signature_invalid",
+            Condition::RequestValid => "request_invalid",
+        }
+    }
+}
 
 /// A motivated refusal: the code is the contract, the step where it was decided, and the
 /// English detail the application keeps (the view gives the sentence in the caller's language).
@@ -161,6 +224,26 @@ impl Refusal {
     pub fn of(c: Condition, step: StepKind, message: impl Into<String>) -> Refusal {
         Refusal::new(c.refusal_code(), step, message)
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantData {
+    pub iin: String,
+    pub surname: String,
+    pub name: String,
+    pub patronymic: Option<String>,
+    pub email: Option<String>,
+    pub region: Option<String>,
+    pub locality: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationData {
+    pub bin: String,
+    pub name: String,
+    pub role: String,
 }
 
 /// The applicant and what their application is about, as the application keeps it: one shape

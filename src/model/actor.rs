@@ -1,7 +1,7 @@
 //! Who made a decision, as every audit record names them: the applicant, an operator or
 //! administrator, or the service itself. It lives beneath everything that records a decision
-//! (the workflow, operators, the CA's issuance and revocation, CRL publication, the admin
-//! routes), so that each can name its actor without depending on the others.
+//! (the store, the workflow, operators, the CA's issuance and revocation, CRL publication, the
+//! admin routes), so that each can name its actor without depending on the others.
 
 use std::sync::OnceLock;
 
@@ -84,7 +84,21 @@ impl Actor {
 /// This process among the instances sharing a database: pid and a random tag, fixed at first use.
 pub fn instance() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(crate::outbox::instance_name)
+    NAME.get_or_init(instance_name)
+}
+
+/// A name for this process among instances sharing a database: its pid and the moment it first
+/// asked, in nanoseconds. Unique without the random source (two instances would need the same pid
+/// and the same nanosecond), so a name never depends on a call that can fail.
+pub fn instance_name() -> String {
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let at = STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    });
+    format!("{}-{:x}", std::process::id(), at)
 }
 
 #[cfg(test)]
