@@ -82,10 +82,10 @@ fn placeholders(sql: &mut String, first: usize, n: usize) {
 
 /// `add_pending` for every pending certificate of one group commit, in three statements whatever
 /// their number (one statement per row made every certificate two round trips to the database's
-/// thread): the keys' holders, the keys already bound to someone else, and the rows. None of them
-/// returns a row on the common path: each row sqlx's SQLite driver hands back is one more message
-/// between its thread and ours (a wake-up each), so the answers are read from the statements'
-/// counts, and only a batch whose count falls short asks which of its rows were not written.
+/// thread): the keys' holders, the keys already bound to someone else, and the rows. The keys'
+/// statements return no row on the common path (each row sqlx's SQLite driver hands back is one
+/// more message between its thread and ours): the new keys are inserted without an answer, and
+/// only the ones bound to another holder are read back.
 ///
 /// The answers are those of the rows written one after another in batch order: a key new to the
 /// database is bound to the first holder in the batch that names it, and a later request of the
@@ -177,7 +177,7 @@ pub(super) async fn insert_pending_batch(
             f + 10
         ));
     }
-    sql.push_str(" ON CONFLICT DO NOTHING");
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING issuer, serial");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for c in &rows_to_write {
         q = q
@@ -193,24 +193,15 @@ pub(super) async fn insert_pending_batch(
             .bind(&c.application)
             .bind(at);
     }
-    let written = q.execute(&mut *conn).await?.rows_affected();
-    if written == rows_to_write.len() as u64 {
-        return Ok(results);
+    // Returned, not counted: a row under the same serial may hold the same values, and only the
+    // rows this statement wrote tell which request was refused.
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut written = std::collections::HashSet::with_capacity(rows.len());
+    for r in &rows {
+        written.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
     }
     for (c, result) in batch.iter().zip(results.iter_mut()) {
-        if result.is_err() {
-            continue;
-        }
-        // Ours if the row under its serial holds its TBS (which names the serial, the key and
-        // the subject): only a row this statement wrote can.
-        let tbs = sqlx::query("SELECT tbs FROM certificates WHERE issuer = $1 AND serial = $2")
-            .bind(&c.issuer)
-            .bind(&c.serial)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.try_get::<Vec<u8>, _>(0))
-            .transpose()?;
-        if tbs.as_deref() == Some(&c.tbs[..]) {
+        if result.is_err() || written.contains(&(c.issuer.clone(), c.serial.clone())) {
             continue;
         }
         // Either constraint: the serial, or the application's one certificate of this profile
@@ -273,7 +264,10 @@ pub(super) async fn update_issued_batch(
     for r in batch {
         q = q.bind(r.issuer).bind(r.serial).bind(r.der);
     }
-    // Counted, not returned: see insert_pending_batch.
+    // Counted, not returned (each returned row is a message from sqlx's SQLite thread): a batch
+    // whose count falls short asks which rows this statement marked. The one answer that differs
+    // from a RETURNING's: the same DER marked twice within a second is Ok twice, and the row does
+    // record exactly that certificate as issued.
     let updated = q.execute(&mut *conn).await?.rows_affected();
     let mut answers = Vec::with_capacity(batch.len());
     for r in batch {
