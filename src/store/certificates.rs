@@ -288,7 +288,10 @@ pub(super) async fn update_issued_batch(
         answers.push(if ok {
             Ok(())
         } else {
-            Err(StoreError::StateConflict(format!("certificate {} is not pending", r.serial)))
+            Err(StoreError::StateConflict(format!(
+                "certificate {} is not pending",
+                r.serial
+            )))
         });
     }
     Ok(answers)

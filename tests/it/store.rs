@@ -110,12 +110,23 @@ async fn batched_answers(store: Store) {
     ];
     let answers = futures_util::future::join_all(reqs.iter().map(|p| store.add_pending(p))).await;
     assert!(answers[0].is_ok(), "{:?}", answers[0]);
-    assert!(matches!(answers[1], Err(StoreError::KeyBoundElsewhere)), "{:?}", answers[1]);
+    assert!(
+        matches!(answers[1], Err(StoreError::KeyBoundElsewhere)),
+        "{:?}",
+        answers[1]
+    );
     assert!(matches!(answers[2], Err(StoreError::SerialTaken)), "{:?}", answers[2]);
     assert!(answers[3].is_ok(), "{:?}", answers[3]);
-    assert!(matches!(answers[4], Err(StoreError::KeyBoundElsewhere)), "{:?}", answers[4]);
+    assert!(
+        matches!(answers[4], Err(StoreError::KeyBoundElsewhere)),
+        "{:?}",
+        answers[4]
+    );
     for s in [&fresh[1], &fresh[3]] {
-        assert!(store.certificate(s).await.unwrap().is_none(), "a refused pending row was written");
+        assert!(
+            store.certificate(s).await.unwrap().is_none(),
+            "a refused pending row was written"
+        );
     }
     assert_eq!(
         store.certificate(&taken).await.unwrap().unwrap().holder,
@@ -133,7 +144,11 @@ async fn batched_answers(store: Store) {
     )
     .await;
     assert!(answers[0].is_ok(), "{:?}", answers[0]);
-    assert!(matches!(answers[1], Err(StoreError::StateConflict(_))), "{:?}", answers[1]);
+    assert!(
+        matches!(answers[1], Err(StoreError::StateConflict(_))),
+        "{:?}",
+        answers[1]
+    );
     assert!(answers[2].is_ok(), "{:?}", answers[2]);
     for (s, b) in marks {
         let rec = store.certificate(s).await.unwrap().unwrap();
