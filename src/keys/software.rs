@@ -177,6 +177,9 @@ impl Signer for SoftwareKey {
     fn spki_der(&self) -> &[u8] {
         &self.spki
     }
+    fn cheap_in_place(&self) -> bool {
+        matches!(self.inner, Inner::Ec(_))
+    }
     fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         if let Some(file) = &self.file {
             fs::File::open(file).map_err(|e| err(format!("{}: {e}", file.display())))?;

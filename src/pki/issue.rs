@@ -450,7 +450,7 @@ impl Ca {
 async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Result<Vec<u8>, IssueError> {
     // Shared with the signing thread, not copied for it.
     let tbs_der = bytes::Bytes::from(tbs_der);
-    match keys::sign(&issuer.signer, tbs_der.clone()).await {
+    match keys::sign_in_place_if_cheap(&issuer.signer, tbs_der.clone()).await {
         Ok(sig) => Ok(build::assemble(&tbs_der, issuer.algorithm(), &sig)?),
         Err(e) => {
             tracing::error!(target: "audit", "signing failed: serial=[{serial}] issuer=[{}] error=[{e}]", issuer.id);

@@ -82,7 +82,10 @@ fn placeholders(sql: &mut String, first: usize, n: usize) {
 
 /// `add_pending` for every pending certificate of one group commit, in three statements whatever
 /// their number (one statement per row made every certificate two round trips to the database's
-/// thread): the keys' holders, the rows, and, only for a row that was not written, why not.
+/// thread): the keys' holders, the keys already bound to someone else, and the rows. The keys'
+/// statements return no row on the common path (each row sqlx's SQLite driver hands back is one
+/// more message between its thread and ours): the new keys are inserted without an answer, and
+/// only the ones bound to another holder are read back.
 ///
 /// The answers are those of the rows written one after another in batch order: a key new to the
 /// database is bound to the first holder in the batch that names it, and a later request of the
@@ -105,27 +108,40 @@ pub(super) async fn insert_pending_batch(
     }
     // Only placeholders are generated into these strings; every value is bound.
     let mut sql = String::from("INSERT INTO public_keys (key_sha256, holder, created_at) VALUES ");
-    for i in 0..keys.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        placeholders(&mut sql, 3 * i + 1, 3);
-    }
-    sql.push_str(" ON CONFLICT (key_sha256) DO UPDATE SET holder = public_keys.holder RETURNING key_sha256, holder");
+    rows_of_placeholders(&mut sql, 1, keys.len(), 3);
+    sql.push_str(" ON CONFLICT (key_sha256) DO NOTHING");
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (k, h) in &keys {
         q = q.bind(*k).bind(*h).bind(at);
     }
-    let rows = q.fetch_all(&mut *conn).await?;
-    let mut holders = std::collections::HashMap::with_capacity(rows.len());
-    for r in &rows {
-        holders.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
+    q.execute(&mut *conn).await?;
+    // Bound to another holder: before this batch, or by an earlier request of it (the first
+    // holder of a key is the one its INSERT wrote). Almost always no row.
+    let mut sql = String::from("SELECT v.column1, p.holder FROM (VALUES ");
+    rows_of_placeholders(&mut sql, 1, keys.len(), 2);
+    sql.push_str(") AS v JOIN public_keys p ON p.key_sha256 = v.column1 WHERE p.holder <> v.column2");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (k, h) in &keys {
+        q = q.bind(*k).bind(*h);
+    }
+    let mut elsewhere = std::collections::HashMap::new();
+    for r in q.fetch_all(&mut *conn).await? {
+        elsewhere.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
     }
     let mut results: Vec<Result<(), StoreError>> = batch
         .iter()
-        .map(|c| match holders.get(&c.key_sha256) {
-            Some(h) if *h == c.holder => Ok(()),
-            _ => Err(StoreError::KeyBoundElsewhere),
+        .map(|c| {
+            // The key's holder: another one's if it was bound elsewhere, else the first
+            // request of the batch that named it.
+            let bound = match elsewhere.get(&c.key_sha256) {
+                Some(h) => h.as_str(),
+                None => keys.iter().find(|(k, _)| *k == c.key_sha256).map_or("", |(_, h)| *h),
+            };
+            if bound == c.holder {
+                Ok(())
+            } else {
+                Err(StoreError::KeyBoundElsewhere)
+            }
         })
         .collect();
 
@@ -177,6 +193,8 @@ pub(super) async fn insert_pending_batch(
             .bind(&c.application)
             .bind(at);
     }
+    // Returned, not counted: a row under the same serial may hold the same values, and only the
+    // rows this statement wrote tell which request was refused.
     let rows = q.fetch_all(&mut *conn).await?;
     let mut written = std::collections::HashSet::with_capacity(rows.len());
     for r in &rows {
@@ -205,6 +223,16 @@ pub(super) async fn insert_pending_batch(
     Ok(results)
 }
 
+/// `n` rows of `width` placeholders each, numbered from `first`: `($1, $2), ($3, $4)`.
+fn rows_of_placeholders(sql: &mut String, first: usize, n: usize, width: usize) {
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        placeholders(sql, first + width * i, width);
+    }
+}
+
 /// A signed certificate to record as issued.
 pub(super) struct IssuedRow<'a> {
     pub issuer: &'a str,
@@ -226,38 +254,47 @@ pub(super) async fn update_issued_batch(
     // placeholders are generated into the string.
     let mut sql =
         String::from("UPDATE certificates SET status = 'issued', der = v.column3, issued_at = $1 FROM (VALUES ");
-    for i in 0..batch.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        placeholders(&mut sql, 3 * i + 2, 3);
-    }
+    rows_of_placeholders(&mut sql, 2, batch.len(), 3);
     sql.push_str(
         ") AS v WHERE certificates.issuer = v.column1 AND certificates.serial = v.column2 \
-         AND certificates.status = 'pending' RETURNING issuer, serial",
+         AND certificates.status = 'pending'",
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now());
+    let at = now();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
     for r in batch {
         q = q.bind(r.issuer).bind(r.serial).bind(r.der);
     }
-    let rows = q.fetch_all(&mut *conn).await?;
-    let mut updated = std::collections::HashSet::with_capacity(rows.len());
-    for r in &rows {
-        updated.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+    // Counted, not returned (each returned row is a message from sqlx's SQLite thread): a batch
+    // whose count falls short asks which rows this statement marked. The one answer that differs
+    // from a RETURNING's: the same DER marked twice within a second is Ok twice, and the row does
+    // record exactly that certificate as issued.
+    let updated = q.execute(&mut *conn).await?.rows_affected();
+    let mut answers = Vec::with_capacity(batch.len());
+    for r in batch {
+        // Every row changed (the common path), or this one is found issued by this statement:
+        // with its DER, at this second.
+        let ok = updated == batch.len() as u64
+            || sqlx::query(
+                "SELECT 1 FROM certificates WHERE issuer = $1 AND serial = $2 AND status = 'issued' \
+                 AND der = $3 AND issued_at = $4",
+            )
+            .bind(r.issuer)
+            .bind(r.serial)
+            .bind(r.der)
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        answers.push(if ok {
+            Ok(())
+        } else {
+            Err(StoreError::StateConflict(format!(
+                "certificate {} is not pending",
+                r.serial
+            )))
+        });
     }
-    Ok(batch
-        .iter()
-        .map(|r| {
-            if updated.contains(&(r.issuer.to_string(), r.serial.to_string())) {
-                Ok(())
-            } else {
-                Err(StoreError::StateConflict(format!(
-                    "certificate {} is not pending",
-                    r.serial
-                )))
-            }
-        })
-        .collect())
+    Ok(answers)
 }
 
 const CERT_COLUMNS: &str =

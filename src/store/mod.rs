@@ -142,10 +142,17 @@ impl Store {
                             // process crash (the WAL is written before commit returns); only a
                             // power loss can take the last commits, which the pending/issued
                             // order covers.
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
+                            //
+                            // wal_autocheckpoint 10,000 pages (40 MB of WAL) instead of 1,000: a
+                            // checkpoint copies each page once however often the WAL holds it, and
+                            // syncs; the issuance path's random-serial indexes rewrite the same pages
+                            // in every group commit, so checkpointing a tenth as often copies and
+                            // syncs far less (the engine measured ~20 % faster, issue #17).
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
                             if read_only {
                                 conn.execute("PRAGMA query_only = ON").await?;
                             }
+
                         } else if read_only {
                             conn.execute("SET default_transaction_read_only = on").await?;
                         }

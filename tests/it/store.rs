@@ -84,6 +84,97 @@ async fn invariants(store: Store) {
     store.close().await;
 }
 
+/// Writes made at once share a group commit: each is answered as if it had been written alone,
+/// in the order sent, and a refused one changes nothing of the others'.
+async fn batched_answers(store: Store) {
+    let actor = nca::audit::actor::Actor::Service;
+    let taken = format!("3{}", random_hex(19));
+    let abandoned = format!("4{}", random_hex(19));
+    store.add_pending(&pending(&taken, "IIN3", "k3")).await.unwrap();
+    store.add_pending(&pending(&abandoned, "IIN3", "k3")).await.unwrap();
+    store.abandon_stale_pending(nca::store::now() + 10).await.unwrap();
+    let fresh: Vec<String> = (0..4).map(|i| format!("{i}5{}", random_hex(18))).collect();
+    let mut again = pending(&taken, "IIN4", "k4");
+    again.tbs = vec![0x30, 0x01];
+    let reqs = [
+        pending(&fresh[0], "IIN4", "k4"),
+        // The same new key for another holder, after the first: refused.
+        pending(&fresh[1], "IIN5", "k4"),
+        // A serial already used: refused, and its key is still bound to the first request's
+        // holder, not to this one.
+        again,
+        // A key bound before, for its holder: written.
+        pending(&fresh[2], "IIN3", "k3"),
+        // ... and for someone else: refused.
+        pending(&fresh[3], "IIN6", "k3"),
+    ];
+    let answers = futures_util::future::join_all(reqs.iter().map(|p| store.add_pending(p))).await;
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(
+        matches!(answers[1], Err(StoreError::KeyBoundElsewhere)),
+        "{:?}",
+        answers[1]
+    );
+    assert!(matches!(answers[2], Err(StoreError::SerialTaken)), "{:?}", answers[2]);
+    assert!(answers[3].is_ok(), "{:?}", answers[3]);
+    assert!(
+        matches!(answers[4], Err(StoreError::KeyBoundElsewhere)),
+        "{:?}",
+        answers[4]
+    );
+    for s in [&fresh[1], &fresh[3]] {
+        assert!(
+            store.certificate(s).await.unwrap().is_none(),
+            "a refused pending row was written"
+        );
+    }
+    assert_eq!(
+        store.certificate(&taken).await.unwrap().unwrap().holder,
+        "IIN3",
+        "a refused request changed the row under its serial"
+    );
+    // Marked at once: the pending ones issued, the abandoned one refused and left abandoned.
+    let marks = [(&fresh[0], 0x01u8), (&abandoned, 0x02), (&fresh[2], 0x03)];
+    let ders: Vec<[u8; 2]> = marks.iter().map(|(_, b)| [0x30, *b]).collect();
+    let answers = futures_util::future::join_all(
+        marks
+            .iter()
+            .zip(&ders)
+            .map(|((s, _), der)| store.mark_issued("nca", s, der, &actor)),
+    )
+    .await;
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(
+        matches!(answers[1], Err(StoreError::StateConflict(_))),
+        "{:?}",
+        answers[1]
+    );
+    assert!(answers[2].is_ok(), "{:?}", answers[2]);
+    for (s, b) in marks {
+        let rec = store.certificate(s).await.unwrap().unwrap();
+        if *s == abandoned {
+            assert_eq!(rec.status, CertificateStatus::Abandoned);
+        } else {
+            assert_eq!(rec.status, CertificateStatus::Issued);
+            assert_eq!(rec.der.as_deref(), Some(&[0x30, b][..]));
+        }
+    }
+    store.close().await;
+}
+
+#[test]
+fn batched_writes_answered_one_by_one_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    runtime().block_on(async { batched_answers(Store::open(&url).await.unwrap()).await });
+}
+
+#[test]
+fn batched_writes_answered_one_by_one_on_postgres() {
+    let url = fresh_postgres_database();
+    runtime().block_on(async { batched_answers(Store::open(&url).await.unwrap()).await });
+}
+
 #[test]
 fn store_invariants_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
