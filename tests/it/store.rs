@@ -87,7 +87,7 @@ async fn invariants(store: Store) {
 /// Writes made at once share a group commit: each is answered as if it had been written alone,
 /// in the order sent, and a refused one changes nothing of the others'.
 async fn batched_answers(store: Store) {
-    let actor = nca::audit::actor::Actor::Service;
+    let actor = nca::model::Actor::Service;
     let taken = format!("3{}", random_hex(19));
     let abandoned = format!("4{}", random_hex(19));
     store.add_pending(&pending(&taken, "IIN3", "k3")).await.unwrap();
