@@ -42,7 +42,9 @@
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
 # PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
-# (1000000), NOUTBOX (100000), APP_CONC (16), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"). Loopback only. Output: RESULT lines, then a summary.
+# (1000000), NOUTBOX (100000), APP_CONC (16), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"),
+# NCA_BIN and BENCH_BIN (binaries to run instead of building target/release's). Loopback only.
+# Output: RESULT lines, then a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
@@ -67,10 +69,13 @@ fi
 module=/usr/lib/softhsm/libsofthsm2.so
 [[ -f $module ]] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
 
-log "building release"
-cargo build --release --quiet --bin nca --example bench
-NCA=$PWD/target/release/nca
-BENCH=$PWD/target/release/examples/bench
+# NCA_BIN / BENCH_BIN: run other binaries (a before/after comparison) instead of building these.
+if [[ -z ${NCA_BIN:-} ]]; then
+    log "building release"
+    cargo build --release --quiet --bin nca --example bench
+fi
+NCA=${NCA_BIN:-$PWD/target/release/nca}
+BENCH=${BENCH_BIN:-$PWD/target/release/examples/bench}
 
 tmp=$(mktemp -d /tmp/nca-bench.XXXXXX)
 chmod 711 "$tmp"
