@@ -258,7 +258,9 @@ fn cpu_seconds() -> f64 {
     };
     // The fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
     // The kernel's clock tick: 100 per second on Linux.
     ticks / 100.0
 }
