@@ -232,10 +232,16 @@ if has applications; then
                 --iin 920708497088 --surname Сейітқали --name Айгерім --centre "$centre" --out "$d/op" \
                 --key-algorithm ec-p256 >/dev/null)
             log "applications: $db $alg (${DURATION}s, concurrency $APP_CONC)"
+            # The service's own CPU over the load (its utime and stime, in clock ticks), beside the
+            # client's, which the load process prints: which of them is the limit.
+            cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t0=$(date +%s.%N)
             out=$(NCA_KEY_STORE=software NCA_LOG=warn "$BENCH" applications --public "$url" --operator "$op_url" \
                 --data "$d/data" --operator-dir "$d/op" --centre "$centre" --alg "$alg" --label "database=$db" \
                 --auth-csr "$tmp/app-auth.csr" --sign-csr "$tmp/app-sign.csr" --seconds "$DURATION" \
                 --concurrency "$APP_CONC" 2>/dev/null | grep '^RESULT')
+            cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t1=$(date +%s.%N)
+            out+=$'\n'"RESULT applications.server_cpu $(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
+                'BEGIN {printf "%.2f", (b - a) / 100 / (e - s)}') cores database=$db issuing=$alg (nca serve, over the load process's run, its bound probe included)"
             echo "$out"; results+=("$out")
             kill "$pid" 2>/dev/null || true
         done
