@@ -42,7 +42,9 @@
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
 # PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
-# (1000000), NOUTBOX (100000), APP_CONC (16), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"). Loopback only. Output: RESULT lines, then a summary.
+# (1000000), NOUTBOX (100000), APP_CONC (16), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"),
+# NCA_BIN and BENCH_BIN (binaries to run instead of building target/release's). Loopback only.
+# Output: RESULT lines, then a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
@@ -67,10 +69,13 @@ fi
 module=/usr/lib/softhsm/libsofthsm2.so
 [[ -f $module ]] || module=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
 
-log "building release"
-cargo build --release --quiet --bin nca --example bench
-NCA=$PWD/target/release/nca
-BENCH=$PWD/target/release/examples/bench
+# NCA_BIN / BENCH_BIN: run other binaries (a before/after comparison) instead of building these.
+if [[ -z ${NCA_BIN:-} ]]; then
+    log "building release"
+    cargo build --release --quiet --bin nca --example bench
+fi
+NCA=${NCA_BIN:-$PWD/target/release/nca}
+BENCH=${BENCH_BIN:-$PWD/target/release/examples/bench}
 
 tmp=$(mktemp -d /tmp/nca-bench.XXXXXX)
 chmod 711 "$tmp"
@@ -227,10 +232,16 @@ if has applications; then
                 --iin 920708497088 --surname Сейітқали --name Айгерім --centre "$centre" --out "$d/op" \
                 --key-algorithm ec-p256 >/dev/null)
             log "applications: $db $alg (${DURATION}s, concurrency $APP_CONC)"
+            # The service's own CPU over the load (its utime and stime, in clock ticks), beside the
+            # client's, which the load process prints: which of them is the limit.
+            cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t0=$(date +%s.%N)
             out=$(NCA_KEY_STORE=software NCA_LOG=warn "$BENCH" applications --public "$url" --operator "$op_url" \
                 --data "$d/data" --operator-dir "$d/op" --centre "$centre" --alg "$alg" --label "database=$db" \
                 --auth-csr "$tmp/app-auth.csr" --sign-csr "$tmp/app-sign.csr" --seconds "$DURATION" \
                 --concurrency "$APP_CONC" 2>/dev/null | grep '^RESULT')
+            cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t1=$(date +%s.%N)
+            out+=$'\n'"RESULT applications.server_cpu $(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
+                'BEGIN {printf "%.2f", (b - a) / 100 / (e - s)}') cores database=$db issuing=$alg (nca serve, over the load process's run, its bound probe included)"
             echo "$out"; results+=("$out")
             kill "$pid" 2>/dev/null || true
         done

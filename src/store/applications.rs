@@ -155,45 +155,53 @@ fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
     })
 }
 
-async fn insert_steps(conn: &mut sqlx::AnyConnection, number: &str, steps: &[StepRecord]) -> Result<(), StoreError> {
-    if steps.is_empty() {
-        return Ok(());
+/// `($first, …), (…), …`: `rows` rows of `columns` numbered parameters, for a multi-row
+/// statement.
+pub(super) fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + r * columns + c).to_string());
+        }
+        sql.push(')');
     }
-    // One statement for all of them: each statement is a round trip to the database.
-    let rows: Vec<String> = (0..steps.len())
-        .map(|i| {
-            let p = i * 8;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8
-            )
-        })
-        .collect();
-    let q = format!(
-        "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, deadline_seconds, outcome) \
-         VALUES {}",
-        rows.join(", ")
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
-    for s in steps {
-        query = query
-            .bind(number)
-            .bind(s.seq)
-            .bind(s.step.as_str())
-            .bind(&s.actor)
-            .bind(s.started_at)
-            .bind(s.finished_at)
-            .bind(s.deadline_seconds)
-            .bind(&s.outcome);
+    sql
+}
+
+/// The most steps one statement inserts (eight parameters each).
+const STEP_ROWS: usize = 100;
+
+/// Inserts steps, each with its application's number.
+async fn insert_steps(conn: &mut sqlx::AnyConnection, steps: &[(&str, &StepRecord)]) -> Result<(), StoreError> {
+    // One statement for many: each statement is a round trip to the database.
+    for chunk in steps.chunks(STEP_ROWS) {
+        let q = format!(
+            "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, deadline_seconds, outcome) \
+             VALUES {}",
+            placeholder_rows(chunk.len(), 8, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
+        for (number, s) in chunk {
+            query = query
+                .bind(*number)
+                .bind(s.seq)
+                .bind(s.step.as_str())
+                .bind(&s.actor)
+                .bind(s.started_at)
+                .bind(s.finished_at)
+                .bind(s.deadline_seconds)
+                .bind(&s.outcome);
+        }
+        query.execute(&mut *conn).await?;
     }
-    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -266,7 +274,8 @@ pub(super) async fn change_application(
         .execute(&mut *conn)
         .await?;
     }
-    insert_steps(&mut *conn, number, &a.steps).await?;
+    let steps: Vec<(&str, &StepRecord)> = a.steps.iter().map(|s| (number, s)).collect();
+    insert_steps(&mut *conn, &steps).await?;
     if let Some(r) = &a.receipt {
         let documents =
             serde_json::to_string(&r.documents).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
@@ -291,9 +300,92 @@ pub(super) async fn change_application(
     )))
 }
 
+/// A submission's share of a group commit of new applications ([`super::writer`]): the
+/// application's row, its first steps, the messages telling of it and its audit record.
+pub(super) struct NewApplication {
+    record: ApplicationRecord,
+    /// The applicant's data as the row keeps it (JSON).
+    applicant: String,
+    steps: Vec<StepRecord>,
+    messages: Vec<OutboxMessage>,
+    event: AuditEvent,
+}
+
+/// The most applications one statement inserts (21 parameters each).
+const APPLICATION_ROWS: usize = 40;
+
+impl super::writer::Batch for NewApplication {
+    type Answer = Result<(), StoreError>;
+
+    fn execute<'a>(
+        conn: &'a mut sqlx::AnyConnection,
+        backend: super::Backend,
+        batch: &'a [Self],
+    ) -> impl std::future::Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send + 'a {
+        add_applications(conn, backend, batch)
+    }
+}
+
+/// A batch of new applications in the writer's transaction: their rows, steps and messages as
+/// multi-row statements, then their audit records in one append. A statement that fails (a
+/// number drawn twice) loses the batch: every submitter is told, and nothing of it is recorded.
+async fn add_applications(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    batch: &[NewApplication],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    for chunk in batch.chunks(APPLICATION_ROWS) {
+        let q = format!(
+            "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, \
+             auth_csr, sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at, tbs, intent, \
+             intent_until, waiting, csr_digests) VALUES {}",
+            placeholder_rows(chunk.len(), 21, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
+        for n in chunk {
+            let (a, refusal) = (&n.record, n.record.refusal.as_ref());
+            query = query
+                .bind(&a.number)
+                .bind(&a.process)
+                .bind(a.service.as_str())
+                .bind(a.channel.as_str())
+                .bind(a.status.as_str())
+                .bind(&a.iin)
+                .bind(&n.applicant)
+                .bind(&a.centre)
+                .bind(&a.storage)
+                .bind(&a.auth_csr)
+                .bind(&a.sign_csr)
+                .bind(refusal.map(|r| r.code.as_str()))
+                .bind(refusal.map(|r| r.step.as_str()))
+                .bind(refusal.map(|r| r.message.as_str()))
+                .bind(a.created_at)
+                .bind(a.updated_at)
+                .bind(&a.tbs)
+                .bind(a.intent.map(Intent::as_str))
+                .bind(a.intent_until)
+                .bind(&a.waiting)
+                .bind(&a.csr_digests);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let steps: Vec<(&str, &StepRecord)> = batch
+        .iter()
+        .flat_map(|n| n.steps.iter().map(|s| (n.record.number.as_str(), s)))
+        .collect();
+    insert_steps(&mut *conn, &steps).await?;
+    let messages: Vec<OutboxMessage> = batch.iter().flat_map(|n| n.messages.iter().cloned()).collect();
+    outbox::append(&mut *conn, &messages).await?;
+    let events: Vec<AuditEvent> = batch.iter().map(|n| n.event.clone()).collect();
+    // The audit chain's head is every writer's one shared row: taken last, held shortest.
+    append(&mut *conn, backend, &events).await?;
+    Ok(batch.iter().map(|_| Ok(())).collect())
+}
+
 impl Store {
     /// Records a new application with its first steps and the messages telling of it; the audit
-    /// says its status.
+    /// says its status. Through the submissions' group commit ([`NewApplication`]): returns once
+    /// committed, with the submissions that came at the same time.
     pub async fn add_application(
         &self,
         a: &ApplicationRecord,
@@ -304,48 +396,21 @@ impl Store {
         let applicant =
             serde_json::to_string(&a.applicant).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
         let refusal = a.refusal.as_ref();
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, auth_csr, \
-             sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at, tbs, intent, intent_until, \
-             waiting, csr_digests) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-        )
-        .bind(&a.number)
-        .bind(&a.process)
-        .bind(a.service.as_str())
-        .bind(a.channel.as_str())
-        .bind(a.status.as_str())
-        .bind(&a.iin)
-        .bind(&applicant)
-        .bind(&a.centre)
-        .bind(&a.storage)
-        .bind(&a.auth_csr)
-        .bind(&a.sign_csr)
-        .bind(refusal.map(|r| r.code.as_str()))
-        .bind(refusal.map(|r| r.step.as_str()))
-        .bind(refusal.map(|r| r.message.as_str()))
-        .bind(a.created_at)
-        .bind(a.updated_at)
-        .bind(&a.tbs)
-        .bind(a.intent.map(Intent::as_str))
-        .bind(a.intent_until)
-        .bind(&a.waiting)
-        .bind(&a.csr_digests)
-        .execute(&mut *tx)
-        .await?;
-        insert_steps(&mut tx, &a.number, steps).await?;
-        let e = AuditEvent::new(
+        let event = AuditEvent::new(
             &format!("application.{}", a.status.as_str()),
             &a.number,
             serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre,
                 "refusal": refusal.map(|r| &r.code), "intent": a.intent.map(Intent::as_str), "actor": actor}),
         );
-        outbox::append(&mut tx, messages).await?;
-        // The audit chain's head is every writer's one shared row: taken last, held shortest.
-        append(&mut tx, self.backend(), &[e]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.submissions
+            .write(NewApplication {
+                record: a.clone(),
+                applicant,
+                steps: steps.to_vec(),
+                messages: messages.to_vec(),
+                event,
+            })
+            .await?
     }
 
     pub async fn application(&self, number: &str) -> Result<Option<ApplicationRecord>, StoreError> {
@@ -421,17 +486,22 @@ impl Store {
 
     /// Moves an application on from status `from`, in one transaction. Returns false, changing
     /// nothing, when it is not in `from` any more: a transition takes effect once (a replayed
-    /// confirmation finds the application already moved on).
-    pub async fn advance_application(&self, number: &str, from: Status, a: &Advance) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(e) = change_application(&mut tx, number, from, a).await? else {
-            return Ok(false);
-        };
-        outbox::append(&mut tx, &a.messages).await?;
-        // The audit chain's head is every writer's one shared row: taken last, held shortest.
-        append(&mut tx, self.backend(), &[e]).await?;
-        tx.commit().await?;
-        Ok(true)
+    /// confirmation finds the application already moved on). The change goes through the
+    /// issuance's group commit ([`super::group::Together`] with no certificates): it shares a
+    /// transaction, and the outbox's and the audit chain's statements, with whatever else is
+    /// being written at the time, instead of holding the one write connection for its own.
+    pub async fn advance_application(&self, number: &str, from: Status, a: Advance) -> Result<bool, StoreError> {
+        let w = self
+            .write_together(super::group::Together {
+                before: Some(ApplicationChange {
+                    number: number.to_string(),
+                    from,
+                    change: a,
+                }),
+                ..Default::default()
+            })
+            .await?;
+        Ok(w.before)
     }
 
     /// Takes up to `limit` applications whose intent is recorded but whose lease has run out (or

@@ -95,6 +95,8 @@ pub struct Store {
     write_pool: AnyPool,
     backend: Backend,
     writer: writer::Writer<group::WriteOp>,
+    /// New applications' group commit (`applications.rs`), beside the issuance's.
+    submissions: writer::Writer<applications::NewApplication>,
     /// Moves on every committed revocation and every change of an operator's status or dismissal
     /// date made through this store, so that what was decided from the old rows (the operator
     /// listener's access decisions, kept per connection) is dropped at once.
@@ -202,6 +204,7 @@ impl Store {
             (pool.clone(), pool)
         };
         let writer = writer::Writer::start(write_pool.clone(), backend);
+        let submissions = writer::Writer::start(write_pool.clone(), backend);
         let checkpointer = (backend == Backend::Sqlite && !read_only)
             .then(|| std::sync::Arc::new(checkpoint_off_the_write_path(pool.clone())));
         let store = Store {
@@ -209,6 +212,7 @@ impl Store {
             write_pool,
             backend,
             writer,
+            submissions,
             access_epoch: Default::default(),
             _checkpointer: checkpointer,
         };

@@ -2,6 +2,8 @@
 //! workers (several instances on one PostgreSQL never claim the same message), and the record of
 //! every attempt.
 
+use std::collections::HashMap;
+
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, now};
@@ -82,24 +84,47 @@ pub struct OutboxRow {
     pub attempts: i64,
 }
 
+/// The most attempts one pair of statements records (seven parameters each).
+const ATTEMPT_ROWS: usize = 100;
+
+/// The most messages one statement appends (five parameters each, one more for the time).
+const APPEND_ROWS: usize = 200;
+
 /// Appends messages inside the caller's transaction, each numbered after the application's last
-/// on its channel.
+/// on its channel: one statement for up to [`APPEND_ROWS`] of them, not one each (a statement is
+/// a round trip to the database while the write lock is held).
 pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage]) -> Result<(), StoreError> {
     let t = now();
-    for m in messages {
-        // Numbered in the same statement: the caller's transaction holds the write lock.
-        sqlx::query(
+    // The statement sees the table as it was before it: a message numbered after another of the
+    // same application and channel in this append is numbered after it by its place here.
+    let mut earlier: HashMap<(&str, &str), i64> = HashMap::new();
+    let places: Vec<i64> = messages
+        .iter()
+        .map(|m| {
+            let n = earlier.entry((m.channel, m.application.as_str())).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .collect();
+    for (chunk, places) in messages.chunks(APPEND_ROWS).zip(places.chunks(APPEND_ROWS)) {
+        let rows = super::applications::placeholder_rows(chunk.len(), 5, 1);
+        let q = format!(
             "INSERT INTO outbox (channel, message_id, application, seq, body, state, attempts, next_attempt_at, created_at) \
-             SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, 'pending', 0, $5, $5 FROM outbox \
-             WHERE channel = $1 AND application = $3",
-        )
-        .bind(m.channel)
-        .bind(&m.message_id)
-        .bind(&m.application)
-        .bind(&m.body)
-        .bind(t)
-        .execute(&mut *conn)
-        .await?;
+             SELECT v.column1, v.column2, v.column3, \
+             COALESCE((SELECT MAX(o.seq) FROM outbox o WHERE o.channel = v.column1 AND o.application = v.column3), 0) \
+             + v.column5, v.column4, 'pending', 0, ${t}, ${t} FROM (VALUES {rows}) AS v",
+            t = 5 * chunk.len() + 1
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
+        for (m, place) in chunk.iter().zip(places) {
+            query = query
+                .bind(m.channel)
+                .bind(&m.message_id)
+                .bind(&m.application)
+                .bind(&m.body)
+                .bind(*place);
+        }
+        query.bind(t).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -167,40 +192,50 @@ impl Store {
         }
         let t = now();
         let mut tx = self.begin_write().await?;
-        for a in attempts {
-            sqlx::query(
+        // Two statements for a whole chunk of attempts, not two per message: the write lock is
+        // held for each statement's round trip, and the issuance path waits for it.
+        for chunk in attempts.chunks(ATTEMPT_ROWS) {
+            let q = format!(
                 "INSERT INTO outbox_attempts (message_id, attempt, at_ms, http_status, latency_ms, error, instance) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&a.message_id)
-            .bind(a.attempt)
-            .bind(a.at_ms)
-            .bind(a.http_status)
-            .bind(a.latency_ms)
-            .bind(&a.error)
-            .bind(instance)
-            .execute(&mut *tx)
-            .await?;
-            let (state, next, delivered_at) = match a.outcome {
-                AttemptOutcome::Delivered => ("delivered", t, Some(t)),
-                AttemptOutcome::RetryAt(at) => ("pending", at, None),
-                AttemptOutcome::Parked => ("parked", t, None),
-            };
-            sqlx::query(
-                "UPDATE outbox SET state = $1, next_attempt_at = $2, delivered_at = $3, attempts = $4, \
-                 last_status = $5, last_error = $6, claimed_by = NULL, claimed_until = NULL \
-                 WHERE id = $7 AND claimed_by = $8",
-            )
-            .bind(state)
-            .bind(next)
-            .bind(delivered_at)
-            .bind(a.attempt)
-            .bind(a.http_status)
-            .bind(&a.error)
-            .bind(a.id)
-            .bind(instance)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {}",
+                super::applications::placeholder_rows(chunk.len(), 7, 1)
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(q));
+            for a in chunk {
+                insert = insert
+                    .bind(&a.message_id)
+                    .bind(a.attempt)
+                    .bind(a.at_ms)
+                    .bind(a.http_status)
+                    .bind(a.latency_ms)
+                    .bind(&a.error)
+                    .bind(instance);
+            }
+            insert.execute(&mut *tx).await?;
+            let q = format!(
+                "UPDATE outbox SET state = v.column2, next_attempt_at = v.column3, delivered_at = v.column4, \
+                 attempts = v.column5, last_status = v.column6, last_error = v.column7, claimed_by = NULL, \
+                 claimed_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1 AND outbox.claimed_by = ${}",
+                super::applications::placeholder_rows(chunk.len(), 7, 1),
+                7 * chunk.len() + 1
+            );
+            let mut update = sqlx::query(sqlx::AssertSqlSafe(q));
+            for a in chunk {
+                let (state, next, delivered_at) = match a.outcome {
+                    AttemptOutcome::Delivered => ("delivered", t, Some(t)),
+                    AttemptOutcome::RetryAt(at) => ("pending", at, None),
+                    AttemptOutcome::Parked => ("parked", t, None),
+                };
+                update = update
+                    .bind(a.id)
+                    .bind(state)
+                    .bind(next)
+                    .bind(delivered_at)
+                    .bind(a.attempt)
+                    .bind(a.http_status)
+                    .bind(&a.error);
+            }
+            update.bind(instance).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

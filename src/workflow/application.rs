@@ -223,7 +223,7 @@ impl Workflow<'_> {
         actor: Actor,
     ) -> Result<bool, WorkflowError> {
         let change = self.change_of(a, from, change, at_step, letter, actor)?;
-        Ok(self.store.advance_application(&a.number, from, &change).await?)
+        Ok(self.store.advance_application(&a.number, from, change).await?)
     }
 
     /// A change from `from` as [`Workflow::move_on`] records it (allowed by [`Status::may_become`],
