@@ -79,7 +79,14 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
         }
         // The AUTH certificate is not for signing documents.
         let sig = work.path().join(format!("{alg}-auth.p7s"));
-        cms_sign_as(&content, &dir.join("auth.crt"), &dir.join("auth.key"), &sig, true, false);
+        cms_sign_as(
+            &content,
+            &dir.join("auth.crt"),
+            &dir.join("auth.key"),
+            &sig,
+            true,
+            false,
+        );
         let e = verify(&d, &sig, None).unwrap_err();
         assert!(e.contains("signer_not_sign_certificate"), "{e}");
     }
@@ -120,7 +127,14 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
     run_ok(&mut d.nca(&["cert", "revoke", serial, "--reason", "keyCompromise"]));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let sig = work.path().join("revoked.p7s");
-    cms_sign_as(&content, &dir.join("sign.crt"), &dir.join("sign.key"), &sig, true, false);
+    cms_sign_as(
+        &content,
+        &dir.join("sign.crt"),
+        &dir.join("sign.key"),
+        &sig,
+        true,
+        false,
+    );
     let e = verify(&d, &sig, None).unwrap_err();
     assert!(e.contains("signer_revoked"), "{e}");
 

@@ -333,20 +333,26 @@ fn a_revocation_signed_by_a_stranger_gets_the_same_refusal_whatever_the_iin_hold
         }
         v
     };
-    for (tag, (status, v)) in ["holder-named", "holder-all", "none-all", "none-named"].iter().zip(&answers) {
-        sc.check(&format!("{tag}: the same refusal, saying nothing of what the IIN holds"), || {
-            assert_eq!(
-                (*status, v["refusal"]["code"].as_str()),
-                (422, Some("applicant_signature_invalid")),
-                "{v}"
-            );
-            assert_eq!(shape(v), shape(&answers[0].1), "{v}");
-            let text = v.to_string();
-            assert!(
-                serials.iter().all(|s| !text.contains(s.as_str())) && !text.contains("in force"),
-                "{v}"
-            );
-        });
+    for (tag, (status, v)) in ["holder-named", "holder-all", "none-all", "none-named"]
+        .iter()
+        .zip(&answers)
+    {
+        sc.check(
+            &format!("{tag}: the same refusal, saying nothing of what the IIN holds"),
+            || {
+                assert_eq!(
+                    (*status, v["refusal"]["code"].as_str()),
+                    (422, Some("applicant_signature_invalid")),
+                    "{v}"
+                );
+                assert_eq!(shape(v), shape(&answers[0].1), "{v}");
+                let text = v.to_string();
+                assert!(
+                    serials.iter().all(|s| !text.contains(s.as_str())) && !text.contains("in force"),
+                    "{v}"
+                );
+            },
+        );
     }
     sc.check("the holder's certificates stay valid", || {
         for serial in &serials {

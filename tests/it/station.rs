@@ -54,7 +54,8 @@ impl Centre {
             "--key-algorithm",
             alg,
         ]);
-        add.env("NCA_OPERATOR_PIN", PIN).env("NCA_PKCS11_MODULE", crate::kit::pkcs11::module());
+        add.env("NCA_OPERATOR_PIN", PIN)
+            .env("NCA_PKCS11_MODULE", crate::kit::pkcs11::module());
         run_ok(&mut add);
         Centre {
             d,
@@ -277,7 +278,9 @@ fn p4_writes_keys_and_certificates_onto_the_card_and_p5_revokes_them_at_the_cent
             "{subject}"
         );
     });
-    sc.check("the card holds the pair", || check_card(&c, &card, &number, &auth, &sign));
+    sc.check("the card holds the pair", || {
+        check_card(&c, &card, &number, &auth, &sign)
+    });
     sc.check("nothing left behind, the card PIN in no output", || {
         c.assert_no_files_left();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -238,7 +238,8 @@ fn station_sign(d: &Deployment, token: &str, content: &Path, out: &Path, tsa: Op
         args.extend(["--timestamp", url]);
     }
     let mut c = d.nca(&args);
-    c.env("NCA_OPERATOR_PIN", PIN).env("NCA_PKCS11_MODULE", crate::kit::pkcs11::module());
+    c.env("NCA_OPERATOR_PIN", PIN)
+        .env("NCA_PKCS11_MODULE", crate::kit::pkcs11::module());
     run_ok(&mut c);
 }
 

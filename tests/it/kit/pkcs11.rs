@@ -122,7 +122,10 @@ impl OwnKeyStore {
     pub fn new(d: &Deployment) -> OwnKeyStore {
         let away = d.dir.path().join("away");
         let dir = if is_pkcs11() {
-            d.softhsm_conf().parent().expect("the configuration's directory").join("tokens")
+            d.softhsm_conf()
+                .parent()
+                .expect("the configuration's directory")
+                .join("tokens")
         } else {
             d.data().join("keys")
         };
