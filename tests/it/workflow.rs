@@ -344,7 +344,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
         (auth_pem, sign_pem, serials, request)
     });
     let signed_with = |cert: &Path, key: &Path, out: &Path| {
-        cms_sign(&request, &cert, &key, &out);
+        cms_sign(&request, cert, key, out);
         let (status, body) = curl(&[
             "-H",
             "content-type: application/pkcs7-mime",
