@@ -17,12 +17,13 @@
 # Environment the tests get:
 #   NCA_TEST_POSTGRES_URL     postgres://postgres@127.0.0.1:PORT/nca_test (recreated before each run)
 #   NCA_TEST_KEY_STORE        software | pkcs11
-#   SOFTHSM2_CONF             this run's SoftHSM2 configuration (fresh tokens)
+#   SOFTHSM2_CONF             this run's SoftHSM2 configuration (a fresh token, nca-test-ca,
+#                             in the pkcs11 run); no test writes there: every deployment of the
+#                             testkit has a SoftHSM2 directory of its own (tests/it/kit/server.rs)
 #   NCA_TEST_PKCS11_MODULE    SoftHSM2's PKCS#11 module
-#   NCA_TEST_PKCS11_TOKEN     CA token label, nca-test-ca (pkcs11 run only)
+#   NCA_TEST_PKCS11_TOKEN     CA token label, nca-test-ca (pkcs11 run only): the label of each
+#                             deployment's own CA token
 #   NCA_TEST_PKCS11_PIN       its user PIN (pkcs11 run only)
-#   NCA_TEST_OPERATOR_TOKEN   an empty operator token, nca-test-operator (both runs)
-#   NCA_TEST_OPERATOR_PIN     its user PIN
 #
 # Before the integration runs, `node --test tests/web/*.test.mjs` tests the
 # pages' DER, PKCS#12, cipher and CMS code (web/assets/) on its own.
@@ -303,15 +304,16 @@ integration_run() { # key-store
     local store=$1 hsm=$tmp/hsm-$1 line
     unset NCA_TEST_PKCS11_TOKEN NCA_TEST_PKCS11_PIN
     fresh_database
+    # A token for anything that opens SoftHSM2 without a deployment's own configuration. The
+    # tests' tokens (CA tokens, operators' tokens, ID cards) are each deployment's own: SoftHSM2
+    # rewrites token.object on every C_Login, and a process opening a token shared with the tests
+    # running beside it could read it half-written.
+    line=$(hsm/setup-token.sh "$hsm" nca-test-ca "$hsm_user_pin" "$hsm_so_pin")
+    eval "$line"
     if [[ $store == pkcs11 ]]; then
-        line=$(hsm/setup-token.sh "$hsm" nca-test-ca "$hsm_user_pin" "$hsm_so_pin")
-        eval "$line"
         export NCA_TEST_PKCS11_TOKEN=nca-test-ca NCA_TEST_PKCS11_PIN=$hsm_user_pin
     fi
-    line=$(hsm/setup-token.sh "$hsm" nca-test-operator "$hsm_user_pin" "$hsm_so_pin")
-    eval "$line"
     export SOFTHSM2_CONF NCA_TEST_KEY_STORE=$store NCA_TEST_PKCS11_MODULE=$pkcs11_module
-    export NCA_TEST_OPERATOR_TOKEN=nca-test-operator NCA_TEST_OPERATOR_PIN=$hsm_user_pin
     env | grep -E '^(NCA_TEST_|SOFTHSM2_CONF=)' | grep -v '_PIN=' | sort || true
     cargo test "${cargo_flags[@]}" --test it -- "${it_args[@]}"
 }

@@ -13,19 +13,13 @@ use crate::harness::*;
 
 #[test]
 fn ceremony_makes_a_hierarchy_that_openssl_accepts_and_refuses_to_run_twice() {
-    let mut d = Deployment::new();
-    // In the pkcs11 run the CA keys go onto a token of this test's own, so that "the refused
-    // ceremony made no keys" can be counted there (the suite's token is shared with the tests
-    // running beside this one); in the software run they are the key files.
-    let _own = is_pkcs11().then(|| crate::kit::pkcs11::OwnKeyStore::new(&mut d, "nca-ceremony"));
+    let d = Deployment::new();
+    // In the pkcs11 run the CA keys go onto the deployment's own token, so that "the refused
+    // ceremony made no keys" can be counted there; in the software run they are the key files.
     let token_keys = |d: &Deployment| {
-        let conf = d
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "SOFTHSM2_CONF")
-            .map(|(_, v)| std::path::PathBuf::from(v));
-        crate::kit::pkcs11::objects(conf.as_deref(), "nca-ceremony", "1234", Some("privkey")).len()
+        let label = std::env::var("NCA_TEST_PKCS11_TOKEN").unwrap();
+        let pin = std::env::var("NCA_TEST_PKCS11_PIN").unwrap();
+        crate::kit::pkcs11::objects(d, &label, &pin, Some("privkey")).len()
     };
     let report = d.init();
     let keys_before = if is_pkcs11() { token_keys(&d) } else { 0 };
@@ -562,7 +556,7 @@ fn ca_keys_on_the_token_are_sensitive_and_never_extractable() {
     let report = d.init();
     let label = report.lines().find(|l| l.starts_with("root CA")).unwrap();
     let label = label.split("key=[pkcs11:").nth(1).unwrap().trim_end_matches(']');
-    let keys = crate::kit::pkcs11::objects(token.conf.as_deref(), &token.label, &token.pin, Some("privkey"));
+    let keys = crate::kit::pkcs11::objects(&d, &token.label, &token.pin, Some("privkey"));
     let block = keys
         .iter()
         .find(|b| b.contains(label))

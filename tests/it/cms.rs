@@ -5,22 +5,6 @@ use std::process::Command;
 
 use crate::harness::*;
 
-fn sign(content: &Path, cert: &Path, key: &Path, out: &Path, attached: bool) {
-    let mut c = Command::new("openssl");
-    c.args(["cms", "-sign", "-binary", "-outform", "DER", "-md", "sha256", "-in"])
-        .arg(content)
-        .arg("-signer")
-        .arg(cert)
-        .arg("-inkey")
-        .arg(key)
-        .arg("-out")
-        .arg(out);
-    if attached {
-        c.arg("-nodetach");
-    }
-    run_ok(&mut c);
-}
-
 /// `nca cms verify`: Ok(signer JSON) or Err(stderr).
 fn verify(d: &Deployment, signed: &Path, content: Option<&Path>) -> Result<serde_json::Value, String> {
     let mut args = vec![
@@ -79,7 +63,7 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
         let (cert, key) = (dir.join("sign.crt"), dir.join("sign.key"));
         for attached in [true, false] {
             let sig = work.path().join(format!("{alg}-{attached}.p7s"));
-            sign(&content, &cert, &key, &sig, attached);
+            cms_sign_as(&content, &cert, &key, &sig, attached, false);
             let detached = (!attached).then_some(content.as_path());
             let v = verify(&d, &sig, detached).unwrap_or_else(|e| panic!("{alg} attached={attached}: {e}"));
             assert_eq!(v["signer_serial"], op["sign_serial"], "{v}");
@@ -95,7 +79,14 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
         }
         // The AUTH certificate is not for signing documents.
         let sig = work.path().join(format!("{alg}-auth.p7s"));
-        sign(&content, &dir.join("auth.crt"), &dir.join("auth.key"), &sig, true);
+        cms_sign_as(
+            &content,
+            &dir.join("auth.crt"),
+            &dir.join("auth.key"),
+            &sig,
+            true,
+            false,
+        );
         let e = verify(&d, &sig, None).unwrap_err();
         assert!(e.contains("signer_not_sign_certificate"), "{e}");
     }
@@ -121,7 +112,7 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
             .arg(&sc),
     );
     let sig = work.path().join("stranger.p7s");
-    sign(&content, &sc, &sk, &sig, true);
+    cms_sign_as(&content, &sc, &sk, &sig, true, false);
     let e = verify(&d, &sig, None).unwrap_err();
     assert!(e.contains("signer_unknown"), "{e}");
 
@@ -136,7 +127,14 @@ fn signatures_by_this_cas_sign_certificates_verify_and_others_are_refused_with_t
     run_ok(&mut d.nca(&["cert", "revoke", serial, "--reason", "keyCompromise"]));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let sig = work.path().join("revoked.p7s");
-    sign(&content, &dir.join("sign.crt"), &dir.join("sign.key"), &sig, true);
+    cms_sign_as(
+        &content,
+        &dir.join("sign.crt"),
+        &dir.join("sign.key"),
+        &sig,
+        true,
+        false,
+    );
     let e = verify(&d, &sig, None).unwrap_err();
     assert!(e.contains("signer_revoked"), "{e}");
 
@@ -162,50 +160,13 @@ fn an_operator_on_a_token_signs_with_nca_station_sign_and_openssl_accepts_it() {
     let mut d = Deployment::new();
     d.init();
     d.start();
-    let token = std::env::var("NCA_TEST_OPERATOR_TOKEN").expect("NCA_TEST_OPERATOR_TOKEN: run through scripts/test.sh");
-    let pin = std::env::var("NCA_TEST_OPERATOR_PIN").expect("NCA_TEST_OPERATOR_PIN");
-    let module = std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE");
-    let centre = d.first_centre();
-
-    let mut add = d.nca(&[
-        "operator",
-        "add",
-        "--iin",
-        "690214449535",
-        "--surname",
-        "Тоқенов",
-        "--name",
-        "Ерлан",
-        "--centre",
-        &centre,
-        "--token",
-        &token,
-    ]);
-    add.env("NCA_OPERATOR_PIN", &pin).env("NCA_PKCS11_MODULE", &module);
-    let op: serde_json::Value = serde_json::from_slice(&run_ok(&mut add).stdout).unwrap();
+    let pin = "1234".to_string();
+    let module = crate::kit::pkcs11::module();
+    let (token, op) = crate::kit::pkcs11::operator_on_token(&d, &pin);
 
     // On the token: both private keys sensitive, never extractable; both certificates beside them.
-    let listing = stdout(&run_ok(Command::new("pkcs11-tool").args([
-        "--module",
-        &module,
-        "--token-label",
-        &token,
-        "--login",
-        "--pin",
-        &pin,
-        "--list-objects",
-    ])));
-    // One block per object: a header line "… Object; …" and its indented attributes.
-    let mut blocks: Vec<String> = Vec::new();
-    for line in listing.lines() {
-        if line.contains(" Object;") {
-            blocks.push(String::new());
-        }
-        if let Some(b) = blocks.last_mut() {
-            b.push_str(line);
-            b.push('\n');
-        }
-    }
+    let blocks = crate::kit::pkcs11::objects(&d, &token, &pin, None);
+    let listing = blocks.concat();
     let sign_key = blocks
         .iter()
         .find(|b| b.starts_with("Private Key Object") && b.contains("label:      SIGN-"))

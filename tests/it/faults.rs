@@ -152,128 +152,147 @@ fn application_view(d: &Deployment, number: &str) -> serde_json::Value {
 
 #[test]
 fn a_confirmation_while_the_key_store_is_away_waits_and_completes_once_it_is_back() {
+    let mut sc = Scenario::new("the key store away during a confirmation");
     let mut d = Deployment::new();
-    let keys = OwnKeyStore::new(&mut d, "nca-fault-ca");
+    let keys = OwnKeyStore::new(&d);
     d.env.push(("NCA_WORKFLOW_DRIVER_SECONDS".into(), "1".into()));
-    d.init();
-    d.start();
-    let centre = d.first_centre();
     let work = tempfile::tempdir().unwrap();
-    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
-    let (status, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "k"));
-    assert_eq!(status, 201, "{app}");
-    let number = app["number"].as_str().unwrap().to_string();
-    post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
-    let cms = confirmation(&d, &op, &number, work.path());
-    let issued = d.certificate_count("issued");
+    let (op, number, cms, issued) = sc.step("an application awaiting the operator's confirmation", || {
+        d.init();
+        d.start();
+        let centre = d.first_centre();
+        let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+        let (status, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "k"));
+        assert_eq!(status, 201, "{app}");
+        let number = app["number"].as_str().unwrap().to_string();
+        post_identity(&d, &op, &number, r#"{"confirmed":true,"documents":["identity card"]}"#);
+        let cms = confirmation(&d, &op, &number, work.path());
+        (op, number, cms, d.certificate_count("issued"))
+    });
 
     // The token (or the key files) gone: the confirmation is taken, and the application says it
     // waits for the key store, with no certificate: never half a pair.
     keys.take_away();
-    let (status, body) = post_confirmation(&d, &op, &number, &cms);
-    let v = json(&body);
-    assert_eq!(status, 202, "{v}");
-    assert_eq!(
-        (v["status"].as_str(), v["waiting"].as_str()),
-        (Some("awaiting_key_store"), Some("key_store_unavailable")),
-        "{v}"
-    );
-    assert!(v["certificates"].is_null(), "{v}");
+    sc.step("the confirmation is taken and waits for the key store", || {
+        let (status, body) = post_confirmation(&d, &op, &number, &cms);
+        let v = json(&body);
+        assert_eq!(status, 202, "{v}");
+        assert_eq!(
+            (v["status"].as_str(), v["waiting"].as_str()),
+            (Some("awaiting_key_store"), Some("key_store_unavailable")),
+            "{v}"
+        );
+        assert!(v["certificates"].is_null(), "{v}");
+    });
     // Driver rounds while it is still away change nothing, and write nothing: no pending or
     // abandoned certificate row, no audit record, no message per round (one attempt, then one
     // unrecorded probe of the key per round).
     let db = Db::Sqlite(d.path("nca.db"));
-    let written = |db: &Db| {
-        db.rows(
-            "SELECT (SELECT COUNT(*) FROM certificates), (SELECT COUNT(*) FROM audit WHERE kind <> 'audit.checkpoint'), \
-             (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM application_steps)",
-        )
-    };
-    let before = written(&db);
-    std::thread::sleep(Duration::from_secs(4));
-    let v = application_view(&d, &number);
-    assert_eq!(v["status"], "awaiting_key_store", "{v}");
-    assert!(v["certificates"].is_null(), "{v}");
-    assert_eq!(d.certificate_count("issued"), issued);
-    assert_eq!(
-        written(&db),
-        before,
-        "certificates, audit records, messages, steps after four driver rounds with the key store away"
-    );
-    // A second confirmation is a conflict, not a second attempt.
-    assert_eq!(post_confirmation(&d, &op, &number, &cms).0, 409);
+    sc.check("driver rounds with the key store away write nothing", || {
+        let written = |db: &Db| {
+            db.rows(
+                "SELECT (SELECT COUNT(*) FROM certificates), (SELECT COUNT(*) FROM audit WHERE kind <> 'audit.checkpoint'), \
+                 (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM application_steps)",
+            )
+        };
+        let before = written(&db);
+        std::thread::sleep(Duration::from_secs(4));
+        let v = application_view(&d, &number);
+        assert_eq!(v["status"], "awaiting_key_store", "{v}");
+        assert!(v["certificates"].is_null(), "{v}");
+        assert_eq!(d.certificate_count("issued"), issued);
+        assert_eq!(
+            written(&db),
+            before,
+            "certificates, audit records, messages, steps after four driver rounds with the key store away"
+        );
+    });
+    sc.check("a second confirmation is a conflict, not a second attempt", || {
+        assert_eq!(post_confirmation(&d, &op, &number, &cms).0, 409);
+    });
 
     // Back: the driver finishes it by itself, with exactly one AUTH and one SIGN certificate.
     keys.give_back();
-    let v = eventually(30, "the application completes once the key store is back", || {
-        let v = application_view(&d, &number);
-        (v["status"] == "completed").then_some(v)
+    sc.step("the driver completes it once the key store is back", || {
+        let v = eventually(30, "the application completes once the key store is back", || {
+            let v = application_view(&d, &number);
+            (v["status"] == "completed").then_some(v)
+        });
+        assert_eq!(v["certificates"].as_array().map(Vec::len), Some(2), "{v}");
+        assert!(v["waiting"].is_null(), "{v}");
     });
-    assert_eq!(v["certificates"].as_array().map(Vec::len), Some(2), "{v}");
-    assert!(v["waiting"].is_null(), "{v}");
-    assert_eq!(d.certificate_count("issued"), issued + 2);
-    let profiles = db.rows(&format!(
-        "SELECT profile, COUNT(*) FROM certificates WHERE application = '{number}' AND status = 'issued' GROUP BY profile ORDER BY profile"
-    ));
-    assert_eq!(
-        profiles,
-        [["individual-auth", "1"], ["individual-sign", "1"]].map(|r| r.map(str::to_string).to_vec()),
-    );
+    sc.check("exactly one AUTH and one SIGN certificate", || {
+        assert_eq!(d.certificate_count("issued"), issued + 2);
+        let profiles = db.rows(&format!(
+            "SELECT profile, COUNT(*) FROM certificates WHERE application = '{number}' AND status = 'issued' GROUP BY profile ORDER BY profile"
+        ));
+        assert_eq!(
+            profiles,
+            [["individual-auth", "1"], ["individual-sign", "1"]].map(|r| r.map(str::to_string).to_vec()),
+        );
+    });
     // The audit chain names who did each step: the applicant submitted, the operator (with the
     // certificate they authenticated with) confirmed, the service finished after the fault.
-    let actors: Vec<(String, serde_json::Value)> = db
-        .rows(&format!(
-            "SELECT kind, detail FROM audit WHERE subject = '{number}' ORDER BY seq"
-        ))
-        .into_iter()
-        .map(|r| {
-            (
-                r[0].clone(),
-                serde_json::from_str::<serde_json::Value>(&r[1]).unwrap()["actor"].clone(),
-            )
-        })
-        .collect();
-    let roles: Vec<(&str, &str)> = actors
-        .iter()
-        .map(|(k, a)| (k.as_str(), a["role"].as_str().unwrap_or("")))
-        .collect();
-    assert_eq!(
-        roles,
-        [
-            ("application.awaiting_documents", "applicant"),
-            ("application.awaiting_confirmation", "operator"),
-            ("application.issuing", "operator"),
-            ("application.awaiting_key_store", "service"),
-            ("application.completed", "service"),
-        ],
-        "{actors:?}"
-    );
-    assert_eq!(actors[0].1["iin"], IIN);
-    assert_eq!(actors[2].1["iin"], "920708497088");
-    assert!(
-        actors[2].1["certificate"].as_str().is_some_and(|c| !c.is_empty()),
-        "{actors:?}"
-    );
-    assert_eq!(actors[4].1["name"], "nca");
-    check_invariants(&db);
+    sc.check("the audit chain names who did each step", || {
+        let actors: Vec<(String, serde_json::Value)> = db
+            .rows(&format!(
+                "SELECT kind, detail FROM audit WHERE subject = '{number}' ORDER BY seq"
+            ))
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].clone(),
+                    serde_json::from_str::<serde_json::Value>(&r[1]).unwrap()["actor"].clone(),
+                )
+            })
+            .collect();
+        let roles: Vec<(&str, &str)> = actors
+            .iter()
+            .map(|(k, a)| (k.as_str(), a["role"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("application.awaiting_documents", "applicant"),
+                ("application.awaiting_confirmation", "operator"),
+                ("application.issuing", "operator"),
+                ("application.awaiting_key_store", "service"),
+                ("application.completed", "service"),
+            ],
+            "{actors:?}"
+        );
+        assert_eq!(actors[0].1["iin"], IIN);
+        assert_eq!(actors[2].1["iin"], "920708497088");
+        assert!(
+            actors[2].1["certificate"].as_str().is_some_and(|c| !c.is_empty()),
+            "{actors:?}"
+        );
+        assert_eq!(actors[4].1["name"], "nca");
+    });
+    sc.check("the store's invariants hold", || check_invariants(&db));
+    sc.finish();
 }
 
 #[test]
 fn a_revocation_signed_by_a_stranger_gets_the_same_refusal_whatever_the_iin_holds() {
+    let mut sc = Scenario::new("revocations signed by a stranger");
     let (d, centre, work) = crate::workflow::running();
-    let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
     // IIN holds a pair; 000101594515 holds nothing.
-    let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "s"));
-    let number = app["number"].as_str().unwrap().to_string();
-    post_identity(&d, &op, &number, r#"{"confirmed":true}"#);
-    crate::workflow::confirm_completed(&d, &op, &number, work.path());
-    let holding = application_view(&d, &number);
-    let serials: Vec<String> = holding["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
+    let (op, serials) = sc.step("an operator, and an applicant holding a pair", || {
+        let op = add_operator(&d, "920708497088", "Сейітқали", &centre, work.path());
+        let (_, app) = submit(&d, &application(IIN, "Құнанбай", "Абай", "", &centre, work.path(), "s"));
+        let number = app["number"].as_str().unwrap().to_string();
+        post_identity(&d, &op, &number, r#"{"confirmed":true}"#);
+        crate::workflow::confirm_completed(&d, &op, &number, work.path());
+        let holding = application_view(&d, &number);
+        let serials: Vec<String> = holding["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        (op, serials)
+    });
 
     // The stranger: a person with a valid SIGN certificate of this CA (the operator's), signing
     // revocation requests for other people.
@@ -286,17 +305,7 @@ fn a_revocation_signed_by_a_stranger_gets_the_same_refusal_whatever_the_iin_hold
                 .as_bytes(),
         );
         let signed = work.path().join(format!("{tag}.p7s"));
-        run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-                .arg(&request)
-                .arg("-signer")
-                .arg(op.join("sign.crt"))
-                .arg("-inkey")
-                .arg(op.join("sign.key"))
-                .arg("-out")
-                .arg(&signed),
-        );
+        cms_sign(&request, &op.join("sign.crt"), &op.join("sign.key"), &signed);
         let (status, body) = curl(&[
             "-H",
             "content-type: application/pkcs7-mime",
@@ -306,12 +315,14 @@ fn a_revocation_signed_by_a_stranger_gets_the_same_refusal_whatever_the_iin_hold
         ]);
         (status, json(&body))
     };
-    let answers = [
-        ask(IIN, &serials, "holder-named"),
-        ask(IIN, &[], "holder-all"),
-        ask("000101594515", &[], "none-all"),
-        ask("000101594515", &serials, "none-named"),
-    ];
+    let answers = sc.step("four requests signed by the stranger", || {
+        [
+            ask(IIN, &serials, "holder-named"),
+            ask(IIN, &[], "holder-all"),
+            ask("000101594515", &[], "none-all"),
+            ask("000101594515", &serials, "none-named"),
+        ]
+    });
     // What may differ between the answers: the number and the times.
     let shape = |v: &serde_json::Value| {
         let mut v = v.clone();
@@ -322,23 +333,34 @@ fn a_revocation_signed_by_a_stranger_gets_the_same_refusal_whatever_the_iin_hold
         }
         v
     };
-    for (status, v) in &answers {
-        assert_eq!(
-            (*status, v["refusal"]["code"].as_str()),
-            (422, Some("applicant_signature_invalid")),
-            "{v}"
-        );
-        assert_eq!(shape(v), shape(&answers[0].1), "{v}");
-        let text = v.to_string();
-        assert!(
-            serials.iter().all(|s| !text.contains(s.as_str())) && !text.contains("in force"),
-            "{v}"
+    for (tag, (status, v)) in ["holder-named", "holder-all", "none-all", "none-named"]
+        .iter()
+        .zip(&answers)
+    {
+        sc.check(
+            &format!("{tag}: the same refusal, saying nothing of what the IIN holds"),
+            || {
+                assert_eq!(
+                    (*status, v["refusal"]["code"].as_str()),
+                    (422, Some("applicant_signature_invalid")),
+                    "{v}"
+                );
+                assert_eq!(shape(v), shape(&answers[0].1), "{v}");
+                let text = v.to_string();
+                assert!(
+                    serials.iter().all(|s| !text.contains(s.as_str())) && !text.contains("in force"),
+                    "{v}"
+                );
+            },
         );
     }
-    for serial in &serials {
-        let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
-        assert_eq!(json(&body)["status"], "valid");
-    }
+    sc.check("the holder's certificates stay valid", || {
+        for serial in &serials {
+            let (_, body) = d.get(&format!("/api/v1/certificates/{serial}"));
+            assert_eq!(json(&body)["status"], "valid");
+        }
+    });
+    sc.finish();
 }
 
 /// One client of the load: P1 applications from submission to confirmation, as long as the
@@ -425,17 +447,7 @@ impl Client {
         let tbs_file = self.work.join(format!("{number}.tbs"));
         write(&tbs_file, &tbs);
         let cms = self.work.join(format!("{number}.p7s"));
-        run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-                .arg(&tbs_file)
-                .arg("-signer")
-                .arg(self.op.join("sign.crt"))
-                .arg("-inkey")
-                .arg(self.op.join("sign.key"))
-                .arg("-out")
-                .arg(&cms),
-        );
+        cms_sign(&tbs_file, &self.op.join("sign.crt"), &self.op.join("sign.key"), &cms);
         let (status, body) = self.operator(
             &format!("{base}/confirmation"),
             Some(("content-type: application/pkcs7-mime", &format!("@{}", cms.display()))),

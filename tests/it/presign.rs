@@ -140,7 +140,7 @@ fn a_revocation_is_in_the_no_nonce_answer_within_2_seconds() {
 #[test]
 fn the_kept_answer_is_served_with_the_key_store_away_and_a_nonce_request_fails() {
     let mut d = Deployment::new();
-    let keys = OwnKeyStore::new(&mut d, "nca-presign-ca");
+    let keys = OwnKeyStore::new(&d);
     d.init();
     d.start();
     let work = tempfile::tempdir().unwrap();

@@ -356,29 +356,21 @@ fn the_tsa_key_lives_in_the_key_store_and_an_older_deployment_gets_one_on_start(
         .trim_end_matches(']')
         .to_string();
     if is_pkcs11() {
-        let out = run_ok(Command::new("pkcs11-tool").args([
-            "--module",
-            &std::env::var("NCA_TEST_PKCS11_MODULE").unwrap(),
-            "--token-label",
+        let keys = crate::kit::pkcs11::objects(
+            &d,
             &std::env::var("NCA_TEST_PKCS11_TOKEN").unwrap(),
-            "--login",
-            "--pin",
             &std::env::var("NCA_TEST_PKCS11_PIN").unwrap(),
-            "--list-objects",
-            "--type",
-            "privkey",
-        ]));
-        let text = stdout(&out);
-        let block = text
-            .split("Private Key Object")
+            Some("privkey"),
+        );
+        let block = keys
+            .iter()
             .find(|b| b.contains(&label))
-            .unwrap_or_else(|| panic!("{label} not on the token:\n{text}"));
+            .unwrap_or_else(|| panic!("{label} not on the token:\n{keys:?}"));
         assert!(
             block.contains("sensitive") && block.contains("never extractable"),
             "{block}"
         );
-        let usage = block.lines().find(|l| l.trim_start().starts_with("Usage:")).unwrap();
-        assert_eq!(usage.trim(), "Usage:      sign", "{block}");
+        assert_eq!(crate::kit::pkcs11::attribute(block, "Usage:"), "sign", "{block}");
     } else {
         assert!(
             std::fs::read_dir(d.path("keys"))

@@ -46,25 +46,6 @@ fn issue_sign(
     (pem, key, serial)
 }
 
-/// `openssl cms -sign` (SHA-256; DER unless `pem`).
-fn cms_sign(content: &Path, cert: &Path, key: &Path, out: &Path, attached: bool, pem: bool) {
-    let mut c = Command::new("openssl");
-    c.args(["cms", "-sign", "-binary", "-md", "sha256", "-outform"])
-        .arg(if pem { "PEM" } else { "DER" })
-        .arg("-in")
-        .arg(content)
-        .arg("-signer")
-        .arg(cert)
-        .arg("-inkey")
-        .arg(key)
-        .arg("-out")
-        .arg(out);
-    if attached {
-        c.arg("-nodetach");
-    }
-    run_ok(&mut c);
-}
-
 /// POSTs a signed file as `application/pkcs7-mime`; (status, JSON).
 fn verify_mime(d: &Deployment, signed: &Path) -> (u16, serde_json::Value) {
     let (status, body) = curl(&[
@@ -119,7 +100,7 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
     let (rsa_cert, rsa_key, rsa_serial) = issue_sign(&d, w, "rsa", "individual-sign", "rsa:2048", &[]);
     for pem in [false, true] {
         let signed = w.join(format!("rsa-{pem}.p7m"));
-        cms_sign(&doc, &rsa_cert, &rsa_key, &signed, true, pem);
+        cms_sign_as(&doc, &rsa_cert, &rsa_key, &signed, true, pem);
         let (status, v) = verify_mime(&d, &signed);
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["valid"], true, "{v}");
@@ -147,7 +128,7 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
         &["--bin", BIN, "--org", "ТОО «Дала»", "--role", "signer"],
     );
     let detached = w.join("ec.p7s");
-    cms_sign(&doc, &ec_cert, &ec_key, &detached, false, false);
+    cms_sign_as(&doc, &ec_cert, &ec_key, &detached, false, false);
     let (status, v) = verify_json(&d, &detached, Some(&doc));
     assert_eq!((status, &v["valid"]), (200, &serde_json::json!(true)), "{v}");
     assert_eq!(v["attached"], false);
@@ -202,7 +183,7 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
     // An AUTH certificate of this CA (no nonRepudiation) is not for signatures.
     let (auth_cert, auth_key, _) = d.issue_individual(w, "auth", IIN, "rsa:2048");
     let by_auth = w.join("by-auth.p7m");
-    cms_sign(&doc, &auth_cert, &auth_key, &by_auth, true, false);
+    cms_sign_as(&doc, &auth_cert, &auth_key, &by_auth, true, false);
     let (_, v) = verify_mime(&d, &by_auth);
     assert_eq!(v["code"], "not_signing_certificate", "{v}");
     assert_eq!(signer(&v)["certificate"]["profile"], "individual-auth", "{v}");
@@ -235,7 +216,7 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
             .arg(&leaf),
     );
     let stranger = w.join("stranger.p7m");
-    cms_sign(&doc, &leaf, &leaf_key, &stranger, true, false);
+    cms_sign_as(&doc, &leaf, &leaf_key, &stranger, true, false);
     let (_, v) = verify_mime(&d, &stranger);
     assert_eq!(
         (&v["valid"], &v["code"]),
@@ -244,41 +225,9 @@ fn openssl_signatures_rsa_and_p256_name_the_signer_and_tampering_is_refused() {
     );
 }
 
-/// A fresh SoftHSM2 token (under the suite's SOFTHSM2_CONF) with an operator's keys on it.
+/// A fresh SoftHSM2 token of the deployment's own with an operator's keys on it.
 fn operator_on_token(d: &Deployment) -> String {
-    let token = format!("op-{}", random_hex(6));
-    run_ok(Command::new("softhsm2-util").args([
-        "--init-token",
-        "--free",
-        "--label",
-        &token,
-        "--pin",
-        PIN,
-        "--so-pin",
-        "5678",
-    ]));
-    let centre = d.first_centre();
-    let mut add = d.nca(&[
-        "operator",
-        "add",
-        "--iin",
-        "690214449535",
-        "--surname",
-        "Тоқенов",
-        "--name",
-        "Ерлан",
-        "--centre",
-        &centre,
-        "--token",
-        &token,
-    ]);
-    add.env("NCA_OPERATOR_PIN", PIN).env("NCA_PKCS11_MODULE", module());
-    run_ok(&mut add);
-    token
-}
-
-fn module() -> String {
-    std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE: run through scripts/test.sh")
+    crate::kit::pkcs11::operator_on_token(d, PIN).0
 }
 
 /// `nca station sign` on the token, with a time-stamp from `tsa` when given.
@@ -289,7 +238,8 @@ fn station_sign(d: &Deployment, token: &str, content: &Path, out: &Path, tsa: Op
         args.extend(["--timestamp", url]);
     }
     let mut c = d.nca(&args);
-    c.env("NCA_OPERATOR_PIN", PIN).env("NCA_PKCS11_MODULE", module());
+    c.env("NCA_OPERATOR_PIN", PIN)
+        .env("NCA_PKCS11_MODULE", crate::kit::pkcs11::module());
     run_ok(&mut c);
 }
 

@@ -133,17 +133,7 @@ pub(crate) fn confirmation(d: &Deployment, op: &Path, number: &str, work: &Path)
     let tbs_file = work.join(format!("{number}.tbs"));
     write(&tbs_file, &tbs);
     let out = work.join(format!("{number}.p7s"));
-    run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-            .arg(&tbs_file)
-            .arg("-signer")
-            .arg(op.join("sign.crt"))
-            .arg("-inkey")
-            .arg(op.join("sign.key"))
-            .arg("-out")
-            .arg(&out),
-    );
+    cms_sign(&tbs_file, &op.join("sign.crt"), &op.join("sign.key"), &out);
     out
 }
 
@@ -270,17 +260,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
         let tbs_file = work.path().join("d.tbs");
         write(&tbs_file, &tbs);
         let forged = work.path().join("d.p7s");
-        run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-                .arg(&tbs_file)
-                .arg("-signer")
-                .arg(other.join("sign.crt"))
-                .arg("-inkey")
-                .arg(other.join("sign.key"))
-                .arg("-out")
-                .arg(&forged),
-        );
+        cms_sign(&tbs_file, &other.join("sign.crt"), &other.join("sign.key"), &forged);
         let (status, resp) = post_confirmation(&d, &op, &number, &forged);
         let v = json(&resp);
         assert_eq!(
@@ -308,17 +288,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
         let reissue_file = work.path().join("reissue.json");
         write(&reissue_file, reissue.as_bytes());
         let signed = work.path().join("reissue.p7s");
-        run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-                .arg(&reissue_file)
-                .arg("-signer")
-                .arg(&current_sign)
-                .arg("-inkey")
-                .arg(work.path().join("a-sign.key"))
-                .arg("-out")
-                .arg(&signed),
-        );
+        cms_sign(&reissue_file, &current_sign, &work.path().join("a-sign.key"), &signed);
         let (status, body) = curl(&[
             "-H",
             "content-type: application/pkcs7-mime",
@@ -374,17 +344,7 @@ fn p1_issues_p2_reissues_and_p3_revokes_from_the_portal_and_refusals_are_results
         (auth_pem, sign_pem, serials, request)
     });
     let signed_with = |cert: &Path, key: &Path, out: &Path| {
-        run_ok(
-            Command::new("openssl")
-                .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-                .arg(&request)
-                .arg("-signer")
-                .arg(cert)
-                .arg("-inkey")
-                .arg(key)
-                .arg("-out")
-                .arg(out),
-        );
+        cms_sign(&request, cert, key, out);
         let (status, body) = curl(&[
             "-H",
             "content-type: application/pkcs7-mime",

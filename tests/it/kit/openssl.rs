@@ -49,19 +49,29 @@ pub fn openssl_verify(d: &Deployment, cert: &Path) -> Output {
         .arg(cert))
 }
 
-/// `openssl cms -sign` of `content` with `cert` and `key`, the content attached, DER, into `out`
-/// (what an operator's station or a citizen's NCALayer sends): the one copy of this command.
+/// `openssl cms -sign` of `content` with `cert` and `key`, SHA-256, the content attached, DER, into
+/// `out` (what an operator's station or a citizen's NCALayer sends).
 pub fn cms_sign(content: &Path, cert: &Path, key: &Path, out: &Path) -> PathBuf {
-    run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in"])
-            .arg(content)
-            .arg("-signer")
-            .arg(cert)
-            .arg("-inkey")
-            .arg(key)
-            .arg("-out")
-            .arg(out),
-    );
+    cms_sign_as(content, cert, key, out, true, false)
+}
+
+/// `openssl cms -sign` with SHA-256, the content attached or detached, DER or PEM: the one copy of
+/// this command in the suite.
+pub fn cms_sign_as(content: &Path, cert: &Path, key: &Path, out: &Path, attached: bool, pem: bool) -> PathBuf {
+    let mut c = Command::new("openssl");
+    c.args(["cms", "-sign", "-binary", "-md", "sha256", "-outform"])
+        .arg(if pem { "PEM" } else { "DER" })
+        .arg("-in")
+        .arg(content)
+        .arg("-signer")
+        .arg(cert)
+        .arg("-inkey")
+        .arg(key)
+        .arg("-out")
+        .arg(out);
+    if attached {
+        c.arg("-nodetach");
+    }
+    run_ok(&mut c);
     out.to_path_buf()
 }

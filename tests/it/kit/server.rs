@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 
 use super::openssl::{openssl_csr, serial_of};
+use super::pkcs11::new_token;
 use super::tools::{curl, random_hex, run_ok, stdout, write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,21 +71,28 @@ impl Deployment {
         if let Some(url) = database_url {
             env.push(("NCA_DATABASE_URL".into(), url));
         }
+        // Every deployment has a SoftHSM2 directory of its own (its CA token in the pkcs11 run,
+        // the operators' tokens and ID cards a test makes in both runs). Never one shared by the
+        // tests running side by side: SoftHSM2 rewrites a token's `token.object` on every
+        // C_Login, truncating it before it takes its lock, and another process opening the same
+        // token at that moment reads it half-written (CKR_GENERAL_ERROR from C_GetTokenInfo or
+        // C_Login, "user PIN not initialised", or no such token).
+        env.push((
+            "SOFTHSM2_CONF".into(),
+            dir.path().join("hsm/softhsm2.conf").display().to_string(),
+        ));
         if is_pkcs11() {
+            let label = std::env::var("NCA_TEST_PKCS11_TOKEN").expect("NCA_TEST_PKCS11_TOKEN");
+            let pin = std::env::var("NCA_TEST_PKCS11_PIN").expect("NCA_TEST_PKCS11_PIN");
+            new_token(&dir.path().join("hsm"), &label, &pin);
             for (k, v) in [
                 ("NCA_KEY_STORE", "pkcs11".to_string()),
                 (
                     "NCA_PKCS11_MODULE",
                     std::env::var("NCA_TEST_PKCS11_MODULE").expect("NCA_TEST_PKCS11_MODULE"),
                 ),
-                (
-                    "NCA_PKCS11_TOKEN",
-                    std::env::var("NCA_TEST_PKCS11_TOKEN").expect("NCA_TEST_PKCS11_TOKEN"),
-                ),
-                (
-                    "NCA_PKCS11_PIN",
-                    std::env::var("NCA_TEST_PKCS11_PIN").expect("NCA_TEST_PKCS11_PIN"),
-                ),
+                ("NCA_PKCS11_TOKEN", label),
+                ("NCA_PKCS11_PIN", pin),
                 // A PKCS#11 deployment is a production configuration: prove it starts as one.
                 ("NCA_DEVELOPMENT", "false".to_string()),
             ] {
@@ -100,6 +108,16 @@ impl Deployment {
             public: String::new(),
             operator: String::new(),
         }
+    }
+
+    /// The deployment's SoftHSM2 configuration (its token directory is beside it).
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "SOFTHSM2_CONF")
+            .map(|(_, v)| PathBuf::from(v))
+            .expect("every deployment names its SoftHSM2 configuration")
     }
 
     pub fn data(&self) -> PathBuf {
