@@ -13,7 +13,7 @@ use super::subject::{self, SubjectInput};
 use super::{Ca, IssueError, Issuer, csr, lint, policy};
 use crate::keys::{self, KeyAlgorithm};
 use crate::store::{
-    ApplicationChange, IssuedCertificate, PendingCertificate, StoreError, Together as StoreTogether, now,
+    ApplicationChange, IssuedCertificate, PendingCertificate, Store, StoreError, Together as StoreTogether, now,
 };
 
 /// A request for one certificate, as the administrator or the workflow makes it.
@@ -280,7 +280,14 @@ async fn issue_key(
             }
         }
     };
-    let der = sign(ca, issuer, prepared.tbs_der, &prepared.serial).await?;
+    let der = sign(
+        &ca.store,
+        &issuer.id,
+        &issuer.signer,
+        prepared.tbs_der,
+        &prepared.serial,
+    )
+    .await?;
     ca.store.mark_issued(&issuer.id, &prepared.serial, &der, actor).await?;
     ISSUED.fetch_add(1, Ordering::Relaxed);
     tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
@@ -385,11 +392,15 @@ impl Ca {
             return Ok(Together::Recorded { issued, after: false });
         }
         // Each recorded certificate signed, all at once (their signatures share the pool).
-        let signed = futures_util::future::join_all(
-            certs
-                .iter()
-                .map(|c| sign(self, issuer, c.pending.tbs.clone(), &c.pending.serial)),
-        )
+        let signed = futures_util::future::join_all(certs.iter().map(|c| {
+            sign(
+                &self.store,
+                &issuer.id,
+                &issuer.signer,
+                c.pending.tbs.clone(),
+                &c.pending.serial,
+            )
+        }))
         .await;
         let all = signed.iter().all(Result::is_ok);
         let rows = certs
@@ -447,14 +458,23 @@ impl Ca {
 }
 
 /// Signs recorded TBS bytes; on failure the pending row is abandoned, since nothing was signed.
-async fn sign(ca: &Ca, issuer: &Issuer, tbs_der: Vec<u8>, serial: &str) -> Result<Vec<u8>, IssueError> {
+/// Signs a recorded pending certificate; if the key store fails, marks the row abandoned, so no
+/// pending row waits for a signature that will not come. Takes the store, not the CA: the
+/// ceremony's root and issuing certificates are signed here before there is a [`Ca`].
+async fn sign(
+    store: &Store,
+    issuer_id: &str,
+    signer: &std::sync::Arc<dyn keys::Signer>,
+    tbs_der: Vec<u8>,
+    serial: &str,
+) -> Result<Vec<u8>, IssueError> {
     // Shared with the signing thread, not copied for it.
     let tbs_der = bytes::Bytes::from(tbs_der);
-    match keys::sign_in_place_if_cheap(&issuer.signer, tbs_der.clone()).await {
-        Ok(sig) => Ok(build::assemble(&tbs_der, issuer.algorithm(), &sig)?),
+    match keys::sign_in_place_if_cheap(signer, tbs_der.clone()).await {
+        Ok(sig) => Ok(build::assemble(&tbs_der, signer.algorithm(), &sig)?),
         Err(e) => {
-            tracing::error!(target: "audit", "signing failed: serial=[{serial}] issuer=[{}] error=[{e}]", issuer.id);
-            if let Err(se) = ca.store.mark_abandoned(&issuer.id, serial).await {
+            tracing::error!(target: "audit", "signing failed: serial=[{serial}] issuer=[{issuer_id}] error=[{e}]");
+            if let Err(se) = store.mark_abandoned(issuer_id, serial).await {
                 tracing::error!("marking {serial} abandoned failed: {se}");
             }
             Err(e.into())
@@ -533,7 +553,7 @@ async fn issue_ca(
             application: None,
         };
         match store.add_pending(&pending).await {
-            Ok(()) => break (serial, bytes::Bytes::from(pending.tbs)),
+            Ok(()) => break (serial, pending.tbs),
             Err(StoreError::SerialTaken) if attempt < SERIAL_ATTEMPTS => continue,
             Err(e) => {
                 tracing::info!(target: "audit", "refused: serial=[{serial}] application=[] profile=[{CA_PROFILE}] reason=[{e}]");
@@ -541,17 +561,7 @@ async fn issue_ca(
             }
         }
     };
-    // What `sign` does for a leaf, on the store itself: there is no `Ca` yet to hold it.
-    let der = match keys::sign(signer, tbs_der.clone()).await {
-        Ok(sig) => build::assemble(&tbs_der, signer.algorithm(), &sig)?,
-        Err(e) => {
-            tracing::error!(target: "audit", "signing failed: serial=[{serial}] issuer=[{issuer_id}] error=[{e}]");
-            if let Err(se) = store.mark_abandoned(issuer_id, &serial).await {
-                tracing::error!("marking {serial} abandoned failed: {se}");
-            }
-            return Err(e.into());
-        }
-    };
+    let der = sign(store, issuer_id, signer, tbs_der, &serial).await?;
     store.mark_issued(issuer_id, &serial, &der, actor).await?;
     ISSUED.fetch_add(1, Ordering::Relaxed);
     tracing::info!(target: "audit", "issued: serial=[{serial}] application=[] profile=[{CA_PROFILE}]");
