@@ -2,6 +2,8 @@
 //!
 //! The revoked list is encoded by hand, entry by entry, straight from the database rows: a full
 //! CRL of a million entries is one pass and one buffer, not a million allocated structures.
+//! This encoder stays hand-written on purpose (issue #18): rcgen and x509-cert's `CertificateList`
+//! both hold every revoked entry as a structure before encoding, so neither can stream.
 //! Everything around the list (names, extensions) uses the `der` types.
 
 use const_oid::{AssociatedOid, ObjectIdentifier};

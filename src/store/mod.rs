@@ -113,7 +113,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// [`CHECKPOINT_EVERY`], until the store is closed or dropped. The writer then appends to the WAL
 /// and restarts it from the top once everything in it has been copied, without paying the copy
 /// and the fsync inside a commit. A failed pass is retried at the next tick: the WAL only grows
-/// meanwhile, and `wal_autocheckpoint` stays as the backstop.
+/// meanwhile, and the writer's own `wal_autocheckpoint` stays as the backstop.
 fn checkpoint_off_the_write_path(pool: AnyPool) -> tokio::sync::oneshot::Sender<()> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -182,9 +182,13 @@ impl Store {
                             // The WAL is copied back by `checkpoint_off_the_write_path`, so that no
                             // commit waits for a checkpoint's copying and fsync (which the one
                             // writer paid in whichever group commit crossed SQLite's default 1,000
-                            // pages: the engine's p99). wal_autocheckpoint 20,000 pages (80 MB) is
-                            // only the backstop for a WAL the background pass cannot keep up with.
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 20000; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
+                            // pages: the engine's p99). wal_autocheckpoint stays at SQLite's 1,000
+                            // pages: the background pass has copied most frames by then, so the
+                            // writer's own pass is short and lets the WAL restart from the top.
+                            // Measured on a quiet machine (BENCHMARKS.md, issue #17): 20,000 gave
+                            // P-256 8 % more but RSA-2048's p99 went from 27 to 36-41 ms; 1,000
+                            // keeps every p99 at or below where it was.
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 1000; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON").await?;
                             if read_only {
                                 conn.execute("PRAGMA query_only = ON").await?;
                             }
