@@ -255,52 +255,80 @@ async fn issue_key(
     // Built once; a serial the store says is taken (never, in practice) is replaced, and the
     // structure linted and encoded again.
     let mut leaf = build_leaf(ca, issuer, profile, spki, key, input)?;
-    let mut attempt = 0;
-    let prepared = loop {
-        attempt += 1;
-        if attempt > 1 {
+    let subject = leaf.subject.clone();
+    let named = Named {
+        application: application.unwrap_or(""),
+        profile: &profile.name,
+        subject: &subject,
+    };
+    let (serial, der) = record_sign_record(&ca.store, &issuer.id, &issuer.signer, named, actor, |redraw| {
+        if redraw {
             leaf.tbs.serial_number = build::serial_number(&build::random_serial()?)?;
         }
-        let pending = pending_of(&leaf, issuer, profile, application)?;
-        let serial = pending.serial.clone();
-        tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[{}] profile=[{}] subject=[{}]",
-            application.unwrap_or(""), profile.name, leaf.subject);
-        match ca.store.add_pending(&pending).await {
-            Ok(()) => {
-                break Prepared {
-                    serial,
-                    tbs_der: pending.tbs,
-                };
-            }
-            Err(StoreError::SerialTaken) if attempt < SERIAL_ATTEMPTS => continue,
-            Err(e) => {
-                tracing::info!(target: "audit", "refused: serial=[{serial}] application=[{}] profile=[{}] reason=[{e}]",
-                    application.unwrap_or(""), profile.name);
-                return Err(e.into());
-            }
-        }
-    };
-    let der = sign(
-        &ca.store,
-        &issuer.id,
-        &issuer.signer,
-        prepared.tbs_der,
-        &prepared.serial,
-    )
+        pending_of(&leaf, issuer, profile, application)
+    })
     .await?;
-    ca.store.mark_issued(&issuer.id, &prepared.serial, &der, actor).await?;
-    ISSUED.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(target: "audit", "issued: serial=[{}] application=[{}] profile=[{}]",
-        prepared.serial, application.unwrap_or(""), profile.name);
     Ok(Issued {
         issuer: issuer.id.clone(),
-        serial: prepared.serial,
+        serial,
         profile: profile.name.clone(),
-        subject: leaf.subject,
+        subject,
         der,
         not_before: leaf.not_before,
         not_after: leaf.not_after,
     })
+}
+
+/// What a certificate's audit lines name beside its serial.
+struct Named<'a> {
+    application: &'a str,
+    profile: &'a str,
+    subject: &'a str,
+}
+
+/// The one pipeline from a built certificate on, for leaves and the CA's own certificates alike:
+/// record pending (`pending` builds, lints and encodes the row; asked again with `true` when the
+/// store finds its serial taken, it draws a new serial), sign, record issued, count. The order
+/// is Boulder's and is the only one there is: nothing is signed that is not recorded pending, and
+/// a failed signature abandons its row.
+async fn record_sign_record(
+    store: &Store,
+    issuer_id: &str,
+    signer: &std::sync::Arc<dyn keys::Signer>,
+    named: Named<'_>,
+    actor: &crate::model::Actor,
+    mut pending: impl FnMut(bool) -> Result<PendingCertificate, IssueError>,
+) -> Result<(String, Vec<u8>), IssueError> {
+    let Named {
+        application,
+        profile,
+        subject,
+    } = named;
+    let mut attempt = 0;
+    let prepared = loop {
+        attempt += 1;
+        let row = pending(attempt > 1)?;
+        let serial = row.serial.clone();
+        tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[{application}] profile=[{profile}] subject=[{subject}]");
+        match store.add_pending(&row).await {
+            Ok(()) => {
+                break Prepared {
+                    serial,
+                    tbs_der: row.tbs,
+                };
+            }
+            Err(StoreError::SerialTaken) if attempt < SERIAL_ATTEMPTS => continue,
+            Err(e) => {
+                tracing::info!(target: "audit", "refused: serial=[{serial}] application=[{application}] profile=[{profile}] reason=[{e}]");
+                return Err(e.into());
+            }
+        }
+    };
+    let der = sign(store, issuer_id, signer, prepared.tbs_der, &prepared.serial).await?;
+    store.mark_issued(issuer_id, &prepared.serial, &der, actor).await?;
+    ISSUED.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(target: "audit", "issued: serial=[{}] application=[{application}] profile=[{profile}]", prepared.serial);
+    Ok((prepared.serial, der))
 }
 
 /// A certificate judged, built and linted for an application, not yet recorded: its serial is
@@ -530,19 +558,20 @@ async fn issue_ca(
     let validity = &tbs.validity;
     let not_before = validity.not_before.to_unix_duration().as_secs() as i64;
     let not_after = validity.not_after.to_unix_duration().as_secs() as i64;
-    let mut attempt = 0;
-    let (serial, tbs_der) = loop {
-        attempt += 1;
-        if attempt > 1 {
+    let named = Named {
+        application: "",
+        profile: CA_PROFILE,
+        subject: &subject,
+    };
+    let (serial, der) = record_sign_record(store, issuer_id, signer, named, actor, |redraw| {
+        if redraw {
             tbs.serial_number = build::serial_number(&build::random_serial()?)?;
         }
         let tbs_der = tbs.to_der().map_err(|e| encode("TBS", e))?;
         lint::ca(&tbs_der, &issuer)?;
-        let serial = hex::encode(tbs.serial_number.as_bytes());
-        tracing::info!(target: "audit", "issuing: serial=[{serial}] application=[] profile=[{CA_PROFILE}] subject=[{subject}]");
-        let pending = PendingCertificate {
+        Ok(PendingCertificate {
             issuer: issuer_id.to_string(),
-            serial: serial.clone(),
+            serial: hex::encode(tbs.serial_number.as_bytes()),
             profile: CA_PROFILE.into(),
             subject: subject.clone(),
             holder: subject.clone(),
@@ -551,20 +580,9 @@ async fn issue_ca(
             not_after,
             tbs: tbs_der,
             application: None,
-        };
-        match store.add_pending(&pending).await {
-            Ok(()) => break (serial, pending.tbs),
-            Err(StoreError::SerialTaken) if attempt < SERIAL_ATTEMPTS => continue,
-            Err(e) => {
-                tracing::info!(target: "audit", "refused: serial=[{serial}] application=[] profile=[{CA_PROFILE}] reason=[{e}]");
-                return Err(e.into());
-            }
-        }
-    };
-    let der = sign(store, issuer_id, signer, tbs_der, &serial).await?;
-    store.mark_issued(issuer_id, &serial, &der, actor).await?;
-    ISSUED.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(target: "audit", "issued: serial=[{serial}] application=[] profile=[{CA_PROFILE}]");
+        })
+    })
+    .await?;
     Ok(Issued {
         issuer: issuer_id.to_string(),
         serial,
