@@ -218,3 +218,36 @@ fn a_deployment_runs_on_postgres() {
     // A second ceremony against the same database refuses.
     assert!(!run(&mut d.nca(&["init"])).status.success());
 }
+
+/// SQLite's WAL is copied back into the database file by the store's background pass, not only
+/// when a commit crosses `wal_autocheckpoint`'s 1,000 pages: a few rows, far under that, reach
+/// the main file within a few ticks. In WAL mode only a checkpoint writes the main file, so
+/// without the pass it would stay byte for byte as it was.
+#[test]
+fn the_wal_is_checkpointed_in_the_background_not_inside_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    runtime().block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        // Let the pass copy what the migrations wrote, then take the file as it is.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let before = std::fs::read(&db).unwrap();
+        for i in 0..3 {
+            let serial = format!("{i}{}", random_hex(19));
+            store
+                .add_pending(&pending(&serial, &format!("IIN{i}"), &format!("k{i}")))
+                .await
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read(&db).unwrap() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rows stayed in the WAL: no background checkpoint copied them to the database file"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        store.close().await;
+    });
+}
