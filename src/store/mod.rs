@@ -207,8 +207,8 @@ impl Store {
             let pool = options(16).connect(url).await?;
             (pool.clone(), pool)
         };
-        let writer = writer::Writer::start(write_pool.clone(), backend);
-        let submissions = writer::Writer::start(write_pool.clone(), backend);
+        let writer = writer::Writer::start(write_pool.clone(), backend, "nca-writer")?;
+        let submissions = writer::Writer::start(write_pool.clone(), backend, "nca-submissions")?;
         let checkpointer = (backend == Backend::Sqlite && !read_only)
             .then(|| std::sync::Arc::new(checkpoint_off_the_write_path(pool.clone())));
         let store = Store {

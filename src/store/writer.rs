@@ -53,10 +53,34 @@ impl<O: Batch> Clone for Writer<O> {
 }
 
 impl<O: Batch> Writer<O> {
-    pub(super) fn start(pool: AnyPool, backend: Backend) -> Writer<O> {
+    /// Starts the task that owns this kind of write. On SQLite it runs on a thread of its own
+    /// (`name`), with a runtime of its own: every statement of a batch is a round trip to sqlx's
+    /// SQLite thread, and on the service's runtime each answer queued behind whatever the
+    /// workers were doing — signatures, CSR checks, building certificates. Measured on the engine
+    /// (BENCHMARKS.md, issue #17): taking the connection and BEGIN went from 1.46 ms to 65 µs a
+    /// batch, and the one writer, which every certificate waits for twice, is the bound. The
+    /// SQLite connections are runtime-agnostic (a thread each, spoken to through channels).
+    /// PostgreSQL's are sockets registered with the runtime that opened them, so that writer
+    /// stays a task of the service's runtime.
+    pub(super) fn start(pool: AnyPool, backend: Backend, name: &str) -> Result<Writer<O>, StoreError> {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, backend, rx));
-        Writer { jobs }
+        match backend {
+            Backend::Sqlite => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(format!("the writer's runtime: {e}")))?;
+                std::thread::Builder::new()
+                    .name(name.into())
+                    // Ends when the last `Writer` is dropped: `recv_many` then answers 0.
+                    .spawn(move || rt.block_on(run(pool, backend, rx)))
+                    .map_err(|e| StoreError::Unavailable(format!("the writer's thread: {e}")))?;
+            }
+            Backend::Postgres => {
+                tokio::spawn(run(pool, backend, rx));
+            }
+        }
+        Ok(Writer { jobs })
     }
 
     /// Writes one operation with whatever else is waiting; returns once it is committed.
