@@ -308,3 +308,137 @@ fn instances_starting_together_on_postgres_apply_each_file_once() {
         });
     }
 }
+
+/// Every column of every certificate row, in one order: what 0017 must carry over unchanged.
+async fn certificate_rows(url: &str) -> Vec<Vec<Option<String>>> {
+    let pool = pool(url).await;
+    let rows = sqlx::query(
+        "SELECT issuer, serial, status, profile, subject, holder, key_sha256, CAST(not_before AS TEXT), \
+         CAST(not_after AS TEXT), tbs, der, application, CAST(created_at AS TEXT), CAST(issued_at AS TEXT) \
+         FROM certificates ORDER BY serial, issuer",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (0..14)
+            .map(|i| match i {
+                9 | 10 => r.get::<Option<Vec<u8>>, _>(i).map(hex::encode),
+                _ => r.get::<Option<String>, _>(i),
+            })
+            .collect()
+    })
+    .collect();
+    pool.close().await;
+    rows
+}
+
+/// A database at 0016 with certificates of every status under two issuers: 0017 re-keys the
+/// table by (serial, issuer) and drops the index on serial alone, keeping every row as it was;
+/// the key then refuses a second (serial, issuer) and not the same serial under another issuer,
+/// and a lookup by serial alone goes through the key.
+fn certificates_are_keyed_by_serial(backend: Backend, url: &str) {
+    let rt = runtime();
+    rt.block_on(async {
+        old_database(url, backend, 16).await;
+        let pool = pool(url).await;
+        // (issuer, serial, status, der, application)
+        let rows: [(&str, &str, &str, Option<&[u8]>, Option<&str>); 4] = [
+            ("issuing", "7a01", "issued", Some(b"der of 7a01"), Some("APP-1")),
+            ("issuing", "0b02", "pending", None, None),
+            ("root", "7a01", "issued", Some(b"root's 7a01"), None),
+            ("issuing", "c3", "abandoned", None, Some("APP-1")),
+        ];
+        for (i, (issuer, serial, status, der, application)) in rows.into_iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, \
+                 not_before, not_after, tbs, der, application, created_at, issued_at) \
+                 VALUES ($1, $2, $3, 'individual-sign', 'CN=A', '850315306048', $4, 100, 200, $5, $6, $7, $8, $9)",
+            )
+            .bind(issuer)
+            .bind(serial)
+            .bind(status)
+            .bind(format!("key{i}"))
+            .bind(format!("tbs of {issuer} {serial}").into_bytes())
+            .bind(der.map(<[u8]>::to_vec))
+            .bind(application)
+            .bind(1_000 + i as i64)
+            .bind(der.map(|_| 2_000 + i as i64))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    });
+    let before = rt.block_on(certificate_rows(url));
+    assert_eq!(before.len(), 4);
+
+    let store = rt.block_on(Store::open(url)).unwrap();
+    assert_eq!(rt.block_on(certificate_rows(url)), before, "every row kept as it was");
+    let found = rt
+        .block_on(store.certificate("0b02"))
+        .unwrap()
+        .expect("found by serial alone");
+    assert_eq!((found.issuer.as_str(), found.der), ("issuing", None));
+    rt.block_on(store.close());
+
+    rt.block_on(async {
+        let pool = pool(url).await;
+        let (indexes, key) = match backend {
+            Backend::Sqlite => (
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'certificates_serial'",
+                // The plan of a lookup by serial alone names the key's index.
+                sqlx::query("EXPLAIN QUERY PLAN SELECT issuer FROM certificates WHERE serial = '0b02'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>(3))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Backend::Postgres => (
+                "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'certificates' AND indexname = 'certificates_serial'",
+                sqlx::query("SELECT indexdef FROM pg_indexes WHERE indexname = 'certificates_pkey'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .get::<String, _>(0),
+            ),
+        };
+        let n: i64 = sqlx::query(indexes).fetch_one(&pool).await.unwrap().get(0);
+        assert_eq!(n, 0, "the index on serial alone is gone");
+        match backend {
+            Backend::Sqlite => assert!(key.contains("sqlite_autoindex_certificates"), "{key}"),
+            Backend::Postgres => assert!(key.contains("(serial, issuer)"), "{key}"),
+        }
+        let insert = |issuer: &'static str| {
+            sqlx::query(
+                "INSERT INTO certificates (issuer, serial, status, profile, subject, holder, key_sha256, \
+                 not_before, not_after, tbs, created_at) \
+                 VALUES ($1, '0b02', 'pending', 'individual-sign', 'CN=A', 'h', 'k', 1, 2, $2, 3)",
+            )
+            .bind(issuer)
+            .bind(b"tbs".to_vec())
+        };
+        let twice = insert("issuing").execute(&pool).await.unwrap_err();
+        assert!(
+            twice.as_database_error().is_some_and(|e| e.is_unique_violation()),
+            "{twice}"
+        );
+        insert("root").execute(&pool).await.expect("the same serial under another issuer");
+        pool.close().await;
+    });
+}
+
+#[test]
+fn certificates_are_keyed_by_serial_then_issuer_on_sqlite() {
+    let (_d, url) = sqlite_deployment();
+    certificates_are_keyed_by_serial(Backend::Sqlite, &url);
+}
+
+#[test]
+fn certificates_are_keyed_by_serial_then_issuer_on_postgres() {
+    certificates_are_keyed_by_serial(Backend::Postgres, &fresh_postgres_database());
+}
