@@ -334,6 +334,15 @@ async fn certificate_rows(url: &str) -> Vec<Vec<Option<String>>> {
     rows
 }
 
+/// A certificate row written at 0016: (issuer, serial, status, der, application).
+type Row0016 = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static [u8]>,
+    Option<&'static str>,
+);
+
 /// A database at 0016 with certificates of every status under two issuers: 0017 re-keys the
 /// table by (serial, issuer) and drops the index on serial alone, keeping every row as it was;
 /// the key then refuses a second (serial, issuer) and not the same serial under another issuer,
@@ -343,8 +352,7 @@ fn certificates_are_keyed_by_serial(backend: Backend, url: &str) {
     rt.block_on(async {
         old_database(url, backend, 16).await;
         let pool = pool(url).await;
-        // (issuer, serial, status, der, application)
-        let rows: [(&str, &str, &str, Option<&[u8]>, Option<&str>); 4] = [
+        let rows: [Row0016; 4] = [
             ("issuing", "7a01", "issued", Some(b"der of 7a01"), Some("APP-1")),
             ("issuing", "0b02", "pending", None, None),
             ("root", "7a01", "issued", Some(b"root's 7a01"), None),
