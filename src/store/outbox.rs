@@ -241,6 +241,29 @@ impl Store {
         Ok(())
     }
 
+    /// Gives back claims not delivered (a worker stopping with a round claimed ahead), so that
+    /// the next worker takes them now instead of when their lease runs out; a message claimed by
+    /// another instance since is left alone.
+    pub async fn release_outbox_claims(&self, instance: &str, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in ids.chunks(ATTEMPT_ROWS * 7) {
+            let q = format!(
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND id IN ({})",
+                (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(instance);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Puts a parked message back in the queue, to be tried again now.
     pub async fn requeue_parked(&self, message_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
