@@ -148,7 +148,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     // The receiver's share included: it runs in this process, on the same cores, as the
     // monitoring system's end of the connection would take its share of a machine.
     let cpu_us = 1e6 * cpu / delivered.max(1) as f64;
-    println!("RESULT outbox.drain_cpu {cpu_us:.0} us per message ({:.2} cores busy) {ctx}", cpu / secs);
+    println!(
+        "RESULT outbox.drain_cpu {cpu_us:.0} us per message ({:.2} cores busy) {ctx}",
+        cpu / secs
+    );
     println!(
         "RESULT outbox.drain_cpu_share_of_cms {:.0} % (the signature's share of a message's CPU) {ctx}",
         100.0 * cms_cpu_us / cpu_us
