@@ -252,7 +252,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 
 /// This process's user and system CPU time so far, in seconds (`/proc/self/stat`), 0 where
 /// there is none.
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };

@@ -222,7 +222,8 @@ pub struct Policy {
 }
 
 /// One round: claim due messages, deliver them at once (they belong to different applications),
-/// record every attempt. Returns how many were claimed.
+/// record every attempt. Returns how many were claimed. The worker ([`run`]) overlaps its rounds;
+/// this is the unpipelined step, for one-off use.
 pub async fn round<D: Deliver>(
     store: &Store,
     channel: &str,
@@ -230,12 +231,19 @@ pub async fn round<D: Deliver>(
     policy: &Policy,
     deliver: &D,
 ) -> Result<usize, crate::store::StoreError> {
-    use futures_util::StreamExt;
     let due = store
         .claim_outbox(channel, instance, policy.batch, policy.lease_seconds)
         .await?;
     let n = due.len();
-    let attempts: Vec<Attempt> = futures_util::stream::iter(due)
+    let attempts = deliver_all(due, policy, deliver).await;
+    store.record_attempts(instance, &attempts).await?;
+    Ok(n)
+}
+
+/// Delivers claimed messages, `policy.concurrency` at once, and says what became of each.
+async fn deliver_all<D: Deliver>(due: Vec<DueMessage>, policy: &Policy, deliver: &D) -> Vec<Attempt> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(due)
         .map(|m| async move {
             let started = std::time::Instant::now();
             let at_ms = now_ms();
@@ -271,9 +279,25 @@ pub async fn round<D: Deliver>(
         })
         .buffer_unordered(policy.concurrency.max(1))
         .collect()
-        .await;
-    store.record_attempts(instance, &attempts).await?;
-    Ok(n)
+        .await
+}
+
+/// Records the attempts still unrecorded (emptying `unrecorded` once they are), then claims the
+/// next round. Recorded first, so that the successors of the messages just delivered are due.
+async fn settle_and_claim(
+    store: &Store,
+    channel: &str,
+    instance: &str,
+    policy: &Policy,
+    unrecorded: &mut Vec<Attempt>,
+) -> Result<Vec<DueMessage>, StoreError> {
+    if !unrecorded.is_empty() {
+        store.record_attempts(instance, unrecorded).await?;
+        unrecorded.clear();
+    }
+    store
+        .claim_outbox(channel, instance, policy.batch, policy.lease_seconds)
+        .await
 }
 
 fn now_ms() -> i64 {
@@ -284,8 +308,17 @@ fn now_ms() -> i64 {
 }
 
 /// Runs a channel's worker until `stop`: rounds back to back while there is work, a short sleep
-/// when there is none or the database fails. A round under way finishes first, so its attempts
-/// are recorded.
+/// when there is none or the database fails.
+///
+/// The rounds overlap: while one round's messages are signed and posted, the previous round's
+/// attempts are recorded and the next round is claimed, so the cores sign while the database
+/// writes. The order per application holds as it does for one round at a time: a message is
+/// claimed only when every earlier one of its application is recorded as delivered, and a
+/// claimed message is not claimed again while its lease runs, so a round claimed ahead never
+/// holds the successor of a message still in flight or unrecorded. On stop, the round under
+/// way finishes and its attempts are recorded; the round claimed ahead is given back
+/// (unclaimed), so a restart does not wait for its lease. A kill leaves at most two rounds
+/// delivered and unrecorded: their claims run out and they go again (at least once).
 pub async fn run<D: Deliver>(
     store: Store,
     channel: &'static str,
@@ -295,16 +328,49 @@ pub async fn run<D: Deliver>(
 ) {
     let instance = instance_name();
     tracing::info!(channel, instance = %instance, "outbox worker started");
+    // The attempts of the round delivered last, recorded while the next one is delivered.
+    let mut unrecorded: Vec<Attempt> = Vec::new();
+    // The round claimed ahead, delivered next.
+    let mut ahead: Vec<DueMessage> = Vec::new();
     while !*stop.borrow() {
-        match round(&store, channel, &instance, &policy, deliver.as_ref()).await {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
+        if ahead.is_empty() {
+            match settle_and_claim(&store, channel, &instance, &policy, &mut unrecorded).await {
+                Ok(due) if !due.is_empty() => ahead = due,
+                Ok(_) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(channel, "outbox: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        let current = std::mem::take(&mut ahead);
+        let (attempts, claimed) = tokio::join!(
+            deliver_all(current, &policy, deliver.as_ref()),
+            settle_and_claim(&store, channel, &instance, &policy, &mut unrecorded),
+        );
+        // Unrecorded attempts of an earlier round (the database failed) stay and go with these.
+        unrecorded.extend(attempts);
+        match claimed {
+            Ok(due) => ahead = due,
             Err(e) => tracing::error!(channel, "outbox: {e}"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = stop.changed() => {}
-        }
+    }
+    if let Err(e) = store.record_attempts(&instance, &unrecorded).await {
+        tracing::error!(channel, "outbox: recording the last round on stop: {e}");
+    }
+    let ids: Vec<i64> = ahead.iter().map(|m| m.id).collect();
+    if let Err(e) = store.release_outbox_claims(&instance, &ids).await {
+        tracing::error!(channel, "outbox: giving back the round claimed ahead on stop: {e}");
     }
 }
 

@@ -95,18 +95,19 @@ const APPEND_ROWS: usize = 200;
 /// a round trip to the database while the write lock is held).
 pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage]) -> Result<(), StoreError> {
     let t = now();
-    // The statement sees the table as it was before it: a message numbered after another of the
-    // same application and channel in this append is numbered after it by its place here.
-    let mut earlier: HashMap<(&str, &str), i64> = HashMap::new();
-    let places: Vec<i64> = messages
-        .iter()
-        .map(|m| {
-            let n = earlier.entry((m.channel, m.application.as_str())).or_insert(0);
-            *n += 1;
-            *n
-        })
-        .collect();
-    for (chunk, places) in messages.chunks(APPEND_ROWS).zip(places.chunks(APPEND_ROWS)) {
+    // A statement sees the table as it was before it: a message numbered after another of the
+    // same application and channel in this statement is numbered after it by its place here.
+    // Counted per statement: the next statement sees this one's rows in the table.
+    for chunk in messages.chunks(APPEND_ROWS) {
+        let mut earlier: HashMap<(&str, &str), i64> = HashMap::new();
+        let places: Vec<i64> = chunk
+            .iter()
+            .map(|m| {
+                let n = earlier.entry((m.channel, m.application.as_str())).or_insert(0);
+                *n += 1;
+                *n
+            })
+            .collect();
         let rows = super::applications::placeholder_rows(chunk.len(), 5, 1);
         let q = format!(
             "INSERT INTO outbox (channel, message_id, application, seq, body, state, attempts, next_attempt_at, created_at) \
@@ -116,7 +117,7 @@ pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage])
             t = 5 * chunk.len() + 1
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
-        for (m, place) in chunk.iter().zip(places) {
+        for (m, place) in chunk.iter().zip(&places) {
             query = query
                 .bind(m.channel)
                 .bind(&m.message_id)
@@ -236,6 +237,32 @@ impl Store {
                     .bind(&a.error);
             }
             update.bind(instance).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives back claims not delivered (a worker stopping with a round claimed ahead), so that
+    /// the next worker takes them now instead of when their lease runs out; a message claimed by
+    /// another instance since is left alone.
+    pub async fn release_outbox_claims(&self, instance: &str, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in ids.chunks(ATTEMPT_ROWS * 7) {
+            let q = format!(
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND id IN ({})",
+                (2..chunk.len() + 2)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(instance);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

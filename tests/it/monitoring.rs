@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use base64::Engine;
 
@@ -262,4 +263,189 @@ fn messages_go_out_over_https_to_a_receiver_the_ca_file_trusts() {
         queue(&d)
     );
     verify_signatures(&d, &receiver.received(), work.path());
+}
+
+/// A receiver in the test's own process for the worker's overlapped rounds: it notes every
+/// message it is given, in the order given, and answers 503 to the first attempt of every
+/// third application's second message (so a retry sits between an application's messages).
+#[derive(Default)]
+struct Noting {
+    seen: std::sync::Mutex<Vec<(String, String, i64, bool)>>,
+}
+
+impl Noting {
+    fn fails(m: &nca::store::DueMessage) -> bool {
+        let app: usize = m.application.trim_start_matches("app-").parse().unwrap();
+        app.is_multiple_of(3) && m.seq == 2 && m.attempts == 0
+    }
+    fn seen(&self) -> Vec<(String, String, i64, bool)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl nca::outbox::Deliver for Noting {
+    async fn deliver(&self, m: &nca::store::DueMessage) -> Result<Option<u16>, nca::outbox::DeliveryError> {
+        // A little time on the wire, so that rounds overlap as they do over a network.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let fail = Self::fails(m);
+        self.seen
+            .lock()
+            .unwrap()
+            .push((m.message_id.clone(), m.application.clone(), m.seq, !fail));
+        if fail {
+            Err(nca::outbox::DeliveryError::Status { status: 503 })
+        } else {
+            Ok(Some(200))
+        }
+    }
+}
+
+/// The worker's overlapped rounds (the next claimed and the last recorded while one is
+/// delivered) keep what one round at a time kept, through a kill in the middle and a clean
+/// stop: each application's messages reach the receiver in order (no message before an earlier
+/// one of its application was taken), every message is delivered, every attempt after the kill
+/// is recorded and at most the two rounds in flight at the kill are not; a clean stop gives back
+/// the round claimed ahead, so nothing waits for its lease. On SQLite and on PostgreSQL.
+#[test]
+fn overlapped_rounds_keep_the_order_and_the_records_through_a_kill_and_a_stop() {
+    use nca::outbox::{MONITORING, Policy, run};
+    use nca::store::{OutboxMessage, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("o.db").display());
+    for url in [sqlite, fresh_postgres_database()] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = Store::open(&url).await.unwrap();
+            let (apps, per_app, batch) = (60usize, 4usize, 8i64);
+            // Appended application by application, as a day's changes would leave them.
+            let messages: Vec<OutboxMessage> = (0..per_app)
+                .flat_map(|s| {
+                    (0..apps).map(move |a| OutboxMessage {
+                        channel: MONITORING,
+                        message_id: format!("m-{a}-{s}"),
+                        application: format!("app-{a}"),
+                        body: format!("{{\"a\":{a},\"s\":{s}}}"),
+                    })
+                })
+                .collect();
+            store.add_outbox(&messages).await.unwrap();
+            let policy = Policy {
+                batch,
+                concurrency: 4,
+                lease_seconds: 1,
+                retry_initial_ms: 1,
+                retry_max_seconds: 1,
+            };
+            let noting = Arc::new(Noting::default());
+
+            // A kill in the middle: the worker's task is dropped where it stands.
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let killed = tokio::spawn(run(store.clone(), MONITORING, policy, Arc::clone(&noting), stopped));
+            while noting.seen().len() < 60 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            killed.abort();
+            let _ = killed.await;
+            let before_kill = noting.seen().len();
+
+            // A new worker takes up what the killed one left, once its claims run out.
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let worker = tokio::spawn(run(store.clone(), MONITORING, policy, Arc::clone(&noting), stopped));
+            for _ in 0..3000 {
+                if store.outbox_counts(MONITORING).await.unwrap().pending == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            stop.send(true).unwrap();
+            worker.await.unwrap();
+            let seen = noting.seen();
+            assert_eq!(
+                store.outbox_counts(MONITORING).await.unwrap().pending,
+                0,
+                "not all delivered"
+            );
+
+            // In order: a message is given only after every earlier one of its application was
+            // taken.
+            let mut taken: HashMap<String, i64> = HashMap::new();
+            for (id, app, seq, ok) in &seen {
+                let last = taken.get(app).copied().unwrap_or(0);
+                assert!(
+                    *seq <= last + 1,
+                    "{id} ({app}, {seq}) given before {app}'s {} was taken",
+                    last + 1
+                );
+                if *ok && *seq == last + 1 {
+                    taken.insert(app.clone(), *seq);
+                }
+            }
+            assert!(taken.values().all(|s| *s == per_app as i64), "{taken:?}");
+            // Recorded: every attempt after the kill, and every failure's retry.
+            let mut recorded = 0;
+            for a in 0..apps {
+                let app = format!("app-{a}");
+                let rows = store.outbox_of(MONITORING, &app).await.unwrap();
+                // Numbered 1, 2, 3, 4 though the append took two statements (200 rows each).
+                let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+                assert_eq!(seqs, (1..=per_app as i64).collect::<Vec<_>>(), "{app}");
+                for r in &rows {
+                    assert_eq!(r.state, "delivered", "{app} {}", r.seq);
+                    let n = store.outbox_attempt_count(&r.message_id).await.unwrap();
+                    assert!(
+                        n >= 1 && n == r.attempts,
+                        "{}: {n} attempts recorded, {} counted",
+                        r.message_id,
+                        r.attempts
+                    );
+                    let given = seen.iter().filter(|s| s.0 == r.message_id).count() as i64;
+                    assert!(n <= given, "{}: {n} recorded, given {given}", r.message_id);
+                    recorded += n as usize;
+                }
+            }
+            assert!(seen.iter().any(|s| !s.3), "no failure was given");
+            assert!(
+                recorded >= seen.len() - before_kill,
+                "an attempt after the kill went unrecorded"
+            );
+            assert!(
+                seen.len() - recorded <= 2 * batch as usize,
+                "{} attempts unrecorded: more than the two rounds in flight at the kill",
+                seen.len() - recorded
+            );
+
+            // A clean stop in the middle gives back the round claimed ahead: all that is left is
+            // claimable at once, though the lease is a minute.
+            let more: Vec<OutboxMessage> = (0..apps)
+                .map(|a| OutboxMessage {
+                    channel: MONITORING,
+                    message_id: format!("m-{a}-more"),
+                    application: format!("app-{a}"),
+                    body: "{}".into(),
+                })
+                .collect();
+            store.add_outbox(&more).await.unwrap();
+            let policy = Policy {
+                lease_seconds: 60,
+                ..policy
+            };
+            let given = noting.seen().len();
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let worker = tokio::spawn(run(store.clone(), MONITORING, policy, Arc::clone(&noting), stopped));
+            while noting.seen().len() < given + 10 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            stop.send(true).unwrap();
+            worker.await.unwrap();
+            let left = store.outbox_counts(MONITORING).await.unwrap().pending;
+            assert!(left > batch, "the stop came too late to test anything: {left} left");
+            let claimable = store.claim_outbox(MONITORING, "other", 1000, 60).await.unwrap();
+            assert_eq!(claimable.len() as i64, left, "a claim was kept past the stop");
+            store.close().await;
+        });
+    }
 }
