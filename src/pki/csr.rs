@@ -22,6 +22,18 @@ pub enum CsrError {
     UnsupportedSignature(String),
 }
 
+/// Whether [`crate::pki::Ca::prepare`] verifies a CSR's signature again, or relies on its caller
+/// having verified it when the request was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Possession {
+    /// Not known to be proven: the signature is verified before anything is built.
+    Check,
+    /// The caller verified this CSR, byte for byte, when it accepted it (the workflow: at
+    /// submission, and the operator's signature binds the CSR's digest since the identity step).
+    /// The CSR is still parsed and its key judged; only the signature is not verified twice.
+    ProvenOnSubmission,
+}
+
 /// A parsed request; [`ParsedCsr::check_possession`] proves the requester holds the key.
 #[derive(Debug, Clone)]
 pub struct ParsedCsr {

@@ -359,15 +359,18 @@ pub enum Together {
 
 impl Ca {
     /// Judges a request and builds and lints its certificate, writing nothing (the first half of
-    /// [`Ca::issue`], for [`Ca::issue_together`]).
-    pub async fn prepare(&self, req: &IssueRequest) -> Result<Unrecorded, IssueError> {
+    /// [`Ca::issue`], for [`Ca::issue_together`]). `possession` says whether the CSR's signature
+    /// is verified here or was verified, byte for byte, by the caller when it accepted the CSR.
+    pub async fn prepare(&self, req: &IssueRequest, possession: csr::Possession) -> Result<Unrecorded, IssueError> {
         let profile = self
             .profiles
             .get(&req.profile)
             .ok_or_else(|| IssueError::UnknownProfile(req.profile.clone()))?;
         let csr = csr::parse(&req.csr)?;
         let key = policy::judge_key(&csr.spki, profile)?;
-        csr.check_possession()?;
+        if possession == csr::Possession::Check {
+            csr.check_possession()?;
+        }
         let leaf = build_leaf(self, &self.issuing, profile, csr.spki, key, &req.subject)?;
         Ok(Unrecorded {
             pending: pending_of(&leaf, &self.issuing, profile, req.application.as_deref())?,

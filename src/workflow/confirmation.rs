@@ -218,19 +218,73 @@ pub(super) fn to_be_signed(a: &ApplicationRecord) -> Result<String, WorkflowErro
             hex::encode(nonce)
         ));
     }
-    let sha = |s: &Option<String>| {
-        hex::encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            s.as_deref().unwrap_or("").as_bytes(),
-        ))
-    };
     Ok(format!(
         "nca-confirmation v1\napplication: {}\napplicant: IIN{}\nauth-request-sha256: {}\nsign-request-sha256: {}\ndecision: {}\nnonce: {}\n",
         a.number,
         a.iin,
-        sha(&a.auth_csr),
-        sha(&a.sign_csr),
+        request_sha256(&a.auth_csr),
+        request_sha256(&a.sign_csr),
         a.service,
         hex::encode(nonce)
     ))
+}
+
+fn request_sha256(csr: &Option<String>) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        csr.as_deref().unwrap_or("").as_bytes(),
+    ))
+}
+
+/// Whether an application's requests are, byte for byte, those its to-be-signed document names
+/// (what the operator's signature covers): a request changed after the identity step is not.
+pub(super) fn binds_requests(a: &ApplicationRecord) -> bool {
+    let Some(tbs) = a.tbs.as_deref() else {
+        return false;
+    };
+    let names = |label: &str, csr: &Option<String>| tbs.contains(&format!("\n{label}: {}\n", request_sha256(csr)));
+    csr_present(&a.auth_csr)
+        && csr_present(&a.sign_csr)
+        && names("auth-request-sha256", &a.auth_csr)
+        && names("sign-request-sha256", &a.sign_csr)
+}
+
+fn csr_present(csr: &Option<String>) -> bool {
+    csr.as_deref().is_some_and(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confirmation_binds_the_requests_it_was_made_for_and_no_others() {
+        let mut a = ApplicationRecord {
+            number: "A1".into(),
+            iin: "920708497088".into(),
+            auth_csr: Some("AUTH REQUEST".into()),
+            sign_csr: Some("SIGN REQUEST".into()),
+            ..Default::default()
+        };
+        assert!(!binds_requests(&a), "no document yet");
+        a.tbs = Some(to_be_signed(&a).unwrap());
+        assert!(binds_requests(&a));
+
+        // A request changed after the document was made: verified again, not carried.
+        let mut changed = a.clone();
+        changed.sign_csr = Some("SIGN REQUEST\n".into());
+        assert!(!binds_requests(&changed));
+        // The two swapped: each digest is bound to its own line.
+        let mut swapped = a.clone();
+        std::mem::swap(&mut swapped.auth_csr, &mut swapped.sign_csr);
+        assert!(!binds_requests(&swapped));
+        // Without requests there is nothing proven to carry, even if the digests match.
+        let mut empty = ApplicationRecord {
+            auth_csr: None,
+            sign_csr: None,
+            ..a.clone()
+        };
+        empty.tbs = Some(to_be_signed(&empty).unwrap());
+        assert!(!binds_requests(&empty));
+    }
 }

@@ -12,6 +12,7 @@ use super::application::{Workflow, WorkflowError, subject};
 use super::regulation::StepKind;
 use crate::model::{Actor, Intent, Refusal, Status, WAITING_KEY_STORE};
 use crate::outbox::letters::{Kind, Letter};
+use crate::pki::csr::Possession;
 use crate::pki::revocation::RevokeError;
 use crate::pki::{IssueError, IssueRequest, Together};
 use crate::store::{
@@ -344,7 +345,24 @@ impl Workflow<'_> {
         let Ok([auth, sign]) = pair_requests(a) else {
             return Ok(None);
         };
-        let (Ok(auth), Ok(sign)) = (self.ca.prepare(&auth).await, self.ca.prepare(&sign).await) else {
+        // Each CSR's signature was verified when it entered the record (`register` and
+        // `card_requests` are its only writers, and a key that does not prove possession is
+        // refused there and never reaches a confirmation), so it is not verified a second time
+        // here, when these are the bytes the operator has just confirmed: the to-be-signed
+        // document binds each CSR's SHA-256. Others are verified again.
+        let possession = if super::confirmation::binds_requests(a) {
+            Possession::ProvenOnSubmission
+        } else {
+            tracing::warn!(
+                "application {}: its requests are not those its confirmation names",
+                a.number
+            );
+            Possession::Check
+        };
+        let (Ok(auth), Ok(sign)) = (
+            self.ca.prepare(&auth, possession).await,
+            self.ca.prepare(&sign, possession).await,
+        ) else {
             return Ok(None);
         };
         let claimed = ApplicationRecord {
