@@ -337,18 +337,12 @@ pub async fn run<D: Deliver>(
             match settle_and_claim(&store, channel, &instance, &policy, &mut unrecorded).await {
                 Ok(due) if !due.is_empty() => ahead = due,
                 Ok(_) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = stop.changed() => {}
-                    }
+                    idle(&mut stop).await;
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(channel, "outbox: {e}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = stop.changed() => {}
-                    }
+                    idle(&mut stop).await;
                     continue;
                 }
             }
@@ -371,6 +365,14 @@ pub async fn run<D: Deliver>(
     let ids: Vec<i64> = ahead.iter().map(|m| m.id).collect();
     if let Err(e) = store.release_outbox_claims(&instance, &ids).await {
         tracing::error!(channel, "outbox: giving back the round claimed ahead on stop: {e}");
+    }
+}
+
+/// The worker's pause when there is nothing to claim or the database failed; cut short by a stop.
+async fn idle(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        _ = stop.changed() => {}
     }
 }
 

@@ -87,6 +87,9 @@ pub struct OutboxRow {
 /// The most attempts one pair of statements records (seven parameters each).
 const ATTEMPT_ROWS: usize = 100;
 
+/// Claims given back per statement: as many parameters as a statement of attempts binds.
+const RELEASE_IDS: usize = 700;
+
 /// The most messages one statement appends (five parameters each, one more for the time).
 const APPEND_ROWS: usize = 200;
 
@@ -250,13 +253,10 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        for chunk in ids.chunks(ATTEMPT_ROWS * 7) {
+        for chunk in ids.chunks(RELEASE_IDS) {
             let q = format!(
-                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND id IN ({})",
-                (2..chunk.len() + 2)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND id IN {}",
+                super::applications::placeholder_rows(1, chunk.len(), 2)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(instance);
             for id in chunk {
