@@ -45,11 +45,25 @@ pub enum DeliveryError {
 #[error("the operating system's random source failed: {0}")]
 pub struct RandomnessError(String);
 
-/// A fresh message id: a random (version 4) UUID, or the random source's failure.
+/// A fresh message id: a time-ordered (version 7, RFC 9562) UUID, 48 bits of the Unix time in
+/// milliseconds and 74 from the OS random source, or that source's failure.
+///
+/// Time-ordered, not random (version 4), because the id keys two B-trees written with every
+/// status change (`outbox.message_id` and `outbox_attempts`): a random key lands each message
+/// on a page of its own, so that a group commit wrote one WAL page per message per index. Ids
+/// made together now share the rightmost page (BENCHMARKS.md, issue #17, fifth round). The
+/// receiver's use of the id, telling messages apart and dropping a repeat, is unchanged; the
+/// time it carries is the message's `messageDate` already.
 pub fn message_id() -> Result<String, RandomnessError> {
-    let mut b = [0u8; 16];
+    let mut b = [0u8; 10];
     getrandom::fill(&mut b).map_err(|e| RandomnessError(e.to_string()))?;
-    Ok(uuid::Builder::from_random_bytes(b).into_uuid().to_string())
+    // A clock before 1970 gives 0: the id stays unique by its random bits, only unordered.
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok(uuid::Builder::from_unix_timestamp_millis(millis, &b)
+        .into_uuid()
+        .to_string())
 }
 
 /// Local time with its offset, as the monitoring system records times: `2026-11-27T21:05:00+05:00`.
@@ -452,13 +466,38 @@ mod tests {
     }
 
     #[test]
-    fn message_ids_are_v4_uuids() {
+    fn message_ids_are_time_ordered_v7_uuids() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         let id = message_id().unwrap();
         let parsed = uuid::Uuid::parse_str(&id).unwrap();
-        assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+        assert_eq!(parsed.get_version(), Some(uuid::Version::SortRand));
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(id, parsed.hyphenated().to_string(), "lower-case, hyphenated");
-        assert_ne!(id, message_id().unwrap());
+        // The first 48 bits are the time it was made, so that ids made later sort after it
+        // as text too: the index they key is appended to, not written at random.
+        let millis = u64::from_be_bytes([
+            0,
+            0,
+            parsed.as_bytes()[0],
+            parsed.as_bytes()[1],
+            parsed.as_bytes()[2],
+            parsed.as_bytes()[3],
+            parsed.as_bytes()[4],
+            parsed.as_bytes()[5],
+        ]);
+        assert!(
+            millis >= before && millis < before + 60_000,
+            "{millis} against {before}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = message_id().unwrap();
+        assert!(later > id, "{later} sorts after {id}");
+        // Within one millisecond the rest is random: two ids never coincide.
+        let many: std::collections::HashSet<String> = (0..1000).map(|_| message_id().unwrap()).collect();
+        assert_eq!(many.len(), 1000);
     }
 
     #[test]
