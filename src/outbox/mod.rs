@@ -58,9 +58,7 @@ pub fn message_id() -> Result<String, RandomnessError> {
     let mut b = [0u8; 10];
     getrandom::fill(&mut b).map_err(|e| RandomnessError(e.to_string()))?;
     // A clock before 1970 gives 0: the id stays unique by its random bits, only unordered.
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let millis = u64::try_from(now_ms()).unwrap_or(0);
     Ok(uuid::Builder::from_unix_timestamp_millis(millis, &b)
         .into_uuid()
         .to_string())
@@ -467,10 +465,7 @@ mod tests {
 
     #[test]
     fn message_ids_are_time_ordered_v7_uuids() {
-        let before = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let before = u64::try_from(now_ms()).unwrap();
         let id = message_id().unwrap();
         let parsed = uuid::Uuid::parse_str(&id).unwrap();
         assert_eq!(parsed.get_version(), Some(uuid::Version::SortRand));
@@ -478,16 +473,8 @@ mod tests {
         assert_eq!(id, parsed.hyphenated().to_string(), "lower-case, hyphenated");
         // The first 48 bits are the time it was made, so that ids made later sort after it
         // as text too: the index they key is appended to, not written at random.
-        let millis = u64::from_be_bytes([
-            0,
-            0,
-            parsed.as_bytes()[0],
-            parsed.as_bytes()[1],
-            parsed.as_bytes()[2],
-            parsed.as_bytes()[3],
-            parsed.as_bytes()[4],
-            parsed.as_bytes()[5],
-        ]);
+        let (secs, nanos) = parsed.get_timestamp().unwrap().to_unix();
+        let millis = secs * 1000 + u64::from(nanos / 1_000_000);
         assert!(
             millis >= before && millis < before + 60_000,
             "{millis} against {before}"
