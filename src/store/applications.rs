@@ -179,14 +179,37 @@ pub(super) fn placeholder_rows(rows: usize, columns: usize, first: usize) -> Str
 /// The most steps one statement inserts (eight parameters each).
 const STEP_ROWS: usize = 100;
 
+/// `placeholder_rows(rows, 8, 1)`, but the first column of each row is the id of the application
+/// whose number is bound there: steps are keyed by the application's internal id (migration
+/// 0018: the number is random, the id sequential, so the steps of the applications in flight
+/// share the last pages of their B-tree).
+fn step_rows(rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * 90);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        let first = 1 + r * 8;
+        sql.push_str("((SELECT id FROM applications WHERE number = $");
+        sql.push_str(&first.to_string());
+        sql.push(')');
+        for c in 1..8 {
+            sql.push_str(", $");
+            sql.push_str(&(first + c).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Inserts steps, each with its application's number.
 async fn insert_steps(conn: &mut sqlx::AnyConnection, steps: &[(&str, &StepRecord)]) -> Result<(), StoreError> {
     // One statement for many: each statement is a round trip to the database.
     for chunk in steps.chunks(STEP_ROWS) {
         let q = format!(
-            "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, deadline_seconds, outcome) \
-             VALUES {}",
-            placeholder_rows(chunk.len(), 8, 1)
+            "INSERT INTO application_steps (application, seq, step, actor, started_at, finished_at, deadline_seconds, \
+             outcome) VALUES {}",
+            step_rows(chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
         for (number, s) in chunk {
@@ -266,7 +289,8 @@ pub(super) async fn change_application(
     }
     if !a.keep_steps_open {
         sqlx::query(
-            "UPDATE application_steps SET finished_at = $1, outcome = $2 WHERE number = $3 AND finished_at IS NULL",
+            "UPDATE application_steps SET finished_at = $1, outcome = $2 \
+             WHERE application = (SELECT id FROM applications WHERE number = $3) AND finished_at IS NULL",
         )
         .bind(at)
         .bind(&a.outcome)
@@ -463,7 +487,7 @@ impl Store {
     pub async fn application_steps(&self, number: &str) -> Result<Vec<StepRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, step, actor, started_at, finished_at, deadline_seconds, outcome FROM application_steps \
-             WHERE number = $1 ORDER BY seq",
+             WHERE application = (SELECT id FROM applications WHERE number = $1) ORDER BY seq",
         )
         .bind(number)
         .fetch_all(self.pool())
@@ -619,7 +643,7 @@ impl Store {
     pub async fn step_timings(&self) -> Result<Vec<StepTiming>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.process, s.step, s.actor, s.deadline_seconds, s.started_at, s.finished_at \
-             FROM application_steps s JOIN applications a ON a.number = s.number",
+             FROM application_steps s JOIN applications a ON a.id = s.application",
         )
         .fetch_all(self.pool())
         .await?;

@@ -450,3 +450,156 @@ fn certificates_are_keyed_by_serial_then_issuer_on_sqlite() {
 fn certificates_are_keyed_by_serial_then_issuer_on_postgres() {
     certificates_are_keyed_by_serial(Backend::Postgres, &fresh_postgres_database());
 }
+
+/// A database at version 17 holding applications, their steps, a receipt and a survey: 0018 gives
+/// the applications ids in the order they were created, keys each step by its application's id
+/// (none lost, none moved to another application), keeps the receipt and the survey pointing at
+/// their applications, and an application made afterwards takes the next id.
+fn keys_steps_by_application_id(backend: Backend, (mut d, url): (Deployment, String)) {
+    let rt = runtime();
+    rt.block_on(old_database(&url, backend, 17));
+    // Two applications, the later-made one first in the table, with two and one steps.
+    let (early, late) = ("EARL-Y000-0000", "LATE-0000-0000");
+    rt.block_on(async {
+        let pool = pool(&url).await;
+        for (number, created) in [(late, 2_000_i64), (early, 1_000)] {
+            sqlx::query(
+                "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, \
+                 created_at, updated_at) VALUES ($1, 'issue', 'S', 'portal', 'completed', '850315306048', 'A B', 'c', \
+                 'file', $2, $2)",
+            )
+            .bind(number)
+            .bind(created)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for (number, seq, step, outcome) in [
+            (late, 1_i64, "request", "accepted"),
+            (early, 1, "request", "accepted"),
+            (late, 2, "issue", "issued"),
+        ] {
+            sqlx::query(
+                "INSERT INTO application_steps (number, seq, step, actor, started_at, finished_at, outcome) \
+                 VALUES ($1, $2, $3, 'applicant', 10, 20, $4)",
+            )
+            .bind(number)
+            .bind(seq)
+            .bind(step)
+            .bind(outcome)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) \
+             VALUES ($1, $2, 'c', '920708497088', $3, '[]')",
+        )
+        .bind(format!("R-{late}"))
+        .bind(late)
+        // Issued now: the archive's retention sweep at start removes what is older than its period.
+        .bind(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO surveys (number, process, information, answered_at) VALUES ($1, 'satisfied', 'partly', 40)",
+        )
+        .bind(early)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+    d.start();
+    assert_eq!(d.get("/readyz").0, 200);
+    assert!(d.terminate(std::time::Duration::from_secs(15)));
+
+    rt.block_on(async {
+        let pool = pool(&url).await;
+        let ids: Vec<(String, i64)> = sqlx::query("SELECT number, CAST(id AS BIGINT) FROM applications ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            ids,
+            [(early.to_string(), 1), (late.to_string(), 2)],
+            "ids follow creation"
+        );
+        let joined: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM receipts r JOIN applications a ON a.number = r.application WHERE a.number = $1",
+        )
+        .bind(late)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+        assert_eq!(joined, 1, "the receipt kept");
+        let surveyed: i64 = sqlx::query("SELECT COUNT(*) FROM surveys WHERE number = $1")
+            .bind(early)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(surveyed, 1, "the survey kept");
+        sqlx::query(
+            "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, \
+             created_at, updated_at) VALUES ('NEXT-0000-0000', 'issue', 'S', 'portal', 'completed', '850315306048', \
+             'A B', 'c', 'file', 3000, 3000)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let next: i64 = sqlx::query("SELECT CAST(id AS BIGINT) FROM applications WHERE number = 'NEXT-0000-0000'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(next, 3, "a new application takes the next id");
+        pool.close().await;
+
+        let store = Store::open(&url).await.unwrap();
+        let steps = |number: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .application_steps(number)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.seq, s.step.as_str().to_string(), s.outcome))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            steps(late).await,
+            [
+                (1, "request".to_string(), Some("accepted".to_string())),
+                (2, "issue".to_string(), Some("issued".to_string()))
+            ]
+        );
+        assert_eq!(
+            steps(early).await,
+            [(1, "request".to_string(), Some("accepted".to_string()))]
+        );
+        store.close().await;
+    });
+}
+
+#[test]
+fn application_steps_are_keyed_by_the_application_id_after_an_upgrade_on_sqlite() {
+    keys_steps_by_application_id(Backend::Sqlite, sqlite_deployment());
+}
+
+#[test]
+fn application_steps_are_keyed_by_the_application_id_after_an_upgrade_on_postgres() {
+    keys_steps_by_application_id(Backend::Postgres, postgres_deployment());
+}
