@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, append};
 use super::outbox::{self, OutboxMessage};
-use super::{Store, StoreError, now};
+use super::{Store, StoreError, now, placeholder_rows};
 use crate::model::{Applicant, Channel, Document, Intent, Receipt, Refusal, Service, Status, StepKind};
 
 /// An application as the store keeps it. Its names are typed here and written as text only in
@@ -155,61 +155,21 @@ fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
     })
 }
 
-/// `($first, …), (…), …`: `rows` rows of `columns` numbered parameters, for a multi-row
-/// statement.
-pub(super) fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..columns {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(first + r * columns + c).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// The most steps one statement inserts (eight parameters each).
 const STEP_ROWS: usize = 100;
 
-/// `placeholder_rows(rows, 8, 1)`, but the first column of each row is the id of the application
-/// whose number is bound there: steps are keyed by the application's internal id (migration
-/// 0018: the number is random, the id sequential, so the steps of the applications in flight
-/// share the last pages of their B-tree).
-fn step_rows(rows: usize) -> String {
-    let mut sql = String::with_capacity(rows * 90);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        let first = 1 + r * 8;
-        sql.push_str("((SELECT id FROM applications WHERE number = $");
-        sql.push_str(&first.to_string());
-        sql.push(')');
-        for c in 1..8 {
-            sql.push_str(", $");
-            sql.push_str(&(first + c).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// Inserts steps, each with its application's number.
+/// Inserts steps, each with its application's number. Steps are keyed by the application's
+/// internal id (migration 0018: the number is random, the id sequential, so the steps of the
+/// applications in flight share the last pages of their B-tree): the numbers are joined to their
+/// ids in the statement.
 async fn insert_steps(conn: &mut sqlx::AnyConnection, steps: &[(&str, &StepRecord)]) -> Result<(), StoreError> {
     // One statement for many: each statement is a round trip to the database.
     for chunk in steps.chunks(STEP_ROWS) {
         let q = format!(
             "INSERT INTO application_steps (application, seq, step, actor, started_at, finished_at, deadline_seconds, \
-             outcome) VALUES {}",
-            step_rows(chunk.len())
+             outcome) SELECT a.id, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8 \
+             FROM (VALUES {}) AS v JOIN applications a ON a.number = v.column1",
+            placeholder_rows(chunk.len(), 8, 1)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
         for (number, s) in chunk {
@@ -223,7 +183,16 @@ async fn insert_steps(conn: &mut sqlx::AnyConnection, steps: &[(&str, &StepRecor
                 .bind(s.deadline_seconds)
                 .bind(&s.outcome);
         }
-        query.execute(&mut *conn).await?;
+        // A join drops a row whose application is not there, where a subquery's NULL id would
+        // have failed the statement: say so rather than lose a step.
+        let written = query.execute(&mut *conn).await?.rows_affected();
+        if written != chunk.len() as u64 {
+            return Err(StoreError::Unavailable(format!(
+                "{} of {} steps had no application to belong to",
+                chunk.len() as u64 - written,
+                chunk.len()
+            )));
+        }
     }
     Ok(())
 }

@@ -112,24 +112,10 @@ pub(super) async fn append(
         rows.push((seq, e, std::mem::replace(&mut hash, h.clone()), h));
     }
     for part in rows.chunks(AUDIT_ROWS) {
-        let mut sql =
-            String::from("INSERT INTO audit (chain, seq, at, kind, subject, detail, prev_hash, hash) VALUES ");
-        for i in 0..part.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            // Only placeholders are generated into the string; every value is bound.
-            let f = 8 * i;
-            sql.push('(');
-            for j in 1..=8 {
-                if j > 1 {
-                    sql.push_str(", ");
-                }
-                sql.push('$');
-                sql.push_str(&(f + j).to_string());
-            }
-            sql.push(')');
-        }
+        let sql = format!(
+            "INSERT INTO audit (chain, seq, at, kind, subject, detail, prev_hash, hash) VALUES {}",
+            super::placeholder_rows(part.len(), 8, 1)
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (seq, e, prev, h) in part {
             q = q

@@ -67,19 +67,6 @@ pub struct CertificateRecord {
     pub issued_at: Option<i64>,
 }
 
-/// `$first, $first+1, …` for one row of `n` values.
-fn placeholders(sql: &mut String, first: usize, n: usize) {
-    sql.push('(');
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('$');
-        sql.push_str(&(first + i).to_string());
-    }
-    sql.push(')');
-}
-
 /// `add_pending` for every pending certificate of one group commit, in three statements whatever
 /// their number (one statement per row made every certificate two round trips to the database's
 /// thread): the keys' holders, the keys already bound to someone else, and the rows. The keys'
@@ -107,9 +94,10 @@ pub(super) async fn insert_pending_batch(
         }
     }
     // Only placeholders are generated into these strings; every value is bound.
-    let mut sql = String::from("INSERT INTO public_keys (key_sha256, holder, created_at) VALUES ");
-    rows_of_placeholders(&mut sql, 1, keys.len(), 3);
-    sql.push_str(" ON CONFLICT (key_sha256) DO NOTHING");
+    let sql = format!(
+        "INSERT INTO public_keys (key_sha256, holder, created_at) VALUES {} ON CONFLICT (key_sha256) DO NOTHING",
+        super::placeholder_rows(keys.len(), 3, 1)
+    );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (k, h) in &keys {
         q = q.bind(*k).bind(*h).bind(at);
@@ -117,9 +105,11 @@ pub(super) async fn insert_pending_batch(
     q.execute(&mut *conn).await?;
     // Bound to another holder: before this batch, or by an earlier request of it (the first
     // holder of a key is the one its INSERT wrote). Almost always no row.
-    let mut sql = String::from("SELECT v.column1, p.holder FROM (VALUES ");
-    rows_of_placeholders(&mut sql, 1, keys.len(), 2);
-    sql.push_str(") AS v JOIN public_keys p ON p.key_sha256 = v.column1 WHERE p.holder <> v.column2");
+    let sql = format!(
+        "SELECT v.column1, p.holder FROM (VALUES {}) AS v JOIN public_keys p ON p.key_sha256 = v.column1 \
+         WHERE p.holder <> v.column2",
+        super::placeholder_rows(keys.len(), 2, 1)
+    );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (k, h) in &keys {
         q = q.bind(*k).bind(*h);
@@ -223,16 +213,6 @@ pub(super) async fn insert_pending_batch(
     Ok(results)
 }
 
-/// `n` rows of `width` placeholders each, numbered from `first`: `($1, $2), ($3, $4)`.
-fn rows_of_placeholders(sql: &mut String, first: usize, n: usize, width: usize) {
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        placeholders(sql, first + width * i, width);
-    }
-}
-
 /// A signed certificate to record as issued.
 pub(super) struct IssuedRow<'a> {
     pub issuer: &'a str,
@@ -252,12 +232,10 @@ pub(super) async fn update_issued_batch(
     }
     // A VALUES list's columns are column1, column2, … on both SQLite and PostgreSQL; only
     // placeholders are generated into the string.
-    let mut sql =
-        String::from("UPDATE certificates SET status = 'issued', der = v.column3, issued_at = $1 FROM (VALUES ");
-    rows_of_placeholders(&mut sql, 2, batch.len(), 3);
-    sql.push_str(
-        ") AS v WHERE certificates.issuer = v.column1 AND certificates.serial = v.column2 \
-         AND certificates.status = 'pending'",
+    let sql = format!(
+        "UPDATE certificates SET status = 'issued', der = v.column3, issued_at = $1 FROM (VALUES {}) AS v \
+         WHERE certificates.issuer = v.column1 AND certificates.serial = v.column2 AND certificates.status = 'pending'",
+        super::placeholder_rows(batch.len(), 3, 2)
     );
     let at = now();
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);

@@ -288,6 +288,27 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
+/// `($first, …), (…), …`: `rows` rows of `columns` numbered parameters, for a multi-row
+/// statement. Only placeholders are generated into SQL; every value is bound.
+fn placeholder_rows(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + r * columns + c).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Seconds since the epoch; the store keeps times as integers on both backends.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -111,7 +111,7 @@ pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage])
                 *n
             })
             .collect();
-        let rows = super::applications::placeholder_rows(chunk.len(), 5, 1);
+        let rows = super::placeholder_rows(chunk.len(), 5, 1);
         let q = format!(
             "INSERT INTO outbox (channel, message_id, application, seq, body, state, attempts, next_attempt_at, created_at) \
              SELECT v.column1, v.column2, v.column3, \
@@ -202,7 +202,7 @@ impl Store {
             let q = format!(
                 "INSERT INTO outbox_attempts (message_id, attempt, at_ms, http_status, latency_ms, error, instance) \
                  VALUES {}",
-                super::applications::placeholder_rows(chunk.len(), 7, 1)
+                super::placeholder_rows(chunk.len(), 7, 1)
             );
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(q));
             for a in chunk {
@@ -220,7 +220,7 @@ impl Store {
                 "UPDATE outbox SET state = v.column2, next_attempt_at = v.column3, delivered_at = v.column4, \
                  attempts = v.column5, last_status = v.column6, last_error = v.column7, claimed_by = NULL, \
                  claimed_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1 AND outbox.claimed_by = ${}",
-                super::applications::placeholder_rows(chunk.len(), 7, 1),
+                super::placeholder_rows(chunk.len(), 7, 1),
                 7 * chunk.len() + 1
             );
             let mut update = sqlx::query(sqlx::AssertSqlSafe(q));
@@ -256,7 +256,7 @@ impl Store {
         for chunk in ids.chunks(RELEASE_IDS) {
             let q = format!(
                 "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1 AND id IN {}",
-                super::applications::placeholder_rows(1, chunk.len(), 2)
+                super::placeholder_rows(1, chunk.len(), 2)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(instance);
             for id in chunk {
