@@ -42,7 +42,7 @@
 # Knobs: N (engine certificates, 20000), CONC (engine concurrency, 64), DURATION (HTTP seconds,
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
 # PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
-# (1000000), NOUTBOX (100000), APP_CONC (16), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"),
+# (1000000), NOUTBOX (100000), APP_CONC (16), APP_DBS ("sqlite postgres"), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"),
 # NCA_BIN and BENCH_BIN (binaries to run instead of building target/release's). Loopback only.
 # Output: RESULT lines, then a summary.
 set -euo pipefail
@@ -51,7 +51,7 @@ N=${N:-20000}; CONC=${CONC:-64}; DURATION=${DURATION:-20}; CONNS=${CONNS:-32}
 STORES=${STORES:-software pkcs11}; ALGS=${ALGS:-ec-p256 rsa-2048}; PEERS=${PEERS:-1}
 SECTIONS=${SECTIONS:-engine http status outbox applications cluster tsa presign}; NREVOKED=${NREVOKED:-1000000}
 NPRESIGN=${NPRESIGN:-500000}; PRESIGN_ALGS=${PRESIGN_ALGS:-ec-p256}
-NOUTBOX=${NOUTBOX:-100000}; APP_CONC=${APP_CONC:-16}
+NOUTBOX=${NOUTBOX:-100000}; APP_CONC=${APP_CONC:-16}; APP_DBS=${APP_DBS:-sqlite postgres}
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -132,6 +132,34 @@ serve() {
     op_url=$(sed -n 's/^listening: .*operator=\([^ ]*\).*/\1/p' "$d/serve.out")
     [[ -n $url ]] || { cat "$d/serve.log" >&2; exit 1; }
     echo "$envs" > "$d/env"
+}
+
+# How the group-commit writers grouped over a load: from two scrapes of /metrics (README,
+# "Applications"), per writer, the commits per second, the operations per commit (mean, and the
+# share of commits of one or two), and the shares of the wall time spent inside transactions and
+# waiting for the write connection (SQLite has one, which both writers and the outbox share: the
+# writers' two shares inside near 100 % together, the connection is the bound).
+group_commits() {
+    python3 - "$@" <<'PY'
+import re, sys
+a, b, t0, t1, label = sys.argv[1:6]
+def read(path):
+    v = {}
+    for line in open(path):
+        m = re.match(r'nca_store_group_commit_(\w+)\{writer="(\w+)"(?:,le="([^"]+)")?\} (\S+)', line)
+        if m:
+            v[(m[1], m[2], m[3])] = float(m[4])
+    return v
+x, y, secs = read(a), read(b), float(t1) - float(t0)
+for w in sorted({k[1] for k in y}):
+    d = lambda k, le=None: y.get((k, w, le), 0) - x.get((k, w, le), 0)
+    commits, ops = d("operations_count"), d("operations_sum")
+    small = d("operations_bucket", "2")
+    print(f"RESULT applications.group_commit.{w} {commits / secs:.0f} commits/s {label} "
+          f"(ops/commit {ops / max(commits, 1):.2f}, commits of 1-2 ops {100 * small / max(commits, 1):.0f} %, "
+          f"in transactions {100 * d('busy_seconds_total') / secs:.0f} % and waiting for the write connection "
+          f"{100 * d('wait_seconds_total') / secs:.0f} % of the wall time, failures {d('failures_total'):.0f})")
+PY
 }
 
 has http && for alg in $ALGS; do
@@ -215,8 +243,8 @@ if has applications; then
         -out "$tmp/app-auth.csr" 2>/dev/null
     openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj /CN=s -keyout "$tmp/app-sign.key" \
         -out "$tmp/app-sign.csr" 2>/dev/null
-    pg_url=$(scripts/pg-start.sh "$tmp/pg" "${BENCH_PG_PORT:-55499}" | tail -1)
-    for db in sqlite postgres; do
+    [[ " $APP_DBS " != *" postgres "* ]] || pg_url=$(scripts/pg-start.sh "$tmp/pg" "${BENCH_PG_PORT:-55499}" | tail -1)
+    for db in $APP_DBS; do
         for alg in $ALGS; do
             d="$tmp/apps-$db-$alg"
             if [[ $db == postgres ]]; then
@@ -235,13 +263,16 @@ if has applications; then
             # The service's own CPU over the load (its utime and stime, in clock ticks), beside the
             # client's, which the load process prints: which of them is the limit.
             cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t0=$(date +%s.%N)
+            curl -s "$url/metrics" > "$d/metrics.0"
             out=$(NCA_KEY_STORE=software NCA_LOG=warn "$BENCH" applications --public "$url" --operator "$op_url" \
                 --data "$d/data" --operator-dir "$d/op" --centre "$centre" --alg "$alg" --label "database=$db" \
                 --auth-csr "$tmp/app-auth.csr" --sign-csr "$tmp/app-sign.csr" --seconds "$DURATION" \
                 --concurrency "$APP_CONC" 2>/dev/null | grep '^RESULT')
             cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t1=$(date +%s.%N)
+            curl -s "$url/metrics" > "$d/metrics.1"
             out+=$'\n'"RESULT applications.server_cpu $(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
                 'BEGIN {printf "%.2f", (b - a) / 100 / (e - s)}') cores database=$db issuing=$alg (nca serve, over the load process's run, its bound probe included)"
+            out+=$'\n'$(group_commits "$d/metrics.0" "$d/metrics.1" "$t0" "$t1" "database=$db issuing=$alg")
             echo "$out"; results+=("$out")
             kill "$pid" 2>/dev/null || true
         done

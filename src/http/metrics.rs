@@ -95,6 +95,70 @@ pub fn render_outbox(out: &mut String, channels: &[(&str, crate::store::OutboxCo
     }
 }
 
+/// The group-commit writers of this process ([`crate::store::Store::group_commits`]): a
+/// histogram of operations per committed transaction, the failed batches, the seconds spent
+/// waiting for the write connection and inside transactions. A writer near one busy second per
+/// second is the store's bound; its batch sizes say whether callers are being grouped.
+pub fn render_group_commits(out: &mut String, writers: &[(&str, crate::store::GroupCommits)]) {
+    let _ = writeln!(
+        out,
+        "# HELP nca_store_group_commit_operations Operations per committed group-commit transaction.\n\
+         # TYPE nca_store_group_commit_operations histogram"
+    );
+    for (writer, g) in writers {
+        for (le, n) in crate::store::BATCH_BUCKETS.iter().zip(g.at_most) {
+            let _ = writeln!(
+                out,
+                "nca_store_group_commit_operations_bucket{{writer=\"{writer}\",le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "nca_store_group_commit_operations_bucket{{writer=\"{writer}\",le=\"+Inf\"}} {c}\n\
+             nca_store_group_commit_operations_sum{{writer=\"{writer}\"}} {s}\n\
+             nca_store_group_commit_operations_count{{writer=\"{writer}\"}} {c}",
+            c = g.commits,
+            s = g.operations
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nca_store_group_commit_failures_total Group-commit transactions that failed (every caller told).\n\
+         # TYPE nca_store_group_commit_failures_total counter"
+    );
+    for (writer, g) in writers {
+        let _ = writeln!(
+            out,
+            "nca_store_group_commit_failures_total{{writer=\"{writer}\"}} {}",
+            g.failures
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nca_store_group_commit_wait_seconds_total Seconds a writer waited for the write connection.\n\
+         # TYPE nca_store_group_commit_wait_seconds_total counter"
+    );
+    for (writer, g) in writers {
+        let _ = writeln!(
+            out,
+            "nca_store_group_commit_wait_seconds_total{{writer=\"{writer}\"}} {:.6}",
+            g.wait_seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP nca_store_group_commit_busy_seconds_total Seconds a writer spent in its transactions.\n\
+         # TYPE nca_store_group_commit_busy_seconds_total counter"
+    );
+    for (writer, g) in writers {
+        let _ = writeln!(
+            out,
+            "nca_store_group_commit_busy_seconds_total{{writer=\"{writer}\"}} {:.6}",
+            g.busy_seconds
+        );
+    }
+}
+
 /// Whether this instance holds each duty (1) or not (0): summed over the instances, each duty
 /// is 1 (held once) or 0 (between a holder's death and the take-over).
 pub fn render_duties(out: &mut String, held: &[(crate::cluster::Duty, bool)]) {

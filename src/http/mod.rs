@@ -116,6 +116,7 @@ impl AppState {
         metrics::render_outbox(&mut text, &channels, crate::store::now());
         let held = self.cluster.as_ref().map(|c| c.held_duties()).unwrap_or_default();
         metrics::render_duties(&mut text, &held);
+        metrics::render_group_commits(&mut text, &self.store.group_commits());
         text
     }
 

@@ -37,6 +37,7 @@ pub use outbox::{Attempt, AttemptOutcome, DueMessage, OutboxCounts, OutboxMessag
 pub use revocations::{CrlRecord, RevocationRecord, Revoked};
 pub use surveys::SurveyRecord;
 pub use timestamps::TimestampRecord;
+pub use writer::{BATCH_BUCKETS, GroupCommits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -240,6 +241,16 @@ impl Store {
     /// After the commit of a change that may take someone's access away.
     pub(crate) fn access_changed(&self) {
         self.access_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Each group-commit writer by name (`issuance`: certificates, the changes of applications
+    /// that go with them and time-stamp tokens; `submissions`: new applications) with what it has
+    /// committed since this store opened.
+    pub fn group_commits(&self) -> [(&'static str, GroupCommits); 2] {
+        [
+            ("issuance", self.writer.group_commits()),
+            ("submissions", self.submissions.group_commits()),
+        ]
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

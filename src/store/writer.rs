@@ -11,8 +11,11 @@
 //! and every caller is told.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, StoreError};
@@ -41,6 +44,7 @@ struct Job<O: Batch> {
 /// The handle callers send their operations through.
 pub(super) struct Writer<O: Batch> {
     jobs: mpsc::Sender<Job<O>>,
+    stats: Arc<Stats>,
 }
 
 // By hand: derive would ask `O: Clone`, and only the channel's sender is cloned.
@@ -48,6 +52,90 @@ impl<O: Batch> Clone for Writer<O> {
     fn clone(&self) -> Self {
         Writer {
             jobs: self.jobs.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+/// The upper bounds of the batch-size histogram's buckets (a last one, `+Inf`, is implied;
+/// [`MAX_BATCH`] is the largest batch there is).
+pub const BATCH_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// What a writer has done since it started: how its operations were grouped into commits, and
+/// how long it was inside transactions. Whether a group commit groups is the question behind a
+/// slow run (a writer busy all the time with batches of one or two is the bound; one idle half
+/// the time is waiting for its callers), so it is kept where `/metrics` and the bench can read it.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Committed batches per bucket of [`BATCH_BUCKETS`] (not cumulative).
+    buckets: [AtomicU64; BATCH_BUCKETS.len()],
+    commits: AtomicU64,
+    operations: AtomicU64,
+    /// Batches that failed and were rolled back (every caller told).
+    failures: AtomicU64,
+    /// Waiting for the write connection (on SQLite one, shared with the other writer and every
+    /// other write transaction).
+    wait_ns: AtomicU64,
+    /// From BEGIN to the commit's answer (or the failure), the connection held.
+    busy_ns: AtomicU64,
+}
+
+/// A reading of a writer's [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupCommits {
+    /// Committed batches with at most `BATCH_BUCKETS[i]` operations, cumulative as Prometheus
+    /// histograms are.
+    pub at_most: [u64; BATCH_BUCKETS.len()],
+    pub commits: u64,
+    pub operations: u64,
+    pub failures: u64,
+    pub wait_seconds: f64,
+    pub busy_seconds: f64,
+}
+
+/// Where one batch's time went.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    waiting: std::time::Duration,
+    inside: std::time::Duration,
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Stats {
+    fn record(&self, operations: usize, committed: bool, spent: Spent) {
+        self.wait_ns.fetch_add(nanos(spent.waiting), Ordering::Relaxed);
+        self.busy_ns.fetch_add(nanos(spent.inside), Ordering::Relaxed);
+        if !committed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let n = operations as u64;
+        let bucket = BATCH_BUCKETS
+            .iter()
+            .position(|&b| n <= b)
+            .unwrap_or(BATCH_BUCKETS.len() - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.operations.fetch_add(n, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> GroupCommits {
+        let mut at_most = [0; BATCH_BUCKETS.len()];
+        let mut sum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            sum += b.load(Ordering::Relaxed);
+            at_most[i] = sum;
+        }
+        GroupCommits {
+            at_most,
+            commits: self.commits.load(Ordering::Relaxed),
+            operations: self.operations.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            wait_seconds: self.wait_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            busy_seconds: self.busy_ns.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
 }
@@ -64,6 +152,8 @@ impl<O: Batch> Writer<O> {
     /// stays a task of the service's runtime.
     pub(super) fn start(pool: AnyPool, backend: Backend, name: &str) -> Result<Writer<O>, StoreError> {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        let stats = Arc::new(Stats::default());
+        let counted = Arc::clone(&stats);
         match backend {
             Backend::Sqlite => {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -73,14 +163,19 @@ impl<O: Batch> Writer<O> {
                 std::thread::Builder::new()
                     .name(name.into())
                     // Ends when the last `Writer` is dropped: `recv_many` then answers 0.
-                    .spawn(move || rt.block_on(run(pool, backend, rx)))
+                    .spawn(move || rt.block_on(run(pool, backend, rx, counted)))
                     .map_err(|e| StoreError::Unavailable(format!("the writer's thread: {e}")))?;
             }
             Backend::Postgres => {
-                tokio::spawn(run(pool, backend, rx));
+                tokio::spawn(run(pool, backend, rx, counted));
             }
         }
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, stats })
+    }
+
+    /// What this writer has committed since it started.
+    pub(super) fn group_commits(&self) -> GroupCommits {
+        self.stats.read()
     }
 
     /// Writes one operation with whatever else is waiting; returns once it is committed.
@@ -96,11 +191,14 @@ impl<O: Batch> Writer<O> {
     }
 }
 
-async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job<O>>) {
+async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job<O>>, stats: Arc<Stats>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (ops, replies): (Vec<O>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
-        match execute(&pool, backend, &ops).await {
+        let mut spent = Spent::default();
+        let result = execute(&pool, backend, &ops, &mut spent).await;
+        stats.record(ops.len(), result.is_ok(), spent);
+        match result {
             Ok(answers) => {
                 for (reply, a) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(a));
@@ -116,15 +214,30 @@ async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<J
     }
 }
 
-async fn execute<O: Batch>(pool: &AnyPool, backend: Backend, ops: &[O]) -> Result<Vec<O::Answer>, StoreError> {
-    let mut tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
-    };
-    let answers = O::execute(&mut tx, backend, ops).await?;
-    if answers.len() != ops.len() {
-        return Err(StoreError::Unavailable("a write had no answer".into()));
+async fn execute<O: Batch>(
+    pool: &AnyPool,
+    backend: Backend,
+    ops: &[O],
+    spent: &mut Spent,
+) -> Result<Vec<O::Answer>, StoreError> {
+    let started = Instant::now();
+    let conn = pool.acquire().await;
+    let begun = Instant::now();
+    spent.waiting = begun - started;
+    let mut conn = conn?;
+    let result = async {
+        let mut tx = match backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        let answers = O::execute(&mut tx, backend, ops).await?;
+        if answers.len() != ops.len() {
+            return Err(StoreError::Unavailable("a write had no answer".into()));
+        }
+        tx.commit().await?;
+        Ok(answers)
     }
-    tx.commit().await?;
-    Ok(answers)
+    .await;
+    spent.inside = begun.elapsed();
+    result
 }

@@ -68,3 +68,86 @@ fn the_issued_count_includes_the_citizens_certificates_and_each_certificate_once
     assert_eq!(counter(&d, "nca_certificates_issued_total"), before + 3);
     assert_eq!(counter(&d, "nca_issuance_refused_total"), refused_before + 1);
 }
+
+/// The value of the series `series` (a name with its labels) in the service's `/metrics`.
+fn value(d: &Deployment, series: &str) -> f64 {
+    let (status, body) = d.get("/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Each writer's histogram, in the order of its buckets, `+Inf` last.
+fn buckets(d: &Deployment, writer: &str) -> Vec<u64> {
+    let (_, body) = d.get("/metrics");
+    let text = String::from_utf8(body).unwrap();
+    let prefix = format!("nca_store_group_commit_operations_bucket{{writer=\"{writer}\",le=");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_group_commit_writers_show_what_they_committed_operation_by_operation() {
+    let (d, centre, work) = running();
+    let sum = |w: &str| value(&d, &format!("nca_store_group_commit_operations_sum{{writer=\"{w}\"}}"));
+    let count = |w: &str| {
+        value(
+            &d,
+            &format!("nca_store_group_commit_operations_count{{writer=\"{w}\"}}"),
+        )
+    };
+    let busy = |w: &str| {
+        value(
+            &d,
+            &format!("nca_store_group_commit_busy_seconds_total{{writer=\"{w}\"}}"),
+        )
+    };
+    let (issuance, submissions, busy_before) = (sum("issuance"), sum("submissions"), busy("issuance"));
+    let (commits, ones) = (count("issuance"), buckets(&d, "issuance")[0]);
+
+    // One certificate, nothing else at the same moment: its pending row and its issued row, each
+    // a transaction of one operation.
+    let (_, csr) = openssl_csr(work.path(), "admin-issued", "ec:P-256");
+    let body = format!(
+        r#"{{"profile":"individual-sign","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
+        js(&std::fs::read_to_string(&csr).unwrap())
+    );
+    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    assert_eq!(sum("issuance"), issuance + 2.0, "record pending, then record issued");
+    assert_eq!(count("issuance"), commits + 2.0);
+    assert_eq!(buckets(&d, "issuance")[0], ones + 2, "two batches of one");
+    assert!(
+        busy("issuance") > busy_before,
+        "the writer's time in its transactions is counted"
+    );
+    value(&d, "nca_store_group_commit_wait_seconds_total{writer=\"issuance\"}");
+    assert_eq!(sum("submissions"), submissions, "no application was submitted");
+
+    // A new application goes through the other writer.
+    let (status, app) = submit(
+        &d,
+        &application(IIN, "құнанбай", "Абай", "Құнанбайұлы", &centre, work.path(), "g"),
+    );
+    assert_eq!(status, 201, "{app}");
+    assert_eq!(sum("submissions"), submissions + 1.0);
+
+    // The histogram is cumulative, its +Inf bucket is the count, and nothing failed.
+    for w in ["issuance", "submissions"] {
+        let b = buckets(&d, w);
+        assert_eq!(b.len(), nca::store::BATCH_BUCKETS.len() + 1, "{w}: {b:?}");
+        assert!(b.windows(2).all(|p| p[0] <= p[1]), "{w}: {b:?}");
+        assert_eq!(*b.last().unwrap() as f64, count(w), "{w}");
+        assert_eq!(
+            value(&d, &format!("nca_store_group_commit_failures_total{{writer=\"{w}\"}}")),
+            0.0
+        );
+    }
+}
