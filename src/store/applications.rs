@@ -207,90 +207,159 @@ pub struct ApplicationChange {
     pub change: Advance,
 }
 
-/// The statements of [`Store::advance_application`] but its outbox rows and audit record, inside
-/// the caller's transaction: the audit record to append, or None (nothing written) when the
-/// application is no longer in `from`. The caller appends `a.messages` and the record.
-pub(super) async fn change_application(
+/// The most changes one statement writes (seventeen parameters each).
+const CHANGE_ROWS: usize = 100;
+
+/// The statements of [`Store::advance_application`] but its outbox rows and audit records, for
+/// many changes inside the caller's transaction: for each, in order, the audit record to append,
+/// or None (nothing written) when the application is no longer in its `from`; the caller appends
+/// the messages and records of those written. As if written one after another, but in four
+/// statements a round whatever the number of changes: a round trip to the database's thread per
+/// statement is what the group commit's writer spends most of its time on (BENCHMARKS.md, issue
+/// #17, seventh round). An application changed twice goes into a second round, so that its second
+/// change sees the first, as it would a statement later.
+pub(super) async fn change_applications(
     conn: &mut sqlx::AnyConnection,
-    number: &str,
-    from: Status,
-    a: &Advance,
-) -> Result<Option<AuditEvent>, StoreError> {
+    changes: &[(&str, Status, &Advance)],
+) -> Result<Vec<Option<AuditEvent>>, StoreError> {
+    let mut events: Vec<Option<AuditEvent>> = (0..changes.len()).map(|_| None).collect();
+    // The round of each change: how many earlier changes name its application.
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let rounds: Vec<usize> = changes
+        .iter()
+        .map(|(number, _, _)| {
+            let n = seen.entry(number).or_insert(0);
+            *n += 1;
+            *n - 1
+        })
+        .collect();
     let at = now();
-    let refusal = a.refusal.as_ref();
-    let (code, step, message) = (
-        refusal.map(|r| r.code.as_str()),
-        refusal.map(|r| r.step.as_str()),
-        refusal.map(|r| r.message.as_str()),
+    for round in 0..rounds.iter().max().map_or(0, |m| m + 1) {
+        let these: Vec<usize> = (0..changes.len()).filter(|&i| rounds[i] == round).collect();
+        let mut changed = std::collections::HashSet::new();
+        for chunk in these.chunks(CHANGE_ROWS) {
+            changed.extend(update_applications(conn, at, chunk.iter().map(|&i| changes[i])).await?);
+        }
+        let done: Vec<usize> = these.into_iter().filter(|&i| changed.contains(changes[i].0)).collect();
+        let closing: Vec<(&str, &str)> = done
+            .iter()
+            .map(|&i| changes[i])
+            .filter(|(_, _, a)| !a.keep_steps_open)
+            .map(|(number, _, a)| (number, a.outcome.as_str()))
+            .collect();
+        for chunk in closing.chunks(CHANGE_ROWS) {
+            let q = format!(
+                "UPDATE application_steps SET finished_at = $1, outcome = v.column2 FROM (VALUES {}) AS v \
+                 WHERE application_steps.application = (SELECT id FROM applications WHERE number = v.column1) \
+                 AND application_steps.finished_at IS NULL",
+                super::placeholder_rows(chunk.len(), 2, 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(at);
+            for (number, outcome) in chunk {
+                query = query.bind(*number).bind(*outcome);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        let steps: Vec<(&str, &StepRecord)> = done
+            .iter()
+            .flat_map(|&i| changes[i].2.steps.iter().map(move |s| (changes[i].0, s)))
+            .collect();
+        insert_steps(&mut *conn, &steps).await?;
+        let receipts: Vec<&Receipt> = done.iter().filter_map(|&i| changes[i].2.receipt.as_ref()).collect();
+        insert_receipts(&mut *conn, &receipts).await?;
+        for i in done {
+            let (number, from, a) = changes[i];
+            let code = a.refusal.as_ref().map(|r| r.code.as_str());
+            events[i] = Some(AuditEvent::new(
+                &format!("application.{}", a.to.as_str()),
+                number,
+                serde_json::json!({"from": from.as_str(), "outcome": a.outcome, "by": a.confirmed_by,
+                        "refusal": code, "intent": a.intent.map(Intent::as_str), "waiting": a.waiting, "actor": a.actor}),
+            ));
+        }
+    }
+    Ok(events)
+}
+
+/// One statement of [`change_applications`]: each application (named once) that is still in its
+/// `from` takes its change; returns the numbers of those that did.
+async fn update_applications<'a>(
+    conn: &mut sqlx::AnyConnection,
+    at: i64,
+    changes: impl ExactSizeIterator<Item = (&'a str, Status, &'a Advance)>,
+) -> Result<Vec<String>, StoreError> {
+    // A VALUES list's columns are column1, column2, … on both SQLite and PostgreSQL:
+    // 1 number, 2 from, 3 to, 4 tbs, 5 receipt, 6 confirmed_by, 7 auth_serial, 8 sign_serial,
+    // 9-11 the refusal's code, step and message, 12 auth_csr, 13 sign_csr, 14 intent,
+    // 15 intent_until, 16 waiting, 17 csr_digests (given: the request bodies are dropped).
+    let q = format!(
+        "UPDATE applications SET status = v.column3, tbs = COALESCE(v.column4, applications.tbs), \
+         receipt = COALESCE(v.column5, applications.receipt), \
+         confirmed_by = COALESCE(v.column6, applications.confirmed_by), \
+         auth_serial = COALESCE(v.column7, applications.auth_serial), \
+         sign_serial = COALESCE(v.column8, applications.sign_serial), \
+         refusal_code = COALESCE(v.column9, applications.refusal_code), \
+         refusal_step = COALESCE(v.column10, applications.refusal_step), \
+         refusal_message = COALESCE(v.column11, applications.refusal_message), updated_at = $1, \
+         auth_csr = CASE WHEN v.column17 IS NULL THEN COALESCE(v.column12, applications.auth_csr) ELSE NULL END, \
+         sign_csr = CASE WHEN v.column17 IS NULL THEN COALESCE(v.column13, applications.sign_csr) ELSE NULL END, \
+         intent = v.column14, intent_until = v.column15, waiting = v.column16, \
+         csr_digests = COALESCE(v.column17, applications.csr_digests) \
+         FROM (VALUES {}) AS v WHERE applications.number = v.column1 AND applications.status = v.column2 \
+         RETURNING applications.number",
+        super::placeholder_rows(changes.len(), 17, 2)
     );
-    let r = sqlx::query(
-            "UPDATE applications SET status = $1, tbs = COALESCE($2, tbs), receipt = COALESCE($3, receipt), \
-             confirmed_by = COALESCE($4, confirmed_by), auth_serial = COALESCE($5, auth_serial), \
-             sign_serial = COALESCE($6, sign_serial), refusal_code = COALESCE($7, refusal_code), \
-             refusal_step = COALESCE($8, refusal_step), refusal_message = COALESCE($9, refusal_message), updated_at = $10, \
-             auth_csr = CASE WHEN $18 IS NULL THEN COALESCE($13, auth_csr) ELSE NULL END, \
-             sign_csr = CASE WHEN $18 IS NULL THEN COALESCE($14, sign_csr) ELSE NULL END, \
-             intent = $15, intent_until = $16, waiting = $17, csr_digests = COALESCE($18, csr_digests) \
-             WHERE number = $11 AND status = $12",
-        )
-        .bind(a.to.as_str())
-        .bind(&a.tbs)
-        .bind(a.receipt.as_ref().map(|r| r.number.as_str()))
-        .bind(&a.confirmed_by)
-        .bind(&a.auth_serial)
-        .bind(&a.sign_serial)
-        .bind(code)
-        .bind(step)
-        .bind(message)
-        .bind(at)
-        .bind(number)
-        .bind(from.as_str())
-        .bind(&a.auth_csr)
-        .bind(&a.sign_csr)
-        .bind(a.intent.map(Intent::as_str))
-        .bind(a.intent_until)
-        .bind(&a.waiting)
-        .bind(&a.csr_digests)
-        .execute(&mut *conn)
-        .await?;
-    if r.rows_affected() != 1 {
-        return Ok(None);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(at);
+    for (number, from, a) in changes {
+        let refusal = a.refusal.as_ref();
+        query = query
+            .bind(number)
+            .bind(from.as_str())
+            .bind(a.to.as_str())
+            .bind(&a.tbs)
+            .bind(a.receipt.as_ref().map(|r| r.number.as_str()))
+            .bind(&a.confirmed_by)
+            .bind(&a.auth_serial)
+            .bind(&a.sign_serial)
+            .bind(refusal.map(|r| r.code.as_str()))
+            .bind(refusal.map(|r| r.step.as_str()))
+            .bind(refusal.map(|r| r.message.as_str()))
+            .bind(&a.auth_csr)
+            .bind(&a.sign_csr)
+            .bind(a.intent.map(Intent::as_str))
+            .bind(a.intent_until)
+            .bind(&a.waiting)
+            .bind(&a.csr_digests);
     }
-    if !a.keep_steps_open {
-        sqlx::query(
-            "UPDATE application_steps SET finished_at = $1, outcome = $2 \
-             WHERE application = (SELECT id FROM applications WHERE number = $3) AND finished_at IS NULL",
-        )
-        .bind(at)
-        .bind(&a.outcome)
-        .bind(number)
-        .execute(&mut *conn)
-        .await?;
+    let rows = query.fetch_all(&mut *conn).await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The receipts of changed applications, in one statement (the archive keeps each).
+async fn insert_receipts(conn: &mut sqlx::AnyConnection, receipts: &[&Receipt]) -> Result<(), StoreError> {
+    for chunk in receipts.chunks(CHANGE_ROWS) {
+        let q = format!(
+            "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) VALUES {}",
+            placeholder_rows(chunk.len(), 6, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
+        for r in chunk {
+            let documents = serde_json::to_string(&r.documents)
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+            query = query
+                .bind(&r.number)
+                .bind(&r.application)
+                .bind(&r.centre)
+                .bind(&r.operator)
+                .bind(r.issued_at)
+                .bind(documents);
+        }
+        query.execute(&mut *conn).await?;
     }
-    let steps: Vec<(&str, &StepRecord)> = a.steps.iter().map(|s| (number, s)).collect();
-    insert_steps(&mut *conn, &steps).await?;
-    if let Some(r) = &a.receipt {
-        let documents =
-            serde_json::to_string(&r.documents).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
-        sqlx::query(
-            "INSERT INTO receipts (number, application, centre, operator, issued_at, documents) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&r.number)
-        .bind(&r.application)
-        .bind(&r.centre)
-        .bind(&r.operator)
-        .bind(r.issued_at)
-        .bind(documents)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(Some(AuditEvent::new(
-        &format!("application.{}", a.to.as_str()),
-        number,
-        serde_json::json!({"from": from.as_str(), "outcome": a.outcome, "by": a.confirmed_by,
-                "refusal": code, "intent": a.intent.map(Intent::as_str), "waiting": a.waiting, "actor": a.actor}),
-    )))
+    Ok(())
 }
 
 /// A submission's share of a group commit of new applications ([`super::writer`]): the

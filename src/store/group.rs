@@ -8,7 +8,7 @@
 
 use sqlx::AnyConnection;
 
-use super::applications::{ApplicationChange, change_application};
+use super::applications::{ApplicationChange, change_applications};
 use super::audit::{AuditEvent, append};
 use super::certificates::{IssuedRow, PendingCertificate, insert_pending_batch, update_issued_batch};
 use super::outbox;
@@ -152,19 +152,21 @@ async fn execute(
                 }
                 results[i] = r.map(|()| Written::default());
             }
-            WriteOp::Certificates(t) => {
-                if let Some(c) = &t.before
-                    && let Some(e) = change_application(&mut *conn, &c.number, c.from, &c.change).await?
-                {
-                    events.push(e);
-                    messages.extend(c.change.messages.iter().cloned());
-                    if let Ok(w) = &mut results[i] {
-                        w.before = true;
-                    }
-                }
-            }
+            WriteOp::Certificates(_) => {}
         }
     }
+    let before: Vec<(usize, &ApplicationChange)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            WriteOp::Certificates(t) => t.before.as_ref().map(|c| (i, c)),
+            WriteOp::Timestamp(_) => None,
+        })
+        .collect();
+    changes(&mut *conn, &before, &mut events, &mut messages, &mut results, |w| {
+        w.before = true
+    })
+    .await?;
     // Pending rows: those whose change was written, or that came without one.
     let mut pending = Vec::new();
     let mut pending_of = Vec::new();
@@ -217,22 +219,47 @@ async fn execute(
         }
     }
     // The changes after the certificates: only where every row of the share was marked issued.
-    for (i, op) in batch.iter().enumerate() {
-        let WriteOp::Certificates(t) = op else { continue };
-        let Some(c) = &t.after else { continue };
-        if !results[i].as_ref().is_ok_and(|w| w.issued.iter().all(Result::is_ok)) {
-            continue;
-        }
-        if let Some(e) = change_application(&mut *conn, &c.number, c.from, &c.change).await? {
-            events.push(e);
-            messages.extend(c.change.messages.iter().cloned());
-            if let Ok(w) = &mut results[i] {
-                w.after = true;
-            }
-        }
-    }
+    let after: Vec<(usize, &ApplicationChange)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            WriteOp::Certificates(t) => t.after.as_ref().map(|c| (i, c)),
+            WriteOp::Timestamp(_) => None,
+        })
+        .filter(|(i, _)| results[*i].as_ref().is_ok_and(|w| w.issued.iter().all(Result::is_ok)))
+        .collect();
+    changes(&mut *conn, &after, &mut events, &mut messages, &mut results, |w| {
+        w.after = true
+    })
+    .await?;
     outbox::append(&mut *conn, &messages).await?;
     // The audit chain's head is every writer's one shared row: taken last, held shortest.
     append(&mut *conn, backend, &events).await?;
     Ok(results)
+}
+
+/// The changes of applications of one phase of a batch (`before` or `after`), in a few statements
+/// for them all: each written one's audit record and messages are queued in batch order, and its
+/// share of the answer marked with `written`.
+async fn changes(
+    conn: &mut AnyConnection,
+    changes: &[(usize, &ApplicationChange)],
+    events: &mut Vec<AuditEvent>,
+    messages: &mut Vec<outbox::OutboxMessage>,
+    results: &mut [Result<Written, StoreError>],
+    written: impl Fn(&mut Written),
+) -> Result<(), StoreError> {
+    let asked: Vec<_> = changes
+        .iter()
+        .map(|(_, c)| (c.number.as_str(), c.from, &c.change))
+        .collect();
+    for ((i, c), e) in changes.iter().zip(change_applications(conn, &asked).await?) {
+        let Some(e) = e else { continue };
+        events.push(e);
+        messages.extend(c.change.messages.iter().cloned());
+        if let Ok(w) = &mut results[*i] {
+            written(w);
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The storage layer against both backends: the same tests on SQLite and PostgreSQL.
 
-use nca::store::{CertificateStatus, PendingCertificate, Store, StoreError};
+use nca::model::{Refusal, Status, StepKind};
+use nca::store::{Advance, ApplicationRecord, CertificateStatus, PendingCertificate, StepRecord, Store, StoreError};
 
 use crate::harness::*;
 
@@ -173,6 +174,160 @@ fn batched_writes_answered_one_by_one_on_sqlite() {
 fn batched_writes_answered_one_by_one_on_postgres() {
     let url = fresh_postgres_database();
     runtime().block_on(async { batched_answers(Store::open(&url).await.unwrap()).await });
+}
+
+/// An application in `awaiting_documents` with its first step open.
+async fn application_awaiting_documents(store: &Store) -> String {
+    let number = format!("A{}", random_hex(15));
+    let record = ApplicationRecord {
+        number: number.clone(),
+        process: "P1".into(),
+        status: Status::AwaitingDocuments,
+        iin: IIN.into(),
+        centre: "c1".into(),
+        storage: "file".into(),
+        auth_csr: Some("auth".into()),
+        sign_csr: Some("sign".into()),
+        created_at: 1,
+        updated_at: 1,
+        ..Default::default()
+    };
+    let identity = step(1, StepKind::Identity, None);
+    store
+        .add_application(&record, &[identity], &[], &serde_json::json!("test"))
+        .await
+        .unwrap();
+    number
+}
+
+fn step(seq: i64, step: StepKind, finished_at: Option<i64>) -> StepRecord {
+    StepRecord {
+        seq,
+        step,
+        actor: "operator".into(),
+        started_at: 2,
+        finished_at,
+        deadline_seconds: None,
+        outcome: None,
+    }
+}
+
+fn to(status: Status, outcome: &str, steps: Vec<StepRecord>) -> Advance {
+    Advance {
+        to: status,
+        outcome: outcome.into(),
+        steps,
+        ..Default::default()
+    }
+}
+
+/// Changes of applications written in one group commit are answered as if written one after
+/// another: a second change of the same application sees the first, a change whose application
+/// has moved on writes nothing (not its steps either), the others are written whole.
+/// `one_commit`: the four changes are known to share a commit (PostgreSQL's writer is a task of the
+/// test's one-thread runtime, so it runs only once all four are sent; SQLite's has a thread of its
+/// own and may take the first alone).
+async fn batched_changes(store: Store, one_commit: bool) {
+    let [twice, moved_on, refused] = [
+        application_awaiting_documents(&store).await,
+        application_awaiting_documents(&store).await,
+        application_awaiting_documents(&store).await,
+    ];
+    let mut refusal = to(Status::Refused, "refused", vec![]);
+    refusal.refusal = Some(Refusal {
+        code: "identity_not_confirmed".into(),
+        step: StepKind::Identity,
+        message: "no".into(),
+    });
+    refusal.csr_digests = Some("[]".into());
+    let changes = [
+        (
+            &twice,
+            Status::AwaitingDocuments,
+            to(
+                Status::AwaitingConfirmation,
+                "confirmed",
+                vec![step(2, StepKind::Confirmation, None)],
+            ),
+        ),
+        // Only after the first: in the same batch, in a second round.
+        (
+            &twice,
+            Status::AwaitingConfirmation,
+            to(Status::Issuing, "signed", vec![step(3, StepKind::Issue, None)]),
+        ),
+        // From a status it is not in: nothing of it is written.
+        (
+            &moved_on,
+            Status::AwaitingConfirmation,
+            to(Status::Issuing, "signed", vec![step(2, StepKind::Issue, None)]),
+        ),
+        (&refused, Status::AwaitingDocuments, refusal),
+    ];
+    let commits = store.group_commits()[0].1.commits;
+    let answers = futures_util::future::join_all(
+        changes
+            .iter()
+            .map(|(number, from, a)| store.advance_application(number, *from, a.clone())),
+    )
+    .await;
+    if one_commit {
+        assert_eq!(
+            store.group_commits()[0].1.commits,
+            commits + 1,
+            "the four changes shared a commit"
+        );
+    }
+    let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers, [true, true, false, true]);
+
+    let a = store.application(&twice).await.unwrap().unwrap();
+    assert_eq!(a.status, Status::Issuing);
+    let steps = store.application_steps(&twice).await.unwrap();
+    let seen: Vec<_> = steps
+        .iter()
+        .map(|s| (s.seq, s.step, s.outcome.as_deref(), s.finished_at.is_some()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, StepKind::Identity, Some("confirmed"), true),
+            (2, StepKind::Confirmation, Some("signed"), true),
+            (3, StepKind::Issue, None, false),
+        ],
+        "each change closed the steps open before it and opened its own"
+    );
+
+    let m = store.application(&moved_on).await.unwrap().unwrap();
+    assert_eq!(m.status, Status::AwaitingDocuments);
+    let steps = store.application_steps(&moved_on).await.unwrap();
+    assert_eq!(steps.len(), 1, "a refused change wrote a step: {steps:?}");
+    assert!(steps[0].finished_at.is_none(), "a refused change closed a step");
+
+    let r = store.application(&refused).await.unwrap().unwrap();
+    assert_eq!(r.status, Status::Refused);
+    assert_eq!(
+        r.refusal.as_ref().map(|r| r.code.as_str()),
+        Some("identity_not_confirmed")
+    );
+    assert_eq!(
+        (r.auth_csr, r.sign_csr, r.csr_digests.as_deref()),
+        (None, None, Some("[]"))
+    );
+    store.close().await;
+}
+
+#[test]
+fn batched_changes_of_applications_answered_one_by_one_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    runtime().block_on(async { batched_changes(Store::open(&url).await.unwrap(), false).await });
+}
+
+#[test]
+fn batched_changes_of_applications_answered_one_by_one_on_postgres() {
+    let url = fresh_postgres_database();
+    runtime().block_on(async { batched_changes(Store::open(&url).await.unwrap(), true).await });
 }
 
 #[test]
