@@ -191,12 +191,43 @@ impl<O: Batch> Writer<O> {
     }
 }
 
+/// How long a writer keeps the write connection across batches while callers keep it busy
+/// (see [`run`]).
+const HOLD: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Takes what is waiting, writes it, answers, and again. The connection is kept from one batch to
+/// the next while more is waiting, up to [`HOLD`]: a connection given back to sqlx's pool is pinged
+/// before the next taker gets it (a task spawned on this thread, then a round trip to SQLite's
+/// thread), and on SQLite, where the pool has one connection for every writer, that hand-off cost
+/// more of the writer's time than the transactions (BENCHMARKS.md, issue #17, seventh round). The
+/// bound lets the other writer and the rest of the store (the outbox, the OCSP pre-signer) in.
 async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job<O>>, stats: Arc<Stats>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut held: Option<(sqlx::pool::PoolConnection<sqlx::Any>, Instant)> = None;
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (ops, replies): (Vec<O>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
         let mut spent = Spent::default();
-        let result = execute(&pool, backend, &ops, &mut spent).await;
+        let result = match held.take() {
+            Some(conn) => Ok(conn),
+            None => {
+                let started = Instant::now();
+                let conn = pool.acquire().await.map(|c| (c, Instant::now()));
+                spent.waiting = started.elapsed();
+                conn
+            }
+        };
+        let result = match result {
+            Ok((mut conn, since)) => {
+                let r = execute(&mut conn, backend, &ops, &mut spent).await;
+                // Kept only while it is sound (a failed batch gives it back, to be pinged) and
+                // more is already waiting.
+                if r.is_ok() && !rx.is_empty() && since.elapsed() < HOLD {
+                    held = Some((conn, since));
+                }
+                r
+            }
+            Err(e) => Err(e.into()),
+        };
         stats.record(ops.len(), result.is_ok(), spent);
         match result {
             Ok(answers) => {
@@ -215,16 +246,12 @@ async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<J
 }
 
 async fn execute<O: Batch>(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     backend: Backend,
     ops: &[O],
     spent: &mut Spent,
 ) -> Result<Vec<O::Answer>, StoreError> {
-    let started = Instant::now();
-    let conn = pool.acquire().await;
     let begun = Instant::now();
-    spent.waiting = begun - started;
-    let mut conn = conn?;
     let result = async {
         let mut tx = match backend {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
