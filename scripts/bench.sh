@@ -137,8 +137,8 @@ serve() {
 # How the group-commit writers grouped over a load: from two scrapes of /metrics (README,
 # "Applications"), per writer, the commits per second, the operations per commit (mean, and the
 # share of commits of one or two), and the shares of the wall time spent inside transactions and
-# waiting for the write connection (SQLite has one, which both writers and the outbox share: the
-# writers' two shares inside near 100 % together, the connection is the bound).
+# waiting for the write connection (SQLite has one, which the writer shares with the outbox and
+# the OCSP pre-signer: inside near 100 %, the writer is the bound).
 group_commits() {
     python3 - "$@" <<'PY'
 import re, sys

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{AuditEvent, append};
-use super::outbox::{self, OutboxMessage};
+use super::outbox::OutboxMessage;
 use super::{Store, StoreError, now, placeholder_rows};
 use crate::model::{Applicant, Channel, Document, Intent, Receipt, Refusal, Service, Status, StepKind};
 
@@ -376,31 +376,22 @@ pub(super) struct NewApplication {
 /// The most applications one statement inserts (21 parameters each).
 const APPLICATION_ROWS: usize = 40;
 
-impl super::writer::Batch for NewApplication {
-    type Answer = Result<(), StoreError>;
-
-    fn execute<'a>(
-        conn: &'a mut sqlx::AnyConnection,
-        backend: super::Backend,
-        batch: &'a [Self],
-    ) -> impl std::future::Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send + 'a {
-        add_applications(conn, backend, batch)
-    }
-}
-
-/// A batch of new applications in the writer's transaction: their rows, steps and messages as
-/// multi-row statements, then their audit records in one append. A statement that fails (a
-/// number drawn twice) loses the batch: every submitter is told, and nothing of it is recorded.
-async fn add_applications(
+/// A batch's new applications in the writer's transaction ([`super::group`]): their rows and
+/// steps as multi-row statements; their messages and audit records are queued for the batch's one
+/// append of each. A number already taken (two draws alike) refuses that submission alone, and
+/// nothing of it is written: the batch's other writes go on.
+pub(super) async fn add_applications(
     conn: &mut sqlx::AnyConnection,
-    backend: super::Backend,
-    batch: &[NewApplication],
+    batch: &[&NewApplication],
+    events: &mut Vec<AuditEvent>,
+    messages: &mut Vec<OutboxMessage>,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut written = std::collections::HashSet::new();
     for chunk in batch.chunks(APPLICATION_ROWS) {
         let q = format!(
             "INSERT INTO applications (number, process, service, channel, status, iin, applicant, centre, storage, \
              auth_csr, sign_csr, refusal_code, refusal_step, refusal_message, created_at, updated_at, tbs, intent, \
-             intent_until, waiting, csr_digests) VALUES {}",
+             intent_until, waiting, csr_digests) VALUES {} ON CONFLICT (number) DO NOTHING RETURNING number",
             placeholder_rows(chunk.len(), 21, 1)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
@@ -429,25 +420,40 @@ async fn add_applications(
                 .bind(&a.waiting)
                 .bind(&a.csr_digests);
         }
-        query.execute(&mut *conn).await?;
+        for r in query.fetch_all(&mut *conn).await? {
+            written.insert(r.try_get::<String, _>(0)?);
+        }
     }
-    let steps: Vec<(&str, &StepRecord)> = batch
+    // The first of a batch's submissions under one number is the one written.
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut done = Vec::with_capacity(batch.len());
+    for n in batch {
+        if written.remove(&n.record.number) {
+            answers.push(Ok(()));
+            done.push(*n);
+        } else {
+            answers.push(Err(StoreError::StateConflict(format!(
+                "application number {} is already taken",
+                n.record.number
+            ))));
+        }
+    }
+    let steps: Vec<(&str, &StepRecord)> = done
         .iter()
         .flat_map(|n| n.steps.iter().map(|s| (n.record.number.as_str(), s)))
         .collect();
     insert_steps(&mut *conn, &steps).await?;
-    let messages: Vec<OutboxMessage> = batch.iter().flat_map(|n| n.messages.iter().cloned()).collect();
-    outbox::append(&mut *conn, &messages).await?;
-    let events: Vec<AuditEvent> = batch.iter().map(|n| n.event.clone()).collect();
-    // The audit chain's head is every writer's one shared row: taken last, held shortest.
-    append(&mut *conn, backend, &events).await?;
-    Ok(batch.iter().map(|_| Ok(())).collect())
+    for n in done {
+        messages.extend(n.messages.iter().cloned());
+        events.push(n.event.clone());
+    }
+    Ok(answers)
 }
 
 impl Store {
     /// Records a new application with its first steps and the messages telling of it; the audit
-    /// says its status. Through the submissions' group commit ([`NewApplication`]): returns once
-    /// committed, with the submissions that came at the same time.
+    /// says its status. Through the store's group commit ([`super::group::WriteOp::Submission`]):
+    /// returns once committed, with whatever else was written at the same time.
     pub async fn add_application(
         &self,
         a: &ApplicationRecord,
@@ -464,15 +470,15 @@ impl Store {
             serde_json::json!({"process": a.process, "iin": a.iin, "centre": a.centre,
                 "refusal": refusal.map(|r| &r.code), "intent": a.intent.map(Intent::as_str), "actor": actor}),
         );
-        self.submissions
-            .write(NewApplication {
-                record: a.clone(),
-                applicant,
-                steps: steps.to_vec(),
-                messages: messages.to_vec(),
-                event,
-            })
-            .await?
+        self.write(super::group::WriteOp::Submission(Box::new(NewApplication {
+            record: a.clone(),
+            applicant,
+            steps: steps.to_vec(),
+            messages: messages.to_vec(),
+            event,
+        })))
+        .await
+        .map(|_| ())
     }
 
     pub async fn application(&self, number: &str) -> Result<Option<ApplicationRecord>, StoreError> {

@@ -8,7 +8,7 @@
 
 use sqlx::AnyConnection;
 
-use super::applications::{ApplicationChange, change_applications};
+use super::applications::{ApplicationChange, NewApplication, add_applications, change_applications};
 use super::audit::{AuditEvent, append};
 use super::certificates::{IssuedRow, PendingCertificate, insert_pending_batch, update_issued_batch};
 use super::outbox;
@@ -23,6 +23,9 @@ pub(super) enum WriteOp {
     /// A time-stamp token about to be signed; no audit record (the table is the record, and a
     /// token a second would flood the chain).
     Timestamp(TimestampRecord),
+    /// A new application, with its first steps, messages and audit record. Written first in the
+    /// batch: nothing else in it can name it yet (its submitter has not been answered).
+    Submission(Box<NewApplication>),
 }
 
 /// One caller's share of a group commit, written in this order inside the batch's transaction:
@@ -142,6 +145,20 @@ async fn execute(
 ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     let mut results: Vec<Result<Written, StoreError>> = (0..batch.len()).map(|_| Ok(Written::default())).collect();
     let (mut events, mut messages) = (Vec::new(), Vec::new());
+    let (submitted, new): (Vec<usize>, Vec<&NewApplication>) = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            WriteOp::Submission(n) => Some((i, &**n)),
+            WriteOp::Certificates(_) | WriteOp::Timestamp(_) => None,
+        })
+        .unzip();
+    for (i, r) in submitted
+        .into_iter()
+        .zip(add_applications(&mut *conn, &new, &mut events, &mut messages).await?)
+    {
+        results[i] = r.map(|()| Written::default());
+    }
     // The changes before the certificates, each only while its application is where it was.
     for (i, op) in batch.iter().enumerate() {
         match op {
@@ -152,7 +169,7 @@ async fn execute(
                 }
                 results[i] = r.map(|()| Written::default());
             }
-            WriteOp::Certificates(_) => {}
+            WriteOp::Certificates(_) | WriteOp::Submission(_) => {}
         }
     }
     let before: Vec<(usize, &ApplicationChange)> = batch
@@ -160,7 +177,7 @@ async fn execute(
         .enumerate()
         .filter_map(|(i, op)| match op {
             WriteOp::Certificates(t) => t.before.as_ref().map(|c| (i, c)),
-            WriteOp::Timestamp(_) => None,
+            WriteOp::Timestamp(_) | WriteOp::Submission(_) => None,
         })
         .collect();
     changes(&mut *conn, &before, &mut events, &mut messages, &mut results, |w| {
@@ -224,7 +241,7 @@ async fn execute(
         .enumerate()
         .filter_map(|(i, op)| match op {
             WriteOp::Certificates(t) => t.after.as_ref().map(|c| (i, c)),
-            WriteOp::Timestamp(_) => None,
+            WriteOp::Timestamp(_) | WriteOp::Submission(_) => None,
         })
         .filter(|(i, _)| results[*i].as_ref().is_ok_and(|w| w.issued.iter().all(Result::is_ok)))
         .collect();

@@ -96,8 +96,6 @@ pub struct Store {
     write_pool: AnyPool,
     backend: Backend,
     writer: writer::Writer<group::WriteOp>,
-    /// New applications' group commit (`applications.rs`), beside the issuance's.
-    submissions: writer::Writer<applications::NewApplication>,
     /// Moves on every committed revocation and every change of an operator's status or dismissal
     /// date made through this store, so that what was decided from the old rows (the operator
     /// listener's access decisions, kept per connection) is dropped at once.
@@ -209,7 +207,6 @@ impl Store {
             (pool.clone(), pool)
         };
         let writer = writer::Writer::start(write_pool.clone(), backend, "nca-writer")?;
-        let submissions = writer::Writer::start(write_pool.clone(), backend, "nca-submissions")?;
         let checkpointer = (backend == Backend::Sqlite && !read_only)
             .then(|| std::sync::Arc::new(checkpoint_off_the_write_path(pool.clone())));
         let store = Store {
@@ -217,7 +214,6 @@ impl Store {
             write_pool,
             backend,
             writer,
-            submissions,
             access_epoch: Default::default(),
             _checkpointer: checkpointer,
         };
@@ -243,14 +239,10 @@ impl Store {
         self.access_epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Each group-commit writer by name (`issuance`: certificates, the changes of applications
-    /// that go with them and time-stamp tokens; `submissions`: new applications) with what it has
-    /// committed since this store opened.
-    pub fn group_commits(&self) -> [(&'static str, GroupCommits); 2] {
-        [
-            ("issuance", self.writer.group_commits()),
-            ("submissions", self.submissions.group_commits()),
-        ]
+    /// Each group-commit writer by name with what it has committed since this store opened: one,
+    /// `group` (certificates, new applications and every change of one, time-stamp tokens).
+    pub fn group_commits(&self) -> [(&'static str, GroupCommits); 1] {
+        [("group", self.writer.group_commits())]
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -73,8 +73,8 @@ struct Stats {
     operations: AtomicU64,
     /// Batches that failed and were rolled back (every caller told).
     failures: AtomicU64,
-    /// Waiting for the write connection (on SQLite one, shared with the other writer and every
-    /// other write transaction).
+    /// Waiting for the write connection (on SQLite one, shared with every other write
+    /// transaction).
     wait_ns: AtomicU64,
     /// From BEGIN to the commit's answer (or the failure), the connection held.
     busy_ns: AtomicU64,
@@ -200,7 +200,7 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(10);
 /// before the next taker gets it (a task spawned on this thread, then a round trip to SQLite's
 /// thread), and on SQLite, where the pool has one connection for every writer, that hand-off cost
 /// more of the writer's time than the transactions (BENCHMARKS.md, issue #17, seventh round). The
-/// bound lets the other writer and the rest of the store (the outbox, the OCSP pre-signer) in.
+/// bound lets the rest of the store's writes (the outbox, the OCSP pre-signer) in.
 async fn run<O: Batch>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Job<O>>, stats: Arc<Stats>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut held: Option<(sqlx::pool::PoolConnection<sqlx::Any>, Instant)> = None;

@@ -304,6 +304,19 @@ async fn batched_changes(store: Store, one_commit: bool) {
     assert_eq!(steps.len(), 1, "a refused change wrote a step: {steps:?}");
     assert!(steps[0].finished_at.is_none(), "a refused change closed a step");
 
+    // A number drawn twice: the second submission is refused alone, and changes nothing.
+    let record = store.application(&moved_on).await.unwrap().unwrap();
+    let again = store
+        .add_application(
+            &record,
+            &[step(9, StepKind::Request, None)],
+            &[],
+            &serde_json::json!("test"),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::StateConflict(_))), "{again:?}");
+    assert_eq!(store.application_steps(&moved_on).await.unwrap().len(), 1);
+
     let r = store.application(&refused).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Refused);
     assert_eq!(
