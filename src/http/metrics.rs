@@ -95,6 +95,9 @@ pub fn render_outbox(out: &mut String, channels: &[(&str, crate::store::OutboxCo
     }
 }
 
+/// One counter's value, as text, from a writer's reading.
+type ReadCounter = fn(&crate::store::GroupCommits) -> String;
+
 /// The group-commit writers of this process ([`crate::store::Store::group_commits`]): a
 /// histogram of operations per committed transaction, the failed batches, the seconds spent
 /// waiting for the write connection and inside transactions. A writer near one busy second per
@@ -121,41 +124,29 @@ pub fn render_group_commits(out: &mut String, writers: &[(&str, crate::store::Gr
             s = g.operations
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP nca_store_group_commit_failures_total Group-commit transactions that failed (every caller told).\n\
-         # TYPE nca_store_group_commit_failures_total counter"
-    );
-    for (writer, g) in writers {
-        let _ = writeln!(
-            out,
-            "nca_store_group_commit_failures_total{{writer=\"{writer}\"}} {}",
-            g.failures
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP nca_store_group_commit_wait_seconds_total Seconds a writer waited for the write connection.\n\
-         # TYPE nca_store_group_commit_wait_seconds_total counter"
-    );
-    for (writer, g) in writers {
-        let _ = writeln!(
-            out,
-            "nca_store_group_commit_wait_seconds_total{{writer=\"{writer}\"}} {:.6}",
-            g.wait_seconds
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP nca_store_group_commit_busy_seconds_total Seconds a writer spent in its transactions.\n\
-         # TYPE nca_store_group_commit_busy_seconds_total counter"
-    );
-    for (writer, g) in writers {
-        let _ = writeln!(
-            out,
-            "nca_store_group_commit_busy_seconds_total{{writer=\"{writer}\"}} {:.6}",
-            g.busy_seconds
-        );
+    // The counters, each a line per writer.
+    let counters: [(&str, &str, ReadCounter); 3] = [
+        (
+            "nca_store_group_commit_failures_total",
+            "Group-commit transactions that failed (every caller told).",
+            |g| g.failures.to_string(),
+        ),
+        (
+            "nca_store_group_commit_wait_seconds_total",
+            "Seconds a writer waited for the write connection.",
+            |g| format!("{:.6}", g.wait_seconds),
+        ),
+        (
+            "nca_store_group_commit_busy_seconds_total",
+            "Seconds a writer spent in its transactions.",
+            |g| format!("{:.6}", g.busy_seconds),
+        ),
+    ];
+    for (name, help, read) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (writer, g) in writers {
+            let _ = writeln!(out, "{name}{{writer=\"{writer}\"}} {}", read(g));
+        }
     }
 }
 

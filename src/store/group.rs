@@ -172,14 +172,7 @@ async fn execute(
             WriteOp::Certificates(_) | WriteOp::Submission(_) => {}
         }
     }
-    let before: Vec<(usize, &ApplicationChange)> = batch
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            WriteOp::Certificates(t) => t.before.as_ref().map(|c| (i, c)),
-            WriteOp::Timestamp(_) | WriteOp::Submission(_) => None,
-        })
-        .collect();
+    let before: Vec<(usize, &ApplicationChange)> = phase(batch, |t| t.before.as_ref()).collect();
     changes(&mut *conn, &before, &mut events, &mut messages, &mut results, |w| {
         w.before = true
     })
@@ -236,13 +229,7 @@ async fn execute(
         }
     }
     // The changes after the certificates: only where every row of the share was marked issued.
-    let after: Vec<(usize, &ApplicationChange)> = batch
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            WriteOp::Certificates(t) => t.after.as_ref().map(|c| (i, c)),
-            WriteOp::Timestamp(_) | WriteOp::Submission(_) => None,
-        })
+    let after: Vec<(usize, &ApplicationChange)> = phase(batch, |t| t.after.as_ref())
         .filter(|(i, _)| results[*i].as_ref().is_ok_and(|w| w.issued.iter().all(Result::is_ok)))
         .collect();
     changes(&mut *conn, &after, &mut events, &mut messages, &mut results, |w| {
@@ -253,6 +240,17 @@ async fn execute(
     // The audit chain's head is every writer's one shared row: taken last, held shortest.
     append(&mut *conn, backend, &events).await?;
     Ok(results)
+}
+
+/// The changes of one phase (`before` or `after`) of a batch's shares, each with its place.
+fn phase<'a>(
+    batch: &'a [WriteOp],
+    pick: impl Fn(&'a Together) -> Option<&'a ApplicationChange>,
+) -> impl Iterator<Item = (usize, &'a ApplicationChange)> {
+    batch.iter().enumerate().filter_map(move |(i, op)| match op {
+        WriteOp::Certificates(t) => pick(t).map(|c| (i, c)),
+        WriteOp::Timestamp(_) | WriteOp::Submission(_) => None,
+    })
 }
 
 /// The changes of applications of one phase of a batch (`before` or `after`), in a few statements

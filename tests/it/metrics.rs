@@ -9,15 +9,20 @@ use crate::workflow::{
 
 /// The value of the counter `name` in the service's `/metrics`.
 fn counter(d: &Deployment, name: &str) -> u64 {
-    let (status, body) = d.get("/metrics");
-    assert_eq!(status, 200);
-    let text = String::from_utf8(body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    value(d, name) as u64
+}
+
+/// An administrator's issuance of an individual-sign certificate for a new key of `kind`;
+/// returns the request's file.
+fn admin_issue(d: &Deployment, work: &std::path::Path, kind: &str) -> std::path::PathBuf {
+    let (_, csr) = openssl_csr(work, "admin-issued", kind);
+    let body = format!(
+        r#"{{"profile":"individual-sign","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
+        js(&std::fs::read_to_string(&csr).unwrap())
+    );
+    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    csr
 }
 
 #[test]
@@ -50,13 +55,7 @@ fn the_issued_count_includes_the_citizens_certificates_and_each_certificate_once
 
     // The administrator's issuance counts once (no second count at the HTTP layer), and a
     // refused request counts as refused, not issued.
-    let (_, csr) = openssl_csr(work.path(), "admin-issued", "rsa:2048");
-    let body = format!(
-        r#"{{"profile":"individual-sign","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
-        js(&std::fs::read_to_string(&csr).unwrap())
-    );
-    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body);
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    let csr = admin_issue(&d, work.path(), "rsa:2048");
     assert_eq!(counter(&d, "nca_certificates_issued_total"), before + 3);
     let bad = format!(
         r#"{{"profile":"no-such-profile","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
@@ -69,7 +68,8 @@ fn the_issued_count_includes_the_citizens_certificates_and_each_certificate_once
     assert_eq!(counter(&d, "nca_issuance_refused_total"), refused_before + 1);
 }
 
-/// The value of the series `series` (a name with its labels) in the service's `/metrics`.
+/// The value of the series `series` (a name, with its labels if it has any) in the service's
+/// `/metrics`.
 fn value(d: &Deployment, series: &str) -> f64 {
     let (status, body) = d.get("/metrics");
     assert_eq!(status, 200);
@@ -103,13 +103,7 @@ fn the_group_commit_writer_shows_what_it_committed_operation_by_operation() {
 
     // One certificate, nothing else at the same moment: its pending row and its issued row, each
     // a transaction of one operation.
-    let (_, csr) = openssl_csr(work.path(), "admin-issued", "ec:P-256");
-    let body = format!(
-        r#"{{"profile":"individual-sign","csr":{},"iin":"{IIN}","surname":"Құнанбай","name":"Абай"}}"#,
-        js(&std::fs::read_to_string(&csr).unwrap())
-    );
-    let (status, pem) = d.admin_post("/api/v1/admin/certificates", &body);
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&pem));
+    admin_issue(&d, work.path(), "ec:P-256");
     assert_eq!(sum(), ops + 2.0, "record pending, then record issued");
     assert_eq!(count(), commits + 2.0);
     assert_eq!(buckets(&d, "group")[0], ones + 2, "two batches of one");
