@@ -157,7 +157,8 @@ for w in sorted({k[1] for k in y}):
     small = d("operations_bucket", "2")
     print(f"RESULT applications.group_commit.{w} {commits / secs:.0f} commits/s {label} "
           f"(ops/commit {ops / max(commits, 1):.2f}, commits of 1-2 ops {100 * small / max(commits, 1):.0f} %, "
-          f"in transactions {100 * d('busy_seconds_total') / secs:.0f} % and waiting for the write connection "
+          f"in transactions {100 * d('busy_seconds_total') / secs:.0f} % (BEGIN {100 * d('begin_seconds_total') / secs:.0f} %, "
+          f"COMMIT {100 * d('commit_seconds_total') / secs:.0f} %) and waiting for the write connection "
           f"{100 * d('wait_seconds_total') / secs:.0f} % of the wall time, failures {d('failures_total'):.0f})")
 PY
 }

@@ -125,7 +125,7 @@ pub fn render_group_commits(out: &mut String, writers: &[(&str, crate::store::Gr
         );
     }
     // The counters, each a line per writer.
-    let counters: [(&str, &str, ReadCounter); 3] = [
+    let counters: [(&str, &str, ReadCounter); 5] = [
         (
             "nca_store_group_commit_failures_total",
             "Group-commit transactions that failed (every caller told).",
@@ -140,6 +140,16 @@ pub fn render_group_commits(out: &mut String, writers: &[(&str, crate::store::Gr
             "nca_store_group_commit_busy_seconds_total",
             "Seconds a writer spent in its transactions.",
             |g| format!("{:.6}", g.busy_seconds),
+        ),
+        (
+            "nca_store_group_commit_begin_seconds_total",
+            "Of the seconds in transactions, those waiting for BEGIN's answer.",
+            |g| format!("{:.6}", g.begin_seconds),
+        ),
+        (
+            "nca_store_group_commit_commit_seconds_total",
+            "Of the seconds in transactions, those waiting for COMMIT's answer.",
+            |g| format!("{:.6}", g.commit_seconds),
         ),
     ];
     for (name, help, read) in counters {

@@ -78,6 +78,9 @@ struct Stats {
     wait_ns: AtomicU64,
     /// From BEGIN to the commit's answer (or the failure), the connection held.
     busy_ns: AtomicU64,
+    /// Of `busy_ns`, BEGIN's answer and COMMIT's: what is left is the batch's statements.
+    begin_ns: AtomicU64,
+    commit_ns: AtomicU64,
 }
 
 /// A reading of a writer's [`Stats`].
@@ -91,6 +94,8 @@ pub struct GroupCommits {
     pub failures: u64,
     pub wait_seconds: f64,
     pub busy_seconds: f64,
+    pub begin_seconds: f64,
+    pub commit_seconds: f64,
 }
 
 /// Where one batch's time went.
@@ -98,6 +103,8 @@ pub struct GroupCommits {
 struct Spent {
     waiting: std::time::Duration,
     inside: std::time::Duration,
+    begin: std::time::Duration,
+    commit: std::time::Duration,
 }
 
 fn nanos(d: std::time::Duration) -> u64 {
@@ -108,6 +115,8 @@ impl Stats {
     fn record(&self, operations: usize, committed: bool, spent: Spent) {
         self.wait_ns.fetch_add(nanos(spent.waiting), Ordering::Relaxed);
         self.busy_ns.fetch_add(nanos(spent.inside), Ordering::Relaxed);
+        self.begin_ns.fetch_add(nanos(spent.begin), Ordering::Relaxed);
+        self.commit_ns.fetch_add(nanos(spent.commit), Ordering::Relaxed);
         if !committed {
             self.failures.fetch_add(1, Ordering::Relaxed);
             return;
@@ -136,6 +145,8 @@ impl Stats {
             failures: self.failures.load(Ordering::Relaxed),
             wait_seconds: self.wait_ns.load(Ordering::Relaxed) as f64 / 1e9,
             busy_seconds: self.busy_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            begin_seconds: self.begin_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            commit_seconds: self.commit_ns.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
 }
@@ -257,11 +268,14 @@ async fn execute<O: Batch>(
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         };
+        spent.begin = begun.elapsed();
         let answers = O::execute(&mut tx, backend, ops).await?;
         if answers.len() != ops.len() {
             return Err(StoreError::Unavailable("a write had no answer".into()));
         }
+        let committing = Instant::now();
         tx.commit().await?;
+        spent.commit = committing.elapsed();
         Ok(answers)
     }
     .await;

@@ -109,6 +109,12 @@ fn the_group_commit_writer_shows_what_it_committed_operation_by_operation() {
     assert_eq!(buckets(&d, "group")[0], ones + 2, "two batches of one");
     assert!(busy() > busy_before, "the writer's time in its transactions is counted");
     value(&d, "nca_store_group_commit_wait_seconds_total{writer=\"group\"}");
+    let parts = value(&d, "nca_store_group_commit_begin_seconds_total{writer=\"group\"}")
+        + value(&d, "nca_store_group_commit_commit_seconds_total{writer=\"group\"}");
+    assert!(
+        parts > 0.0 && parts <= busy(),
+        "BEGIN and COMMIT are parts of the time inside: {parts}"
+    );
 
     // A new application goes through the same writer, as one operation.
     let (status, app) = submit(
