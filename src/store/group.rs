@@ -11,6 +11,7 @@ use sqlx::AnyConnection;
 use super::applications::{ApplicationChange, NewApplication, add_applications, change_applications};
 use super::audit::{AuditEvent, append};
 use super::certificates::{IssuedRow, PendingCertificate, insert_pending_batch, update_issued_batch};
+use super::ocsp::{self, PresignedAnswer};
 use super::outbox;
 use super::timestamps::{self, TimestampRecord};
 use super::writer::Batch;
@@ -26,6 +27,9 @@ pub(super) enum WriteOp {
     /// A new application, with its first steps, messages and audit record. Written first in the
     /// batch: nothing else in it can name it yet (its submitter has not been answered).
     Submission(Box<NewApplication>),
+    /// OCSP answers signed ahead, to keep ([`super::ocsp::upsert`]); no audit record (the
+    /// pre-signer renews every answer twice a validity period).
+    Presigned(Vec<PresignedAnswer>),
 }
 
 /// One caller's share of a group commit, written in this order inside the batch's transaction:
@@ -60,6 +64,8 @@ pub(crate) struct Written {
     pub pending: Vec<Result<(), StoreError>>,
     pub issued: Vec<Result<(), StoreError>>,
     pub after: bool,
+    /// Answers signed ahead that replaced the kept ones ([`WriteOp::Presigned`]).
+    pub kept: u64,
 }
 
 impl Batch for WriteOp {
@@ -150,7 +156,7 @@ async fn execute(
         .enumerate()
         .filter_map(|(i, op)| match op {
             WriteOp::Submission(n) => Some((i, &**n)),
-            WriteOp::Certificates(_) | WriteOp::Timestamp(_) => None,
+            WriteOp::Certificates(_) | WriteOp::Timestamp(_) | WriteOp::Presigned(_) => None,
         })
         .unzip();
     for (i, r) in submitted
@@ -168,6 +174,13 @@ async fn execute(
                     return Err(e.into());
                 }
                 results[i] = r.map(|()| Written::default());
+            }
+            WriteOp::Presigned(answers) => {
+                let kept = ocsp::upsert(&mut *conn, answers).await?;
+                results[i] = Ok(Written {
+                    kept,
+                    ..Default::default()
+                });
             }
             WriteOp::Certificates(_) | WriteOp::Submission(_) => {}
         }
@@ -249,7 +262,7 @@ fn phase<'a>(
 ) -> impl Iterator<Item = (usize, &'a ApplicationChange)> {
     batch.iter().enumerate().filter_map(move |(i, op)| match op {
         WriteOp::Certificates(t) => pick(t).map(|c| (i, c)),
-        WriteOp::Timestamp(_) | WriteOp::Submission(_) => None,
+        WriteOp::Timestamp(_) | WriteOp::Submission(_) | WriteOp::Presigned(_) => None,
     })
 }
 

@@ -1,8 +1,8 @@
 //! OCSP answers signed ahead (`ocsp_answers`, migration 0016), what the pre-signer must sign,
 //! and a replica's lag.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Backend, RevocationRecord, Store, StoreError};
 
@@ -73,6 +73,35 @@ fn due_row(issuer: &str, r: &AnyRow) -> Result<DueAnswer, sqlx::Error> {
         revocation,
         kept_state: r.try_get(7)?,
     })
+}
+
+/// The upsert of [`Store::put_presigned`], inside the writer's transaction: rows written.
+pub(super) async fn upsert(conn: &mut AnyConnection, answers: &[PresignedAnswer]) -> Result<u64, StoreError> {
+    let mut written = 0;
+    for chunk in answers.chunks(UPSERT_ROWS) {
+        let q = format!(
+            "INSERT INTO ocsp_answers (serial, issuer, state, as_of_ms, this_update, next_update, not_after, der) \
+             VALUES {} ON CONFLICT (serial) DO UPDATE SET issuer = excluded.issuer, state = excluded.state, \
+             as_of_ms = excluded.as_of_ms, this_update = excluded.this_update, \
+             next_update = excluded.next_update, not_after = excluded.not_after, der = excluded.der \
+             WHERE ocsp_answers.as_of_ms < excluded.as_of_ms",
+            super::placeholder_rows(chunk.len(), 8, 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
+        for a in chunk {
+            query = query
+                .bind(&a.serial)
+                .bind(&a.issuer)
+                .bind(&a.state)
+                .bind(a.as_of_ms)
+                .bind(a.this_update)
+                .bind(a.next_update)
+                .bind(a.not_after)
+                .bind(&a.der);
+        }
+        written += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(written)
 }
 
 const DUE_COLUMNS: &str = "c.serial, c.not_after, r.revoked_at, r.reason, r.invalidity_date, r.recorded_at, \
@@ -162,58 +191,16 @@ impl Store {
         Ok(rows.iter().map(|r| due_row(issuer, r)).collect::<Result<_, _>>()?)
     }
 
-    /// Keeps answers, in one transaction: an answer replaces the kept one only if its status
-    /// was read later (`as_of_ms`), so the writes of pre-signers running at once, in any order,
-    /// leave the newest. Returns how many rows were written.
-    pub async fn put_presigned(&self, answers: &[PresignedAnswer]) -> Result<u64, StoreError> {
+    /// Keeps answers, in one transaction of the group-commit writer (the pre-signer's writes
+    /// go with the applications' and certificates' instead of taking the write connection
+    /// between them: BENCHMARKS.md, issue #17, eighth round). An answer replaces the kept one
+    /// only if its status was read later (`as_of_ms`), so the writes of pre-signers running at
+    /// once, in any order, leave the newest. Returns how many rows were written.
+    pub async fn put_presigned(&self, answers: Vec<PresignedAnswer>) -> Result<u64, StoreError> {
         if answers.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin_write().await?;
-        let mut written = 0;
-        for chunk in answers.chunks(UPSERT_ROWS) {
-            let mut q = String::from(
-                "INSERT INTO ocsp_answers (serial, issuer, state, as_of_ms, this_update, next_update, not_after, der) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 8;
-                if i > 0 {
-                    q.push(',');
-                }
-                q.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                ));
-            }
-            q.push_str(
-                " ON CONFLICT (serial) DO UPDATE SET issuer = excluded.issuer, state = excluded.state, \
-                 as_of_ms = excluded.as_of_ms, this_update = excluded.this_update, \
-                 next_update = excluded.next_update, not_after = excluded.not_after, der = excluded.der \
-                 WHERE ocsp_answers.as_of_ms < excluded.as_of_ms",
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(q));
-            for a in chunk {
-                query = query
-                    .bind(&a.serial)
-                    .bind(&a.issuer)
-                    .bind(&a.state)
-                    .bind(a.as_of_ms)
-                    .bind(a.this_update)
-                    .bind(a.next_update)
-                    .bind(a.not_after)
-                    .bind(&a.der);
-            }
-            written += query.execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(written)
+        Ok(self.write(super::group::WriteOp::Presigned(answers)).await?.kept)
     }
 
     /// Drops the kept answers of certificates past notAfter before `cutoff`.
@@ -294,16 +281,21 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
             let store = Store::open(&url).await.unwrap();
-            assert_eq!(store.put_presigned(&[answer("revoked 5 1", 2_000)]).await.unwrap(), 1);
+            assert_eq!(
+                store.put_presigned(vec![answer("revoked 5 1", 2_000)]).await.unwrap(),
+                1
+            );
             // Older reading, written later: kept answer unchanged.
-            assert_eq!(store.put_presigned(&[answer("good", 1_000)]).await.unwrap(), 0);
+            assert_eq!(store.put_presigned(vec![answer("good", 1_000)]).await.unwrap(), 0);
             let kept = store.presigned_answer("nca", "1a2b").await.unwrap().unwrap();
             assert_eq!(kept.der, b"revoked 5 1");
             // A later reading replaces it; another issuer's name finds nothing.
-            assert_eq!(store.put_presigned(&[answer("good", 3_000)]).await.unwrap(), 1);
+            assert_eq!(store.put_presigned(vec![answer("good", 3_000)]).await.unwrap(), 1);
             let kept = store.presigned_answer("nca", "1a2b").await.unwrap().unwrap();
             assert_eq!((kept.der.as_slice(), kept.this_update), (&b"good"[..], 3));
             assert!(store.presigned_answer("root", "1a2b").await.unwrap().is_none());
+            // Each went in through the group-commit writer, not a transaction of its own.
+            assert_eq!(store.group_commits()[0].1.commits, 3);
             assert_eq!(store.prune_presigned(4_000_000_000).await.unwrap(), 1);
             store.close().await;
         });

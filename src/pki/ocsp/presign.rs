@@ -190,7 +190,7 @@ async fn sign_and_keep(
         answers.extend(share);
     }
     let signed = answers.len() as u64;
-    let written = store.put_presigned(&answers).await?;
+    let written = store.put_presigned(answers).await?;
     Ok(RoundReport {
         signed,
         written,
