@@ -294,8 +294,9 @@ async fn deliver_all<D: Deliver>(due: Vec<DueMessage>, policy: &Policy, deliver:
         .await
 }
 
-/// Records the attempts still unrecorded (emptying `unrecorded` once they are), then claims the
-/// next round. Recorded first, so that the successors of the messages just delivered are due.
+/// Records the attempts still unrecorded (emptying `unrecorded` once they are) and claims the
+/// next round, in one write. Recorded first, so that the successors of the messages just
+/// delivered are due.
 async fn settle_and_claim(
     store: &Store,
     channel: &str,
@@ -303,13 +304,11 @@ async fn settle_and_claim(
     policy: &Policy,
     unrecorded: &mut Vec<Attempt>,
 ) -> Result<Vec<DueMessage>, StoreError> {
-    if !unrecorded.is_empty() {
-        store.record_attempts(instance, unrecorded).await?;
-        unrecorded.clear();
-    }
-    store
-        .claim_outbox(channel, instance, policy.batch, policy.lease_seconds)
-        .await
+    let due = store
+        .settle_and_claim(instance, unrecorded, channel, policy.batch, policy.lease_seconds)
+        .await?;
+    unrecorded.clear();
+    Ok(due)
 }
 
 fn now_ms() -> i64 {

@@ -30,6 +30,9 @@ pub(super) enum WriteOp {
     /// OCSP answers signed ahead, to keep ([`super::ocsp::upsert`]); no audit record (the
     /// pre-signer renews every answer twice a validity period).
     Presigned(Vec<PresignedAnswer>),
+    /// An outbox worker's round: the attempts it made, then its next claim ([`outbox::Round`]);
+    /// written after the batch's own messages, so that those due may be claimed with it.
+    Outbox(Box<outbox::Round>),
 }
 
 /// One caller's share of a group commit, written in this order inside the batch's transaction:
@@ -66,6 +69,8 @@ pub(crate) struct Written {
     pub after: bool,
     /// Answers signed ahead that replaced the kept ones ([`WriteOp::Presigned`]).
     pub kept: u64,
+    /// The messages an outbox round claimed ([`WriteOp::Outbox`]).
+    pub claimed: Vec<outbox::DueMessage>,
 }
 
 impl Batch for WriteOp {
@@ -156,7 +161,7 @@ async fn execute(
         .enumerate()
         .filter_map(|(i, op)| match op {
             WriteOp::Submission(n) => Some((i, &**n)),
-            WriteOp::Certificates(_) | WriteOp::Timestamp(_) | WriteOp::Presigned(_) => None,
+            WriteOp::Certificates(_) | WriteOp::Timestamp(_) | WriteOp::Presigned(_) | WriteOp::Outbox(_) => None,
         })
         .unzip();
     for (i, r) in submitted
@@ -182,7 +187,7 @@ async fn execute(
                     ..Default::default()
                 });
             }
-            WriteOp::Certificates(_) | WriteOp::Submission(_) => {}
+            WriteOp::Certificates(_) | WriteOp::Submission(_) | WriteOp::Outbox(_) => {}
         }
     }
     let before: Vec<(usize, &ApplicationChange)> = phase(batch, |t| t.before.as_ref()).collect();
@@ -250,6 +255,13 @@ async fn execute(
     })
     .await?;
     outbox::append(&mut *conn, &messages).await?;
+    for (i, op) in batch.iter().enumerate() {
+        let WriteOp::Outbox(r) = op else { continue };
+        results[i] = Ok(Written {
+            claimed: outbox::round(&mut *conn, backend, r).await?,
+            ..Default::default()
+        });
+    }
     // The audit chain's head is every writer's one shared row: taken last, held shortest.
     append(&mut *conn, backend, &events).await?;
     Ok(results)
@@ -262,7 +274,7 @@ fn phase<'a>(
 ) -> impl Iterator<Item = (usize, &'a ApplicationChange)> {
     batch.iter().enumerate().filter_map(move |(i, op)| match op {
         WriteOp::Certificates(t) => pick(t).map(|c| (i, c)),
-        WriteOp::Timestamp(_) | WriteOp::Submission(_) | WriteOp::Presigned(_) => None,
+        WriteOp::Timestamp(_) | WriteOp::Submission(_) | WriteOp::Presigned(_) | WriteOp::Outbox(_) => None,
     })
 }
 

@@ -133,11 +133,145 @@ pub(crate) async fn append(conn: &mut AnyConnection, messages: &[OutboxMessage])
     Ok(())
 }
 
+/// A worker's round of writes: the attempts of the round it delivered, then a claim of the next
+/// round (after them, so that the successors of the messages just delivered are due). Written by
+/// the group-commit writer with whatever else it is writing ([`super::group::WriteOp::Outbox`]):
+/// on SQLite, whose one write connection the issuance path waits for, a round used to be two
+/// transactions of its own between the writer's batches (BENCHMARKS.md, issue #17, ninth round).
+#[derive(Debug, Clone)]
+pub(super) struct Round {
+    pub instance: String,
+    pub attempts: Vec<Attempt>,
+    pub claim: Option<Claim>,
+}
+
+/// Claim up to `limit` due messages of `channel` for `lease` seconds.
+#[derive(Debug, Clone)]
+pub(super) struct Claim {
+    pub channel: String,
+    pub limit: i64,
+    pub lease: i64,
+}
+
+/// The messages of `channel` due at `$2` (`$1` the channel), oldest first: only the first
+/// undelivered message of each application (so each application's go out in order), none claimed
+/// by another live worker. An earlier message that is pending or parked holds the later ones
+/// back: the receiver never sees an application's status changes out of order.
+const DUE: &str = "SELECT o.id FROM outbox o WHERE o.channel = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2 \
+       AND (o.claimed_until IS NULL OR o.claimed_until < $2) \
+       AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.application = o.application \
+                       AND e.seq < o.seq AND e.state <> 'delivered') \
+       ORDER BY o.id";
+
+/// Writes a worker's round inside the caller's transaction: its attempts, then its claim.
+pub(super) async fn round(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    r: &Round,
+) -> Result<Vec<DueMessage>, StoreError> {
+    record(&mut *conn, &r.instance, &r.attempts).await?;
+    match &r.claim {
+        Some(c) => claim(conn, backend, &r.instance, c).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Claims due messages for `instance`. On PostgreSQL the rows are locked with SKIP LOCKED, so
+/// instances claiming at the same moment take different messages.
+async fn claim(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    instance: &str,
+    c: &Claim,
+) -> Result<Vec<DueMessage>, StoreError> {
+    let t = now();
+    let lock = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let q = format!(
+        "UPDATE outbox SET claimed_by = $3, claimed_until = $4 WHERE id IN ({DUE} LIMIT $5 {lock}) \
+         RETURNING id, message_id, application, seq, body, attempts"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+        .bind(&c.channel)
+        .bind(t)
+        .bind(instance)
+        .bind(t + c.lease)
+        .bind(c.limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(DueMessage {
+                id: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                application: r.try_get(2)?,
+                seq: r.try_get(3)?,
+                body: r.try_get(4)?,
+                attempts: r.try_get(5)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    out.sort_by_key(|m| m.id);
+    Ok(out)
+}
+
+/// Records attempts and their outcomes; a message claimed by another instance since (its lease
+/// ran out) is left to that instance. Two statements for a whole chunk of attempts, not two per
+/// message: the write lock is held for each statement's round trip, and the issuance path waits
+/// for it.
+async fn record(conn: &mut AnyConnection, instance: &str, attempts: &[Attempt]) -> Result<(), StoreError> {
+    let t = now();
+    for chunk in attempts.chunks(ATTEMPT_ROWS) {
+        let q = format!(
+            "INSERT INTO outbox_attempts (message_id, attempt, at_ms, http_status, latency_ms, error, instance) \
+             VALUES {}",
+            super::placeholder_rows(chunk.len(), 7, 1)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(q));
+        for a in chunk {
+            insert = insert
+                .bind(&a.message_id)
+                .bind(a.attempt)
+                .bind(a.at_ms)
+                .bind(a.http_status)
+                .bind(a.latency_ms)
+                .bind(&a.error)
+                .bind(instance);
+        }
+        insert.execute(&mut *conn).await?;
+        let q = format!(
+            "UPDATE outbox SET state = v.column2, next_attempt_at = v.column3, delivered_at = v.column4, \
+             attempts = v.column5, last_status = v.column6, last_error = v.column7, claimed_by = NULL, \
+             claimed_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1 AND outbox.claimed_by = ${}",
+            super::placeholder_rows(chunk.len(), 7, 1),
+            7 * chunk.len() + 1
+        );
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(q));
+        for a in chunk {
+            let (state, next, delivered_at) = match a.outcome {
+                AttemptOutcome::Delivered => ("delivered", t, Some(t)),
+                AttemptOutcome::RetryAt(at) => ("pending", at, None),
+                AttemptOutcome::Parked => ("parked", t, None),
+            };
+            update = update
+                .bind(a.id)
+                .bind(state)
+                .bind(next)
+                .bind(delivered_at)
+                .bind(a.attempt)
+                .bind(a.http_status)
+                .bind(&a.error);
+        }
+        update.bind(instance).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Claims up to `limit` due messages of a channel for `lease` seconds: only the first
-    /// undelivered message of each application (so each application's go out in order), none
-    /// claimed by another live worker. On PostgreSQL the rows are locked with SKIP LOCKED, so
-    /// instances claiming at the same moment take different messages.
+    /// Claims up to `limit` due messages of a channel for `lease` seconds ([`DUE`]).
     pub async fn claim_outbox(
         &self,
         channel: &str,
@@ -145,116 +279,60 @@ impl Store {
         limit: i64,
         lease: i64,
     ) -> Result<Vec<DueMessage>, StoreError> {
-        let t = now();
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // An earlier message that is pending or parked holds the later ones back: the receiver
-        // never sees an application's status changes out of order. $1 the channel, $2 now.
-        let due = "SELECT o.id FROM outbox o WHERE o.channel = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2 \
-               AND (o.claimed_until IS NULL OR o.claimed_until < $2) \
-               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.channel = o.channel AND e.application = o.application \
-                               AND e.seq < o.seq AND e.state <> 'delivered') \
-               ORDER BY o.id";
-        // Looked for first on a reader: a worker polls its channel five times a second, and an
-        // idle channel's poll then takes no write connection from the group-commit writer
-        // (BENCHMARKS.md, issue #17, eighth round). A message that becomes due after the look
-        // is claimed at the next poll, as one appended after the claim is.
-        let first = sqlx::query(sqlx::AssertSqlSafe(format!("{due} LIMIT 1")))
-            .bind(channel)
-            .bind(t)
-            .fetch_optional(self.pool())
-            .await?;
-        if first.is_none() {
-            return Ok(Vec::new());
-        }
-        let q = format!(
-            "UPDATE outbox SET claimed_by = $3, claimed_until = $4 WHERE id IN ({due} LIMIT $5 {lock}) \
-             RETURNING id, message_id, application, seq, body, attempts"
-        );
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(channel)
-            .bind(t)
-            .bind(instance)
-            .bind(t + lease)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(DueMessage {
-                    id: r.try_get(0)?,
-                    message_id: r.try_get(1)?,
-                    application: r.try_get(2)?,
-                    seq: r.try_get(3)?,
-                    body: r.try_get(4)?,
-                    attempts: r.try_get(5)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        out.sort_by_key(|m| m.id);
-        Ok(out)
+        self.settle_and_claim(instance, &[], channel, limit, lease).await
     }
 
-    /// Records a batch of attempts and their outcomes in one transaction; a message claimed by
+    /// Records the attempts of a round and claims the next one, in one write: the attempts
+    /// first, so that the successors of the messages just delivered are due.
+    pub async fn settle_and_claim(
+        &self,
+        instance: &str,
+        attempts: &[Attempt],
+        channel: &str,
+        limit: i64,
+        lease: i64,
+    ) -> Result<Vec<DueMessage>, StoreError> {
+        // With nothing to record, looked for first on a reader: a worker polls its channel five
+        // times a second, and an idle channel's poll then takes no write connection from the
+        // group-commit writer (BENCHMARKS.md, issue #17, eighth round). A message that becomes
+        // due after the look is claimed at the next poll, as one appended after the claim is.
+        if attempts.is_empty() {
+            let first = sqlx::query(sqlx::AssertSqlSafe(format!("{DUE} LIMIT 1")))
+                .bind(channel)
+                .bind(now())
+                .fetch_optional(self.pool())
+                .await?;
+            if first.is_none() {
+                return Ok(Vec::new());
+            }
+        }
+        let w = self
+            .write(super::group::WriteOp::Outbox(Box::new(Round {
+                instance: instance.to_string(),
+                attempts: attempts.to_vec(),
+                claim: Some(Claim {
+                    channel: channel.to_string(),
+                    limit,
+                    lease,
+                }),
+            })))
+            .await?;
+        Ok(w.claimed)
+    }
+
+    /// Records a batch of attempts and their outcomes in one write; a message claimed by
     /// another instance since (its lease ran out) is left to that instance.
     pub async fn record_attempts(&self, instance: &str, attempts: &[Attempt]) -> Result<(), StoreError> {
         if attempts.is_empty() {
             return Ok(());
         }
-        let t = now();
-        let mut tx = self.begin_write().await?;
-        // Two statements for a whole chunk of attempts, not two per message: the write lock is
-        // held for each statement's round trip, and the issuance path waits for it.
-        for chunk in attempts.chunks(ATTEMPT_ROWS) {
-            let q = format!(
-                "INSERT INTO outbox_attempts (message_id, attempt, at_ms, http_status, latency_ms, error, instance) \
-                 VALUES {}",
-                super::placeholder_rows(chunk.len(), 7, 1)
-            );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(q));
-            for a in chunk {
-                insert = insert
-                    .bind(&a.message_id)
-                    .bind(a.attempt)
-                    .bind(a.at_ms)
-                    .bind(a.http_status)
-                    .bind(a.latency_ms)
-                    .bind(&a.error)
-                    .bind(instance);
-            }
-            insert.execute(&mut *tx).await?;
-            let q = format!(
-                "UPDATE outbox SET state = v.column2, next_attempt_at = v.column3, delivered_at = v.column4, \
-                 attempts = v.column5, last_status = v.column6, last_error = v.column7, claimed_by = NULL, \
-                 claimed_until = NULL FROM (VALUES {}) AS v WHERE outbox.id = v.column1 AND outbox.claimed_by = ${}",
-                super::placeholder_rows(chunk.len(), 7, 1),
-                7 * chunk.len() + 1
-            );
-            let mut update = sqlx::query(sqlx::AssertSqlSafe(q));
-            for a in chunk {
-                let (state, next, delivered_at) = match a.outcome {
-                    AttemptOutcome::Delivered => ("delivered", t, Some(t)),
-                    AttemptOutcome::RetryAt(at) => ("pending", at, None),
-                    AttemptOutcome::Parked => ("parked", t, None),
-                };
-                update = update
-                    .bind(a.id)
-                    .bind(state)
-                    .bind(next)
-                    .bind(delivered_at)
-                    .bind(a.attempt)
-                    .bind(a.http_status)
-                    .bind(&a.error);
-            }
-            update.bind(instance).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write(super::group::WriteOp::Outbox(Box::new(Round {
+            instance: instance.to_string(),
+            attempts: attempts.to_vec(),
+            claim: None,
+        })))
+        .await
+        .map(|_| ())
     }
 
     /// Gives back claims not delivered (a worker stopping with a round claimed ahead), so that
