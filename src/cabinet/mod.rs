@@ -282,9 +282,9 @@ impl Cabinet<'_> {
             .map_err(|e| CabinetError::Invalid(format!("signature: {e}")))?;
         let cert = Certificate::from_der(&der).map_err(|_| CabinetError::CertificateUnknown)?;
         let serial = hex::encode(cert.tbs_certificate.serial_number.as_bytes());
-        let record = self
+        let (record, revocation) = self
             .store
-            .certificate(&serial)
+            .certificate_and_revocation(&serial)
             .await?
             .ok_or(CabinetError::CertificateUnknown)?;
         // The record's bytes, not the ones sent, are what this CA vouches for.
@@ -311,7 +311,7 @@ impl Cabinet<'_> {
         if t < record.not_before || t > record.not_after {
             return Err(CabinetError::CertificateExpired);
         }
-        if self.store.revocation(&serial).await?.is_some_and(|r| r.effective_at(t)) {
+        if revocation.is_some_and(|r| r.effective_at(t)) {
             return Err(CabinetError::CertificateRevoked);
         }
         let iin = record

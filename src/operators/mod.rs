@@ -111,9 +111,9 @@ async fn client_certificate(
     who: Option<&ClientIdentity>,
 ) -> Result<(CertificateRecord, bool), AccessError> {
     let who = who.ok_or(AccessError::NoCertificate)?;
-    let rec = roll
+    let (rec, revocation) = roll
         .store
-        .certificate(&who.serial)
+        .certificate_and_revocation(&who.serial)
         .await?
         .ok_or(AccessError::UnknownCertificate)?;
     if rec.status != CertificateStatus::Issued || rec.issuer != roll.ca.issuing.id {
@@ -123,11 +123,7 @@ async fn client_certificate(
     if rec.not_after < t {
         return Err(AccessError::Expired);
     }
-    let revoked = roll
-        .store
-        .revocation(&rec.serial)
-        .await?
-        .is_some_and(|r| r.effective_at(t));
+    let revoked = revocation.is_some_and(|r| r.effective_at(t));
     Ok((rec, revoked))
 }
 

@@ -308,7 +308,11 @@ impl Ca {
         }
         // The signer, from this CA's records.
         let serial = signed.serial.clone();
-        let record = self.store.certificate(&serial).await?.ok_or(CmsError::UnknownSigner)?;
+        let (record, revocation) = self
+            .store
+            .certificate_and_revocation(&serial)
+            .await?
+            .ok_or(CmsError::UnknownSigner)?;
         let (CertificateStatus::Issued, Some(cert_der)) = (record.status, record.der.as_ref()) else {
             return Err(CmsError::UnknownSigner);
         };
@@ -323,12 +327,7 @@ impl Ca {
         if signing_time < record.not_before || signing_time > record.not_after {
             return Err(CmsError::SignerExpired);
         }
-        if self
-            .store
-            .revocation(&serial)
-            .await?
-            .is_some_and(|r| r.effective_at(signing_time))
-        {
+        if revocation.is_some_and(|r| r.effective_at(signing_time)) {
             return Err(CmsError::SignerRevoked);
         }
         let non_repudiation = cert

@@ -67,14 +67,14 @@ impl Ca {
     /// A certificate the CA has issued, by serial; `None` for an unknown serial and for one that
     /// was recorded but never issued (it was never handed to anyone).
     pub async fn certificate_view(&self, serial: &str) -> Result<Option<CertificateView>, StoreError> {
-        let Some(rec) = self.store.certificate(serial).await? else {
+        let Some((rec, revocation)) = self.store.certificate_and_revocation(serial).await? else {
             return Ok(None);
         };
         let (CertificateStatus::Issued, Some(der)) = (rec.status, rec.der) else {
             return Ok(None);
         };
         let t = now();
-        let revocation = self.store.revocation(&rec.serial).await?.filter(|r| r.effective_at(t));
+        let revocation = revocation.filter(|r| r.effective_at(t));
         let status = match (&revocation, rec.not_after < t) {
             (Some(_), _) => "revoked",
             (None, true) => "expired",

@@ -155,6 +155,28 @@ fn row(r: &AnyRow) -> Result<ApplicationRecord, sqlx::Error> {
     })
 }
 
+/// A step's columns, named apart from the application's so that both may share a row
+/// ([`Store::application_with_steps`]); `s` is `application_steps`.
+const STEP_COLUMNS: &str = "s.seq AS step_seq, s.step AS step_kind, s.actor AS step_actor, s.started_at AS step_started_at, \
+     s.finished_at AS step_finished_at, s.deadline_seconds AS step_deadline_seconds, s.outcome AS step_outcome";
+
+/// A step read back from [`STEP_COLUMNS`]; none when the row has none (an application without
+/// steps, joined).
+fn step_row(r: &AnyRow) -> Result<Option<StepRecord>, sqlx::Error> {
+    let Some(seq) = r.try_get::<Option<i64>, _>("step_seq")? else {
+        return Ok(None);
+    };
+    Ok(Some(StepRecord {
+        seq,
+        step: named(r, "step_kind")?,
+        actor: r.try_get("step_actor")?,
+        started_at: r.try_get("step_started_at")?,
+        finished_at: r.try_get("step_finished_at")?,
+        deadline_seconds: r.try_get("step_deadline_seconds")?,
+        outcome: r.try_get("step_outcome")?,
+    }))
+}
+
 /// The most steps one statement inserts (eight parameters each).
 const STEP_ROWS: usize = 100;
 
@@ -529,27 +551,45 @@ impl Store {
     }
 
     pub async fn application_steps(&self, number: &str) -> Result<Vec<StepRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, step, actor, started_at, finished_at, deadline_seconds, outcome FROM application_steps \
-             WHERE application = (SELECT id FROM applications WHERE number = $1) ORDER BY seq",
-        )
-        .bind(number)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StepRecord {
-                    seq: r.try_get(0)?,
-                    step: named(r, "step")?,
-                    actor: r.try_get(2)?,
-                    started_at: r.try_get(3)?,
-                    finished_at: r.try_get(4)?,
-                    deadline_seconds: r.try_get(5)?,
-                    outcome: r.try_get(6)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let q = format!(
+            "SELECT {STEP_COLUMNS} FROM application_steps s \
+             WHERE s.application = (SELECT id FROM applications WHERE number = $1) ORDER BY s.seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(number)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| step_row(r).transpose())
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// An application with its steps in order, in one statement: the workflow reads both for
+    /// every view it answers with and every step it records, and on SQLite each statement is two
+    /// hand-offs to a connection's thread and back. The application's columns come once per step
+    /// (a handful of rows); the steps, the same as [`Store::application_steps`].
+    pub async fn application_with_steps(
+        &self,
+        number: &str,
+    ) -> Result<Option<(ApplicationRecord, Vec<StepRecord>)>, StoreError> {
+        let q = format!(
+            "SELECT {COLUMNS}, {STEP_COLUMNS} FROM applications \
+             LEFT JOIN application_steps s ON s.application = applications.id \
+             WHERE applications.number = $1 ORDER BY s.seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(number)
+            .fetch_all(self.pool())
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let steps = rows
+            .iter()
+            .filter_map(|r| step_row(r).transpose())
+            .collect::<Result<_, _>>()?;
+        Ok(Some((row(first)?, steps)))
     }
 
     /// Moves an application on from status `from`, in one transaction. Returns false, changing

@@ -275,8 +275,9 @@ pub(super) async fn update_issued_batch(
     Ok(answers)
 }
 
-const CERT_COLUMNS: &str =
-    "issuer, serial, status, profile, subject, holder, not_before, not_after, der, application, created_at, issued_at";
+/// A certificate's columns, of `certificates c` (qualified, so that a join may add its own).
+const CERT_COLUMNS: &str = "c.issuer, c.serial, c.status, c.profile, c.subject, c.holder, c.not_before, c.not_after, c.der, \
+     c.application, c.created_at, c.issued_at";
 
 fn cert_row(r: &AnyRow) -> Result<CertificateRecord, sqlx::Error> {
     Ok(CertificateRecord {
@@ -452,7 +453,7 @@ impl Store {
     /// A certificate by serial (lower-case hex without leading zeros stripped), any issuer.
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         // CERT_COLUMNS is a constant: no input reaches this string.
-        let q = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1 ORDER BY created_at LIMIT 1");
+        let q = format!("SELECT {CERT_COLUMNS} FROM certificates c WHERE c.serial = $1 ORDER BY c.created_at LIMIT 1");
         let row = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(serial)
             .fetch_optional(self.pool())
@@ -460,10 +461,34 @@ impl Store {
         Ok(row.as_ref().map(cert_row).transpose()?)
     }
 
+    /// A certificate by serial with its revocation, if any, in one statement: every check of a
+    /// certificate someone presents (an operator's TLS identity, a confirmation's signer, a
+    /// token's) reads both, and on SQLite each statement is two hand-offs to a connection's
+    /// thread and back. The same rows as [`Store::certificate`] then [`Store::revocation`].
+    pub async fn certificate_and_revocation(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(CertificateRecord, Option<super::revocations::RevocationRecord>)>, StoreError> {
+        let q = format!(
+            "SELECT {CERT_COLUMNS}, {} FROM certificates c \
+             LEFT JOIN revocations r ON r.issuer = c.issuer AND r.serial = c.serial \
+             WHERE c.serial = $1 ORDER BY c.created_at LIMIT 1",
+            super::revocations::JOINED_COLUMNS
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(serial)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        Ok(Some((cert_row(&r)?, super::revocations::joined_revocation(&r)?)))
+    }
+
     /// An application's certificates that are issued or being issued (not abandoned).
     pub async fn application_certificates(&self, application: &str) -> Result<Vec<CertificateRecord>, StoreError> {
         let q = format!(
-            "SELECT {CERT_COLUMNS} FROM certificates WHERE application = $1 AND status <> 'abandoned' ORDER BY created_at"
+            "SELECT {CERT_COLUMNS} FROM certificates c WHERE c.application = $1 AND c.status <> 'abandoned' ORDER BY c.created_at"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(application)

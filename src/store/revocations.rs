@@ -56,6 +56,18 @@ pub struct CrlRecord {
 
 const REVOCATION_COLUMNS: &str = "issuer, serial, revoked_at, reason, invalidity_date, recorded_at, lifted_at";
 
+/// A revocation's own columns, of `revocations r`, for a join with its certificate (which gives
+/// the issuer and the serial): [`joined_revocation`].
+pub(super) const JOINED_COLUMNS: &str = "r.revoked_at, r.reason, r.invalidity_date, r.recorded_at, r.lifted_at";
+
+/// The revocation in a row joined from [`JOINED_COLUMNS`]; none when the certificate has none.
+pub(super) fn joined_revocation(r: &AnyRow) -> Result<Option<RevocationRecord>, sqlx::Error> {
+    if r.try_get::<Option<i64>, _>("revoked_at")?.is_none() {
+        return Ok(None);
+    }
+    revocation_row(r).map(Some)
+}
+
 fn revocation_row(r: &AnyRow) -> Result<RevocationRecord, sqlx::Error> {
     Ok(RevocationRecord {
         issuer: r.try_get("issuer")?,

@@ -312,16 +312,31 @@ impl Workflow<'_> {
         number: &str,
     ) -> Result<ApplicationRecord, WorkflowError> {
         let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
-        let a = self
-            .store
-            .application(&canonical)
-            .await?
-            .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
-        // Another centre's application does not exist for this operator.
-        if a.centre != op.record.centre {
-            return Err(WorkflowError::NotFound(number.into()));
-        }
-        Ok(a)
+        let a = self.store.application(&canonical).await?;
+        Self::at_centre(op, number, a)
+    }
+
+    /// [`Workflow::operators_application`] with its steps, for a step about to be recorded (its
+    /// number follows theirs), in one statement.
+    pub(super) async fn operators_application_with_steps(
+        &self,
+        op: &Operator,
+        number: &str,
+    ) -> Result<(ApplicationRecord, Vec<StepRecord>), WorkflowError> {
+        let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
+        let (a, steps) = self.store.application_with_steps(&canonical).await?.unzip();
+        Ok((Self::at_centre(op, number, a)?, steps.unwrap_or_default()))
+    }
+
+    /// The application, if the operator's centre holds it: another centre's application does not
+    /// exist for this operator.
+    fn at_centre(
+        op: &Operator,
+        number: &str,
+        a: Option<ApplicationRecord>,
+    ) -> Result<ApplicationRecord, WorkflowError> {
+        a.filter(|a| a.centre == op.record.centre)
+            .ok_or_else(|| WorkflowError::NotFound(number.into()))
     }
 }
 

@@ -100,7 +100,7 @@ impl Workflow<'_> {
         number: &str,
         pair: CsrPair,
     ) -> Result<ApplicationView, WorkflowError> {
-        let a = self.operators_application(op, number).await?;
+        let (a, steps) = self.operators_application_with_steps(op, number).await?;
         if a.process != "P4" || a.status != Status::AwaitingDocuments {
             return Err(WorkflowError::Status {
                 number: a.number,
@@ -116,7 +116,7 @@ impl Workflow<'_> {
                 .check_possession()
                 .map_err(|e| WorkflowError::Invalid(format!("{which}: {e}")))?;
         }
-        let seq = self.store.application_steps(&a.number).await?.len() as i64;
+        let seq = steps.len() as i64;
         let t = now();
         let mut with_csrs = a.clone();
         with_csrs.auth_csr = Some(pair.auth.clone());

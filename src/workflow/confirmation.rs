@@ -18,9 +18,9 @@ impl Workflow<'_> {
         number: &str,
         req: IdentityRequest,
     ) -> Result<ApplicationView, WorkflowError> {
-        let a = self.operators_application(op, number).await?;
+        let (a, steps) = self.operators_application_with_steps(op, number).await?;
         let process = self.process_of(&a)?;
-        let seq = self.store.application_steps(&a.number).await?.len() as i64;
+        let seq = steps.len() as i64;
         let t = now();
         let advance = if req.confirmed {
             // The receipt is kept with the documents seen (regulation §15.4, §20: the archive);
@@ -87,7 +87,7 @@ impl Workflow<'_> {
     /// Condition 3: the operator's signature over the to-be-signed bytes. Valid: the pair is
     /// issued and the application completes; invalid: refused. Takes effect once.
     pub async fn confirm(&self, op: &Operator, number: &str, cms: &[u8]) -> Result<ApplicationView, WorkflowError> {
-        let a = self.operators_application(op, number).await?;
+        let (a, steps) = self.operators_application_with_steps(op, number).await?;
         let tbs = a.tbs.clone().filter(|_| a.status == Status::AwaitingConfirmation);
         let Some(tbs) = tbs else {
             return Err(WorkflowError::Status {
@@ -96,7 +96,7 @@ impl Workflow<'_> {
             });
         };
         let process = self.process_of(&a)?;
-        let seq = self.store.application_steps(&a.number).await?.len() as i64;
+        let seq = steps.len() as i64;
         let t = now();
         let verdict: Result<(), String> = match self.ca.verify_cms(cms, Some(tbs.as_bytes())).await {
             Ok(v) if v.content != tbs.as_bytes() => Err(CmsError::ContentMismatch.code().to_string()),

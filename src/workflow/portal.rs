@@ -175,7 +175,9 @@ impl Workflow<'_> {
             self.number_letter(&record)
         };
         self.record(&mut record, &steps, letter, &actor).await?;
-        self.view(&number).await
+        // Shown as committed, not read back: nobody else knows its number until this answer
+        // (only the registry's retry, for one that waits, could move it on first).
+        Ok(self.view_of(record, steps))
     }
 
     /// P2 (reissue) and P3 (revoke) via the portal: a request signed with the applicant's own

@@ -8,6 +8,7 @@ use crate::ids::number;
 use crate::model::{Channel, Service, Status, StepKind};
 use crate::operators::Operator;
 use crate::pki::status::rfc3339;
+use crate::store::{ApplicationRecord, StepRecord};
 
 /// The application as the portal and the operator see it.
 #[derive(Debug, Serialize)]
@@ -49,13 +50,17 @@ pub struct RefusalView {
 impl Workflow<'_> {
     /// The application with its steps, or `NotFound`.
     pub async fn view(&self, number: &str) -> Result<ApplicationView, WorkflowError> {
-        let a = self
+        let (a, steps) = self
             .store
-            .application(number)
+            .application_with_steps(number)
             .await?
             .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
-        let steps = self.store.application_steps(number).await?;
-        Ok(ApplicationView {
+        Ok(self.view_of(a, steps))
+    }
+
+    /// An application and its steps as its views show them.
+    pub(super) fn view_of(&self, a: ApplicationRecord, steps: Vec<StepRecord>) -> ApplicationView {
+        ApplicationView {
             number: a.number,
             service: a.service,
             channel: a.channel,
@@ -80,22 +85,17 @@ impl Workflow<'_> {
             receipt: a.receipt,
             certificates: a.auth_serial.zip(a.sign_serial).map(|(x, y)| vec![x, y]),
             waiting: a.waiting,
-        })
+        }
     }
 
     /// The application for its applicant: another IIN finds nothing (404, not 403: the number
     /// alone tells nobody anything).
     pub async fn view_for(&self, number: &str, iin: &str) -> Result<ApplicationView, WorkflowError> {
         let canonical = number::parse(number).ok_or_else(|| WorkflowError::NotFound(number.into()))?;
-        let a = self
-            .store
-            .application(&canonical)
-            .await?
-            .ok_or_else(|| WorkflowError::NotFound(number.into()))?;
-        if a.iin != iin {
-            return Err(WorkflowError::NotFound(number.into()));
+        match self.store.application_with_steps(&canonical).await? {
+            Some((a, steps)) if a.iin == iin => Ok(self.view_of(a, steps)),
+            Some(_) | None => Err(WorkflowError::NotFound(number.into())),
         }
-        self.view(&canonical).await
     }
 
     /// The issued pair and the chain, PEM, for the applicant.

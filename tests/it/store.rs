@@ -343,6 +343,94 @@ fn batched_changes_of_applications_answered_one_by_one_on_postgres() {
     runtime().block_on(async { batched_changes(Store::open(&url).await.unwrap(), true).await });
 }
 
+/// The joined reads answer what their two separate reads answer: an application with its steps
+/// in order, and a certificate with its revocation (none, a hold, a lifted hold, a revocation),
+/// the revocation of its own issuer only; nothing for what does not exist.
+async fn joined_reads(store: Store) {
+    let number = application_awaiting_documents(&store).await;
+    assert!(store.application_with_steps("A0000").await.unwrap().is_none());
+    store
+        .advance_application(
+            &number,
+            Status::AwaitingDocuments,
+            to(
+                Status::AwaitingConfirmation,
+                "confirmed",
+                vec![
+                    step(2, StepKind::Receipt, Some(3)),
+                    step(3, StepKind::Confirmation, None),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    let (a, steps) = store.application_with_steps(&number).await.unwrap().unwrap();
+    let alone = store.application(&number).await.unwrap().unwrap();
+    assert_eq!(format!("{a:?}"), format!("{alone:?}"));
+    assert_eq!(a.status, Status::AwaitingConfirmation);
+    assert_eq!(
+        format!("{steps:?}"),
+        format!("{:?}", store.application_steps(&number).await.unwrap())
+    );
+    let kinds: Vec<(i64, StepKind)> = steps.iter().map(|s| (s.seq, s.step)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, StepKind::Identity),
+            (2, StepKind::Receipt),
+            (3, StepKind::Confirmation)
+        ]
+    );
+
+    assert!(store.certificate_and_revocation("00").await.unwrap().is_none());
+    let serial = format!("6{}", random_hex(19));
+    store.add_pending(&pending(&serial, "IIN7", "k7")).await.unwrap();
+    store
+        .mark_issued("nca", &serial, &[0x30, 0x01], &nca::model::Actor::Service)
+        .await
+        .unwrap();
+    let same = |joined: Option<(nca::store::CertificateRecord, Option<nca::store::RevocationRecord>)>| {
+        let (c, r) = joined.unwrap();
+        (c.serial, c.issuer, c.status, c.der, r)
+    };
+    let check = || async {
+        let joined = same(store.certificate_and_revocation(&serial).await.unwrap());
+        let c = store.certificate(&serial).await.unwrap().unwrap();
+        let r = store.revocation(&serial).await.unwrap();
+        assert_eq!(joined, (c.serial, c.issuer, c.status, c.der, r.clone()));
+        r
+    };
+    assert_eq!(check().await, None);
+    let t = nca::store::now();
+    store
+        .revoke(&serial, t, 6, None, &nca::model::Actor::Service)
+        .await
+        .unwrap();
+    assert_eq!(check().await.map(|r| (r.reason, r.lifted_at)), Some((6, None)));
+    store.lift_hold(&serial, &nca::model::Actor::Service).await.unwrap();
+    assert!(check().await.is_some_and(|r| r.lifted_at.is_some()));
+    store
+        .revoke(&serial, t + 1, 1, Some(t - 5), &nca::model::Actor::Service)
+        .await
+        .unwrap();
+    let r = check().await.unwrap();
+    assert_eq!((r.reason, r.revoked_at, r.invalidity_date), (1, t + 1, Some(t - 5)));
+    store.close().await;
+}
+
+#[test]
+fn joined_reads_answer_as_their_parts_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    runtime().block_on(async { joined_reads(Store::open(&url).await.unwrap()).await });
+}
+
+#[test]
+fn joined_reads_answer_as_their_parts_on_postgres() {
+    let url = fresh_postgres_database();
+    runtime().block_on(async { joined_reads(Store::open(&url).await.unwrap()).await });
+}
+
 #[test]
 fn store_invariants_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -98,9 +98,9 @@ impl Ca {
                 })
                 .ok_or_else(|| bad("the token's signer is not named"))?,
         };
-        let record = self
+        let (record, revocation) = self
             .store
-            .certificate(&serial)
+            .certificate_and_revocation(&serial)
             .await
             .map_err(bad)?
             .ok_or_else(|| bad("the token was not signed by this centre's TSA"))?;
@@ -136,13 +136,7 @@ impl Ca {
         if gen_time < record.not_before || gen_time > record.not_after {
             return Err(bad("the TSA certificate was not valid at the token's time"));
         }
-        if self
-            .store
-            .revocation(&serial)
-            .await
-            .map_err(bad)?
-            .is_some_and(|r| r.effective_at(gen_time))
-        {
+        if revocation.is_some_and(|r| r.effective_at(gen_time)) {
             return Err(bad("the TSA certificate was revoked at the token's time"));
         }
         let token_serial = hex::encode(tst.serial_number.as_bytes());
