@@ -83,15 +83,17 @@ impl Deliver for Postman {
                 let file = dir.join(format!("{}.eml", m.message_id));
                 let tmp = dir.join(format!(".{}.tmp", m.message_id));
                 let bytes = message.formatted();
-                let write = async {
-                    tokio::fs::create_dir_all(dir).await?;
-                    tokio::fs::write(&tmp, &bytes).await?;
+                let (d, path) = (dir.clone(), file.clone());
+                // One blocking task for the three calls, not one each (`tokio::fs` hands every
+                // call to the blocking pool and back): two letters an application.
+                let write = tokio::task::spawn_blocking(move || {
+                    std::fs::create_dir_all(&d)?;
+                    std::fs::write(&tmp, &bytes)?;
                     // Whole or absent: a reader never sees half a letter.
-                    tokio::fs::rename(&tmp, &file).await
-                };
-                write
-                    .await
-                    .map_err(|e| DeliveryError::Unreachable(format!("{}: {e}", file.display())))?;
+                    std::fs::rename(&tmp, &path)
+                });
+                let failed = |e: &dyn std::fmt::Display| DeliveryError::Unreachable(format!("{}: {e}", file.display()));
+                write.await.map_err(|e| failed(&e))?.map_err(|e| failed(&e))?;
                 Ok(None)
             }
             Postman::Smtp { relay, .. } => match relay.send(message).await {
