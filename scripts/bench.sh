@@ -43,6 +43,7 @@
 # 20), CONNS (HTTP connections, 32), STORES ("software pkcs11"), ALGS ("ec-p256 rsa-2048"),
 # PEERS=0 to skip the peer runs, SECTIONS ("engine http status") to pick sections, NREVOKED
 # (1000000), NOUTBOX (100000), APP_CONC (16), APP_DBS ("sqlite postgres"), NPRESIGN (500000), PRESIGN_ALGS ("ec-p256"),
+# MAIL_DIR (where the letters go; a fresh directory on /dev/shm),
 # NCA_BIN and BENCH_BIN (binaries to run instead of building target/release's). Loopback only.
 # Output: RESULT lines, then a summary.
 set -euo pipefail
@@ -79,11 +80,19 @@ BENCH=${BENCH_BIN:-$PWD/target/release/examples/bench}
 
 tmp=$(mktemp -d /tmp/nca-bench.XXXXXX)
 chmod 711 "$tmp"
+# The letters (`file:` transport, two per P1 application) go to tmpfs, not to $tmp's disk: every
+# run deletes the previous run's tens of thousands of files, and for minutes after, ext4 skips
+# each recently deleted inode when it allocates one (`recently_deleted` and the directory's lock
+# were a fifth of the service's CPU in P1, BENCHMARKS.md, #17's tenth round). A centre's mail
+# spool is not emptied every minute; a benchmark run's is. MAIL_DIR overrides.
+mail=${MAIL_DIR:-$(mktemp -d /dev/shm/nca-bench-mail.XXXXXX 2>/dev/null || mktemp -d "$tmp/mail.XXXXXX")}
+export NCA_MAIL="file:$mail"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for g in pg pgp pgr; do scripts/pg-stop.sh "$tmp/$g" >/dev/null 2>&1 || true; done
     rm -rf "$tmp"
+    [[ -n ${MAIL_DIR:-} ]] || rm -rf "$mail"
 }
 trap cleanup EXIT
 
